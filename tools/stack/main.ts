@@ -1,0 +1,286 @@
+/**
+ * `deno task start | stack:up | stack:down | stack:status | db:reset`: the local stack's CLI.
+ *
+ *   start   run everything in the foreground; Ctrl-C stops it all
+ *   up      the same in the background (idempotent: up twice = one stack)
+ *   down    stop a background stack (no error when none runs)
+ *   status  show what runs and where
+ *   reset   drop and re-create the database, re-apply migrations and supabase/seed.sql
+ *
+ * Flags: --dir <folder>  --api-port <n>  --db-port <n>  (env: CONVEYOR_STACK_DIR,
+ * CONVEYOR_API_PORT, CONVEYOR_DB_PORT).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { StackError, toError } from "./errors.ts";
+import { pidAlive } from "./proc.ts";
+import {
+  clusterFor,
+  resetDatabase,
+  Stack,
+  type StackInfo,
+  stackInfo,
+  waitForHealth,
+} from "./supervisor.ts";
+import {
+  clearState,
+  liveState,
+  readState,
+  resolveOptions,
+  type StackOptions,
+  writeState,
+} from "./state.ts";
+
+const USAGE = `usage: deno task <start|stack:up|stack:down|stack:status|db:reset>
+       deno run -A tools/stack/main.ts <start|up|down|status|reset> [--dir D] [--api-port N] [--db-port N]`;
+
+function makeLogger(file?: string): (line: string) => void {
+  const enc = new TextEncoder();
+  return (line: string) => {
+    const ts = new Date().toISOString().slice(11, 19);
+    const text = `${ts}  ${line}\n`;
+    if (file) Deno.writeFileSync(file, enc.encode(text), { append: true });
+    else Deno.stdout.writeSync(enc.encode(text));
+  };
+}
+
+/** The banner printed once the stack is up. */
+export function banner(info: StackInfo): string {
+  const curl = [
+    `curl -X POST "${info.apiUrl}/rest/v1/rpc/queue_job" \\`,
+    `  -H "apikey: ${info.serviceRoleKey}" \\`,
+    `  -H "Authorization: Bearer ${info.serviceRoleKey}" \\`,
+    `  -H "Content-Type: application/json" \\`,
+    `  -d '{"idempotency_key":"hello:1","kind":"enrich","payload":{"email":"Ada@Example.com"}}'`,
+  ].join("\n");
+  return [
+    "",
+    "Conveyor local stack is running.",
+    "",
+    `         API URL: ${info.apiUrl}`,
+    `        REST URL: ${info.apiUrl}/rest/v1`,
+    `   Functions URL: ${info.apiUrl}/functions/v1`,
+    `       Dashboard: ${info.apiUrl}/functions/v1/conveyor-dashboard?key=${info.serviceRoleKey}`,
+    `          DB URL: ${info.dbUrl}`,
+    `      JWT secret: ${info.jwtSecret}`,
+    `        anon key: ${info.anonKey}`,
+    `service_role key: ${info.serviceRoleKey}`,
+    ` Publishable key: ${info.publishableKey}`,
+    `      Secret key: ${info.secretKey}`,
+    "",
+    "Enqueue a job:",
+    curl,
+    "",
+  ].join("\n");
+}
+
+async function start(opts: StackOptions): Promise<void> {
+  const logFile = Deno.env.get("CONVEYOR_STACK_LOG") || undefined;
+  const log = makeLogger(logFile);
+  const live = await liveState(opts.dir);
+  if (live && live.pid !== Deno.pid) {
+    throw new StackError(
+      `a stack from ${opts.dir} already runs (pid ${live.pid})`,
+      "deno task stack:down   (or use that stack)",
+    );
+  }
+  const stale = await readState(opts.dir);
+  if (stale) {
+    log(`removing stale state of pid ${stale.pid} (not running)`);
+    await clearState(opts.dir);
+  }
+  const stack = new Stack(opts, log);
+  let stopping: Promise<void> | null = null;
+  const shutdown = () => {
+    stopping ??= (async () => {
+      log("shutting down");
+      await stack.stop();
+      await clearState(opts.dir);
+      log("stopped");
+      Deno.exit(0);
+    })();
+  };
+  Deno.addSignalListener("SIGINT", shutdown);
+  Deno.addSignalListener("SIGTERM", shutdown);
+  await Deno.mkdir(opts.dir, { recursive: true });
+  await writeState(stack.state(false));
+  try {
+    await stack.prepare();
+    await stack.startServices();
+  } catch (e) {
+    await stack.stop().catch(() => {});
+    await clearState(opts.dir);
+    throw e;
+  }
+  await writeState(stack.state(true));
+  if (logFile) log("ready");
+  else console.log(banner(stack.info!) + "\nPress Ctrl-C to stop.");
+  // Keep running until a signal arrives.
+  await new Promise(() => {});
+}
+
+async function up(opts: StackOptions): Promise<void> {
+  const live = await liveState(opts.dir);
+  if (live) {
+    console.log(`Stack already running (pid ${live.pid}), nothing to do.`);
+    console.log(banner(await stackInfo(live.apiPort, live.dbPort)));
+    return;
+  }
+  await Deno.mkdir(`${opts.dir}/logs`, { recursive: true });
+  const logFile = `${opts.dir}/logs/stack.log`;
+  await Deno.writeTextFile(logFile, "");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./main.ts", import.meta.url).pathname,
+      "start",
+      "--dir",
+      opts.dir,
+      "--api-port",
+      String(opts.apiPort),
+      "--db-port",
+      String(opts.dbPort),
+    ],
+    env: { CONVEYOR_STACK_LOG: logFile },
+    detached: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  child.unref();
+  console.log(`starting the stack in the background (pid ${child.pid}, log ${logFile})`);
+  let shown = 0;
+  const deadline = Date.now() + 300_000;
+  while (Date.now() < deadline) {
+    const lines = (await Deno.readTextFile(logFile).catch(() => "")).split("\n");
+    for (; shown < lines.length - 1; shown++) console.log(lines[shown]);
+    const state = await readState(opts.dir);
+    if (state?.ready && state.pid === child.pid) {
+      console.log(banner(await stackInfo(state.apiPort, state.dbPort)));
+      return;
+    }
+    if (!pidAlive(child.pid)) {
+      throw new StackError(`the stack failed to start; see ${logFile}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new StackError(`the stack did not become ready in 5 minutes; see ${logFile}`);
+}
+
+async function down(opts: StackOptions): Promise<void> {
+  const state = await readState(opts.dir);
+  if (state && pidAlive(state.pid)) {
+    Deno.kill(state.pid, "SIGTERM");
+    const deadline = Date.now() + 30_000;
+    while (pidAlive(state.pid) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (pidAlive(state.pid)) Deno.kill(state.pid, "SIGKILL");
+    console.log(`Stack stopped (pid ${state.pid}).`);
+  } else if (state) {
+    console.log(`Removed stale state of pid ${state.pid} (it was not running).`);
+  } else {
+    console.log("No stack running.");
+  }
+  await clearState(opts.dir);
+  // A supervisor killed hard leaves PostgreSQL running: stop it too.
+  const cluster = await clusterFor(opts);
+  if (await cluster.running()) {
+    await cluster.stop("fast");
+    console.log("PostgreSQL stopped.");
+  }
+}
+
+async function status(opts: StackOptions): Promise<void> {
+  const state = await liveState(opts.dir);
+  if (!state) {
+    console.log(`No stack running from ${opts.dir}.`);
+    Deno.exitCode = 1;
+    return;
+  }
+  const info = await stackInfo(state.apiPort, state.dbPort);
+  let health = "down";
+  try {
+    await waitForHealth(`${info.apiUrl}/health`, 2_000);
+    health = "healthy";
+  } catch { /* reported below */ }
+  console.log(`Stack pid ${state.pid} since ${state.startedAt}; gateway ${health}.`);
+  for (const [name, pid] of Object.entries(state.services)) console.log(`  ${name}: pid ${pid}`);
+  console.log(banner(info));
+}
+
+async function reset(opts: StackOptions): Promise<void> {
+  const log = makeLogger();
+  const cluster = await clusterFor(opts);
+  const live = await liveState(opts.dir);
+  if (!live) {
+    // No stack: prepare (creates and starts the cluster), reset, and stop again.
+    const stack = new Stack(opts, log);
+    await stack.prepare();
+    await resetDatabase(stack.cluster!, opts.root, log);
+    await stack.cluster!.stop("fast");
+  } else {
+    await resetDatabase(cluster, opts.root, log);
+    const { storeSecrets } = await import("./supervisor.ts");
+    await storeSecrets(cluster.url(), await stackInfo(live.apiPort, live.dbPort));
+  }
+  log("database reset");
+}
+
+if (import.meta.main) {
+  const { positionals, values } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      dir: { type: "string" },
+      "api-port": { type: "string" },
+      "db-port": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const cmd = positionals[0];
+  if (values.help || !cmd) {
+    console.log(USAGE);
+    Deno.exit(values.help ? 0 : 2);
+  }
+  const port = (v: string | undefined, flag: string) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) {
+      console.error(`error: --${flag} must be a port number, got "${v}"`);
+      Deno.exit(2);
+    }
+    return n;
+  };
+  const opts = resolveOptions({
+    dir: values.dir,
+    apiPort: port(values["api-port"], "api-port"),
+    dbPort: port(values["db-port"], "db-port"),
+  });
+  const commands: Record<string, (o: StackOptions) => Promise<void>> = {
+    start,
+    up,
+    down,
+    status,
+    reset,
+  };
+  const fn = commands[cmd];
+  if (!fn) {
+    console.error(`error: unknown command "${cmd}"\n${USAGE}`);
+    Deno.exit(2);
+  }
+  try {
+    await fn(opts);
+  } catch (e) {
+    const err = toError(e);
+    if (err instanceof StackError) {
+      console.error(`error: ${err.message}`);
+      if (err.hint) console.error(`  fix: ${err.hint}`);
+    } else {
+      console.error(err.stack ?? err.message);
+    }
+    Deno.exit(1);
+  }
+}

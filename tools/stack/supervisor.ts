@@ -1,0 +1,262 @@
+/**
+ * Brings the whole local stack up in order and down again: PostgreSQL (with pg_cron and our
+ * compatible extensions), the platform bootstrap and migrations, Vault secrets for cron,
+ * then the pg_net worker and the gateway (/rest/v1 + /functions/v1) as supervised children.
+ *
+ * @module
+ */
+import postgres from "postgres";
+import { Cluster } from "./cluster.ts";
+import { StackError } from "./errors.ts";
+import { installCompatExtensions } from "./extensions.ts";
+import {
+  anonKey,
+  JWT_SECRET,
+  PUBLISHABLE_KEY,
+  SECRET_KEY,
+  serviceRoleKey,
+} from "./keys.ts";
+import { applyMigrations, runSqlFile, upsertVaultSecret } from "./migrate.ts";
+import { ensurePackages } from "./packages.ts";
+import { findPgBin, shareDir } from "./pg_binaries.ts";
+import { portFree } from "./proc.ts";
+import { Service } from "./service.ts";
+import type { StackOptions, StackState } from "./state.ts";
+
+/** URLs and keys of a running stack, as `supabase status` prints them. */
+export interface StackInfo {
+  apiUrl: string;
+  dbUrl: string;
+  jwtSecret: string;
+  anonKey: string;
+  serviceRoleKey: string;
+  publishableKey: string;
+  secretKey: string;
+}
+
+/** Computes the URLs and keys for a stack on these ports. */
+export async function stackInfo(apiPort: number, dbPort: number): Promise<StackInfo> {
+  return {
+    apiUrl: `http://127.0.0.1:${apiPort}`,
+    dbUrl: `postgresql://postgres:postgres@127.0.0.1:${dbPort}/postgres`,
+    jwtSecret: JWT_SECRET,
+    anonKey: await anonKey(),
+    serviceRoleKey: await serviceRoleKey(),
+    publishableKey: PUBLISHABLE_KEY,
+    secretKey: SECRET_KEY,
+  };
+}
+
+/** The stack's PostgreSQL cluster for given options (binaries located on demand). */
+export async function clusterFor(opts: StackOptions): Promise<Cluster> {
+  return new Cluster(await findPgBin(), `${opts.dir}/pg`, opts.dbPort, `${opts.dir}/logs/postgres.log`);
+}
+
+/** postgres.js client for setup work (quiet about NOTICEs such as "already exists, skipping"). */
+export function adminSql(url: string) {
+  return postgres(url, { max: 2, onnotice: () => {}, connect_timeout: 10 });
+}
+
+/**
+ * Brings a database to the state a hosted project would have: platform bootstrap, migrations,
+ * the pgmq_public wrappers (the dashboard's "Expose Queues via PostgREST"), and optionally
+ * supabase/seed.sql.
+ */
+export async function setupDatabase(
+  url: string,
+  root: string,
+  log: (l: string) => void,
+  opts: { seed?: boolean } = {},
+): Promise<void> {
+  const sql = adminSql(url);
+  try {
+    await runSqlFile(sql, `${root}/tools/stack/sql/bootstrap.sql`);
+    const applied = await applyMigrations(sql, `${root}/supabase/migrations`, log);
+    log(applied.length ? `applied ${applied.length} migration(s)` : "migrations up to date");
+    const [pgmq] = await sql`select 1 from pg_extension where extname = 'pgmq'`;
+    if (pgmq) await runSqlFile(sql, `${root}/tools/stack/sql/pgmq_public.sql`);
+    if (opts.seed) {
+      const seed = `${root}/supabase/seed.sql`;
+      if (await Deno.stat(seed).then(() => true, () => false)) {
+        log("loading supabase/seed.sql");
+        await runSqlFile(sql, seed);
+      }
+    }
+    await sql`notify pgrst, 'reload schema'`;
+  } finally {
+    await sql.end();
+  }
+}
+
+/** Drops and re-creates the `postgres` database, then sets it up again with the seed. */
+export async function resetDatabase(
+  cluster: Cluster,
+  root: string,
+  log: (l: string) => void,
+): Promise<void> {
+  const sql = adminSql(cluster.url("template1"));
+  try {
+    log("dropping database postgres");
+    await sql`drop database if exists postgres with (force)`;
+    await sql`create database postgres`;
+  } finally {
+    await sql.end();
+  }
+  await setupDatabase(cluster.url(), root, log, { seed: true });
+}
+
+/** The Vault secrets the cron job and triggers read (project URL and service key). */
+export async function storeSecrets(dbUrl: string, info: StackInfo): Promise<void> {
+  const sql = adminSql(dbUrl);
+  try {
+    await upsertVaultSecret(sql, "project_url", info.apiUrl);
+    await upsertVaultSecret(sql, "service_role_key", info.serviceRoleKey);
+  } finally {
+    await sql.end();
+  }
+}
+
+/** A running stack. */
+export class Stack {
+  cluster: Cluster | null = null;
+  readonly services: Service[] = [];
+  info: StackInfo | null = null;
+
+  constructor(readonly opts: StackOptions, readonly log: (line: string) => void) {}
+
+  /** Everything up to a migrated, running database. */
+  async prepare(): Promise<void> {
+    const { opts, log } = this;
+    await Deno.mkdir(`${opts.dir}/logs`, { recursive: true });
+    const pgBin = await findPgBin();
+    log(`PostgreSQL 15 binaries: ${pgBin}`);
+    const share = await shareDir(pgBin);
+    await ensurePackages(share, log);
+    log("Debian packages present: pg_cron, pgTAP, plpgsql_check");
+    const ext = await installCompatExtensions(share);
+    log(
+      "extensions: " + Object.entries(ext).map(([k, v]) => `${k} ${v}`).join(", "),
+    );
+    const cluster = new Cluster(pgBin, `${opts.dir}/pg`, opts.dbPort, `${opts.dir}/logs/postgres.log`);
+    this.cluster = cluster;
+    const created = await cluster.init();
+    if (created) log(`created cluster in ${cluster.dataDir}`);
+    if (!(await cluster.running())) {
+      for (const [what, port] of [["database", opts.dbPort], ["API", opts.apiPort]] as const) {
+        if (!portFree(port)) {
+          throw new StackError(
+            `port ${port} (${what}) is already in use by another program`,
+            `stop that program (another stack? run: deno task stack:down), or choose ports with --api-port/--db-port`,
+          );
+        }
+      }
+      log(`starting PostgreSQL on 127.0.0.1:${opts.dbPort}`);
+      await cluster.start();
+    }
+    this.info = await stackInfo(opts.apiPort, opts.dbPort);
+    await setupDatabase(cluster.url(), opts.root, log, { seed: created });
+    await storeSecrets(cluster.url(), this.info);
+    log("Vault secrets project_url and service_role_key stored");
+  }
+
+  /** Starts the pg_net worker and the gateway and waits until the gateway answers. */
+  async startServices(): Promise<void> {
+    const { opts, log } = this;
+    const info = this.info!;
+    const deno = Deno.execPath();
+    const defs = [
+      {
+        name: "pg_net worker",
+        entry: "tools/stack/net_worker.ts",
+        args: ["--db-url", info.dbUrl],
+      },
+      {
+        name: "gateway",
+        entry: "tools/stack/gateway/main.ts",
+        args: [
+          "--port",
+          String(opts.apiPort),
+          "--db-url",
+          `postgresql://authenticator:postgres@127.0.0.1:${opts.dbPort}/postgres`,
+          "--admin-db-url",
+          info.dbUrl,
+          "--jwt-secret",
+          info.jwtSecret,
+          "--config",
+          `${opts.root}/supabase/config.toml`,
+          "--functions-dir",
+          `${opts.root}/supabase/functions`,
+        ],
+      },
+    ];
+    const env = {
+      SUPABASE_URL: info.apiUrl,
+      SUPABASE_ANON_KEY: info.anonKey,
+      SUPABASE_SERVICE_ROLE_KEY: info.serviceRoleKey,
+      SUPABASE_DB_URL: info.dbUrl,
+      SUPABASE_JWT_SECRET: info.jwtSecret,
+    };
+    for (const d of defs) {
+      const path = `${opts.root}/${d.entry}`;
+      if (!(await Deno.stat(path).then(() => true, () => false))) {
+        log(`${d.name}: ${d.entry} not present in this checkout, not started`);
+        continue;
+      }
+      const svc = new Service(
+        { name: d.name, cmd: deno, args: ["run", "-A", path, ...d.args], env, cwd: opts.root },
+        log,
+      );
+      svc.start();
+      this.services.push(svc);
+      log(`${d.name} started (pid ${svc.pid})`);
+    }
+    if (this.services.some((s) => s.def.name === "gateway")) {
+      await waitForHealth(`${info.apiUrl}/health`, 60_000);
+      log(`gateway answering on ${info.apiUrl}`);
+    }
+  }
+
+  /** The state to record in state.json. */
+  state(ready: boolean): StackState {
+    return {
+      pid: Deno.pid,
+      root: this.opts.root,
+      dir: this.opts.dir,
+      apiPort: this.opts.apiPort,
+      dbPort: this.opts.dbPort,
+      startedAt: new Date().toISOString(),
+      ready,
+      services: Object.fromEntries(this.services.map((s) => [s.def.name, s.pid])),
+    };
+  }
+
+  /** Stops services, then PostgreSQL. */
+  async stop(): Promise<void> {
+    for (const s of [...this.services].reverse()) {
+      this.log(`stopping ${s.def.name}`);
+      await s.stop();
+    }
+    if (this.cluster) {
+      this.log("stopping PostgreSQL");
+      await this.cluster.stop("fast");
+    }
+  }
+}
+
+/** Polls an URL until it answers 200, or throws after `timeoutMs`. */
+export async function waitForHealth(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      await res.body?.cancel();
+      if (res.ok) return;
+      last = `HTTP ${res.status}`;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new StackError(`${url} did not become healthy within ${timeoutMs} ms (${last})`);
+}
