@@ -1,0 +1,164 @@
+/**
+ * `deno task test`: starts a private stack (own data folder and free ports, so the code under
+ * test is always this checkout's, even while another stack runs on 54321/54322), builds the
+ * migrated template database, runs every Deno test and every pgTAP file, stops the stack and
+ * prints one final line: `N passed, N failed` (the sum over both runners).
+ *
+ *   deno task test [--filter <text>] [--keep] [--only deno|sql] [files…]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { freePort } from "../stack/proc.ts";
+import { REPO_ROOT } from "../stack/state.ts";
+import { adminSql, setupDatabase, stackInfo } from "../stack/supervisor.ts";
+import { findPgBin } from "../stack/pg_binaries.ts";
+import { TEMPLATE_DB } from "./db.ts";
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: {
+    filter: { type: "string" },
+    keep: { type: "boolean", default: false },
+    only: { type: "string" },
+  },
+});
+
+const deno = Deno.execPath();
+const dir = `${REPO_ROOT}/.stack/test`;
+const apiPort = freePort();
+const dbPort = freePort();
+const log = (l: string) => console.log(`[test] ${l}`);
+let passed = 0;
+let failed = 0;
+
+async function stackCmd(cmd: "up" | "down"): Promise<boolean> {
+  const args = ["run", "-A", `${REPO_ROOT}/tools/stack/main.ts`, cmd, "--dir", dir];
+  if (cmd === "up") args.push("--api-port", String(apiPort), "--db-port", String(dbPort));
+  const res = await new Deno.Command(deno, { args, stdout: "inherit", stderr: "inherit" })
+    .output();
+  return res.success;
+}
+
+/** Runs a command, echoing its output, and returns the output text. */
+async function tee(cmd: string, args: string[], env: Record<string, string>) {
+  const child = new Deno.Command(cmd, {
+    args,
+    env,
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const pipe = async (s: ReadableStream<Uint8Array>, out: typeof Deno.stdout) => {
+    for await (const chunk of s) {
+      text += new TextDecoder().decode(chunk);
+      await out.write(chunk);
+    }
+  };
+  const [status] = await Promise.all([
+    child.status,
+    pipe(child.stdout, Deno.stdout),
+    pipe(child.stderr, Deno.stderr),
+  ]);
+  return { code: status.code, text };
+}
+
+// deno-lint-ignore no-control-regex -- strip ANSI colours before parsing summaries
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+async function runDenoTests(env: Record<string, string>): Promise<void> {
+  const args = ["test", "-A", "--no-prompt"];
+  if (values.filter) args.push("--filter", values.filter);
+  args.push(...positionals.filter((p) => p.endsWith(".ts")));
+  const { code, text } = await tee(deno, args, env);
+  const plain = text.replace(ANSI, "");
+  const summary = plain.match(/(?:ok|FAILED) \| (\d+) passed[^|]*\| (\d+) failed/);
+  if (summary) {
+    passed += Number(summary[1]);
+    failed += Number(summary[2]);
+  } else if (code !== 0) {
+    log("deno test failed before running tests (see above)");
+    failed += 1;
+  }
+}
+
+async function runPgTap(env: Record<string, string>): Promise<void> {
+  const files: string[] = [];
+  const wanted = positionals.filter((p) => p.endsWith(".sql"));
+  if (wanted.length) files.push(...wanted);
+  else {
+    for await (const e of Deno.readDir(`${REPO_ROOT}/supabase/tests`)) {
+      if (e.isFile && e.name.endsWith(".test.sql")) files.push(`supabase/tests/${e.name}`);
+    }
+  }
+  files.sort();
+  if (files.length === 0) return;
+  const { code, text } = await tee("pg_prove", [
+    "--verbose",
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(dbPort),
+    "-U",
+    "postgres",
+    "-d",
+    "postgres",
+    ...files,
+  ], { ...env, PGPASSWORD: "postgres" });
+  const ok = text.match(/^\s*ok \d+/gm)?.length ?? 0;
+  const notOk = text.match(/^\s*not ok \d+/gm)?.length ?? 0;
+  // A file that dies (bad plan, SQL error) reports no "not ok" line: count it once.
+  const broken = text.match(/^\S+\.sql\s+\(Wstat: .*\)$|Parse errors: /gm)?.length ?? 0;
+  passed += ok;
+  failed += notOk + (notOk === 0 && code !== 0 ? Math.max(1, broken) : 0);
+}
+
+async function main(): Promise<number> {
+  log(`private stack in ${dir} on ports ${apiPort}/${dbPort}`);
+  await stackCmd("down");
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  if (!(await stackCmd("up"))) {
+    failed += 1;
+    log("the stack did not start");
+    return 1;
+  }
+  const info = await stackInfo(apiPort, dbPort);
+  try {
+    log(`building template database ${TEMPLATE_DB}`);
+    const admin = adminSql(info.dbUrl);
+    try {
+      await admin.unsafe(`drop database if exists ${TEMPLATE_DB} with (force)`);
+      await admin.unsafe(`create database ${TEMPLATE_DB}`);
+      await admin`create extension if not exists pgtap with schema extensions`;
+      await admin`create extension if not exists plpgsql_check with schema extensions`;
+    } finally {
+      await admin.end();
+    }
+    const templateUrl = info.dbUrl.replace(/\/postgres$/, `/${TEMPLATE_DB}`);
+    await setupDatabase(templateUrl, REPO_ROOT, (l) => log(`template: ${l}`));
+    const env: Record<string, string> = {
+      CONVEYOR_DB_URL: info.dbUrl,
+      SUPABASE_URL: info.apiUrl,
+      SUPABASE_ANON_KEY: info.anonKey,
+      SUPABASE_SERVICE_ROLE_KEY: info.serviceRoleKey,
+      SUPABASE_JWT_SECRET: info.jwtSecret,
+      CONVEYOR_PG_BIN: await findPgBin(),
+      CONVEYOR_STACK_DIR: dir,
+    };
+    if (values.only !== "sql") await runDenoTests(env);
+    if (values.only !== "deno") await runPgTap(env);
+  } catch (e) {
+    failed += 1;
+    log(`harness error: ${(e as Error).stack ?? e}`);
+  } finally {
+    if (values.keep) log(`stack kept running: deno run -A tools/stack/main.ts down --dir ${dir}`);
+    else await stackCmd("down");
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+const code = await main();
+console.log(`\n${passed} passed, ${failed} failed`);
+Deno.exit(code);
