@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { jwtVerify, type JWTPayload } from "jose";
+import { type JWTPayload, jwtVerify } from "jose";
 
 /** The Supabase CLI's local HS256 secret. */
 export const JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long";

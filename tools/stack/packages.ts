@@ -50,7 +50,9 @@ export async function ensurePackages(share: string, log: (l: string) => void): P
   const still = missingPackages(share);
   if (res.code !== 0 || still.length > 0) {
     throw new StackError(
-      `apt could not install ${still.join(", ")}:\n${res.stderr.trim().split("\n").slice(-5).join("\n")}`,
+      `apt could not install ${still.join(", ")}:\n${
+        res.stderr.trim().split("\n").slice(-5).join("\n")
+      }`,
       cmd,
     );
   }

@@ -9,13 +9,7 @@ import postgres from "postgres";
 import { Cluster } from "./cluster.ts";
 import { StackError } from "./errors.ts";
 import { installCompatExtensions } from "./extensions.ts";
-import {
-  anonKey,
-  JWT_SECRET,
-  PUBLISHABLE_KEY,
-  SECRET_KEY,
-  serviceRoleKey,
-} from "./keys.ts";
+import { anonKey, JWT_SECRET, PUBLISHABLE_KEY, SECRET_KEY, serviceRoleKey } from "./keys.ts";
 import { applyMigrations, runSqlFile, upsertVaultSecret } from "./migrate.ts";
 import { ensurePackages } from "./packages.ts";
 import { findPgBin, shareDir } from "./pg_binaries.ts";
@@ -49,7 +43,12 @@ export async function stackInfo(apiPort: number, dbPort: number): Promise<StackI
 
 /** The stack's PostgreSQL cluster for given options (binaries located on demand). */
 export async function clusterFor(opts: StackOptions): Promise<Cluster> {
-  return new Cluster(await findPgBin(), `${opts.dir}/pg`, opts.dbPort, `${opts.dir}/logs/postgres.log`);
+  return new Cluster(
+    await findPgBin(),
+    `${opts.dir}/pg`,
+    opts.dbPort,
+    `${opts.dir}/logs/postgres.log`,
+  );
 }
 
 /** postgres.js client for setup work (quiet about NOTICEs such as "already exists, skipping"). */
@@ -137,7 +136,12 @@ export class Stack {
     log(
       "extensions: " + Object.entries(ext).map(([k, v]) => `${k} ${v}`).join(", "),
     );
-    const cluster = new Cluster(pgBin, `${opts.dir}/pg`, opts.dbPort, `${opts.dir}/logs/postgres.log`);
+    const cluster = new Cluster(
+      pgBin,
+      `${opts.dir}/pg`,
+      opts.dbPort,
+      `${opts.dir}/logs/postgres.log`,
+    );
     this.cluster = cluster;
     const created = await cluster.init();
     if (created) log(`created cluster in ${cluster.dataDir}`);

@@ -1,0 +1,182 @@
+/**
+ * The one worker loop every Conveyor worker runs (queue consumers and content stages):
+ * claim a batch → run each item's handler with a deadline and an abort signal → settle the
+ * batch in one call → repeat until the source is empty, the time budget is spent, or
+ * shutdown is asked for. Retry and backoff policy live in SQL (settle), not here.
+ *
+ * @module
+ */
+import { JobCancelError, JobSnoozeError, toError } from "./errors.ts";
+
+/** What happened to one item. */
+export type Outcome<R = unknown> =
+  | { status: "completed"; output: R }
+  | { status: "failed"; error: Error }
+  | { status: "cancelled"; error: Error }
+  | { status: "snoozed"; seconds: number; error: Error };
+
+/** Where items come from and go back to (a queue, a pipeline stage). */
+export interface LoopSource<T, R = unknown> {
+  /** Claims up to `max` items; [] when there is nothing to do. */
+  claim(max: number): Promise<T[]>;
+  /** Runs one item. Throw to fail it; see {@link JobCancelError}, {@link JobSnoozeError}. */
+  run(item: T, signal: AbortSignal): Promise<R>;
+  /** Records the outcomes of a batch in one call. */
+  settle(results: Array<{ item: T; outcome: Outcome<R> }>): Promise<void>;
+  /** Pushes the leases of long-running items out (heartbeat). */
+  extend?(items: T[]): Promise<void>;
+  /** Hands back claimed items that will not run (shutdown). */
+  release?(items: T[]): Promise<void>;
+}
+
+/** Knobs of {@link runLoop}. */
+export interface LoopOptions {
+  /** Items claimed per batch. */
+  batchSize: number;
+  /** Items run at the same time. */
+  concurrency: number;
+  /** Stop claiming once this much wall clock has passed. */
+  budgetMs: number;
+  /** Deadline of one item's handler. */
+  jobTimeoutMs: number;
+  /** Heartbeat interval for items still running (0 = none). */
+  heartbeatMs?: number;
+  /** Shutdown: stop claiming, finish or release what is held. */
+  signal?: AbortSignal;
+  /** Clock, injectable for tests. */
+  now?: () => number;
+}
+
+/** What a run of the loop did. */
+export interface LoopSummary {
+  claimed: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  snoozed: number;
+  released: number;
+  batches: number;
+  stoppedBy: "empty" | "budget" | "shutdown";
+  durationMs: number;
+}
+
+/** Error used when an item's handler outlives its deadline. */
+export class DeadlineError extends Error {
+  override readonly name = "DeadlineError";
+}
+
+function outcomeOf<R>(e: unknown): Outcome<R> {
+  const error = toError(e);
+  if (error instanceof JobCancelError) return { status: "cancelled", error };
+  if (error instanceof JobSnoozeError) return { status: "snoozed", seconds: error.seconds, error };
+  return { status: "failed", error };
+}
+
+/**
+ * Runs `fn` with a deadline; a handler that ignores its signal is abandoned, not awaited.
+ * Shutdown does not abort running handlers: they finish (within their deadline) and are
+ * settled, while items not yet started are released.
+ */
+async function withDeadline<R>(fn: (signal: AbortSignal) => Promise<R>, ms: number): Promise<R> {
+  const ctl = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new DeadlineError(`handler exceeded its deadline of ${ms} ms`);
+      ctl.abort(err);
+      reject(err);
+    }, ms);
+  });
+  try {
+    return await Promise.race([fn(ctl.signal), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs the loop until the source is empty, the budget is spent or shutdown is signalled. */
+export async function runLoop<T, R>(
+  source: LoopSource<T, R>,
+  opts: LoopOptions,
+): Promise<LoopSummary> {
+  const now = opts.now ?? Date.now;
+  const start = now();
+  const s: LoopSummary = {
+    claimed: 0,
+    completed: 0,
+    failed: 0,
+    cancelled: 0,
+    snoozed: 0,
+    released: 0,
+    batches: 0,
+    stoppedBy: "empty",
+    durationMs: 0,
+  };
+  const stopping = () => opts.signal?.aborted ?? false;
+
+  while (true) {
+    if (stopping()) {
+      s.stoppedBy = "shutdown";
+      break;
+    }
+    const left = opts.budgetMs - (now() - start);
+    // Do not start a batch that could not finish inside the budget.
+    if (left <= Math.min(opts.jobTimeoutMs, opts.budgetMs / 2)) {
+      s.stoppedBy = "budget";
+      break;
+    }
+    const items = await source.claim(opts.batchSize);
+    if (items.length === 0) {
+      s.stoppedBy = "empty";
+      break;
+    }
+    s.batches++;
+    s.claimed += items.length;
+    const results: Array<{ item: T; outcome: Outcome<R> }> = [];
+    const running = new Set<T>();
+    const queue = [...items];
+    const heartbeat = opts.heartbeatMs && source.extend
+      ? setInterval(() => {
+        if (running.size) source.extend!([...running]).catch(() => {});
+      }, opts.heartbeatMs)
+      : undefined;
+    const lane = async () => {
+      while (queue.length > 0 && !stopping()) {
+        const item = queue.shift()!;
+        running.add(item);
+        let outcome: Outcome<R>;
+        try {
+          const output = await withDeadline(
+            (signal) => source.run(item, signal),
+            opts.jobTimeoutMs,
+          );
+          outcome = { status: "completed", output };
+        } catch (e) {
+          outcome = outcomeOf<R>(e);
+        }
+        running.delete(item);
+        results.push({ item, outcome });
+      }
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: Math.min(opts.concurrency, items.length) }, lane),
+      );
+    } finally {
+      clearInterval(heartbeat);
+    }
+    if (queue.length > 0 && source.release) {
+      await source.release(queue);
+      s.released += queue.length;
+    }
+    if (results.length > 0) await source.settle(results);
+    for (const r of results) {
+      if (r.outcome.status === "completed") s.completed++;
+      else if (r.outcome.status === "failed") s.failed++;
+      else if (r.outcome.status === "cancelled") s.cancelled++;
+      else s.snoozed++;
+    }
+  }
+  s.durationMs = now() - start;
+  return s;
+}

@@ -1,0 +1,129 @@
+-- conveyor.enqueue: the one code path every way in uses (queue_job, fn_pgqueuer_enqueue,
+-- schedules, redrive). In ONE transaction it claims the idempotency key, sends the pgmq
+-- message and writes the ledger row and its first event (transactional publish).
+
+-- Parses a delay given as an ISO timestamp ("2026-01-01T10:00:00Z") or an interval
+-- ("10 seconds", "5 minutes"). NULL when it is neither.
+create function conveyor.parse_run_at(p_value text, p_now timestamptz default null)
+returns timestamptz
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+begin
+  if p_value is null or btrim(p_value) = '' then
+    return null;
+  end if;
+  -- A timestamp must look like one (digits, dash): keeps words like 'epoch'/'infinity' out.
+  if p_value ~ '^\s*\d{4}-\d{2}-\d{2}' then
+    begin
+      return p_value::timestamptz;
+    exception when others then
+      return null;
+    end;
+  end if;
+  begin
+    return v_now + p_value::interval;
+  exception when others then
+    return null;
+  end;
+end
+$$;
+
+create function conveyor.enqueue(
+  p_tenant_id uuid,
+  p_kind text,
+  p_payload jsonb,
+  p_idempotency_key text,
+  p_priority text default 'normal',
+  p_run_at timestamptz default null,
+  p_headers jsonb default null,
+  p_critical boolean default false,
+  p_dedupe_key text default null,
+  p_source text default 'queue_job',
+  p_fn text default 'queue_job'
+) returns table (job_id uuid, msg_id bigint, created boolean)
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_queue text;
+  v_tier_queue text;
+  v_job_id uuid := gen_random_uuid();
+  v_msg_id bigint;
+  v_existing record;
+  v_max_attempts int;
+  v_run_at timestamptz := coalesce(p_run_at, now());
+begin
+  select k.queue_name into v_queue from conveyor.job_kinds k where k.kind = p_kind;
+  if v_queue is null then
+    raise exception '%: unsupported kind %', p_fn, p_kind;
+  end if;
+  v_tier_queue := conveyor.tier_queue(v_queue, p_priority);
+
+  -- Claim the key first. ON CONFLICT waits for a concurrent holder of the same key to
+  -- commit or roll back, so of N identical calls exactly one proceeds and the others
+  -- return its job (race-free at READ COMMITTED). The FK to jobs is deferred: the job row
+  -- is written below, in this same transaction.
+  insert into public.idempotency_keys (tenant_id, key, job_id)
+  values (p_tenant_id, p_idempotency_key, v_job_id)
+  on conflict (tenant_id, key) do nothing;
+  if not found then
+    select j.id, j.msg_id into v_existing
+    from public.idempotency_keys ik
+    join public.jobs j on j.id = ik.job_id
+    where ik.tenant_id = p_tenant_id and ik.key = p_idempotency_key;
+    return query select v_existing.id, v_existing.msg_id, false;
+    return;
+  end if;
+
+  if p_dedupe_key is not null and exists (
+    select 1 from public.jobs j
+    where j.tenant_id = p_tenant_id and j.dedupe_key = p_dedupe_key
+      and j.status in ('pending', 'processing')
+  ) then
+    raise exception '%: dedupe_key % is already queued or running', p_fn, p_dedupe_key
+      using errcode = '23505',
+            hint = 'the key can be reused once that job has finished';
+  end if;
+
+  select m into v_msg_id
+  from pgmq.send(
+    queue_name => v_tier_queue,
+    msg => jsonb_build_object(
+      'job_id', v_job_id,
+      'tenant_id', p_tenant_id,
+      'kind', p_kind,
+      'payload', p_payload
+    ),
+    headers => p_headers,
+    delay => v_run_at
+  ) as m;
+
+  if p_critical then
+    v_max_attempts := conveyor.setting_int('critical_max_attempts');
+  end if;
+
+  insert into public.jobs (id, tenant_id, kind, queue_name, priority, payload, headers,
+                           idempotency_key, dedupe_key, msg_id, max_attempts, run_at)
+  values (v_job_id, p_tenant_id, p_kind, v_tier_queue, p_priority, p_payload, p_headers,
+          p_idempotency_key, p_dedupe_key, v_msg_id, v_max_attempts, v_run_at);
+
+  if p_critical then
+    insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
+    values (p_tenant_id, v_job_id, p_idempotency_key, v_max_attempts);
+  end if;
+
+  insert into public.job_events (job_id, tenant_id, type, payload)
+  values (v_job_id, p_tenant_id, 'enqueued', jsonb_build_object(
+    'msg_id', v_msg_id, 'queue', v_tier_queue, 'priority', p_priority,
+    'run_at', v_run_at, 'source', p_source, 'critical', p_critical));
+
+  return query select v_job_id, v_msg_id, true;
+end
+$$;
+
+revoke all on function conveyor.parse_run_at(text, timestamptz) from public;
+revoke all on function conveyor.enqueue(uuid, text, jsonb, text, text, timestamptz, jsonb,
+  boolean, text, text, text) from public;
