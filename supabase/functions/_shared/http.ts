@@ -1,0 +1,66 @@
+/**
+ * HTTP helpers for function handlers: JSON responses, the bearer check functions do
+ * themselves (a service-role JWT, for functions that act with service rights), and mapping
+ * errors to statuses.
+ *
+ * @module
+ */
+import { httpStatusOf, QueueError, toError } from "./errors.ts";
+
+/** A JSON response. */
+export function json(body: unknown, status = 200, headers: HeadersInit = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
+}
+
+/** Maps an error to a JSON error response (QueueError codes → statuses, others → 500). */
+export function errorResponse(e: unknown): Response {
+  const err = toError(e);
+  if (err instanceof QueueError) {
+    return json({ error: err.code, message: err.message }, httpStatusOf(err.code));
+  }
+  console.error(err.stack ?? err.message);
+  return json({ error: "internal", message: err.message }, 500);
+}
+
+/** Reads a JSON object body; an empty body is `{}`; anything else → QueueError("bad_request"). */
+export async function readJsonObject(req: Request): Promise<Record<string, unknown>> {
+  const text = await req.text();
+  if (text.trim() === "") return {};
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new QueueError("bad_request", "the body is not valid JSON");
+  }
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new QueueError("bad_request", "the body must be a JSON object");
+  }
+  return body as Record<string, unknown>;
+}
+
+function decodeClaims(token: string): Record<string, unknown> | null {
+  const part = token.split(".")[1];
+  if (!part) return null;
+  try {
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Requires `Authorization: Bearer <jwt>` with role service_role. The platform (verify_jwt)
+ * has already checked the signature; this checks the role, which verify_jwt does not.
+ */
+export function requireServiceRole(req: Request): void {
+  const auth = req.headers.get("authorization") ?? "";
+  const m = auth.match(/^Bearer\s+(\S+)$/i);
+  const claims = m ? decodeClaims(m[1]!) : null;
+  if (!claims || claims.role !== "service_role") {
+    throw new QueueError("unauthorized", "this function needs the service_role key");
+  }
+}
