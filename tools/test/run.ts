@@ -4,10 +4,14 @@
  * migrated template database, runs every Deno test and every pgTAP file, stops the stack and
  * prints one final line: `N passed, N failed` (the sum over both runners).
  *
- *   deno task test [--filter <text>] [--keep] [--only deno|sql] [files…]
+ *   deno task test [--filter <text>] [--keep] [--only deno|sql] [--stack-dir D] [files…]
+ *
+ * `--stack-dir` (default `.stack/test`) lets several test runs of one checkout proceed at
+ * the same time, each with its own stack.
  *
  * @module
  */
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { freePort } from "../stack/proc.ts";
 import { REPO_ROOT } from "../stack/state.ts";
@@ -22,11 +26,12 @@ const { values, positionals } = parseArgs({
     filter: { type: "string" },
     keep: { type: "boolean", default: false },
     only: { type: "string" },
+    "stack-dir": { type: "string" },
   },
 });
 
 const deno = Deno.execPath();
-const dir = `${REPO_ROOT}/.stack/test`;
+const dir = resolve(REPO_ROOT, values["stack-dir"] ?? ".stack/test");
 const apiPort = freePort();
 const dbPort = freePort();
 const log = (l: string) => console.log(`[test] ${l}`);
