@@ -62,12 +62,18 @@ export async function applyMigrations(
       const text = await Deno.readTextFile(m.path);
       log(`applying migration ${m.version}_${m.name}`);
       try {
-        await conn.begin(async (tx) => {
-          await tx.unsafe(text);
-          await tx`
+        // A reserved connection has no begin(): run the transaction by hand.
+        await conn`begin`;
+        try {
+          await conn.unsafe(text);
+          await conn`
             insert into supabase_migrations.schema_migrations (version, name, statements)
             values (${m.version}, ${m.name}, ${[text]})`;
-        });
+          await conn`commit`;
+        } catch (e) {
+          await conn`rollback`.catch(() => {});
+          throw e;
+        }
       } catch (e) {
         throw new StackError(
           `migration ${m.version}_${m.name}.sql failed: ${(e as Error).message}`,
