@@ -162,6 +162,8 @@ async function up(opts: StackOptions): Promise<void> {
       return;
     }
     if (!pidAlive(child.pid)) {
+      const rest = (await Deno.readTextFile(logFile).catch(() => "")).split("\n").slice(shown);
+      for (const l of rest) if (l) console.log(l);
       throw new StackError(`the stack failed to start; see ${logFile}`);
     }
     await new Promise((r) => setTimeout(r, 250));
@@ -275,12 +277,13 @@ if (import.meta.main) {
     await fn(opts);
   } catch (e) {
     const err = toError(e);
-    if (err instanceof StackError) {
-      console.error(`error: ${err.message}`);
-      if (err.hint) console.error(`  fix: ${err.hint}`);
-    } else {
-      console.error(err.stack ?? err.message);
-    }
+    const lines = err instanceof StackError
+      ? [`error: ${err.message}`, ...(err.hint ? [`  fix: ${err.hint}`] : [])]
+      : [err.stack ?? err.message];
+    for (const l of lines) console.error(l);
+    // A background stack (up) has no terminal: its log file is where the error must go.
+    const logFile = Deno.env.get("CONVEYOR_STACK_LOG");
+    if (logFile) makeLogger(logFile)(lines.join("\n"));
     Deno.exit(1);
   }
 }
