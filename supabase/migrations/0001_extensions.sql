@@ -8,7 +8,9 @@
 do $$
 begin
   if current_database() = coalesce(current_setting('cron.database_name', true), 'postgres') then
-    create extension if not exists pg_cron;
+    -- In pg_catalog, as Supabase's docs create it: its objects live in schema cron either
+    -- way, but the extension's own schema would otherwise be public (lint 0014).
+    create extension if not exists pg_cron with schema pg_catalog;
   else
     raise notice 'pg_cron is not created in database % (cron.database_name is %)',
       current_database(), current_setting('cron.database_name', true);

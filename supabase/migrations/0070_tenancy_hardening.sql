@@ -9,6 +9,9 @@
 --   Harmless for this SECURITY INVOKER function, but it is the rule, and the security lint
 --   test (supabase/tests/security_lints.test.sql) now checks every function in conveyor
 --   against an allow-list, so a forgotten revoke is caught at once.
+-- * pre_request stored the claim as written. A uuid in upper case passed its check, so
+--   queue_job (which casts to uuid) enqueued into that tenant while every RLS read
+--   (`tenant_id::text = …`, lower case) saw nothing. It now stores the canonical text form.
 -- * job_events' identity sequence kept Supabase's default grants to anon and
 --   authenticated. Nothing uses them: the API roles never insert events.
 -- * Tenants read the big tenant tables through RLS; the seed's policy compares
@@ -17,6 +20,27 @@
 --   (current_setting is stable), so a tenant's read does not scan every tenant's rows.
 --   Added here for the cold, append-mostly tables; jobs and job_events belong to the queue
 --   hot path and are left to its owners (see docs/tenancy.md).
+
+create or replace function conveyor.pre_request() returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_claims jsonb := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
+  v_tenant text;
+begin
+  v_tenant := coalesce(v_claims ->> 'tenant_id', v_claims -> 'app_metadata' ->> 'tenant_id');
+  -- Only a well-formed uuid becomes the tenant, in the form RLS compares (uuid::text);
+  -- anything else means "no tenant", which every policy answers with no rows.
+  if v_tenant is not null
+     and v_tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    v_tenant := v_tenant::uuid::text;
+  else
+    v_tenant := null;
+  end if;
+  perform set_config('app.current_tenant', coalesce(v_tenant, ''), true);
+end
+$$;
 
 revoke all on function conveyor.pre_request() from public;
 grant execute on function conveyor.pre_request() to anon, authenticated, service_role;
