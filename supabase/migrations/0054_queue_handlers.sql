@@ -130,6 +130,44 @@ begin
 end
 $$;
 
+-- raise_dead_letter_alert: one open `dead_letter` alert per tenant and kind; a new dead
+-- letter bumps its count (value) and message instead of opening another (the open-alert
+-- unique index of alert_history). Used by process_dead_letters and by the pg-boss
+-- provider's dead-letter consumer. Nothing is raised for an unknown tenant.
+create function public.raise_dead_letter_alert(
+  p_tenant_id uuid,
+  p_kind text,
+  p_reason text,
+  p_now timestamptz default null
+) returns table (alert_id uuid, alert_count numeric)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_now timestamptz := coalesce(p_now, clock_timestamp());
+  v_reason text := coalesce(p_reason, 'no reason given');
+begin
+  if not exists (select 1 from public.tenants t where t.id = p_tenant_id) then
+    return;
+  end if;
+  return query
+  insert into public.alert_history as a (tenant_id, rule, subject, severity, message, value,
+                                         threshold, raised_at)
+  values (p_tenant_id, 'dead_letter', p_kind, 'warning',
+          format('1 %s job dead-lettered (last: %s)', p_kind, v_reason), 1, 1, v_now)
+  on conflict (tenant_id, rule, subject) where status = 'open'
+  do update set
+    value = coalesce(a.value, 0) + 1,
+    message = format('%s %s jobs dead-lettered since %s (last: %s)',
+                     coalesce(a.value, 0) + 1, p_kind,
+                     to_char(a.raised_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                     v_reason)
+  returning a.id, a.value;
+end
+$$;
+
 -- process_dead_letters: the dead-letter consumer, one transaction per batch. Reads up to
 -- p_qty messages of q_dlq, acknowledges their dead_letter_jobs rows, raises (or bumps) one
 -- open `dead_letter` alert per tenant and kind (the open-alert unique index deduplicates),
@@ -183,22 +221,9 @@ begin
       update public.dead_letter_jobs d set acknowledged_at = v_now
       where d.id = v_dead.id and d.acknowledged_at is null;
     end if;
-    if exists (select 1 from public.tenants t where t.id = v_tenant) then
-      insert into public.alert_history as a (tenant_id, rule, subject, severity, message, value,
-                                             threshold, raised_at)
-      values (v_tenant, 'dead_letter', v_kind, 'warning',
-              format('1 %s job dead-lettered (last: %s)', v_kind,
-                     coalesce(v_dead.reason, v_msg.message ->> 'reason', 'no reason')),
-              1, 1, v_now)
-      on conflict (tenant_id, rule, subject) where status = 'open'
-      do update set
-        value = coalesce(a.value, 0) + 1,
-        message = format('%s %s jobs dead-lettered since %s (last: %s)',
-                         coalesce(a.value, 0) + 1, v_kind,
-                         to_char(a.raised_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                         coalesce(v_dead.reason, v_msg.message ->> 'reason', 'no reason'))
-      returning a.id, a.value into v_alert_id, v_alert_value;
-    end if;
+    select a.alert_id, a.alert_count into v_alert_id, v_alert_value
+    from public.raise_dead_letter_alert(v_tenant, v_kind,
+      coalesce(v_dead.reason, v_msg.message ->> 'reason'), v_now) a;
     perform pgmq.archive(conveyor.dlq_name(), v_msg.msg_id);
     if v_dead.id is not null then
       insert into public.job_events (job_id, tenant_id, type, payload)
@@ -217,11 +242,13 @@ end
 $$;
 
 revoke all on function
+  public.raise_dead_letter_alert(uuid, text, text, timestamptz),
   public.outbox_write(uuid, uuid, text, text, text, text, text, text, jsonb),
   public.record_enforcement_decision(uuid, uuid, text, text, jsonb, jsonb),
   public.process_dead_letters(text, int, timestamptz)
   from public, anon, authenticated;
 grant execute on function
+  public.raise_dead_letter_alert(uuid, text, text, timestamptz),
   public.outbox_write(uuid, uuid, text, text, text, text, text, text, jsonb),
   public.record_enforcement_decision(uuid, uuid, text, text, jsonb, jsonb),
   public.process_dead_letters(text, int, timestamptz)
