@@ -4,7 +4,7 @@
 -- tenant_isolation_policy, with the seed's USING expression, grants (anon nothing,
 -- authenticated SELECT only, service_role all), and how the API roles see the rows.
 begin;
-select plan(42);
+select plan(43);
 
 create temporary table tenant_tables on commit drop as
 select unnest(array['queues', 'jobs', 'schedules', 'rate_limits', 'critical_jobs',
@@ -52,6 +52,20 @@ select is(
        and a.attname = 'tenant_id' and a.attnotnull and c.confdeltype = 'r')),
   null, 'tenant_id is NOT NULL and references tenants ON DELETE RESTRICT everywhere');
 
+select is(
+  (select array_agg(x.t || ':' || pk order by x.t) from tenant_tables x,
+     lateral (select string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', '
+                                order by k.ord) as pk
+              from pg_index i
+              cross join unnest(i.indkey) with ordinality as k(attnum, ord)
+              join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+              where i.indrelid = ('public.' || x.t)::regclass and i.indisprimary) p
+   where x.t <> 'job_events'),
+  array['alert_history:id uuid', 'critical_jobs:id uuid', 'dead_letter_jobs:id uuid',
+        'idempotency_keys:id uuid', 'jobs:id uuid', 'queue_metrics:id uuid', 'queues:id uuid',
+        'rate_limiters:tenant_id uuid, service_name text', 'rate_limits:id uuid',
+        'schedules:id uuid'],
+  'primary keys as seed 004 gives them (rate_limiters: service_name, per tenant)');
 select is(
   (select array_agg(t || ':' || p order by 1, 2) from tenant_tables,
      unnest(array['select', 'insert', 'update', 'delete', 'truncate', 'references', 'trigger']) p
