@@ -1,0 +1,180 @@
+/**
+ * The `enrich` handler: normalises a contact/company record and derives what can be
+ * derived (names from a full name, the domain from the email, a company name from a
+ * business domain, a completeness score). Pure: the output is the job's result, stored in
+ * `jobs.output` by the settle. A record without a usable email is cancelled (it can never
+ * succeed, so retrying it would only waste attempts).
+ *
+ * @module
+ */
+import { JobCancelError } from "../../errors.ts";
+import type { JobHandler } from "../adapter.ts";
+
+/** What an enrich job's payload may carry (all optional except `email`). */
+export interface EnrichInput {
+  email?: unknown;
+  name?: unknown;
+  first_name?: unknown;
+  last_name?: unknown;
+  company?: unknown;
+  domain?: unknown;
+  phone?: unknown;
+  title?: unknown;
+  website?: unknown;
+}
+
+/** The normalised record. */
+export interface EnrichedContact {
+  email: string;
+  first_name: string | null;
+  last_name: string | null;
+  full_name: string | null;
+  title: string | null;
+  phone: string | null;
+  domain: string;
+  company: string | null;
+  company_source: "payload" | "domain" | null;
+  free_email: boolean;
+}
+
+/** The handler's output. */
+export interface EnrichOutput {
+  contact: EnrichedContact;
+  completeness: number;
+  missing: string[];
+}
+
+/** Mailbox providers: their domain says nothing about the person's company. */
+export const FREE_EMAIL_DOMAINS: ReadonlySet<string> = new Set([
+  "gmail.com",
+  "googlemail.com",
+  "yahoo.com",
+  "hotmail.com",
+  "outlook.com",
+  "live.com",
+  "icloud.com",
+  "me.com",
+  "aol.com",
+  "proton.me",
+  "protonmail.com",
+  "gmx.com",
+  "gmx.de",
+  "web.de",
+  "yandex.ru",
+  "mail.ru",
+]);
+
+/** Second-level labels under which the registrable name is one label further left. */
+const SECOND_LEVEL = new Set(["co", "com", "org", "net", "ac", "gov", "edu", "ltd", "plc"]);
+
+const EMAIL_RE =
+  /^[^\s@]+@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+)$/;
+
+function text(v: unknown): string | null {
+  if (typeof v !== "string") return null;
+  const t = v.replace(/\s+/g, " ").trim();
+  return t === "" ? null : t;
+}
+
+/** "mcDONALD-smith" → "Mcdonald-Smith": each word and hyphen part capitalised. */
+export function titleCase(s: string): string {
+  return s.toLowerCase().replace(/(^|[\s\-'])(\p{L})/gu, (_, sep, c) => sep + c.toUpperCase());
+}
+
+/** Splits "Ada  LOVELACE" into ["Ada", "Lovelace"]; "Last, First" is understood too. */
+export function splitName(full: string): [string | null, string | null] {
+  const t = full.replace(/\s+/g, " ").trim();
+  if (t.includes(",")) {
+    const [last, first] = t.split(",", 2).map((x) => x.trim());
+    return [first ? titleCase(first) : null, last ? titleCase(last) : null];
+  }
+  const parts = t.split(" ");
+  if (parts.length === 1) return [titleCase(parts[0]!), null];
+  return [titleCase(parts.slice(0, -1).join(" ")), titleCase(parts[parts.length - 1]!)];
+}
+
+/** "mail.acme-corp.co.uk" → "Acme Corp": the registrable label, words capitalised. */
+export function companyFromDomain(domain: string): string | null {
+  const labels = domain.toLowerCase().split(".").filter(Boolean);
+  if (labels.length < 2) return null;
+  let i = labels.length - 2;
+  if (
+    labels.length >= 3 && SECOND_LEVEL.has(labels[i]!) && labels[labels.length - 1]!.length === 2
+  ) {
+    i -= 1;
+  }
+  const name = labels[i]!.replace(/[-_]+/g, " ").trim();
+  return name ? titleCase(name) : null;
+}
+
+/** Digits and a leading +, nothing else; null when fewer than 7 digits remain. */
+export function normalisePhone(v: string): string | null {
+  const plus = v.trim().startsWith("+");
+  const digits = v.replace(/\D/g, "");
+  if (digits.length < 7 || digits.length > 15) return null;
+  return (plus ? "+" : "") + digits;
+}
+
+const SCORED: Array<keyof EnrichedContact> = [
+  "email",
+  "first_name",
+  "last_name",
+  "title",
+  "phone",
+  "company",
+];
+
+/** Normalises one record; throws JobCancelError when it has no usable email. */
+export function enrich(input: EnrichInput): EnrichOutput {
+  const rawEmail = text(input.email);
+  if (!rawEmail) throw new JobCancelError("enrich: payload.email is required");
+  const email = rawEmail.toLowerCase().replace(/^mailto:/, "");
+  const m = EMAIL_RE.exec(email);
+  if (!m) throw new JobCancelError(`enrich: payload.email is not an email address: "${rawEmail}"`);
+  const domain = m[1]!;
+  const freeEmail = FREE_EMAIL_DOMAINS.has(domain);
+
+  let first = text(input.first_name);
+  let last = text(input.last_name);
+  const full = text(input.name);
+  if (full && (!first || !last)) {
+    const [f, l] = splitName(full);
+    first ??= f;
+    last ??= l;
+  }
+  first = first ? titleCase(first) : null;
+  last = last ? titleCase(last) : null;
+
+  const givenCompany = text(input.company);
+  const derived = freeEmail ? null : companyFromDomain(domain);
+  const company = givenCompany ?? derived;
+  const phoneText = text(input.phone);
+
+  const contact: EnrichedContact = {
+    email,
+    first_name: first,
+    last_name: last,
+    full_name: [first, last].filter(Boolean).join(" ") || null,
+    title: text(input.title),
+    phone: phoneText ? normalisePhone(phoneText) : null,
+    domain,
+    company,
+    company_source: givenCompany ? "payload" : derived ? "domain" : null,
+    free_email: freeEmail,
+  };
+  const missing = SCORED.filter((k) => contact[k] === null || contact[k] === "");
+  const completeness = Math.round(((SCORED.length - missing.length) / SCORED.length) * 100) / 100;
+  return { contact, completeness, missing };
+}
+
+/** The registry entry: a pure transformation of the payload. */
+export const enrichHandler: JobHandler<EnrichInput, EnrichOutput> = (job) => {
+  if (job.payload === null || typeof job.payload !== "object" || Array.isArray(job.payload)) {
+    return Promise.reject(new JobCancelError("enrich: the payload must be a JSON object"));
+  }
+  try {
+    return Promise.resolve(enrich(job.payload));
+  } catch (e) {
+    return Promise.reject(e);
+  }
+};

@@ -1,0 +1,262 @@
+/**
+ * The default {@link QueueAdapter}: Conveyor's own SQL API over pgmq, called through
+ * PostgREST with supabase-js (service role). publish → `queue_job`; consume → the shared
+ * worker loop over `claim_jobs` / ONE `settle_jobs` per batch / `extend_jobs` (heartbeat) /
+ * `release_jobs` (shutdown); dead letters → `process_dead_letters`. Retry policy (attempts,
+ * backoff) is applied by SQL from the values passed here.
+ *
+ * @module
+ */
+import type { SupabaseClient } from "../deps.ts";
+import type { QueueConfig } from "../config.ts";
+import { QueueError, toError } from "../errors.ts";
+import { rpc } from "../supabase.ts";
+import { type LoopSource, type Outcome, runLoop } from "../worker_loop.ts";
+import {
+  type ConsumeOptions,
+  type ConsumeSummary,
+  type DeadLetter,
+  type Job,
+  type JobHandler,
+  type Priority,
+  type PublishOptions,
+  type QueueAdapter,
+  queueJobBody,
+  workerId,
+} from "./adapter.ts";
+
+/** A row of `claim_jobs` (conveyor.claimed_job). */
+interface ClaimedRow {
+  job_id: string;
+  lease_id: string;
+  kind: string;
+  queue_name: string;
+  msg_id: number;
+  tenant_id: string;
+  priority: Priority;
+  attempt: number;
+  max_attempts: number | null;
+  payload: Record<string, unknown>;
+  headers: Record<string, unknown> | null;
+  enqueued_at: string;
+  locked_until: string;
+}
+
+/** A row of `settle_jobs`. */
+interface SettleRow {
+  job_id: string;
+  accepted: boolean;
+  outcome: string;
+}
+
+/** A row of `process_dead_letters`. */
+interface DeadRow {
+  msg_id: number;
+  dead_letter_id: string | null;
+  job_id: string | null;
+  tenant_id: string;
+  kind: string;
+  reason: string | null;
+  attempts: number | null;
+  alert_id: string | null;
+  alert_count: number | null;
+}
+
+/** Serialisable form of an error for the ledger's errors array. */
+function errorJson(e: Error): { message: string; stack?: string } {
+  return { message: e.message || e.name, stack: e.stack };
+}
+
+/** The settle_jobs result element for one outcome. */
+export function settleEntry(
+  row: { job_id: string; lease_id: string },
+  outcome: Outcome<unknown>,
+): Record<string, unknown> {
+  const base = { job_id: row.job_id, lease_id: row.lease_id, status: outcome.status };
+  switch (outcome.status) {
+    case "completed":
+      return { ...base, output: outcome.output === undefined ? null : outcome.output };
+    case "failed":
+    case "cancelled":
+      return { ...base, error: errorJson(outcome.error) };
+    case "snoozed":
+      return { ...base, snooze_seconds: Math.max(0, Math.round(outcome.seconds)) };
+  }
+}
+
+/** QueueAdapter over Conveyor's SQL functions (pgmq underneath). */
+export class PgmqQueueAdapter implements QueueAdapter {
+  readonly provider = "pgmq" as const;
+  readonly #client: SupabaseClient;
+  readonly #config: QueueConfig;
+  readonly #active = new Set<AbortController>();
+  readonly #running = new Set<Promise<unknown>>();
+  #closed = false;
+
+  constructor(client: SupabaseClient, config: QueueConfig) {
+    this.#client = client;
+    this.#config = config;
+  }
+
+  get #policy() {
+    return {
+      max_attempts: this.#config.maxAttempts,
+      backoff_base_ms: this.#config.backoffBaseMs,
+      backoff_max_ms: this.#config.backoffMaxMs,
+    };
+  }
+
+  async publish(job: PublishOptions): Promise<string> {
+    if (this.#closed) throw new QueueError("shutting_down", "the queue adapter is shut down");
+    // queue_job(jsonb) has one unnamed parameter: the whole object is the body.
+    const id = await rpc<number>(this.#client, "queue_job", queueJobBody(job));
+    return String(id);
+  }
+
+  consume<P = Record<string, unknown>, R = unknown>(
+    kind: string,
+    handler: JobHandler<P, R>,
+    opts: ConsumeOptions = {},
+  ): Promise<ConsumeSummary> {
+    const worker = opts.workerId ?? workerId(`pgmq:${kind}`);
+    const client = this.#client;
+    const vt = this.#config.visibilitySec;
+    const policy = this.#policy;
+    const source: LoopSource<ClaimedRow, R> = {
+      claim: (max) =>
+        rpc<ClaimedRow[]>(client, "claim_jobs", {
+          p_kind: kind,
+          p_worker: worker,
+          p_qty: max,
+          p_vt: vt,
+          p_policy: policy,
+        }),
+      run: (row, signal) => {
+        const job: Job<P> = {
+          id: row.job_id,
+          kind: row.kind,
+          tenantId: row.tenant_id,
+          priority: row.priority,
+          attempt: row.attempt,
+          maxAttempts: row.max_attempts ?? policy.max_attempts,
+          payload: (row.payload ?? {}) as P,
+          headers: row.headers,
+          enqueuedAt: new Date(row.enqueued_at),
+        };
+        return handler(job, { signal, log: jobLogger(worker, job) });
+      },
+      settle: async (results) => {
+        const rows = await rpc<SettleRow[]>(client, "settle_jobs", {
+          p_worker: worker,
+          p_results: results.map((r) => settleEntry(r.item, r.outcome)),
+          p_policy: policy,
+        });
+        for (const r of rows ?? []) {
+          if (!r.accepted) {
+            console.warn(JSON.stringify({
+              level: "warn",
+              worker,
+              msg: "settle refused (lease lost: another claim holds the job or it expired)",
+              job_id: r.job_id,
+              outcome: r.outcome,
+            }));
+          }
+        }
+      },
+      extend: async (rows) => {
+        await rpc(client, "extend_jobs", {
+          p_worker: worker,
+          p_leases: rows.map((r) => ({ job_id: r.job_id, lease_id: r.lease_id })),
+          p_vt: vt,
+        });
+      },
+      release: async (rows) => {
+        await rpc(client, "release_jobs", {
+          p_worker: worker,
+          p_leases: rows.map((r) => ({ job_id: r.job_id, lease_id: r.lease_id })),
+        });
+      },
+    };
+    return this.#track(kind, source, opts);
+  }
+
+  consumeDeadLetters(
+    onDead: (dead: DeadLetter) => Promise<void> | void,
+    opts: ConsumeOptions = {},
+  ): Promise<ConsumeSummary> {
+    const worker = opts.workerId ?? workerId("pgmq:dlq");
+    const client = this.#client;
+    // process_dead_letters acknowledges, alerts and archives in its own transaction: the
+    // claim IS the settle, so running an entry only reports it.
+    const source: LoopSource<DeadRow, void> = {
+      claim: (max) =>
+        rpc<DeadRow[]>(client, "process_dead_letters", { p_worker: worker, p_qty: max }),
+      run: async (row) => {
+        await onDead({
+          jobId: row.job_id,
+          tenantId: row.tenant_id,
+          kind: row.kind,
+          reason: row.reason,
+          attempts: row.attempts,
+          alertId: row.alert_id,
+          alertCount: row.alert_count === null ? null : Number(row.alert_count),
+        });
+      },
+      settle: () => Promise.resolve(),
+    };
+    return this.#track("dlq", source, opts);
+  }
+
+  async #track<T, R>(
+    kind: string,
+    source: LoopSource<T, R>,
+    opts: ConsumeOptions,
+  ): Promise<ConsumeSummary> {
+    if (this.#closed) throw new QueueError("shutting_down", "the queue adapter is shut down");
+    const ctl = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, ctl.signal]) : ctl.signal;
+    this.#active.add(ctl);
+    const c = this.#config;
+    const run = runLoop(source, {
+      batchSize: opts.batchSize ?? c.batchSize,
+      concurrency: opts.concurrency ?? c.concurrency,
+      budgetMs: opts.budgetMs ?? c.budgetMs,
+      jobTimeoutMs: opts.jobTimeoutMs ?? c.jobTimeoutMs,
+      // Three heartbeats per visibility timeout: a lease never lapses while its job runs.
+      heartbeatMs: Math.max(1_000, Math.floor((c.visibilitySec * 1000) / 3)),
+      signal,
+    });
+    this.#running.add(run);
+    try {
+      return { kind, ...(await run) };
+    } finally {
+      this.#running.delete(run);
+      this.#active.delete(ctl);
+    }
+  }
+
+  async shutdown(): Promise<void> {
+    this.#closed = true;
+    for (const ctl of this.#active) ctl.abort(new QueueError("shutting_down", "shutdown"));
+    await Promise.allSettled([...this.#running]);
+  }
+}
+
+/** A JSON log line writer bound to one job. */
+export function jobLogger(worker: string, job: Pick<Job, "id" | "kind" | "attempt">) {
+  return (message: string, extra: Record<string, unknown> = {}) => {
+    try {
+      console.log(JSON.stringify({
+        level: "info",
+        worker,
+        job_id: job.id,
+        kind: job.kind,
+        attempt: job.attempt,
+        msg: message,
+        ...extra,
+      }));
+    } catch (e) {
+      console.log(`${worker} ${job.id}: ${message} (${toError(e).message})`);
+    }
+  };
+}

@@ -1,0 +1,283 @@
+/**
+ * The one HTTP handler behind every queue worker function (`enrich-worker`,
+ * `outreach-worker`, `enforce-worker`, `dlq-worker`): {@link makeWorkerHandler}(kind).
+ *
+ * - `POST /<slug>` with `{ "invocation_id"?: uuid, "async"?: boolean }` drains the kind's
+ *   queue until it is empty or `WORKER_BUDGET_MS` is spent and answers the summary
+ *   `{kind, claimed, completed, failed, cancelled, snoozed, released, batches, stopped_by,
+ *   duration_ms}`. With `"async": true` (the dispatcher over pg_net, whose timeout is 5 s)
+ *   it answers 202 `{"accepted":true}` at once and drains in `EdgeRuntime.waitUntil`.
+ *   With an `invocation_id` it reports to the dispatcher: `start_invocation` before,
+ *   `finish_invocation` after (both tolerated while the dispatcher's migration is absent).
+ * - `GET /<slug>/health` → `{status, db, queue}`: DB reachable and the queue's stats.
+ * - Only the service role may call it (verify_jwt checks the signature, we check the role).
+ * - Shutdown (`beforeunload`, SIGTERM): stop claiming, finish running jobs, release the rest.
+ *
+ * @module
+ */
+import { loadQueueConfig, type QueueConfig } from "../config.ts";
+import { type SupabaseClient, z } from "../deps.ts";
+import { QueueError, toError } from "../errors.ts";
+import { errorResponse, json, readJsonObject, requireServiceRole } from "../http.ts";
+import { rpc, serviceClient } from "../supabase.ts";
+import type { ConsumeSummary, DeadLetter, QueueAdapter } from "./adapter.ts";
+import { defaultHandlers, type HandlerRegistry } from "./handlers/mod.ts";
+import { createQueueAdapter } from "./mod.ts";
+
+/** The request body. Unknown keys are ignored (callers may add e.g. "source"). */
+export const WorkerRequest = z.object({
+  invocation_id: z.string().uuid({ message: "invocation_id must be a uuid" }).optional(),
+  async: z.boolean({ invalid_type_error: "async must be true or false" }).optional(),
+});
+
+/** The summary a drain answers with. */
+export interface WorkerSummary {
+  kind: string;
+  claimed: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  snoozed: number;
+  released: number;
+  batches: number;
+  stopped_by: ConsumeSummary["stoppedBy"];
+  duration_ms: number;
+}
+
+/** Converts a consume summary to the JSON shape functions answer with. */
+export function toWorkerSummary(s: ConsumeSummary): WorkerSummary {
+  return {
+    kind: s.kind,
+    claimed: s.claimed,
+    completed: s.completed,
+    failed: s.failed,
+    cancelled: s.cancelled,
+    snoozed: s.snoozed,
+    released: s.released,
+    batches: s.batches,
+    stopped_by: s.stoppedBy,
+    duration_ms: s.durationMs,
+  };
+}
+
+/** Options of {@link makeWorkerHandler}; everything defaults to the environment. */
+export interface WorkerHandlerOptions {
+  config?: QueueConfig;
+  client?: SupabaseClient;
+  registry?: HandlerRegistry;
+  adapter?: QueueAdapter;
+  /** Shutdown signal (default: this process's beforeunload/SIGTERM). */
+  signal?: AbortSignal;
+}
+
+// ---------------------------------------------------------------------------------------
+// process-wide shutdown: one controller, aborted on beforeunload or SIGTERM
+
+const shutdown = new AbortController();
+let shutdownHooked = false;
+
+function hookShutdown(): void {
+  if (shutdownHooked) return;
+  shutdownHooked = true;
+  const stop = () => {
+    if (!shutdown.signal.aborted) {
+      console.log(
+        JSON.stringify({ level: "info", msg: "shutdown: stop claiming, release held jobs" }),
+      );
+      shutdown.abort(new QueueError("shutting_down", "the function is shutting down"));
+    }
+  };
+  globalThis.addEventListener("beforeunload", stop);
+  try {
+    Deno.addSignalListener("SIGTERM", stop);
+  } catch {
+    // Not available everywhere (hosted isolates, Windows): beforeunload covers it.
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// dispatcher hand-shake (RPCs owned by the dispatcher's migration)
+
+const missingRpcLogged = new Set<string>();
+
+function isMissingFunction(e: unknown): boolean {
+  const cause = (toError(e) as { cause?: { code?: string; message?: string } }).cause;
+  const msg = `${toError(e).message} ${cause?.message ?? ""}`;
+  return cause?.code === "PGRST202" || cause?.code === "42883" ||
+    /could not find the function|function .* does not exist/i.test(msg);
+}
+
+async function tolerantRpc<T>(
+  client: SupabaseClient,
+  fn: string,
+  args: Record<string, unknown>,
+): Promise<T | undefined> {
+  try {
+    return await rpc<T>(client, fn, args);
+  } catch (e) {
+    if (isMissingFunction(e)) {
+      if (!missingRpcLogged.has(fn)) {
+        missingRpcLogged.add(fn);
+        console.warn(JSON.stringify({
+          level: "warn",
+          msg: `${fn} is not deployed (dispatcher migration missing): carrying on without it`,
+        }));
+      }
+      return undefined;
+    }
+    console.error(
+      JSON.stringify({ level: "error", msg: `${fn} failed`, error: toError(e).message }),
+    );
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/** Builds the request handler of the worker function for `kind` ("dlq" for dead letters). */
+export function makeWorkerHandler(
+  kind: string,
+  opts: WorkerHandlerOptions = {},
+): (req: Request) => Promise<Response> {
+  // A bad configuration stops start-up with a message naming the variable.
+  const config = opts.config ?? loadQueueConfig();
+  const slug = kind === "dlq" ? "dlq-worker" : `${kind}-worker`;
+  let client: SupabaseClient | undefined = opts.client;
+  let adapter: Promise<QueueAdapter> | undefined = opts.adapter
+    ? Promise.resolve(opts.adapter)
+    : undefined;
+  let registry: HandlerRegistry | undefined = opts.registry;
+  const signal = opts.signal ?? shutdown.signal;
+  if (!opts.signal) hookShutdown();
+
+  const getClient = () => (client ??= serviceClient());
+  const getAdapter = () => (adapter ??= createQueueAdapter(config, { client: getClient() }));
+  signal.addEventListener("abort", () => {
+    // Stop every drain of this process; their loops release what they hold.
+    if (adapter) void adapter.then((a) => a.shutdown()).catch(() => {});
+  }, { once: true });
+
+  async function drain(invocationId: string | undefined): Promise<WorkerSummary> {
+    const a = await getAdapter();
+    const worker =
+      `${slug}:${(Deno.env.get("SB_EXECUTION_ID") ?? crypto.randomUUID()).slice(0, 8)}` +
+      (invocationId ? `:${invocationId.slice(0, 8)}` : "");
+    if (invocationId) {
+      const known = await tolerantRpc<boolean>(getClient(), "start_invocation", {
+        p_invocation_id: invocationId,
+        p_worker: worker,
+      });
+      if (known === false) {
+        console.warn(JSON.stringify({
+          level: "warn",
+          msg: "unknown or expired invocation: draining anyway",
+          invocation_id: invocationId,
+        }));
+      }
+    }
+    let summary: WorkerSummary;
+    try {
+      let s: ConsumeSummary;
+      if (kind === "dlq") {
+        s = await a.consumeDeadLetters((d: DeadLetter) => {
+          console.log(JSON.stringify({
+            level: "warn",
+            msg: "job dead-lettered",
+            alert: "dead_letter",
+            job_id: d.jobId,
+            tenant_id: d.tenantId,
+            kind: d.kind,
+            reason: d.reason,
+            attempts: d.attempts,
+            alert_id: d.alertId,
+            alert_count: d.alertCount,
+          }));
+        }, { signal, workerId: worker });
+      } else {
+        registry ??= defaultHandlers(getClient());
+        const handler = registry.get(kind);
+        if (!handler) {
+          throw new QueueError("not_found", `no handler registered for kind "${kind}"`);
+        }
+        s = await a.consume(kind, handler, { signal, workerId: worker });
+      }
+      summary = toWorkerSummary(s);
+    } catch (e) {
+      if (invocationId) {
+        await tolerantRpc(getClient(), "finish_invocation", {
+          p_invocation_id: invocationId,
+          p_summary: { kind, error: toError(e).message },
+        });
+      }
+      throw e;
+    }
+    console.log(JSON.stringify({ level: "info", msg: "drain finished", worker, ...summary }));
+    if (invocationId) {
+      await tolerantRpc(getClient(), "finish_invocation", {
+        p_invocation_id: invocationId,
+        p_summary: summary,
+      });
+    }
+    return summary;
+  }
+
+  async function health(): Promise<Response> {
+    try {
+      const [h, stats] = await Promise.all([
+        rpc<Record<string, unknown>>(getClient(), "conveyor_health"),
+        rpc<Array<Record<string, unknown>>>(getClient(), "queue_stats", { p_since: "1 hour" }),
+      ]);
+      const queue = kind === "dlq"
+        ? (stats ?? []).filter((r) => r.tier === "dead_letter")
+        : (stats ?? []).filter((r) => r.kind === kind);
+      const ok = h?.ok === true;
+      return json({
+        status: ok ? "ok" : "degraded",
+        db: "ok",
+        kind,
+        provider: config.provider,
+        queue,
+        health: h,
+      }, ok ? 200 : 503);
+    } catch (e) {
+      return json({ status: "error", db: "error", kind, error: toError(e).message }, 503);
+    }
+  }
+
+  return async (req: Request): Promise<Response> => {
+    try {
+      requireServiceRole(req);
+      const path = new URL(req.url).pathname.replace(/\/+$/, "");
+      if (req.method === "GET" && path.endsWith("/health")) return await health();
+      if (req.method !== "POST") {
+        return json({ error: "method_not_allowed", message: "use POST (or GET /health)" }, 405, {
+          allow: "GET, POST",
+        });
+      }
+      if (signal.aborted) throw new QueueError("shutting_down", "the function is shutting down");
+      const parsed = WorkerRequest.safeParse(await readJsonObject(req));
+      if (!parsed.success) {
+        throw new QueueError(
+          "bad_request",
+          parsed.error.issues.map((i) => i.message).join("; "),
+        );
+      }
+      const { invocation_id: invocationId, async: inBackground } = parsed.data;
+      if (inBackground) {
+        const work = drain(invocationId).catch((e) => {
+          console.error(
+            JSON.stringify({ level: "error", msg: "drain failed", error: toError(e).message }),
+          );
+        });
+        const rt = (globalThis as { EdgeRuntime?: { waitUntil?: (p: Promise<unknown>) => void } })
+          .EdgeRuntime;
+        if (rt?.waitUntil) rt.waitUntil(work);
+        else await work; // no background runtime: finish before answering
+        return json({ accepted: true }, 202);
+      }
+      return json(await drain(invocationId));
+    } catch (e) {
+      return errorResponse(e);
+    }
+  };
+}

@@ -1,0 +1,4 @@
+// enrich-worker: drains the enrich queue when called (see _shared/queue/worker_function.ts).
+import { makeWorkerHandler } from "../_shared/queue/worker_function.ts";
+
+Deno.serve(makeWorkerHandler("enrich"));
