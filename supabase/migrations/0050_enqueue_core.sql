@@ -119,6 +119,8 @@ begin
   values (v_job_id, p_tenant_id, 'enqueued', jsonb_build_object(
     'msg_id', v_msg_id, 'queue', v_tier_queue, 'priority', p_priority,
     'run_at', v_run_at, 'source', p_source, 'critical', p_critical));
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now.
+  perform conveyor.kick('queue:' || p_kind) where v_run_at <= now();
 
   return query select v_job_id, v_msg_id, true;
 end
