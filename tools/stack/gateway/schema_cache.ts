@@ -303,7 +303,7 @@ export class SchemaCacheHolder {
   #current: SchemaCache;
   #reloading: Promise<SchemaCache> | undefined;
   #generation = 0;
-  #lastMissReload = 0;
+  #reloadStartedAt = -Infinity;
   #unlisten: (() => Promise<void>) | undefined;
   #closed = false;
 
@@ -324,6 +324,7 @@ export class SchemaCacheHolder {
   /** Re-reads the catalog; concurrent calls share one load. */
   reload(): Promise<SchemaCache> {
     if (this.#reloading) return this.#reloading;
+    this.#reloadStartedAt = performance.now();
     const p = (async () => {
       try {
         const c = await introspect(this.sql, this.schemas(), ++this.#generation);
@@ -338,16 +339,32 @@ export class SchemaCacheHolder {
   }
 
   /**
-   * Reloads because a request found something missing (a function created without NOTIFY).
-   * At most once per `minIntervalMs`; returns whether a newer snapshot is now current.
+   * Reloads because a request found something missing (a function created without NOTIFY,
+   * a migration since the last load). Waits for a load that started after this call, so
+   * anything committed before the request is seen; loads start at most once per
+   * `minIntervalMs`, concurrent misses share them. Returns whether a newer snapshot than
+   * `since` is now current.
    */
-  async reloadOnMiss(since: SchemaCache, minIntervalMs = 500): Promise<boolean> {
-    if (this.#current.generation > since.generation) return true;
-    const now = Date.now();
-    if (now - this.#lastMissReload < minIntervalMs && !this.#reloading) return false;
-    this.#lastMissReload = now;
+  async reloadOnMiss(since: SchemaCache, minIntervalMs = 200): Promise<boolean> {
+    const t = performance.now();
     try {
-      await this.reload();
+      while (!this.#closed) {
+        const inflight = this.#reloading;
+        if (inflight) {
+          const startedAfter = this.#reloadStartedAt >= t;
+          await inflight.catch(() => {});
+          if (startedAfter) break;
+          continue;
+        }
+        if (this.#reloadStartedAt >= t) break; // finished between our checks
+        const wait = this.#reloadStartedAt + minIntervalMs - performance.now();
+        if (wait > 0) {
+          await new Promise((r) => setTimeout(r, wait));
+          continue;
+        }
+        await this.reload();
+        break;
+      }
     } catch (e) {
       this.log(`schema cache reload failed: ${(e as Error).message}`);
       return false;

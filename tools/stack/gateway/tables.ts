@@ -163,16 +163,31 @@ function checkColumns(t: TableInfo, cols: string[]): void {
   }
 }
 
-/** The shared tail of writes: a representation over `_w`, or the bare statement. */
-function writeSql(ctx: RestContext, t: TableInfo, stmt: string, params: Params): {
+/**
+ * The shared tail of writes: a representation over `_w` (the union of the statements'
+ * RETURNING rows), or the bare statement(s). Several statements (inserts grouped by key
+ * set for `missing=default`) run as data-modifying CTEs of one statement.
+ */
+function writeSql(ctx: RestContext, t: TableInfo, stmts: string[], params: Params): {
   sql: string;
   representation: boolean;
 } {
   const representation = ctx.prefer.return === "representation";
-  if (!representation) return { sql: stmt, representation };
+  const T = qualified(t.schema, t.name);
+  if (!representation) {
+    if (stmts.length === 1) return { sql: stmts[0]!, representation };
+    return {
+      sql: `with ${stmts.map((st, i) => `_w${i} as (${st})`).join(", ")} select`,
+      representation,
+    };
+  }
   const sel = selectSql(ctx.query.select, scopeOf(t, "_w"), params);
+  const ctes = stmts.length === 1
+    ? `_w as (${stmts[0]} returning ${T}.*)`
+    : stmts.map((st, i) => `_w${i} as (${st} returning ${T}.*)`).join(", ") +
+      `, _w as (${stmts.map((_, i) => `select * from _w${i}`).join(" union all ")})`;
   return {
-    sql: `with _w as (${stmt} returning ${qualified(t.schema, t.name)}.*) ` +
+    sql: `with ${ctes} ` +
       `select ${bodyExpr(ctx)} as body, count(*) as n, null::int8 as total, ${GUCS} ` +
       `from (select ${sel} from _w) _p`,
     representation,
@@ -186,8 +201,11 @@ function writePlan(
   representation: boolean,
   status: { minimal: number; representation: number },
   applied: (string | undefined | false)[],
+  /** Rows written when the statement cannot tell (several minimal inserts). */
+  rowsHint?: number,
 ): Plan {
-  const rowsOf = (res: TxResult) => representation ? Number(res.rows[0]?.n ?? 0) : res.count;
+  const rowsOf = (res: TxResult) =>
+    representation ? Number(res.rows[0]?.n ?? 0) : rowsHint ?? res.count;
   return {
     tx: sql === null ? null : {
       readOnly: false,
@@ -243,6 +261,7 @@ function planInsert(ctx: RestContext, t: TableInfo): Plan {
   const applied = [
     ctx.prefer.return && `return=${ctx.prefer.return}`,
     resolution && `resolution=${resolution}`,
+    ctx.prefer.missing && `missing=${ctx.prefer.missing}`,
   ];
   const representation = ctx.prefer.return === "representation";
   if (rows.length === 0) {
@@ -255,24 +274,37 @@ function planInsert(ctx: RestContext, t: TableInfo): Plan {
       applied,
     );
   }
-  const ph = params.add(JSON.stringify(rows));
-  const colList = cols.map(ident).join(", ");
-  let stmt = cols.length > 0
-    ? `insert into ${T} (${colList}) select ${colList} from json_populate_recordset(null::${T}, (${ph}::text)::json) _`
-    : `insert into ${T} select from json_populate_recordset(null::${T}, (${ph}::text)::json) _`;
-  if (resolution) {
-    const target = ctx.query.onConflict ?? t.pk;
-    checkColumns(t, target);
-    const targetSql = target.length > 0 ? ` (${target.map(ident).join(", ")})` : "";
-    if (resolution === "ignore-duplicates" || cols.length === 0) {
-      stmt += ` on conflict${targetSql} do nothing`;
-    } else {
-      stmt += ` on conflict${targetSql} do update set ${
-        cols.map((c) => `${ident(c)} = excluded.${ident(c)}`).join(", ")
-      }`;
-    }
+  // missing=default: rows are inserted per key set, so absent keys get column defaults.
+  const groups = new Map<string, { cols: string[]; rows: Record<string, unknown>[] }>();
+  for (const r of rows) {
+    const present = ctx.prefer.missing === "default"
+      ? cols.filter((c) => Object.hasOwn(r, c))
+      : cols;
+    const key = present.join("\0");
+    const grp = groups.get(key);
+    if (grp) grp.rows.push(r);
+    else groups.set(key, { cols: present, rows: [r] });
   }
-  const w = writeSql(ctx, t, stmt, params);
+  const target = resolution ? ctx.query.onConflict ?? t.pk : [];
+  checkColumns(t, target);
+  const stmts = [...groups.values()].map((grp) => {
+    const ph = params.add(JSON.stringify(grp.rows));
+    const colList = grp.cols.map(ident).join(", ");
+    let stmt = grp.cols.length > 0
+      ? `insert into ${T} (${colList}) select ${colList} ` +
+        `from json_populate_recordset(null::${T}, (${ph}::text)::json) _`
+      : `insert into ${T} select from json_populate_recordset(null::${T}, (${ph}::text)::json) _`;
+    if (resolution) {
+      const targetSql = target.length > 0 ? ` (${target.map(ident).join(", ")})` : "";
+      stmt += resolution === "ignore-duplicates" || grp.cols.length === 0
+        ? ` on conflict${targetSql} do nothing`
+        : ` on conflict${targetSql} do update set ${
+          grp.cols.map((c) => `${ident(c)} = excluded.${ident(c)}`).join(", ")
+        }`;
+    }
+    return stmt;
+  });
+  const w = writeSql(ctx, t, stmts, params);
   return writePlan(
     ctx,
     w.sql,
@@ -280,6 +312,7 @@ function planInsert(ctx: RestContext, t: TableInfo): Plan {
     w.representation,
     { minimal: 201, representation: 201 },
     applied,
+    stmts.length > 1 ? rows.length : undefined,
   );
 }
 
@@ -318,7 +351,7 @@ function planUpdate(ctx: RestContext, t: TableInfo): Plan {
   const where = whereSql(ctx.query.filters, scopeOf(t), params);
   const stmt = `update ${T} set ${cols.map((c) => `${ident(c)} = _b.${ident(c)}`).join(", ")} ` +
     `from json_populate_record(null::${T}, (${ph}::text)::json) _b${where}`;
-  const w = writeSql(ctx, t, stmt, params);
+  const w = writeSql(ctx, t, [stmt], params);
   return writePlan(
     ctx,
     w.sql,
@@ -335,7 +368,7 @@ function planDelete(ctx: RestContext, t: TableInfo): Plan {
   const params = new Params();
   const where = whereSql(ctx.query.filters, scopeOf(t), params);
   const applied = [ctx.prefer.return && `return=${ctx.prefer.return}`];
-  const w = writeSql(ctx, t, `delete from ${T}${where}`, params);
+  const w = writeSql(ctx, t, [`delete from ${T}${where}`], params);
   return writePlan(
     ctx,
     w.sql,
