@@ -3,7 +3,7 @@
  * on fixtures created in `public` with unique names and dropped at the end.
  */
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
-import { assert, assertEquals, assertMatch } from "../../test/assert.ts";
+import { assertEquals, assertMatch } from "../../test/assert.ts";
 import { PUBLISHABLE_KEY, SECRET_KEY, signJwt } from "../keys.ts";
 import {
   admin,
