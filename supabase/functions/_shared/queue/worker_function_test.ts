@@ -1,0 +1,67 @@
+import { assert, assertEquals, assertThrows } from "../../../../tools/test/assert.ts";
+import { testEnv } from "../../../../tools/test/env.ts";
+import { tempKind, testQueueConfig, testServiceClient } from "../../../../tools/test/queue.ts";
+import { loadQueueConfig } from "../config.ts";
+import type { HandlerRegistry } from "./handlers/mod.ts";
+import { PgmqQueueAdapter } from "./pgmq_adapter.ts";
+import { makeWorkerHandler } from "./worker_function.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+function post(body: unknown): Request {
+  return new Request("http://local/fn", {
+    method: "POST",
+    headers: { authorization: `Bearer ${testEnv().serviceRoleKey}` },
+    body: JSON.stringify(body),
+  });
+}
+
+Deno.test("loadQueueConfig() stops start-up with a message naming the bad variable", () => {
+  assertThrows(() => loadQueueConfig({ QUEUE_MAX_ATTEMPTS: "zero" }), "QUEUE_MAX_ATTEMPTS");
+  assertThrows(() => loadQueueConfig({ QUEUE_PROVIDER: "kafka" }), "QUEUE_PROVIDER");
+});
+
+Deno.test({
+  name:
+    "makeWorkerHandler() on shutdown finishes the running job, releases the rest and refuses new work",
+  ...opts,
+  async fn() {
+    await using k = await tempKind();
+    const client = testServiceClient();
+    const config = testQueueConfig();
+    const adapter = new PgmqQueueAdapter(client, config);
+    for (let i = 0; i < 3; i++) {
+      await adapter.publish({ idempotencyKey: `s:${crypto.randomUUID()}`, kind: k.kind });
+    }
+    const stop = new AbortController();
+    const registry: HandlerRegistry = new Map();
+    registry.set(k.kind, () => {
+      stop.abort(); // beforeunload arrives while the first job runs
+      return Promise.resolve({ ran: true });
+    });
+    const handler = makeWorkerHandler(k.kind, {
+      client,
+      config: testQueueConfig({ QUEUE_CONCURRENCY: "1" }),
+      registry,
+      adapter,
+      signal: stop.signal,
+    });
+    const res = await handler(post({}));
+    const sum = await res.json();
+    assertEquals(res.status, 200, JSON.stringify(sum));
+    assertEquals([sum.claimed, sum.completed, sum.released, sum.stopped_by], [3, 1, 2, "shutdown"]);
+    const after = await handler(post({}));
+    assertEquals(after.status, 503);
+    await after.body?.cancel();
+    const rows = await k.sql`select status, attempts from public.jobs where kind = ${k.kind}
+                             order by status`;
+    assertEquals(rows.map((r) => [r.status, r.attempts]), [["completed", 1], ["pending", 0], [
+      "pending",
+      0,
+    ]]);
+    const [ev] = await k.sql`select count(*)::int as n from public.job_events e
+                             join public.jobs j on j.id = e.job_id
+                             where j.kind = ${k.kind} and e.type = 'released'`;
+    assert(ev!.n === 2);
+  },
+});
