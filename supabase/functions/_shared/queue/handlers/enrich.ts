@@ -124,8 +124,21 @@ const SCORED: Array<keyof EnrichedContact> = [
   "company",
 ];
 
-/** Normalises one record; throws JobCancelError when it has no usable email. */
-export function enrich(input: EnrichInput): EnrichOutput {
+/** The output for an empty record: nothing to enrich, nothing wrong. */
+export interface EnrichSkipped {
+  skipped: true;
+  reason: string;
+}
+
+/**
+ * Normalises one record; throws JobCancelError when it has data but no usable email. An
+ * EMPTY payload (`{}`) is skipped, not cancelled: it is what pings send (seed 000's own
+ * `doctor:ping` body), and a health check must not leave a dead letter and an alert behind.
+ */
+export function enrich(input: EnrichInput): EnrichOutput | EnrichSkipped {
+  if (Object.keys(input).length === 0) {
+    return { skipped: true, reason: "empty payload: nothing to enrich" };
+  }
   const rawEmail = text(input.email);
   if (!rawEmail) throw new JobCancelError("enrich: payload.email is required");
   const email = rawEmail.toLowerCase().replace(/^mailto:/, "");
@@ -168,7 +181,7 @@ export function enrich(input: EnrichInput): EnrichOutput {
 }
 
 /** The registry entry: a pure transformation of the payload. */
-export const enrichHandler: JobHandler<EnrichInput, EnrichOutput> = (job) => {
+export const enrichHandler: JobHandler<EnrichInput, EnrichOutput | EnrichSkipped> = (job) => {
   if (job.payload === null || typeof job.payload !== "object" || Array.isArray(job.payload)) {
     return Promise.reject(new JobCancelError("enrich: the payload must be a JSON object"));
   }

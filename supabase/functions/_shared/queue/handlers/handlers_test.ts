@@ -1,10 +1,22 @@
 import { assert, assertEquals, assertThrows } from "../../../../../tools/test/assert.ts";
 import { JobCancelError } from "../../errors.ts";
 import type { Job } from "../adapter.ts";
-import { companyFromDomain, enrich, splitName } from "./enrich.ts";
+import {
+  companyFromDomain,
+  enrich,
+  type EnrichInput,
+  type EnrichOutput,
+  splitName,
+} from "./enrich.ts";
 import { evaluate, makeEnforceHandler } from "./enforce.ts";
 import type { MessageProvider, OutboundMessage } from "./message_provider.ts";
 import { makeOutreachHandler, renderTemplate } from "./outreach.ts";
+
+function enrichFull(input: EnrichInput): EnrichOutput {
+  const out = enrich(input);
+  if ("skipped" in out) throw new Error("unexpectedly skipped");
+  return out;
+}
 
 function job<P>(payload: P, kind = "x"): Job<P> {
   return {
@@ -22,7 +34,7 @@ function job<P>(payload: P, kind = "x"): Job<P> {
 const ctx = { signal: new AbortController().signal, log: () => {} };
 
 Deno.test("enrich() normalises the email, splits the name and derives domain and company", () => {
-  const out = enrich({ email: "  Ada.Lovelace@Mail.Acme-Corp.CO.UK ", name: "ada   LOVELACE" });
+  const out = enrichFull({ email: "  Ada.Lovelace@Mail.Acme-Corp.CO.UK ", name: "ada   LOVELACE" });
   assertEquals(out.contact.email, "ada.lovelace@mail.acme-corp.co.uk");
   assertEquals([out.contact.first_name, out.contact.last_name], ["Ada", "Lovelace"]);
   assertEquals(out.contact.domain, "mail.acme-corp.co.uk");
@@ -32,7 +44,7 @@ Deno.test("enrich() normalises the email, splits the name and derives domain and
 });
 
 Deno.test("enrich() keeps a given company, skips free-mail domains and scores a full record 1", () => {
-  const out = enrich({
+  const out = enrichFull({
     email: "bob@gmail.com",
     first_name: "bob",
     last_name: "o'neil",
@@ -45,7 +57,11 @@ Deno.test("enrich() keeps a given company, skips free-mail domains and scores a 
   assertEquals(out.contact.last_name, "O'Neil");
   assertEquals(out.contact.phone, "+15550109999");
   assertEquals(out.completeness, 1);
-  assertEquals(enrich({ email: "x@gmail.com" }).contact.company, null);
+  assertEquals(enrichFull({ email: "x@gmail.com" }).contact.company, null);
+});
+
+Deno.test("enrich() skips an empty payload (a ping) instead of dead-lettering it", () => {
+  assertEquals(enrich({}), { skipped: true, reason: "empty payload: nothing to enrich" });
 });
 
 Deno.test("enrich() cancels a record without a usable email", () => {
