@@ -121,7 +121,7 @@ Deno.test({
     assertEquals(out.code, 1, text + new TextDecoder().decode(out.stderr));
     assertMatch(
       text,
-      /^ok   env \(http:\/\/127\.0\.0\.1:1, no SUPABASE_DB_URL: SQL checks skipped\)\nFAIL api reachable: /,
+      /^ok {3}env \(http:\/\/127\.0\.0\.1:1, no SUPABASE_DB_URL: SQL checks skipped\)\nFAIL api reachable: /,
     );
   },
 });
