@@ -1,0 +1,241 @@
+/**
+ * `deno task bench [--quick] [--only <workload|case id prefix>]`: Conveyor next to pg-boss
+ * and graphile-worker on one throwaway PostgreSQL cluster, in one run (issue 9).
+ *
+ * Starts its own cluster and gateway (tools/bench/env.ts), runs every case of every workload
+ * (tools/bench/plan.ts) once per repetition with the order rotated between repetitions,
+ * checks that every job was processed exactly once, prints progress and a summary, and
+ * writes the report: `docs/benchmarks.md` + `docs/benchmarks.svg` for a full run of every
+ * workload, `.artifacts/bench/` otherwise (or `--out <dir>`). Raw results go to
+ * `.artifacts/bench/results-<time>.json`.
+ *
+ *   --quick        small sizes, one repetition (a smoke check in under 3 minutes)
+ *   --smoke        tiny sizes (the test in bench_test.ts)
+ *   --only X       only workloads / cases whose id starts with X (repeatable, comma list)
+ *   --reps N       repetitions (default 3, quick 1)
+ *   --out DIR      where benchmarks.md/.svg go
+ *   --dir DIR      the cluster's folder (default .stack/bench)
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import postgres from "postgres";
+import { REPO_ROOT } from "../stack/state.ts";
+import { DBS, loadAvg, startEnv } from "./env.ts";
+import { buildPlan, FULL, QUICK, type Sizes, SMOKE } from "./plan.ts";
+import { computeRatios, markdown, svgChart, terminalSummary } from "./report.ts";
+import { fmtMs, fmtRate, median } from "./stats.ts";
+import type { Case, CaseSummary, RunResult } from "./types.ts";
+
+/** Options of {@link runBench}. */
+export interface BenchOptions {
+  mode: "full" | "quick" | "smoke";
+  only?: string[];
+  reps?: number;
+  out?: string;
+  dir?: string;
+  log?: (line: string) => void;
+}
+
+/** What a run produced. */
+export interface BenchOutcome {
+  summaries: CaseSummary[];
+  markdownPath: string;
+  svgPath: string;
+  failed: number;
+}
+
+function selected(c: Case, only: string[] | undefined): boolean {
+  if (!only || only.length === 0) return true;
+  return only.some((o) => c.workload === o || c.id.startsWith(o));
+}
+
+async function pipelineNote(url: string): Promise<string> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const [r] = await sql<{ present: boolean }[]>`
+      select to_regclass('public.content_jobs') is not null
+        and exists (select 1 from pg_proc where proname = 'get_content_stage_backlog') as present`;
+    return r!.present
+      ? "Not measured: the content pipeline's tables exist in this checkout, but the bench does not drive the six stages yet."
+      : "Not measured (pipeline not present): this checkout has no content pipeline (`public.content_jobs`, " +
+        "`get_content_stage_backlog()`); the row is filled in once it lands.";
+  } finally {
+    await sql.end();
+  }
+}
+
+function summarise(c: Case, runs: RunResult[], failures: string[]): CaseSummary {
+  const vals = runs.map((r) => r.value);
+  return {
+    case: c,
+    runs,
+    failures,
+    median: median(vals),
+    min: Math.min(...vals),
+    max: Math.max(...vals),
+    p95: runs[0]?.p95 !== undefined ? median(runs.map((r) => r.p95!)) : undefined,
+    p99: runs[0]?.p99 !== undefined ? median(runs.map((r) => r.p99!)) : undefined,
+    duplicates: runs.reduce((a, r) => a + r.delivery.duplicates, 0),
+    delivered: runs.reduce((a, r) => a + r.delivery.distinct, 0),
+  };
+}
+
+/** Runs the benchmark; resolves with the summaries and where the report went. */
+export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const sizes: Sizes = opts.mode === "full" ? FULL : opts.mode === "quick" ? QUICK : SMOKE;
+  const reps = opts.reps ?? sizes.reps;
+  const plan = buildPlan(sizes).filter((c) => selected(c, opts.only));
+  const started = new Date();
+  const t0 = performance.now();
+  const load = await loadAvg();
+  if (load > 1.0) {
+    log(`note: the machine is busy (load ${load.toFixed(2)}); figures will be noisier`);
+  }
+  log(`bench: ${opts.mode}, ${plan.length} cases × up to ${reps} repetitions`);
+  const env = await startEnv({ dir: opts.dir, log });
+  const results = new Map<string, { runs: RunResult[]; failures: string[] }>();
+  let pipeline = "";
+  try {
+    log(
+      `cluster: ${env.url(DBS.conveyor)}; ${
+        Object.entries(env.settings).map(([k, v]) => `${k}=${v}`).join(" ")
+      }`,
+    );
+    pipeline = await pipelineNote(env.url(DBS.conveyor));
+    const workloads = [...new Set(plan.map((c) => c.workload))];
+    let done = 0;
+    const total = plan.reduce((a, c) => a + Math.min(reps, c.reps ?? reps), 0);
+    for (const w of workloads) {
+      const cases = plan.filter((c) => c.workload === w);
+      for (let rep = 0; rep < reps; rep++) {
+        // Rotate the order each repetition: drift on a shared machine hits every system.
+        const order = cases.map((_, k) => cases[(k + rep) % cases.length]!);
+        for (const c of order) {
+          if (rep >= (c.reps ?? reps)) continue;
+          const slot = results.get(c.id) ?? { runs: [], failures: [] };
+          results.set(c.id, slot);
+          done++;
+          const head = `[${done}/${total}] ${c.id} rep ${rep + 1}`;
+          try {
+            const r = await c.run(env);
+            const d = r.delivery;
+            const unit = c.unit ?? "jobs/s";
+            const fig = unit === "ms"
+              ? `p50 ${fmtMs(r.value)} ms p95 ${fmtMs(r.p95 ?? NaN)} p99 ${fmtMs(r.p99 ?? NaN)}`
+              : `${fmtRate(r.value)} ${unit} (${r.n.toLocaleString("en-US")} in ${
+                r.seconds.toFixed(2)
+              } s)`;
+            if (d.lost > 0) {
+              slot.failures.push(`rep ${rep + 1} lost ${d.lost} of ${d.expected}`);
+              log(`${head}: FAILED, lost ${d.lost} of ${d.expected} jobs (${fig})`);
+            } else {
+              slot.runs.push(r);
+              log(`${head}: ${fig}, ${d.distinct} jobs once each, ${d.duplicates} duplicates`);
+            }
+          } catch (e) {
+            const msg = e instanceof Error ? e.message : String(e);
+            slot.failures.push(`rep ${rep + 1}: ${msg.split("\n")[0]}`);
+            log(`${head}: FAILED: ${msg}`);
+          }
+        }
+      }
+    }
+  } finally {
+    await env.stop();
+  }
+
+  const summaries = plan
+    .filter((c) => results.has(c.id))
+    .map((c) => summarise(c, results.get(c.id)!.runs, results.get(c.id)!.failures));
+  const ratios = computeRatios(summaries);
+  log(terminalSummary(summaries, ratios));
+
+  const full = opts.mode === "full" && !opts.only?.length;
+  const outDir = opts.out ?? (full ? `${REPO_ROOT}/docs` : `${REPO_ROOT}/.artifacts/bench`);
+  await Deno.mkdir(outDir, { recursive: true });
+  await Deno.mkdir(`${REPO_ROOT}/.artifacts/bench`, { recursive: true });
+  const stamp = started.toISOString().replaceAll(":", "").slice(0, 15);
+  await Deno.writeTextFile(
+    `${REPO_ROOT}/.artifacts/bench/results-${stamp}.json`,
+    JSON.stringify(
+      {
+        started,
+        mode: opts.mode,
+        settings: env.settings,
+        machine: env.machine,
+        ratios,
+        cases: summaries.map((s) => ({
+          id: s.case.id,
+          settings: s.case.settings,
+          median: s.median,
+          runs: s.runs,
+          failures: s.failures,
+        })),
+      },
+      null,
+      2,
+    ),
+  );
+  const notes = await Deno.readTextFile(new URL("./notes.md", import.meta.url)).catch(() => "");
+  const minutes = (performance.now() - t0) / 60_000;
+  const loadAfter = (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ").slice(
+    0,
+    3,
+  ).join(" ");
+  const command = `deno task bench${opts.mode === "full" ? "" : ` --${opts.mode}`}` +
+    (opts.only?.length ? ` --only ${opts.only.join(",")}` : "");
+  const md = markdown(summaries, ratios, {
+    mode: opts.mode === "full" ? "full run" : `${opts.mode} run`,
+    started,
+    minutes,
+    machine: env.machine,
+    loadAfter,
+    settings: env.settings,
+    pipeline,
+    notes,
+    command,
+  });
+  const markdownPath = `${outDir}/benchmarks.md`;
+  const svgPath = `${outDir}/benchmarks.svg`;
+  await Deno.writeTextFile(markdownPath, md);
+  await Deno.writeTextFile(
+    svgPath,
+    svgChart(
+      ratios,
+      `${command} · ${
+        started.toISOString().slice(0, 10)
+      } · ${env.machine.cores} cores · ${env.machine.cpu}`,
+    ),
+  );
+  const failed = summaries.filter((s) => s.failures.length > 0).length;
+  log(
+    `\nreport: ${markdownPath} and ${svgPath} (${minutes.toFixed(1)} min)${
+      failed ? `; ${failed} case(s) FAILED` : ""
+    }`,
+  );
+  return { summaries, markdownPath, svgPath, failed };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      smoke: { type: "boolean", default: false },
+      only: { type: "string", multiple: true },
+      reps: { type: "string" },
+      out: { type: "string" },
+      dir: { type: "string" },
+    },
+  });
+  const outcome = await runBench({
+    mode: values.smoke ? "smoke" : values.quick ? "quick" : "full",
+    only: values.only?.flatMap((o) => o.split(",")).filter(Boolean),
+    reps: values.reps ? Number(values.reps) : undefined,
+    out: values.out,
+    dir: values.dir,
+  });
+  Deno.exit(outcome.failed > 0 ? 1 : 0);
+}

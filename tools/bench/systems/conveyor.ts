@@ -1,0 +1,419 @@
+/**
+ * Conveyor under benchmark: enqueue through `queue_job` / `queue_jobs` over SQL
+ * (postgres.js) and over HTTP (the gateway), and consumption through THE worker loop
+ * (`_shared/worker_loop.ts`), either as workers run it (the pgmq QueueAdapter: supabase-js →
+ * gateway → claim_jobs / settle_jobs) or with the same loop calling claim_jobs / settle_jobs
+ * over a direct SQL connection.
+ *
+ * @module
+ */
+import postgres from "postgres";
+import { createClient } from "@supabase/supabase-js";
+import { loadQueueConfig } from "../../../supabase/functions/_shared/config.ts";
+import {
+  PgmqQueueAdapter,
+  settleEntry,
+} from "../../../supabase/functions/_shared/queue/pgmq_adapter.ts";
+import { type LoopSource, runLoop } from "../../../supabase/functions/_shared/worker_loop.ts";
+import { type BenchEnv, DBS } from "../env.ts";
+import { DeliveryCounter, percentile, sleep, waitUntil } from "../stats.ts";
+import type { RunResult } from "../types.ts";
+
+/** The kind every benchmark job uses (no rate limiter). */
+export const KIND = "enrich";
+
+/** The pgmq tables behind the kinds' queues and the dead-letter queue. */
+const LEDGER_TABLES = [
+  "public.job_events",
+  "public.critical_jobs",
+  "public.dead_letter_jobs",
+  "public.idempotency_keys",
+  "public.jobs",
+];
+
+/** A postgres.js pool on the Conveyor database. */
+export function conveyorSql(env: BenchEnv, max: number) {
+  return postgres(env.url(DBS.conveyor), { max, onnotice: () => {}, prepare: true });
+}
+
+/** Empties the ledger and every pgmq queue (a fresh state per run). */
+export async function reset(env: BenchEnv): Promise<void> {
+  const sql = conveyorSql(env, 1);
+  try {
+    const queues = await sql<{ queue_name: string }[]>`select queue_name from pgmq.meta`;
+    const pgmq = queues.flatMap((q) => [`pgmq."q_${q.queue_name}"`, `pgmq."a_${q.queue_name}"`]);
+    await sql.unsafe(`truncate ${[...LEDGER_TABLES, ...pgmq].join(", ")} cascade`);
+  } finally {
+    await sql.end();
+  }
+}
+
+/** queue_job's body for job `i` of run `tag`. */
+export function body(tag: string, i: number): Record<string, unknown> {
+  return { idempotency_key: `${tag}-${i}`, kind: KIND, payload: { i } };
+}
+
+/** Every job in the ledger is there once: counts rows and distinct payloads. */
+async function checkEnqueued(env: BenchEnv, n: number) {
+  const sql = conveyorSql(env, 1);
+  try {
+    const [r] = await sql<{ rows: number; distinct: number; msgs: number }[]>`
+      select count(*)::int as rows, count(distinct payload ->> 'i')::int as distinct,
+             (select count(*)::int from pgmq.q_q_enrich) as msgs
+      from public.jobs`;
+    const rows = Math.min(r!.rows, r!.msgs);
+    return {
+      expected: n,
+      distinct: r!.distinct,
+      duplicates: Math.max(0, r!.rows - r!.distinct),
+      lost: Math.max(0, n - Math.min(r!.distinct, rows)),
+    };
+  } finally {
+    await sql.end();
+  }
+}
+
+/** Runs `n` calls from `conc` loops; returns seconds. */
+export async function loops(
+  n: number,
+  conc: number,
+  call: (i: number) => Promise<unknown>,
+): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: conc }, async () => {
+    while (next < n) await call(next++);
+  }));
+  return (performance.now() - t0) / 1000;
+}
+
+/** POSTs a JSON body to `/rest/v1/rpc/<fn>` as service_role; returns the parsed answer. */
+export async function httpRpc(env: BenchEnv, fn: string, payload: unknown): Promise<unknown> {
+  const res = await fetch(`${env.apiUrl}/rest/v1/rpc/${fn}`, {
+    method: "POST",
+    headers: {
+      apikey: env.serviceKey,
+      authorization: `Bearer ${env.serviceKey}`,
+      "content-type": "application/json",
+    },
+    body: JSON.stringify(payload),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`rpc/${fn}: HTTP ${res.status} ${text}`);
+  return text === "" ? null : JSON.parse(text);
+}
+
+/** Single-call enqueue: `select queue_job($1)` over SQL, or POST rpc/queue_job. */
+export async function enqueueSingle(
+  env: BenchEnv,
+  n: number,
+  conc: number,
+  via: "sql" | "http",
+): Promise<RunResult> {
+  await reset(env);
+  const tag = crypto.randomUUID().slice(0, 8);
+  let seconds: number;
+  if (via === "sql") {
+    const sql = conveyorSql(env, conc);
+    try {
+      await Promise.all(Array.from({ length: conc }, () => sql`select 1`));
+      seconds = await loops(
+        n,
+        conc,
+        (i) => sql`select public.queue_job(${sql.json(body(tag, i) as postgres.JSONValue)}) as id`,
+      );
+    } finally {
+      await sql.end();
+    }
+  } else {
+    await httpRpc(env, "bench_insert", { warm: true });
+    seconds = await loops(n, conc, (i) => httpRpc(env, "queue_job", body(tag, i)));
+  }
+  const delivery = await checkEnqueued(env, n);
+  return { value: n / seconds, n, seconds, delivery };
+}
+
+/** Issue 4: an RPC doing one INSERT, over HTTP and over SQL. */
+export async function rpcInsert(
+  env: BenchEnv,
+  n: number,
+  conc: number,
+  via: "sql" | "http",
+): Promise<RunResult> {
+  const sql = conveyorSql(env, via === "sql" ? conc : 1);
+  try {
+    await sql`truncate public.bench_sink`;
+    let seconds: number;
+    if (via === "sql") {
+      await Promise.all(Array.from({ length: conc }, () => sql`select 1`));
+      seconds = await loops(
+        n,
+        conc,
+        (i) => sql`select public.bench_insert(${sql.json({ i })}) as id`,
+      );
+    } else {
+      seconds = await loops(n, conc, (i) => httpRpc(env, "bench_insert", { i }));
+    }
+    const [r] = await sql<{ rows: number; distinct: number }[]>`
+      select count(*)::int as rows, count(distinct body ->> 'i')::int as distinct
+      from public.bench_sink`;
+    return {
+      value: n / seconds,
+      n,
+      seconds,
+      delivery: {
+        expected: n,
+        distinct: r!.distinct,
+        duplicates: r!.rows - r!.distinct,
+        lost: n - r!.distinct,
+      },
+    };
+  } finally {
+    await sql.end();
+  }
+}
+
+/** Enqueues `n` jobs with queue_jobs in chunks over SQL (also the drains' pre-fill). */
+export async function enqueueBatchSql(
+  env: BenchEnv,
+  n: number,
+  chunk: number,
+  tag: string,
+  offset = 0,
+): Promise<number> {
+  const sql = conveyorSql(env, 1);
+  try {
+    const t0 = performance.now();
+    for (let s = 0; s < n; s += chunk) {
+      const items = Array.from(
+        { length: Math.min(chunk, n - s) },
+        (_, k) => body(tag, offset + s + k),
+      );
+      await sql`select count(*) from public.queue_jobs(${sql.json(items as postgres.JSONValue)})`;
+    }
+    return (performance.now() - t0) / 1000;
+  } finally {
+    await sql.end();
+  }
+}
+
+/** Batch enqueue: queue_jobs with `chunk` jobs per call, sequential, over SQL or HTTP. */
+export async function enqueueBatch(
+  env: BenchEnv,
+  n: number,
+  chunk: number,
+  via: "sql" | "http",
+): Promise<RunResult> {
+  await reset(env);
+  const tag = crypto.randomUUID().slice(0, 8);
+  let seconds: number;
+  if (via === "sql") seconds = await enqueueBatchSql(env, n, chunk, tag);
+  else {
+    const t0 = performance.now();
+    for (let s = 0; s < n; s += chunk) {
+      const items = Array.from({ length: Math.min(chunk, n - s) }, (_, k) => body(tag, s + k));
+      await httpRpc(env, "queue_jobs", items);
+    }
+    seconds = (performance.now() - t0) / 1000;
+  }
+  const delivery = await checkEnqueued(env, n);
+  return { value: n / seconds, n, seconds, delivery };
+}
+
+/** Pre-fills `n` jobs (untimed) and settles; returns the job ids. */
+export async function prefill(env: BenchEnv, n: number): Promise<void> {
+  await reset(env);
+  await enqueueBatchSql(env, n, 2000, crypto.randomUUID().slice(0, 8));
+  await env.settle(DBS.conveyor);
+}
+
+/** How a drain consumes: worker loops × batch × jobs run at once per loop. */
+export interface DrainShape {
+  workers: number;
+  batch: number;
+  concurrency: number;
+}
+
+/** A claimed row (conveyor.claimed_job), as far as the SQL path needs it. */
+interface Claimed {
+  job_id: string;
+  lease_id: string;
+}
+
+const POLICY = { max_attempts: 3, backoff_base_ms: 1000, backoff_max_ms: 60000 };
+
+/** The worker loop's source over direct SQL: claim_jobs / settle_jobs on a postgres.js pool. */
+function sqlSource(
+  sql: postgres.Sql,
+  worker: string,
+  onJob: (row: Claimed) => void,
+): LoopSource<Claimed, null> {
+  return {
+    claim: async (max) => [
+      ...await sql<Claimed[]>`
+        select job_id, lease_id from public.claim_jobs(${KIND}, ${worker}, ${max}, 90, null,
+          ${sql.json(POLICY)})`,
+    ],
+    run: (row) => {
+      onJob(row);
+      return Promise.resolve(null);
+    },
+    settle: async (results) => {
+      const entries = results.map((r) => settleEntry(r.item, r.outcome));
+      const rows = await sql<{ accepted: boolean }[]>`
+        select accepted from public.settle_jobs(${worker}, ${
+        sql.json(entries as postgres.JSONValue)
+      },
+          ${sql.json(POLICY)})`;
+      if (rows.some((r) => !r.accepted)) throw new Error("settle refused");
+    },
+  };
+}
+
+/**
+ * End-to-end drain of the pre-filled queue. The clock starts at the first handler call and
+ * stops when every loop has found the queue empty (each settles before it claims again, so
+ * the ledger shows every job completed then; checked after).
+ */
+export async function drain(
+  env: BenchEnv,
+  n: number,
+  shape: DrainShape,
+  via: "sql" | "rpc",
+  opts: { stopAfter?: number } = {},
+): Promise<RunResult> {
+  const counter = new DeliveryCounter();
+  let t0 = 0;
+  let tEnd = 0;
+  const stopAfter = opts.stopAfter ?? Infinity;
+  const stop = new AbortController();
+  const hit = (id: string) => {
+    if (t0 === 0) t0 = performance.now();
+    counter.hit(id);
+    if (counter.calls === stopAfter) {
+      tEnd = performance.now();
+      stop.abort();
+    }
+  };
+  const sql = conveyorSql(env, shape.workers + 1);
+  try {
+    if (via === "sql") {
+      await Promise.all(Array.from({ length: shape.workers }, () => sql`select 1`));
+      await Promise.all(
+        Array.from({ length: shape.workers }, (_, w) =>
+          runLoop(
+            sqlSource(sql, `bench-sql-${w}`, (r) => hit(r.job_id)),
+            {
+              batchSize: shape.batch,
+              concurrency: shape.concurrency,
+              budgetMs: 3_600_000,
+              jobTimeoutMs: 60_000,
+              signal: stop.signal,
+            },
+          )),
+      );
+    } else {
+      const client = createClient(env.apiUrl, env.serviceKey, {
+        auth: { persistSession: false, autoRefreshToken: false },
+      });
+      const config = loadQueueConfig({});
+      const adapter = new PgmqQueueAdapter(client, config);
+      await Promise.all(
+        Array.from({ length: shape.workers }, (_, w) =>
+          adapter.consume(KIND, (job) => {
+            hit(job.id);
+            return Promise.resolve(null);
+          }, {
+            batchSize: shape.batch,
+            concurrency: shape.concurrency,
+            budgetMs: 3_600_000,
+            jobTimeoutMs: 60_000,
+            workerId: `bench-rpc-${w}`,
+            signal: stop.signal,
+          })),
+      );
+      await adapter.shutdown();
+    }
+    if (tEnd === 0) tEnd = performance.now();
+    const seconds = (tEnd - t0) / 1000;
+    const ids = (await sql<{ id: string }[]>`
+      select id from public.jobs where status = 'completed'`).map((r) => r.id);
+    const [open] = await sql<{ n: number }[]>`
+      select count(*)::int as n from public.jobs where status <> 'completed'`;
+    const delivery = counter.check(ids);
+    // Jobs handled but not completed in the ledger, or completed without a handler call.
+    if (opts.stopAfter === undefined) {
+      delivery.expected = n;
+      delivery.lost = Math.max(delivery.lost, open!.n, n - counter.distinct);
+    } else {
+      delivery.lost = Math.max(delivery.lost, counter.distinct - ids.length);
+    }
+    const done = opts.stopAfter ?? n;
+    return { value: done / seconds, n: done, seconds, delivery };
+  } finally {
+    await sql.end();
+  }
+}
+
+/**
+ * Enqueue → handler start, one job in flight. No push path is used here: a worker polls
+ * claim_jobs every `pollMs` over SQL (LISTEN-free), so latency is about the poll interval.
+ */
+export async function latencyPolling(
+  env: BenchEnv,
+  samples: number,
+  pollMs: number,
+): Promise<RunResult> {
+  await reset(env);
+  const sql = conveyorSql(env, 2);
+  const counter = new DeliveryCounter();
+  let waiting: ((t: number) => void) | null = null;
+  let running = true;
+  const worker = "bench-latency";
+  const source = sqlSource(sql, worker, (r) => {
+    counter.hit(r.job_id);
+    waiting?.(performance.now());
+  });
+  const poller = (async () => {
+    while (running) {
+      const s = await runLoop(source, {
+        batchSize: 1,
+        concurrency: 1,
+        budgetMs: 3_600_000,
+        jobTimeoutMs: 60_000,
+      });
+      if (s.claimed === 0 && running) await sleep(pollMs);
+    }
+  })();
+  const tag = crypto.randomUUID().slice(0, 8);
+  const lat: number[] = [];
+  try {
+    await sql`select 1`;
+    for (let i = 0; i < samples; i++) {
+      const started = new Promise<number>((r) => (waiting = r));
+      const t0 = performance.now();
+      await sql`select public.queue_job(${sql.json(body(tag, i) as postgres.JSONValue)})`;
+      const t1 = await started;
+      lat.push(t1 - t0);
+    }
+  } finally {
+    running = false;
+    await poller;
+    await sql.end();
+  }
+  await waitUntil(() => counter.calls >= samples, 1000);
+  return latencyResult(lat, counter.check(samples));
+}
+
+/** p50/p95/p99/max of latency samples. */
+export function latencyResult(lat: number[], delivery: RunResult["delivery"]): RunResult {
+  return {
+    value: percentile(lat, 50),
+    p95: percentile(lat, 95),
+    p99: percentile(lat, 99),
+    max: Math.max(...lat),
+    n: lat.length,
+    seconds: lat.reduce((a, b) => a + b, 0) / 1000,
+    delivery,
+  };
+}

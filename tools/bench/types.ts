@@ -1,0 +1,66 @@
+/**
+ * Shapes shared by the benchmark's systems, workloads and report.
+ *
+ * @module
+ */
+import type { BenchEnv } from "./env.ts";
+import type { Delivery } from "./stats.ts";
+
+/** The workloads of issue 9, in report order. */
+export type WorkloadId =
+  | "enqueue"
+  | "rpc"
+  | "batch"
+  | "drain"
+  | "latency"
+  | "backlog"
+  | "pipeline";
+
+/** What one run (one repetition of one case) measured. */
+export interface RunResult {
+  /** The figure: jobs (or requests, rows) per second, or p50 latency in ms. */
+  value: number;
+  p95?: number;
+  p99?: number;
+  max?: number;
+  /** Jobs (or samples) in the run. */
+  n: number;
+  /** Timed seconds. */
+  seconds: number;
+  /** Every job processed exactly once? */
+  delivery: Delivery;
+}
+
+/** One line of a workload's table: a system with one configuration. */
+export interface Case {
+  workload: WorkloadId;
+  /** Stable id (for --only and the JSON results), e.g. `drain.conveyor-sql.b10c10`. */
+  id: string;
+  system: string;
+  /** Version shown in the report. */
+  version: string;
+  /** The settings, as the report prints them. */
+  settings: string;
+  /** Jobs (or samples) per run, as printed. */
+  size: number;
+  /** Repetitions (default: the run's). */
+  reps?: number;
+  /** "jobs/s" unless told. */
+  unit?: "jobs/s" | "req/s" | "ms";
+  run(env: BenchEnv): Promise<RunResult>;
+}
+
+/** The repetitions of a case, summarised. */
+export interface CaseSummary {
+  case: Case;
+  runs: RunResult[];
+  /** Runs that lost a job or failed outright. */
+  failures: string[];
+  median: number;
+  min: number;
+  max: number;
+  p95?: number;
+  p99?: number;
+  duplicates: number;
+  delivered: number;
+}
