@@ -84,11 +84,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     // opens the pool's first connection.
     onnotice: () => {},
     types: RAW_TYPES,
+    connect_timeout: 5,
     connection: { application_name: "conveyor-gateway" },
   });
   const admin = postgres(opts.adminDbUrl, {
     max: 2,
     onnotice: () => {},
+    connect_timeout: 5,
     connection: { application_name: "conveyor-gateway-admin" },
   });
   const holder = new SchemaCacheHolder(admin, () => config.schemas, log, async () => {
@@ -134,7 +136,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     functions,
     dbHealthy: async () => {
       const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), 2_000));
-      const check = admin`select 1`.then(() => true, () => false);
+      const check = pool`select 1`.then(() => true, () => false);
       return await Promise.race([check, timeout]);
     },
     log,

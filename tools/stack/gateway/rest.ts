@@ -142,6 +142,13 @@ export class RestApi {
     };
 
     const holder = this.opts.holder;
+    if (!holder.loaded) {
+      throw pgrstError(
+        503,
+        "PGRST002",
+        "Could not query the database for the schema cache. Retrying.",
+      );
+    }
     const reloadOnMiss = this.opts.reloadOnMiss ?? true;
     let cache = holder.current;
     let p: Plan;

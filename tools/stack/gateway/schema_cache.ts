@@ -321,6 +321,11 @@ export class SchemaCacheHolder {
     return this.#current;
   }
 
+  /** Has a snapshot been loaded from the database yet? */
+  get loaded(): boolean {
+    return this.#current.generation > 0;
+  }
+
   /** Re-reads the catalog; concurrent calls share one load. */
   reload(): Promise<SchemaCache> {
     if (this.#reloading) return this.#reloading;
@@ -345,7 +350,7 @@ export class SchemaCacheHolder {
    * `minIntervalMs`, concurrent misses share them. Returns whether a newer snapshot than
    * `since` is now current.
    */
-  async reloadOnMiss(since: SchemaCache, minIntervalMs = 200): Promise<boolean> {
+  async reloadOnMiss(since: SchemaCache, minIntervalMs = 100): Promise<boolean> {
     const t = performance.now();
     try {
       while (!this.#closed) {
