@@ -180,7 +180,7 @@ export class RestApi {
     return this.opts.preRequest ?? cache.preRequest ?? config.dbPreRequest;
   }
 
-  /** The ordered settings applied with set_config, as JSON text (built per cache). */
+  /** The ordered settings applied with set_config (built per cache). */
   #settings(
     method: string,
     restPath: string,
@@ -188,23 +188,23 @@ export class RestApi {
     auth: AuthResult,
     schema: string,
     config: GatewayConfig,
-  ): (cache: SchemaCache) => string {
+  ): (cache: SchemaCache) => [string, string][] {
     const hdrs: Record<string, string> = {};
     for (const [k, v] of headers) if (k !== "cookie") hdrs[k] = v;
-    const rest = {
-      "role": auth.role,
-      "request.jwt.claims": JSON.stringify(auth.claims),
-      "request.method": method,
-      "request.path": restPath,
-      "request.headers": JSON.stringify(hdrs),
-      "request.cookies": JSON.stringify(parseCookies(headers.get("cookie"))),
-    };
+    const rest: [string, string][] = [
+      ["role", auth.role],
+      ["request.jwt.claims", JSON.stringify(auth.claims)],
+      ["request.method", method],
+      ["request.path", restPath],
+      ["request.headers", JSON.stringify(hdrs)],
+      ["request.cookies", JSON.stringify(parseCookies(headers.get("cookie")))],
+    ];
     const searchPath = [...new Set([schema, ...config.extraSearchPath])].map(ident).join(", ");
-    return (cache) => {
-      const s: Record<string, string> = { search_path: searchPath };
-      for (const [k, v] of cache.roleSettings.get(auth.role) ?? []) s[k] = v;
-      return JSON.stringify(Object.assign(s, rest));
-    };
+    return (cache) => [
+      ["search_path", searchPath],
+      ...(cache.roleSettings.get(auth.role) ?? []),
+      ...rest,
+    ];
   }
 
   /** `/rest/v1/`: a minimal OpenAPI-like description of what is exposed. */

@@ -29,8 +29,13 @@ export interface TxPlan {
   check?: (res: TxResult) => ApiError | null;
 }
 
-const SET_CONFIG_SQL =
-  "select set_config(k, v, true) from json_each_text(($1::text)::json) as _s(k, v)";
+/** `select set_config($1, $2, true), …` for `n` settings (names are parameters too). */
+const setConfigSql: string[] = [];
+function setConfigStatement(n: number): string {
+  return setConfigSql[n] ??= "select " +
+    Array.from({ length: n }, (_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`)
+      .join(", ");
+}
 
 const CONNECTION_CODES = new Set([
   "ECONNREFUSED",
@@ -81,18 +86,20 @@ export class Executor {
   }
 
   /**
-   * Runs `plan` in a transaction after applying `settings` (ordered name → value) and
-   * the pre-request statement. Throws the first error (PostgreSQL's or the plan's check).
+   * Runs `plan` in a transaction after applying `settings` (in order) and the
+   * pre-request statement. Throws the first error (PostgreSQL's or the plan's check).
    */
   async run(
-    settings: string,
+    settings: [string, string][],
     preRequestSql: string | undefined,
     plan: TxPlan,
   ): Promise<TxResult> {
     const c = await this.#acquire();
     try {
       const begin = c.unsafe(plan.readOnly ? "begin read only" : "begin read write");
-      const set = c.unsafe(SET_CONFIG_SQL, [settings], { prepare: true });
+      const set = c.unsafe(setConfigStatement(settings.length), settings.flat(), {
+        prepare: true,
+      });
       const pre = preRequestSql ? c.unsafe(preRequestSql, [], { prepare: true }) : null;
       const main = c.unsafe<Row[]>(plan.sql, plan.params, { prepare: plan.prepare });
       const commit = plan.check ? null : c.unsafe("commit");
