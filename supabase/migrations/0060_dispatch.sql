@@ -229,6 +229,8 @@ begin
   end if;
   foreach v_tier in array array['fast', 'normal', 'bulk'] loop
     exit when v_n >= p_limit;
+    -- A kind whose queues are being dropped (its row goes last) has nothing ready.
+    continue when to_regclass(format('pgmq.%I', 'q_' || conveyor.tier_queue(v_queue, v_tier))) is null;
     execute format(
       $q$select count(*)::int from (
            select 1 from pgmq.%I q
