@@ -11,7 +11,7 @@ import {
   testQueueConfig,
   testServiceClient,
 } from "../../../../tools/test/queue.ts";
-import { JobCancelError } from "../errors.ts";
+import { JobCancelError, JobSnoozeError } from "../errors.ts";
 import type { DeadLetter, Job, Priority, QueueAdapter } from "./adapter.ts";
 import { PgBossQueueAdapter } from "./pgboss_adapter.ts";
 import { PgmqQueueAdapter } from "./pgmq_adapter.ts";
@@ -228,6 +228,44 @@ for (const p of providers) {
       });
       assertEquals(next.completed, 2, "the released jobs run again");
       assertEquals(left, [2, 2], "and still have all their retries");
+    },
+  });
+
+  Deno.test({
+    name: `${p.name}: a critical job is allowed 5 attempts`,
+    ...opts,
+    async fn() {
+      await using s = await p.setup();
+      await s.adapter.publish({ idempotencyKey: key(), kind: s.kind, critical: true });
+      const max: number[] = [];
+      await s.adapter.consume(s.kind, (job) => {
+        max.push(job.maxAttempts);
+        return Promise.resolve(null);
+      });
+      assertEquals(max, [5]);
+    },
+  });
+
+  Deno.test({
+    name: `${p.name}: JobSnoozeError runs the job later without spending an attempt`,
+    ...opts,
+    async fn() {
+      await using s = await p.setup();
+      await s.adapter.publish({ idempotencyKey: key(), kind: s.kind });
+      const left: number[] = [];
+      const first = await s.adapter.consume(s.kind, (job) => {
+        left.push(job.maxAttempts - job.attempt);
+        throw new JobSnoozeError(1);
+      });
+      assertEquals([first.claimed, first.snoozed], [1, 1]);
+      await eventually("the snoozed job to run again", async () => {
+        const sum = await s.adapter.consume(s.kind, (job) => {
+          left.push(job.maxAttempts - job.attempt);
+          return Promise.resolve("ok");
+        });
+        return sum.completed === 1;
+      });
+      assertEquals(left, [2, 2], "the snooze did not use up an attempt");
     },
   });
 }
