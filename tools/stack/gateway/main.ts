@@ -77,8 +77,9 @@ const RAW_TYPES = {
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const log = opts.log ?? ((line: string) => console.log(line));
   let config: GatewayConfig = await readGatewayConfig(opts.configPath);
+  const poolSize = opts.poolSize ?? 16;
   const pool = postgres(opts.dbUrl, {
-    max: opts.poolSize ?? 16,
+    max: poolSize,
     prepare: true,
     // fetch_types stays on: with it off, postgres.js 3.4 never resolves a reserve() that
     // opens the pool's first connection.
@@ -123,7 +124,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     log,
   });
   const rest = new RestApi({
-    executor: new Executor(pool),
+    executor: new Executor(pool, poolSize),
     holder,
     config: () => config,
     auth: new Authenticator(opts.jwtSecret),

@@ -98,6 +98,8 @@ export async function readBody(req: Request, limit: number): Promise<Uint8Array 
     await req.body.cancel().catch(() => {});
     throw tooLarge(limit);
   }
+  // A declared length is enforced by the HTTP framing: read it in one go.
+  if (Number.isFinite(declared)) return new Uint8Array(await req.arrayBuffer());
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;

@@ -60,16 +60,32 @@ class PoolTimeout extends Error {}
 
 /** Runs request transactions on a postgres.js pool. */
 export class Executor {
-  constructor(readonly pool: postgres.Sql, readonly acquireTimeoutMs = 10_000) {}
+  constructor(
+    readonly pool: postgres.Sql,
+    /** The pool's `max`. */
+    readonly poolSize: number,
+    readonly acquireTimeoutMs = 10_000,
+  ) {}
 
+  #inUse = 0;
+
+  /** A reserved connection; waits at most `acquireTimeoutMs` when the pool is exhausted. */
   async #acquire(): Promise<postgres.ReservedSql> {
     const p = this.pool.reserve();
+    // With a free slot the reserve resolves at once (or fails to connect): no timer needed.
+    if (this.#inUse < this.poolSize) {
+      const c = await p;
+      this.#inUse++;
+      return c;
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new PoolTimeout()), this.acquireTimeoutMs);
     });
     try {
-      return await Promise.race([p, timeout]);
+      const c = await Promise.race([p, timeout]);
+      this.#inUse++;
+      return c;
     } catch (e) {
       if (e instanceof PoolTimeout) {
         p.then((c) => c.release(), () => {});
@@ -83,6 +99,11 @@ export class Executor {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  #release(c: postgres.ReservedSql): void {
+    this.#inUse--;
+    c.release();
   }
 
   /**
@@ -130,7 +151,7 @@ export class Executor {
       }
       return res;
     } finally {
-      c.release();
+      this.#release(c);
     }
   }
 }
