@@ -52,6 +52,8 @@ export interface MachineFacts {
 /** A running benchmark environment. */
 export interface BenchEnv {
   dir: string;
+  /** The tree whose migrations, gateway and functions run: a HEAD export, or the checkout. */
+  source: { root: string; label: string };
   dbPort: number;
   apiPort: number;
   /** Superuser URL of database `db`. */
@@ -61,6 +63,14 @@ export interface BenchEnv {
   settings: Record<string, string>;
   machine: MachineFacts;
   log: (line: string) => void;
+  /**
+   * Starts the pg_net worker (once): push kicks and stage triggers reach the edge functions
+   * only with it. Off until a push workload needs it, so no worker function drains a queue
+   * behind a benchmark's back.
+   */
+  startNetWorker(): Promise<void>;
+  /** Turns Conveyor's push kicks (conveyor.settings push_kicks) on or off. */
+  setPush(on: boolean): Promise<void>;
   /** VACUUM ANALYZE the database, then CHECKPOINT (the anchors' settle()). */
   settle(db: string): Promise<void>;
   stop(): Promise<void>;
@@ -110,6 +120,41 @@ select pgmq.create('bench_raw') where not exists
 notify pgrst, 'reload schema';
 `;
 
+/**
+ * The code under benchmark. In a git checkout it is HEAD, exported with `git archive` into
+ * `<dir>/src`: in a shared working tree, other people's uncommitted migrations must not end
+ * up in the figures (or break the run). `BENCH_WORKTREE=1` benchmarks the working tree as it
+ * is instead (e.g. to measure a change before committing it).
+ */
+async function sourceTree(
+  dir: string,
+  log: (l: string) => void,
+): Promise<{ root: string; label: string }> {
+  const git = (args: string[]) =>
+    new Deno.Command("git", { args: ["-C", REPO_ROOT, ...args], stdout: "piped", stderr: "null" })
+      .output().catch(() => null);
+  const head = await git(["rev-parse", "--short", "HEAD"]);
+  if (Deno.env.get("BENCH_WORKTREE") === "1" || !head?.success) {
+    return { root: REPO_ROOT, label: "the working tree" };
+  }
+  const commit = new TextDecoder().decode(head.stdout).trim();
+  const dirty = await git(["status", "--porcelain", "--", "supabase", "tools/stack"]);
+  const root = `${dir}/src`;
+  await Deno.remove(root, { recursive: true }).catch(() => {});
+  await Deno.mkdir(root, { recursive: true });
+  const res = await new Deno.Command("sh", {
+    args: ["-c", `git -C "${REPO_ROOT}" archive HEAD | tar -x -C "${root}"`],
+    stderr: "piped",
+  }).output();
+  if (!res.success) throw new Error(`git archive failed: ${new TextDecoder().decode(res.stderr)}`);
+  const uncommitted = dirty?.success && dirty.stdout.length > 0;
+  log(
+    `benchmarking commit ${commit} (exported to ${root})` +
+      (uncommitted ? "; uncommitted changes in supabase/ or tools/stack/ are not included" : ""),
+  );
+  return { root, label: `commit ${commit}` };
+}
+
 /** Starts the environment in `<repo>/.stack/bench` (or `dir`). */
 export async function startEnv(
   opts: { dir?: string; log: (line: string) => void },
@@ -126,8 +171,10 @@ export async function startEnv(
   }
   await Deno.remove(`${dir}/pg`, { recursive: true }).catch(() => {});
   await Deno.mkdir(`${dir}/logs`, { recursive: true });
+  const source = await sourceTree(dir, log);
+  const root = source.root;
 
-  const stack = new Stack({ root: REPO_ROOT, dir, dbPort, apiPort }, (l) => log(`stack: ${l}`));
+  const stack = new Stack({ root, dir, dbPort, apiPort }, (l) => log(`stack: ${l}`));
   await stack.prepare();
   const info = stack.info!;
   const url = (db: string) => info.dbUrl.replace(/\/postgres$/, `/${db}`);
@@ -156,7 +203,7 @@ export async function startEnv(
   const args = [
     "run",
     "-A",
-    `${REPO_ROOT}/tools/stack/gateway/main.ts`,
+    `${root}/tools/stack/gateway/main.ts`,
     "--port",
     String(apiPort),
     "--db-url",
@@ -166,9 +213,9 @@ export async function startEnv(
     "--jwt-secret",
     info.jwtSecret,
     "--config",
-    `${REPO_ROOT}/supabase/config.toml`,
+    `${root}/supabase/config.toml`,
     "--functions-dir",
-    `${REPO_ROOT}/supabase/functions`,
+    `${root}/supabase/functions`,
   ];
   const profile = Deno.env.get("BENCH_GATEWAY_CPU_PROF");
   if (profile) args.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profile}`);
@@ -182,7 +229,7 @@ export async function startEnv(
       SUPABASE_DB_URL: info.dbUrl,
       SUPABASE_JWT_SECRET: info.jwtSecret,
     },
-    cwd: REPO_ROOT,
+    cwd: root,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -194,6 +241,48 @@ export async function startEnv(
   const pumps = Promise.all([pump(gateway.stdout), pump(gateway.stderr)]);
   await waitForHealth(`${info.apiUrl}/health`, 60_000);
   log(`gateway (pid ${gateway.pid}) on ${info.apiUrl}, access log ${gwLog}`);
+
+  // The dispatcher's cron safety net stays paused for the whole run (it would start worker
+  // functions on a pre-filled queue); push kicks are off until a push workload asks.
+  const boot = postgres(info.dbUrl, { max: 1, onnotice: () => {} });
+  try {
+    await boot`update cron.job set active = false where jobname = 'planperfect-content-queue-dispatcher'`;
+    await boot`update conveyor.settings set value = 'false' where key = 'push_kicks'`;
+  } finally {
+    await boot.end();
+  }
+  let net: Deno.ChildProcess | null = null;
+  let netPumps: Promise<unknown> | null = null;
+  const startNetWorker = async () => {
+    if (net) return;
+    const file = await Deno.open(`${dir}/logs/net_worker.log`, {
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    net = new Deno.Command(deno, {
+      args: ["run", "-A", `${root}/tools/stack/net_worker.ts`, "--db-url", info.dbUrl],
+      cwd: root,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const p = async (s: ReadableStream<Uint8Array>) => {
+      for await (const chunk of s) await file.write(chunk).catch(() => 0);
+    };
+    netPumps = Promise.all([p(net.stdout), p(net.stderr)]).finally(() => file.close());
+    log(`pg_net worker started (pid ${net.pid})`);
+  };
+  const setPush = async (on: boolean) => {
+    const sql = postgres(info.dbUrl, { max: 1, onnotice: () => {} });
+    try {
+      await sql`update conveyor.settings set value = ${
+        on ? "true" : "false"
+      }::jsonb where key = 'push_kicks'`;
+    } finally {
+      await sql.end();
+    }
+  };
 
   const settle = async (db: string) => {
     const sql = postgres(url(db), { max: 1, onnotice: () => {} });
@@ -207,6 +296,7 @@ export async function startEnv(
 
   return {
     dir,
+    source,
     dbPort,
     apiPort,
     url,
@@ -216,7 +306,16 @@ export async function startEnv(
     machine: await machineFacts(),
     log,
     settle,
+    startNetWorker,
+    setPush,
     stop: async () => {
+      if (net) {
+        try {
+          (net as Deno.ChildProcess).kill("SIGTERM");
+        } catch { /* already gone */ }
+        await (net as Deno.ChildProcess).status;
+        await netPumps?.catch(() => {});
+      }
       try {
         // Our own child, by its pid: SIGTERM lets it close its pools (CPU profile written).
         gateway.kill("SIGTERM");
@@ -226,6 +325,7 @@ export async function startEnv(
       gwFile.close();
       await stack.stop();
       await Deno.remove(`${dir}/pg`, { recursive: true }).catch(() => {});
+      if (root !== REPO_ROOT) await Deno.remove(root, { recursive: true }).catch(() => {});
     },
   };
 }

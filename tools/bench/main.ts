@@ -19,10 +19,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import postgres from "postgres";
 import { REPO_ROOT } from "../stack/state.ts";
 import { DBS, loadAvg, startEnv } from "./env.ts";
-import { buildPlan, FULL, QUICK, type Sizes, SMOKE } from "./plan.ts";
+import { buildPlan, FULL, QUICK, RUN_ORDER, type Sizes, SMOKE } from "./plan.ts";
 import { computeRatios, markdown, svgChart, terminalSummary } from "./report.ts";
 import { fmtMs, fmtRate, median } from "./stats.ts";
 import type { Case, CaseSummary, RunResult } from "./types.ts";
@@ -48,21 +47,6 @@ export interface BenchOutcome {
 function selected(c: Case, only: string[] | undefined): boolean {
   if (!only || only.length === 0) return true;
   return only.some((o) => c.workload === o || c.id.startsWith(o));
-}
-
-async function pipelineNote(url: string): Promise<string> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    const [r] = await sql<{ present: boolean }[]>`
-      select to_regclass('public.content_jobs') is not null
-        and exists (select 1 from pg_proc where proname = 'get_content_stage_backlog') as present`;
-    return r!.present
-      ? "Not measured: the content pipeline's tables exist in this checkout, but the bench does not drive the six stages yet."
-      : "Not measured (pipeline not present): this checkout has no content pipeline (`public.content_jobs`, " +
-        "`get_content_stage_backlog()`); the row is filled in once it lands.";
-  } finally {
-    await sql.end();
-  }
 }
 
 function summarise(c: Case, runs: RunResult[], failures: string[]): CaseSummary {
@@ -96,24 +80,31 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
   log(`bench: ${opts.mode}, ${plan.length} cases × up to ${reps} repetitions`);
   const env = await startEnv({ dir: opts.dir, log });
   const results = new Map<string, { runs: RunResult[]; failures: string[] }>();
-  let pipeline = "";
+  const skipped = new Map<string, string>();
   try {
     log(
       `cluster: ${env.url(DBS.conveyor)}; ${
         Object.entries(env.settings).map(([k, v]) => `${k}=${v}`).join(" ")
       }`,
     );
-    pipeline = await pipelineNote(env.url(DBS.conveyor));
-    const workloads = [...new Set(plan.map((c) => c.workload))];
+    const workloads = RUN_ORDER.filter((w) => plan.some((c) => c.workload === w));
+    for (const c of plan) {
+      const why = c.skip ? await c.skip(env) : null;
+      if (why) {
+        skipped.set(c.id, why);
+        log(`${c.id}: ${why}`);
+      }
+    }
     let done = 0;
-    const total = plan.reduce((a, c) => a + Math.min(reps, c.reps ?? reps), 0);
+    const total = plan.filter((c) => !skipped.has(c.id))
+      .reduce((a, c) => a + Math.min(reps, c.reps ?? reps), 0);
     for (const w of workloads) {
       const cases = plan.filter((c) => c.workload === w);
       for (let rep = 0; rep < reps; rep++) {
         // Rotate the order each repetition: drift on a shared machine hits every system.
         const order = cases.map((_, k) => cases[(k + rep) % cases.length]!);
         for (const c of order) {
-          if (rep >= (c.reps ?? reps)) continue;
+          if (rep >= (c.reps ?? reps) || skipped.has(c.id)) continue;
           const slot = results.get(c.id) ?? { runs: [], failures: [] };
           results.set(c.id, slot);
           done++;
@@ -147,8 +138,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
   }
 
   const summaries = plan
-    .filter((c) => results.has(c.id))
-    .map((c) => summarise(c, results.get(c.id)!.runs, results.get(c.id)!.failures));
+    .filter((c) => results.has(c.id) || skipped.has(c.id))
+    .map((c) => ({
+      ...summarise(c, results.get(c.id)?.runs ?? [], results.get(c.id)?.failures ?? []),
+      skipped: skipped.get(c.id),
+    }));
   const ratios = computeRatios(summaries);
   log(terminalSummary(summaries, ratios));
 
@@ -193,9 +187,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
     machine: env.machine,
     loadAfter,
     settings: env.settings,
-    pipeline,
     notes,
     command,
+    source: env.source.label,
   });
   const markdownPath = `${outDir}/benchmarks.md`;
   const svgPath = `${outDir}/benchmarks.svg`;

@@ -7,6 +7,7 @@
  */
 import type { BenchEnv } from "./env.ts";
 import * as conveyor from "./systems/conveyor.ts";
+import * as push from "./systems/conveyor_push.ts";
 import * as graphile from "./systems/graphile.ts";
 import * as pgboss from "./systems/pgboss.ts";
 import * as raw from "./systems/raw.ts";
@@ -24,6 +25,10 @@ export interface Sizes {
   drainPolled: number;
   latency: number;
   latencyPolled: number;
+  /** Samples of the push path (a worker function per job: slower per sample). */
+  latencyPush: number;
+  pipelineLatency: number;
+  pipelineJobs: number;
   backlogSmall: number;
   backlogLarge: number;
   /** Jobs drained (timed) out of each backlog. */
@@ -43,6 +48,9 @@ export const FULL: Sizes = {
   drainPolled: 200,
   latency: 200,
   latencyPolled: 5,
+  latencyPush: 60,
+  pipelineLatency: 50,
+  pipelineJobs: 1000,
   backlogSmall: 10_000,
   backlogLarge: 1_000_000,
   backlogMeasure: 8_000,
@@ -52,17 +60,20 @@ export const FULL: Sizes = {
 /** `--quick`: every code path, small sizes, one repetition (< 3 minutes). */
 export const QUICK: Sizes = {
   reps: 1,
-  enqueue: 400,
-  rpc: 600,
-  batch: 5000,
+  enqueue: 300,
+  rpc: 500,
+  batch: 4000,
   batchChunk: 1000,
-  drain: 10000,
-  drainPolled: 40,
+  drain: 5000,
+  drainPolled: 20,
   latency: 30,
-  latencyPolled: 2,
+  latencyPolled: 1,
+  latencyPush: 10,
+  pipelineLatency: 5,
+  pipelineJobs: 50,
   backlogSmall: 5_000,
   backlogLarge: 50_000,
-  backlogMeasure: 4_000,
+  backlogMeasure: 3_000,
   pollMs: 100,
 };
 
@@ -77,6 +88,9 @@ export const SMOKE: Sizes = {
   drainPolled: 10,
   latency: 3,
   latencyPolled: 1,
+  latencyPush: 1,
+  pipelineLatency: 1,
+  pipelineJobs: 2,
   backlogSmall: 300,
   backlogLarge: 600,
   backlogMeasure: 200,
@@ -327,6 +341,19 @@ export function buildPlan(z: Sizes): Case[] {
   });
   add({
     workload: "latency",
+    id: "latency.conveyor-push",
+    system: "Conveyor, push kick → dispatcher → worker function",
+    version: V.conveyor,
+    settings:
+      "queue_job over SQL; kick (debounced, pg_net after COMMIT) → content-queue-dispatcher → " +
+      "pg_net → enrich-worker (functions host) → claim_jobs; started = jobs.started_at; next job after completion",
+    size: z.latencyPush,
+    unit: "ms",
+    skip: (e) => push.pushMissing(e, "kick"),
+    run: (e) => push.latencyPush(e, z.latencyPush, 3),
+  });
+  add({
+    workload: "latency",
     id: "latency.pgboss-notify",
     system: "pg-boss, LISTEN/NOTIFY",
     version: V.pgboss,
@@ -375,8 +402,45 @@ export function buildPlan(z: Sizes): Case[] {
       },
     });
   }
+  // 6) Content pipeline (push path, stage workers in the functions host).
+  add({
+    workload: "pipeline",
+    id: "pipeline.latency",
+    system: "Conveyor content pipeline, one job at a time",
+    version: V.conveyor,
+    settings:
+      "queue_content_job over HTTP → six stage workers (push triggers); created → finished; " +
+      "stage limits from content_stage_config",
+    size: z.pipelineLatency,
+    unit: "ms",
+    skip: (e) => push.pushMissing(e, "pipeline"),
+    run: (e) => push.pipelineLatency(e, z.pipelineLatency),
+  });
+  add({
+    workload: "pipeline",
+    id: "pipeline.throughput",
+    system: "Conveyor content pipeline, throughput",
+    version: V.conveyor,
+    settings:
+      `${z.pipelineJobs} jobs enqueued from 10 loops over HTTP; first enqueue → last finish`,
+    size: z.pipelineJobs,
+    reps: 1,
+    skip: (e) => push.pushMissing(e, "pipeline"),
+    run: (e) => push.pipelineThroughput(e, z.pipelineJobs),
+  });
   return cases;
 }
+
+/** The order workloads run in: the push workloads last, once the pg_net worker is up. */
+export const RUN_ORDER: WorkloadId[] = [
+  "enqueue",
+  "rpc",
+  "batch",
+  "drain",
+  "backlog",
+  "latency",
+  "pipeline",
+];
 
 /** Workloads in report order, with their titles. */
 export const WORKLOADS: Array<{ id: WorkloadId; title: string }> = [

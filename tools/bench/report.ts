@@ -138,7 +138,7 @@ export function computeRatios(sums: CaseSummary[]): Ratio[] {
   return ratioDefs().map((r) => {
     const a = find(r.num);
     const b = find(r.den);
-    const ok = a && b && a.failures.length < a.runs.length + a.failures.length && b.median > 0;
+    const ok = a && b && a.runs.length > 0 && b.runs.length > 0 && b.median > 0;
     return { ...r, value: ok ? a.median / b.median : undefined };
   });
 }
@@ -161,6 +161,7 @@ function range(s: CaseSummary): string {
 }
 
 function status(s: CaseSummary): string {
+  if (s.skipped) return s.skipped;
   if (s.failures.length) return `FAILED (${s.failures.join("; ")})`;
   const dup = s.delivered > 0 ? (100 * s.duplicates) / s.delivered : 0;
   return `ok, dup ${dup.toFixed(dup ? 3 : 0)}%`;
@@ -200,9 +201,9 @@ export interface ReportMeta {
   machine: MachineFacts;
   loadAfter: string;
   settings: BenchEnv["settings"];
-  pipeline: string;
   notes: string;
   command: string;
+  source: string;
 }
 
 function mdTable(head: string[], rows: string[][]): string {
@@ -225,7 +226,9 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
     "",
     `Conveyor next to pg-boss and graphile-worker, **in one run, on one PostgreSQL cluster, on this machine**: ` +
       `${meta.mode}, started ${meta.started.toISOString().slice(0, 16).replace("T", " ")} UTC, ` +
-      `${meta.minutes.toFixed(1)} minutes. Command: \`${meta.command}\`.`,
+      `${
+        meta.minutes.toFixed(1)
+      } minutes, code under test: ${meta.source}. Command: \`${meta.command}\`.`,
     "",
     "The machine has 2 cores shared by the clients, the gateway and PostgreSQL, so absolute numbers are",
     "noise; the ratios between systems measured in the same run are what count. The anchors measured",
@@ -249,10 +252,6 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
   for (const w of WORKLOADS) {
     out.push(`## ${w.title}`, "");
     const rows = sums.filter((s) => s.case.workload === w.id);
-    if (w.id === "pipeline") {
-      out.push(meta.pipeline, "");
-      continue;
-    }
     if (rows.length === 0) {
       out.push("Not run in this run (`--only`).", "");
       continue;

@@ -47,6 +47,8 @@ export interface Case {
   reps?: number;
   /** "jobs/s" unless told. */
   unit?: "jobs/s" | "req/s" | "ms";
+  /** Why the case cannot run in this checkout (null: it can); reported instead of a figure. */
+  skip?(env: BenchEnv): Promise<string | null>;
   run(env: BenchEnv): Promise<RunResult>;
 }
 
@@ -56,6 +58,8 @@ export interface CaseSummary {
   runs: RunResult[];
   /** Runs that lost a job or failed outright. */
   failures: string[];
+  /** Set when the case was not run (e.g. the pipeline is not in this checkout). */
+  skipped?: string;
   median: number;
   min: number;
   max: number;

@@ -16,7 +16,7 @@ import {
 } from "../../../supabase/functions/_shared/queue/pgmq_adapter.ts";
 import { type LoopSource, runLoop } from "../../../supabase/functions/_shared/worker_loop.ts";
 import { type BenchEnv, DBS } from "../env.ts";
-import { DeliveryCounter, percentile, sleep, waitUntil } from "../stats.ts";
+import { DeliveryCounter, percentile, sleep, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 
 /** The kind every benchmark job uses (no rate limiter). */
@@ -393,7 +393,7 @@ export async function latencyPolling(
       const started = new Promise<number>((r) => (waiting = r));
       const t0 = performance.now();
       await sql`select public.queue_job(${sql.json(body(tag, i) as postgres.JSONValue)})`;
-      const t1 = await started;
+      const t1 = await withTimeout(started, 30_000, `job ${i} to start`);
       lat.push(t1 - t0);
     }
   } finally {

@@ -10,7 +10,7 @@ import { makeWorkerUtils, run, runMigrations } from "npm:graphile-worker@0.18.0"
 import type { Logger as GwLogger } from "npm:graphile-worker@0.18.0";
 import { Logger } from "npm:graphile-worker@0.18.0";
 import { type BenchEnv, DBS } from "../env.ts";
-import { DeliveryCounter, waitUntil } from "../stats.ts";
+import { DeliveryCounter, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
 
@@ -218,7 +218,7 @@ export async function latency(env: BenchEnv, samples: number, warmup: number): P
       const started = new Promise<number>((r) => (waiting = r));
       const t0 = performance.now();
       await sql`select graphile_worker.add_job(${TASK}::text, ${JSON.stringify({ i })}::json)`;
-      lat.push((await started) - t0);
+      lat.push((await withTimeout(started, 30_000, `job ${i} to start`)) - t0);
     }
     return latencyResult(lat, counter.check(warmup + samples));
   } finally {

@@ -9,7 +9,7 @@
 import postgres from "postgres";
 import { PgBoss } from "npm:pg-boss@12.38.0";
 import { type BenchEnv, DBS } from "../env.ts";
-import { DeliveryCounter, waitUntil } from "../stats.ts";
+import { DeliveryCounter, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
 
@@ -197,7 +197,7 @@ export async function latency(
       const started = new Promise<number>((r) => (waiting = r));
       const t0 = performance.now();
       await boss.send(QUEUE, { i });
-      const t1 = await started;
+      const t1 = await withTimeout(started, 30_000, `job ${i} to start`);
       if (i >= warmup) lat.push(t1 - t0);
     }
     await boss.offWork(QUEUE, { wait: false });

@@ -1,0 +1,47 @@
+/**
+ * Keeps the benchmark from rotting: runs `deno task bench` in its `--smoke` mode, which is
+ * `--quick` shrunk to a few jobs per case (the same cases, systems and code paths: cluster,
+ * gateway, pg-boss, graphile-worker, every workload, the delivery checks and the report),
+ * in ~20 s instead of `--quick`'s ~3 minutes, so `deno task test` stays short. It asserts
+ * correctness only (every job processed once, a report written), never a timing.
+ *
+ * The bench starts its own cluster (in `.stack/bench-test`), so this test does not touch
+ * the test stack.
+ */
+import { assert, assertEquals } from "../test/assert.ts";
+import { REPO_ROOT } from "../stack/state.ts";
+import { runBench } from "./main.ts";
+
+Deno.test({
+  name: "bench --smoke: every case runs, processes each job exactly once and writes the report",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const out = await Deno.makeTempDir({ prefix: "conveyor-bench-" });
+    try {
+      const lines: string[] = [];
+      const outcome = await runBench({
+        mode: "smoke",
+        out,
+        dir: `${REPO_ROOT}/.stack/bench-test`,
+        log: (l) => lines.push(l),
+      });
+      const broken = outcome.summaries.filter((s) => s.failures.length > 0)
+        .map((s) => `${s.case.id}: ${s.failures.join("; ")}`);
+      assertEquals(broken, [], lines.join("\n"));
+      for (const s of outcome.summaries) {
+        assert(s.skipped !== undefined || s.runs.length > 0, `${s.case.id} did not run`);
+        for (const r of s.runs) {
+          assertEquals(r.delivery.lost, 0, `${s.case.id} lost jobs`);
+          assert(Number.isFinite(r.value) && r.value > 0, `${s.case.id} measured nothing`);
+        }
+      }
+      const md = await Deno.readTextFile(outcome.markdownPath);
+      assert(md.includes("## Ratios") && md.includes("pg-boss") && md.includes("graphile-worker"));
+      const svg = await Deno.readTextFile(outcome.svgPath);
+      assert(svg.startsWith("<svg") && svg.trimEnd().endsWith("</svg>"));
+    } finally {
+      await Deno.remove(out, { recursive: true }).catch(() => {});
+    }
+  },
+});
