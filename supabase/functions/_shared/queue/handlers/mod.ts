@@ -1,6 +1,6 @@
 /**
  * The handler registry: a typed `Map<kind, JobHandler>` the worker functions look handlers
- * up in. {@link defaultHandlers} returns the shipped ones (enrich, outreach, enforce);
+ * up in. {@link defaultHandlers} returns the shipped ones (enrich, fetch, outreach, enforce);
  * replace or add entries to run your own code:
  *
  * ```ts
@@ -14,11 +14,14 @@ import type { SupabaseClient } from "../../deps.ts";
 import { rpc } from "../../supabase.ts";
 import type { JobHandler } from "../adapter.ts";
 import { enrichHandler } from "./enrich.ts";
+import { fetchHandler } from "./fetch.ts";
 import { type DecisionRecorder, DEFAULT_RULES, makeEnforceHandler, type Rule } from "./enforce.ts";
 import { LocalOutboxProvider, type MessageProvider } from "./message_provider.ts";
 import { DEFAULT_TEMPLATES, makeOutreachHandler, type MessageTemplate } from "./outreach.ts";
 
 export { enrich, enrichHandler } from "./enrich.ts";
+export { fetchHandler } from "./fetch.ts";
+export type { FetchInput, FetchOutput } from "./fetch.ts";
 export { DEFAULT_RULES, evaluate, holds, makeEnforceHandler } from "./enforce.ts";
 export type { Condition, Decision, DecisionRecorder, Rule } from "./enforce.ts";
 export { LocalOutboxProvider } from "./message_provider.ts";
@@ -65,6 +68,7 @@ export function defaultHandlers(
 ): HandlerRegistry {
   const registry: HandlerRegistry = new Map();
   registry.set("enrich", enrichHandler);
+  registry.set("fetch", fetchHandler);
   registry.set(
     "outreach",
     makeOutreachHandler(
