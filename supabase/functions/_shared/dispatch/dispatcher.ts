@@ -136,10 +136,9 @@ export function createDispatcherHandler(
   ): Promise<void> {
     const signal = opts.signal ?? shutdownSignal();
     if (recheckMs > 0) {
+      // Shutting down (the isolate is retired) cuts the wait short, not the re-check.
       await sleep(recheckMs, signal);
-      if (!signal.aborted) {
-        await runDispatchCycle(getStore(), overrides, `dispatch:${source}-recheck`);
-      }
+      await runDispatchCycle(getStore(), overrides, `dispatch:${source}-recheck`);
     }
     if (sweepMs > 0) {
       const end = performance.now() + sweepMs;
