@@ -215,8 +215,9 @@ async function status(opts: StackOptions): Promise<void> {
 
 async function reset(opts: StackOptions): Promise<void> {
   const log = makeLogger();
-  const cluster = await clusterFor(opts);
   const live = await liveState(opts.dir);
+  // A running stack's ports are in its state, not in the flags of this command.
+  const cluster = await clusterFor(live ? { ...opts, dbPort: live.dbPort } : opts);
   if (!live) {
     // No stack: prepare (creates and starts the cluster), reset, and stop again.
     const stack = new Stack(opts, log);

@@ -217,6 +217,42 @@ export class Stack {
     if (this.services.some((s) => s.def.name === "gateway")) {
       await waitForHealth(`${info.apiUrl}/health`, 60_000);
       log(`gateway answering on ${info.apiUrl}`);
+      await this.#kickDispatcher();
+    }
+  }
+
+  /**
+   * Work enqueued while the gateway was down (seed.sql at first start, jobs left from the
+   * last run) had its kicks refused: run one dispatch cycle now instead of waiting for
+   * the next cron minute.
+   */
+  async #kickDispatcher(): Promise<void> {
+    const slug = "content-queue-dispatcher";
+    if (
+      !(await Deno.stat(`${this.opts.root}/supabase/functions/${slug}/index.ts`).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      return;
+    }
+    const info = this.info!;
+    try {
+      const res = await fetch(`${info.apiUrl}/functions/v1/${slug}`, {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${info.serviceRoleKey}`,
+          "Content-Type": "application/json",
+        },
+        body: JSON.stringify({ source: "kick" }),
+        signal: AbortSignal.timeout(60_000),
+      });
+      const body = await res.text();
+      this.log(`startup dispatch cycle: HTTP ${res.status} ${body.slice(0, 200)}`);
+    } catch (e) {
+      this.log(
+        `startup dispatch cycle failed (cron will retry within a minute): ${(e as Error).message}`,
+      );
     }
   }
 

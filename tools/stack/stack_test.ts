@@ -1,0 +1,130 @@
+/**
+ * The local stack's CLI as a user drives it: `up` twice is one stack, `down` with nothing
+ * running is no error, a stale pid and a port in use get clear messages, migrations apply
+ * once, and `reset` rebuilds the database with supabase/seed.sql.
+ */
+import { assert, assertEquals, assertMatch } from "../test/assert.ts";
+import { connect } from "../test/db.ts";
+import { testEnv } from "../test/env.ts";
+import { applyMigrations, listMigrations } from "./migrate.ts";
+import { freePort } from "./proc.ts";
+import { REPO_ROOT } from "./state.ts";
+
+const MAIN = `${REPO_ROOT}/tools/stack/main.ts`;
+
+/** A stack folder the postgres OS user can traverse (makeTempDir creates it 0700). */
+async function stackTempDir(prefix: string): Promise<string> {
+  await Deno.mkdir(`${REPO_ROOT}/.stack`, { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: `${REPO_ROOT}/.stack`, prefix });
+  await Deno.chmod(dir, 0o755);
+  return dir;
+}
+
+async function cli(...args: string[]): Promise<{ code: number; out: string }> {
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: res.code, out: dec.decode(res.stdout) + dec.decode(res.stderr) };
+}
+
+Deno.test("stack: up on a running stack starts nothing new; migrations are recorded once", async () => {
+  const env = testEnv();
+  const before = JSON.parse(await Deno.readTextFile(`${env.stackDir}/state.json`));
+  const r = await cli("up", "--dir", env.stackDir);
+  assertEquals(r.code, 0, r.out);
+  assertMatch(r.out, new RegExp(`Stack already running \\(pid ${before.pid}\\), nothing to do`));
+  const after = JSON.parse(await Deno.readTextFile(`${env.stackDir}/state.json`));
+  assertEquals(after.pid, before.pid);
+
+  const sql = connect(env.dbUrl, 2);
+  try {
+    assertEquals(await applyMigrations(sql, `${REPO_ROOT}/supabase/migrations`), []);
+    const files = await listMigrations(`${REPO_ROOT}/supabase/migrations`);
+    const rows =
+      await sql`select version from supabase_migrations.schema_migrations order by version`;
+    assertEquals(rows.map((r) => r.version).sort(), files.map((f) => f.version).sort());
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("stack: a port in use gets a message and a fix, not a stack trace", async () => {
+  const env = testEnv();
+  const dbPort = Number(new URL(env.dbUrl).port);
+  const dir = await stackTempDir("porttest-");
+  try {
+    const r = await cli(
+      "start",
+      "--dir",
+      dir,
+      "--db-port",
+      String(dbPort),
+      "--api-port",
+      String(freePort()),
+    );
+    assertEquals(r.code, 1, r.out);
+    assertMatch(r.out, new RegExp(`error: port ${dbPort} \\(database\\) is already in use`));
+    assertMatch(r.out, /fix: /);
+    assert(!r.out.includes("    at "), `no stack trace:\n${r.out}`);
+  } finally {
+    await cli("down", "--dir", dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("stack: reset re-creates the database with the seed; down twice and a stale pid are no error", async () => {
+  const dir = await stackTempDir("resettest-");
+  const ports = ["--api-port", String(freePort()), "--db-port", String(freePort())];
+  try {
+    const up = await cli("up", "--dir", dir, ...ports);
+    assertEquals(up.code, 0, up.out);
+    const state = JSON.parse(await Deno.readTextFile(`${dir}/state.json`));
+    const url = `postgresql://postgres:postgres@127.0.0.1:${state.dbPort}/postgres`;
+
+    let sql = connect(url, 1);
+    try {
+      await sql`insert into public.tenants (name) values ('made-before-reset')`;
+    } finally {
+      await sql.end();
+    }
+    const reset = await cli("reset", "--dir", dir);
+    assertEquals(reset.code, 0, reset.out);
+    assertMatch(reset.out, /loading supabase\/seed\.sql/);
+
+    sql = connect(url, 1);
+    try {
+      const gone = await sql`select 1 from public.tenants where name = 'made-before-reset'`;
+      assertEquals(gone.length, 0, "the reset dropped what was there");
+      const [demo] = await sql`
+        select count(*)::int as jobs from public.jobs j join public.tenants t on t.id = j.tenant_id
+        where t.name = 'demo'`;
+      assert(demo!.jobs >= 7, `seed.sql enqueued the demo jobs (${demo!.jobs})`);
+      const [content] = await sql`select count(*)::int as n from public.content_jobs`;
+      assertEquals(content!.n, 3);
+      const files = await listMigrations(`${REPO_ROOT}/supabase/migrations`);
+      const [m] = await sql`select count(*)::int as n from supabase_migrations.schema_migrations`;
+      assertEquals(m!.n, files.length);
+    } finally {
+      await sql.end();
+    }
+
+    const down1 = await cli("down", "--dir", dir);
+    assertEquals(down1.code, 0, down1.out);
+    assertMatch(down1.out, /Stack stopped/);
+    const down2 = await cli("down", "--dir", dir);
+    assertEquals(down2.code, 0, down2.out);
+    assertMatch(down2.out, /No stack running\./);
+
+    // A state file left by a killed supervisor (pid that no longer exists).
+    await Deno.writeTextFile(`${dir}/state.json`, JSON.stringify({ ...state, pid: 2 ** 22 + 7 }));
+    const stale = await cli("down", "--dir", dir);
+    assertEquals(stale.code, 0, stale.out);
+    assertMatch(stale.out, /Removed stale state of pid \d+ \(it was not running\)\./);
+  } finally {
+    await cli("down", "--dir", dir);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
