@@ -71,6 +71,8 @@ export interface BenchEnv {
   startNetWorker(): Promise<void>;
   /** Turns Conveyor's push kicks (conveyor.settings push_kicks) on or off. */
   setPush(on: boolean): Promise<void>;
+  /** The cluster's current WAL position in bytes. */
+  wal(): Promise<number>;
   /** VACUUM ANALYZE the database, then CHECKPOINT (the anchors' settle()). */
   settle(db: string): Promise<void>;
   stop(): Promise<void>;
@@ -284,6 +286,14 @@ export async function startEnv(
     }
   };
 
+  const walSql = postgres(info.dbUrl, { max: 1, onnotice: () => {} });
+  const wal = async () => {
+    const [r] = await walSql<
+      { b: string }[]
+    >`select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint::text as b`;
+    return Number(r!.b);
+  };
+
   const settle = async (db: string) => {
     const sql = postgres(url(db), { max: 1, onnotice: () => {} });
     try {
@@ -308,7 +318,9 @@ export async function startEnv(
     settle,
     startNetWorker,
     setPush,
+    wal,
     stop: async () => {
+      await walSql.end();
       if (net) {
         try {
           (net as Deno.ChildProcess).kill("SIGTERM");

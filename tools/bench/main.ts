@@ -60,6 +60,9 @@ function summarise(c: Case, runs: RunResult[], failures: string[]): CaseSummary 
     max: Math.max(...vals),
     p95: runs[0]?.p95 !== undefined ? median(runs.map((r) => r.p95!)) : undefined,
     p99: runs[0]?.p99 !== undefined ? median(runs.map((r) => r.p99!)) : undefined,
+    walPerJob: runs.some((r) => r.walPerJob !== undefined)
+      ? median(runs.filter((r) => r.walPerJob !== undefined).map((r) => r.walPerJob!))
+      : undefined,
     duplicates: runs.reduce((a, r) => a + r.delivery.duplicates, 0),
     delivered: runs.reduce((a, r) => a + r.delivery.distinct, 0),
   };

@@ -64,7 +64,7 @@ export const QUICK: Sizes = {
   rpc: 500,
   batch: 4000,
   batchChunk: 1000,
-  drain: 5000,
+  drain: 20000,
   drainPolled: 20,
   latency: 30,
   latencyPolled: 1,
@@ -73,7 +73,7 @@ export const QUICK: Sizes = {
   pipelineJobs: 50,
   backlogSmall: 5_000,
   backlogLarge: 50_000,
-  backlogMeasure: 3_000,
+  backlogMeasure: 4_000,
   pollMs: 100,
 };
 

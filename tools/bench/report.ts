@@ -177,10 +177,11 @@ export function terminalSummary(sums: CaseSummary[], ratios: Ratio[]): string {
     for (const s of rows) {
       const unit = s.case.unit ?? "jobs/s";
       const extra = unit === "ms" ? ` p95 ${fmtMs(s.p95 ?? NaN)} p99 ${fmtMs(s.p99 ?? NaN)}` : "";
+      const wal = s.walPerJob === undefined ? "" : ` WAL ${(s.walPerJob / 1024).toFixed(1)} kB/job`;
       lines.push(
         `  ${s.case.id.padEnd(28)} ${figure(s).padStart(9)} ${unit.padEnd(6)} [${
           range(s)
-        }]${extra}  ${status(s)}`,
+        }]${extra}${wal}  ${status(s)}`,
       );
     }
   }
@@ -286,6 +287,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
       out.push("", "p95/p99 are medians of the per-run values.", "");
       continue;
     }
+    const wal = rows.some((s) => s.walPerJob !== undefined);
     out.push(mdTable(
       [
         "system",
@@ -295,6 +297,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
         `median ${rows[0]!.case.unit ?? "jobs/s"}`,
         "min–max",
         "runs",
+        ...(wal ? ["WAL/job"] : []),
         "check",
       ],
       rows.map((s) => [
@@ -305,6 +308,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
         `**${figure(s)}**`,
         range(s),
         String(s.runs.length),
+        ...(wal ? [s.walPerJob === undefined ? "–" : `${(s.walPerJob / 1024).toFixed(1)} kB`] : []),
         status(s),
       ]),
     ));

@@ -27,6 +27,8 @@ export interface RunResult {
   n: number;
   /** Timed seconds. */
   seconds: number;
+  /** WAL written per job during the timed part (cluster-wide, bytes). */
+  walPerJob?: number;
   /** Every job processed exactly once? */
   delivery: Delivery;
 }
@@ -67,4 +69,6 @@ export interface CaseSummary {
   p99?: number;
   duplicates: number;
   delivered: number;
+  /** Median WAL bytes per job, where measured. */
+  walPerJob?: number;
 }

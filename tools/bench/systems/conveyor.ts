@@ -297,6 +297,7 @@ export async function drain(
   };
   const sql = conveyorSql(env, shape.workers + 1);
   try {
+    const w0 = await env.wal();
     if (via === "sql") {
       await Promise.all(Array.from({ length: shape.workers }, () => sql`select 1`));
       await Promise.all(
@@ -336,6 +337,7 @@ export async function drain(
     }
     if (tEnd === 0) tEnd = performance.now();
     const seconds = (tEnd - t0) / 1000;
+    const walPerJob = (await env.wal() - w0) / counter.calls;
     const ids = (await sql<{ id: string }[]>`
       select id from public.jobs where status = 'completed'`).map((r) => r.id);
     const [open] = await sql<{ n: number }[]>`
@@ -349,7 +351,7 @@ export async function drain(
       delivery.lost = Math.max(delivery.lost, counter.distinct - ids.length);
     }
     const done = opts.stopAfter ?? n;
-    return { value: done / seconds, n: done, seconds, delivery };
+    return { value: done / seconds, n: done, seconds, delivery, walPerJob };
   } finally {
     await sql.end();
   }

@@ -136,6 +136,7 @@ export async function work(env: BenchEnv, n: number, shape: RunShape): Promise<R
       (await sql<{ id: string }[]>`select id::text as id from graphile_worker._private_jobs`)
         .map((r) => r.id);
     await env.settle(DBS.graphile);
+    const w0 = await env.wal();
     const counter = new DeliveryCounter();
     let t0 = 0;
     const worker: Record<string, unknown> = { completeJobBatchDelay: shape.completeJobBatchDelay };
@@ -173,7 +174,8 @@ export async function work(env: BenchEnv, n: number, shape: RunShape): Promise<R
         10,
       );
       const seconds = (performance.now() - t0) / 1000;
-      return { value: n / seconds, n, seconds, delivery: counter.check(ids) };
+      const walPerJob = (await env.wal() - w0) / n;
+      return { value: n / seconds, n, seconds, delivery: counter.check(ids), walPerJob };
     } finally {
       await runner.stop();
     }

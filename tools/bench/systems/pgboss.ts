@@ -130,6 +130,7 @@ export async function work(env: BenchEnv, n: number, shape: WorkShape): Promise<
       );
     }
     await env.settle(DBS.pgboss);
+    const w0 = await env.wal();
     const counter = new DeliveryCounter();
     let t0 = 0;
     await boss.work(QUEUE, {
@@ -147,6 +148,7 @@ export async function work(env: BenchEnv, n: number, shape: WorkShape): Promise<
     const sql = postgres(env.url(DBS.pgboss), { max: 1, onnotice: () => {} });
     let ids: string[];
     let seconds: number;
+    let walPerJob: number;
     try {
       await waitUntil(
         async () => {
@@ -158,6 +160,7 @@ export async function work(env: BenchEnv, n: number, shape: WorkShape): Promise<
         10,
       );
       seconds = (performance.now() - t0) / 1000;
+      walPerJob = (await env.wal() - w0) / n;
       ids = (await sql<{ id: string }[]>`select id from pgboss.job where name = ${QUEUE}`).map((
         r,
       ) => r.id);
@@ -165,7 +168,7 @@ export async function work(env: BenchEnv, n: number, shape: WorkShape): Promise<
       await sql.end();
     }
     await boss.offWork(QUEUE, { wait: false });
-    return { value: n / seconds, n, seconds, delivery: counter.check(ids) };
+    return { value: n / seconds, n, seconds, delivery: counter.check(ids), walPerJob };
   } finally {
     await stop(boss);
   }

@@ -94,6 +94,7 @@ export async function pgmqReadArchive(
     await env.settle(DBS.conveyor);
     await Promise.all(Array.from({ length: clients }, () => sql`select 1`));
     const counter = new DeliveryCounter();
+    const w0 = await env.wal();
     const t0 = performance.now();
     await Promise.all(Array.from({ length: clients }, async () => {
       while (true) {
@@ -106,10 +107,11 @@ export async function pgmqReadArchive(
       }
     }));
     const seconds = (performance.now() - t0) / 1000;
+    const walPerJob = (await env.wal() - w0) / n;
     const [left] = await sql<{ n: number }[]>`select count(*)::int as n from pgmq.q_bench_raw`;
     const delivery = counter.check(n);
     delivery.lost = Math.max(delivery.lost, left!.n);
-    return { value: n / seconds, n, seconds, delivery };
+    return { value: n / seconds, n, seconds, delivery, walPerJob };
   } finally {
     await sql.end();
   }
