@@ -422,6 +422,121 @@ Deno.test({
 });
 
 Deno.test({
+  name: "stage worker: a synchronous call answers its summary; wrong stage 400, anon 401",
+  ...opts,
+  async fn() {
+    const sql = stackSql();
+    try {
+      await withCronActive(sql, false, () =>
+        withSetting(sql, "push_kicks", false, async () => {
+          const id = await queueJob({ topic: "sync call" });
+          try {
+            const call = (body: unknown, key = env.serviceRoleKey) =>
+              fetch(`${env.apiUrl}/functions/v1/research-worker`, {
+                method: "POST",
+                headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+                body: JSON.stringify(body),
+              });
+            const res = await call({});
+            const body = await res.json();
+            assertEquals(res.status, 200, JSON.stringify(body));
+            assertEquals(Object.keys(body).sort(), [
+              "cancelled",
+              "claimed",
+              "completed",
+              "duration_ms",
+              "failed",
+              "invocation_id",
+              "released",
+              "retry_waits",
+              "snoozed",
+              "stage",
+              "stopped_by",
+            ]);
+            assertEquals(
+              [body.stage, body.claimed, body.completed, body.stopped_by, body.invocation_id],
+              ["research", 1, 1, "empty", null],
+            );
+            const [s] = await sql`select current_stage from public.content_jobs where id = ${id}`;
+            assertEquals(s!.current_stage, "outline");
+            const wrong = await call({ stage: "draft" });
+            assertEquals([wrong.status, (await wrong.json()).error], [400, "bad_request"]);
+            const anon = await call({}, env.anonKey);
+            assertEquals(anon.status, 401);
+            await anon.body?.cancel();
+          } finally {
+            await sql`delete from public.content_jobs where id = ${id}`;
+          }
+        }));
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "stage worker: on shutdown it stops, and hands the item it holds back (attempt not spent)",
+  ...opts,
+  async fn() {
+    const sql = stackSql();
+    const client = createClient(env.apiUrl, env.serviceRoleKey, {
+      auth: { persistSession: false, autoRefreshToken: false },
+    });
+    try {
+      await withCronActive(sql, false, () =>
+        withSetting(sql, "push_kicks", false, async () => {
+          const id = await queueJob({ topic: "shutdown" });
+          try {
+            const shutdown = new AbortController();
+            let started!: () => void;
+            const running = new Promise<void>((r) => (started = r));
+            const worker = createStageWorker("research", {
+              client,
+              env: {},
+              signal: shutdown.signal,
+              handlers: {
+                // A long handler (e.g. an LLM call) that only stops when aborted.
+                research: (ctx) =>
+                  new Promise((_, reject) => {
+                    started();
+                    ctx.signal.addEventListener("abort", () => reject(new Error("aborted")));
+                  }),
+              },
+            });
+            const res = worker(
+              new Request("http://x/research-worker", {
+                method: "POST",
+                headers: {
+                  authorization: `Bearer ${env.serviceRoleKey}`,
+                  "content-type": "application/json",
+                },
+                body: "{}",
+              }),
+            );
+            await running;
+            shutdown.abort(); // beforeunload
+            const body = await (await res).json();
+            assertEquals(
+              [body.claimed, body.released, body.failed, body.stopped_by],
+              [1, 1, 0, "shutdown"],
+            );
+            const [st] = await sql`select status, attempts from public.content_job_stages
+                                   where job_id = ${id} and stage = 'research'`;
+            assertEquals(st, { status: "ready", attempts: 0 });
+            const evs = await sql`select status from public.content_job_events
+                                  where job_id = ${id} order by id`;
+            assertEquals(evs.map((e) => e.status), ["queued", "claimed", "released"]);
+          } finally {
+            await sql`delete from public.content_jobs where id = ${id}`;
+          }
+        }));
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
   name: "pipeline: with push kicks off, cron alone drives a job through all six stages",
   ...opts,
   async fn() {
