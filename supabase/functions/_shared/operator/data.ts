@@ -1,0 +1,146 @@
+/**
+ * What the operator endpoints read: the shapes of `operator_dashboard()` and
+ * `operator_metrics()` (migration 20251101000000_operator_views.sql), and the calls that
+ * fetch them (one RPC each).
+ *
+ * @module
+ */
+import type { SupabaseClient } from "../deps.ts";
+import { rpc } from "../supabase.ts";
+
+/** One pgmq queue (kind × priority tier). */
+export interface QueueRow {
+  position: number;
+  kind: string;
+  tier: string;
+  queue: string;
+  kind_enabled: boolean;
+  max_concurrency: number;
+  workers: number;
+  ready: number;
+  delayed: number;
+  in_flight: number;
+  oldest_ready_age_sec: number;
+  processed: number;
+  failed: number;
+  series_start: string;
+  processed_series: number[];
+  failed_series: number[];
+}
+
+/** One content stage. */
+export interface StageRow {
+  position: number;
+  stage: string;
+  queue: string;
+  enabled: boolean;
+  max_concurrency: number;
+  trigger_batch_size: number;
+  ready: number;
+  waiting_retry: number;
+  leased: number;
+  triggered: number;
+  in_flight: number;
+  completed: number;
+  errors: number;
+  completed_total: number;
+  errors_total: number;
+  last_error_at: string | null;
+  worker_endpoint: string;
+}
+
+/** One `error` event of the content pipeline. */
+export interface StageErrorRow {
+  id: number;
+  job_id: string;
+  stage: string;
+  message: string | null;
+  attempt: number | null;
+  max_attempts: number | null;
+  created_at: string;
+  topic: string | null;
+}
+
+/** One dead letter not yet redriven. */
+export interface DeadLetterRow {
+  id: string;
+  job_id: string;
+  tenant_id: string;
+  tenant: string;
+  kind: string;
+  queue: string;
+  reason: string;
+  attempts: number;
+  errors: number;
+  created_at: string;
+  acknowledged_at: string | null;
+}
+
+/** The dead-letter panel. */
+export interface DeadLetters {
+  size: number;
+  by_kind: Array<{ kind: string; size: number; newest: string }>;
+  latest: DeadLetterRow[];
+}
+
+/** One token bucket. */
+export interface RateLimiterRow {
+  tenant_id: string;
+  tenant: string;
+  service_name: string;
+  tokens: number;
+  capacity: number;
+  refill_per_sec: number;
+  max_concurrent: number;
+  in_use: number;
+}
+
+/** One alert. */
+export interface AlertRow {
+  id: string;
+  tenant_id: string;
+  tenant: string;
+  rule: string;
+  subject: string;
+  severity: "info" | "warning" | "critical";
+  status: "open" | "resolved";
+  message: string;
+  value: number | null;
+  threshold: number | null;
+  raised_at: string;
+  resolved_at: string | null;
+}
+
+/** `operator_dashboard()`: every panel. */
+export interface DashboardData {
+  generated_at: string;
+  window_minutes: number;
+  last_snapshot_at: string | null;
+  queues: QueueRow[];
+  stages: StageRow[];
+  stage_errors: StageErrorRow[];
+  dead_letters: DeadLetters;
+  rate_limiters: RateLimiterRow[];
+  alerts: AlertRow[];
+}
+
+/** One Prometheus sample from `operator_metrics()`. */
+export interface MetricSample {
+  metric: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Reads every dashboard panel in one round trip. */
+export function fetchDashboard(
+  client: SupabaseClient,
+  minutes = 60,
+  limit = 10,
+): Promise<DashboardData> {
+  return rpc<DashboardData>(client, "operator_dashboard", { p_minutes: minutes, p_limit: limit });
+}
+
+/** Reads every Prometheus sample in one round trip. */
+export async function fetchMetricSamples(client: SupabaseClient): Promise<MetricSample[]> {
+  return (await rpc<MetricSample[] | null>(client, "operator_metrics")) ?? [];
+}

@@ -1,0 +1,4 @@
+// conveyor-dashboard: the operator dashboard page. See handler.ts.
+import { handler } from "./handler.ts";
+
+Deno.serve(handler);
