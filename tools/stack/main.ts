@@ -222,12 +222,10 @@ async function reset(opts: StackOptions): Promise<void> {
     // No stack: prepare (creates and starts the cluster), reset, and stop again.
     const stack = new Stack(opts, log);
     await stack.prepare();
-    await resetDatabase(stack.cluster!, opts.root, log);
+    await resetDatabase(stack.cluster!, opts.root, log, stack.info!);
     await stack.cluster!.stop("fast");
   } else {
-    await resetDatabase(cluster, opts.root, log);
-    const { storeSecrets } = await import("./supervisor.ts");
-    await storeSecrets(cluster.url(), await stackInfo(live.apiPort, live.dbPort));
+    await resetDatabase(cluster, opts.root, log, await stackInfo(live.apiPort, live.dbPort));
   }
   log("database reset");
 }

@@ -65,7 +65,7 @@ export async function setupDatabase(
   url: string,
   root: string,
   log: (l: string) => void,
-  opts: { seed?: boolean } = {},
+  opts: { seed?: boolean; secrets?: StackInfo } = {},
 ): Promise<void> {
   const sql = adminSql(url);
   try {
@@ -74,6 +74,12 @@ export async function setupDatabase(
     log(applied.length ? `applied ${applied.length} migration(s)` : "migrations up to date");
     const [pgmq] = await sql`select 1 from pg_extension where extname = 'pgmq'`;
     if (pgmq) await runSqlFile(sql, `${root}/tools/stack/sql/pgmq_public.sql`);
+    // Before the seed: what it enqueues kicks the dispatcher, whose URL and key are here.
+    if (opts.secrets) {
+      await upsertVaultSecret(sql, "project_url", opts.secrets.apiUrl);
+      await upsertVaultSecret(sql, "service_role_key", opts.secrets.serviceRoleKey);
+      log("Vault secrets project_url and service_role_key stored");
+    }
     if (opts.seed) {
       const seed = `${root}/supabase/seed.sql`;
       if (await Deno.stat(seed).then(() => true, () => false)) {
@@ -87,11 +93,16 @@ export async function setupDatabase(
   }
 }
 
-/** Drops and re-creates the `postgres` database, then sets it up again with the seed. */
+/**
+ * Drops and re-creates the `postgres` database, sets it up again with the seed, and
+ * restarts the server: pg_cron's scheduler exits for good when its database is dropped
+ * (a background worker that exits cleanly is not restarted).
+ */
 export async function resetDatabase(
   cluster: Cluster,
   root: string,
   log: (l: string) => void,
+  secrets?: StackInfo,
 ): Promise<void> {
   const sql = adminSql(cluster.url("template1"));
   try {
@@ -101,18 +112,9 @@ export async function resetDatabase(
   } finally {
     await sql.end();
   }
-  await setupDatabase(cluster.url(), root, log, { seed: true });
-}
-
-/** The Vault secrets the cron job and triggers read (project URL and service key). */
-export async function storeSecrets(dbUrl: string, info: StackInfo): Promise<void> {
-  const sql = adminSql(dbUrl);
-  try {
-    await upsertVaultSecret(sql, "project_url", info.apiUrl);
-    await upsertVaultSecret(sql, "service_role_key", info.serviceRoleKey);
-  } finally {
-    await sql.end();
-  }
+  await setupDatabase(cluster.url(), root, log, { seed: true, secrets });
+  log("restarting PostgreSQL so pg_cron's scheduler serves the new database");
+  await cluster.restart("fast");
 }
 
 /** A running stack. */
@@ -158,9 +160,7 @@ export class Stack {
       await cluster.start();
     }
     this.info = await stackInfo(opts.apiPort, opts.dbPort);
-    await setupDatabase(cluster.url(), opts.root, log, { seed: created });
-    await storeSecrets(cluster.url(), this.info);
-    log("Vault secrets project_url and service_role_key stored");
+    await setupDatabase(cluster.url(), opts.root, log, { seed: created, secrets: this.info });
   }
 
   /** Starts the pg_net worker and the gateway and waits until the gateway answers. */
