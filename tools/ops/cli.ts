@@ -1,0 +1,725 @@
+/**
+ * `deno task conveyor <command>`: the ops CLI. It looks at and steers a Conveyor deployment
+ * (the local stack or a hosted project) through the REST API with the service-role key:
+ * every command is one or two RPCs of migration 20251101000000_operator_views.sql or of the
+ * queue API, so it needs no database URL. See {@link USAGE}.
+ *
+ * Exit codes: 0 done, 1 the deployment refused or failed (the message says why), 2 the
+ * command line is wrong (the usage says how).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { createClient, type SupabaseClient } from "@supabase/supabase-js";
+import type {
+  DashboardData,
+  QueueRow,
+  StageRow,
+} from "../../supabase/functions/_shared/operator/data.ts";
+import {
+  ago,
+  clockTime,
+  formatAge,
+  formatCount,
+  oneLine,
+} from "../../supabase/functions/_shared/operator/format.ts";
+import { renderTable } from "./table.ts";
+import { resolveTarget, type Target, TargetError } from "./target.ts";
+
+/** The usage text (`deno task conveyor help`). */
+export const USAGE = `Conveyor ops CLI: look at and steer a deployment through its REST API.
+
+usage: deno task conveyor <command> [options]
+
+  status [--minutes N] [--all] [--json]
+        queues (kind × tier) and content stages: ready, in flight, throughput,
+        dead letters and open alerts (--all: idle fast/bulk queues too)
+  enqueue <kind> [payload-json] [--idempotency-key K] [--priority fast|normal|bulk]
+          [--delay SECONDS] [--critical] [--tenant UUID]
+        enqueue a job with queue_job; prints the message id
+  enqueue content <brief-json | --topic TEXT> [--idempotency-key K]
+        start a content job (research → … → complete); prints the job id
+  dlq list [--kind K] [--tenant UUID] [--limit N] [--json]
+        dead letters not yet redriven, newest first
+  dlq show <dead-letter-id | job-id> [--json]
+        one dead letter: every attempt's error, the payload, the job's events
+  dlq redrive <dead-letter-id | job-id>...      put dead jobs back in their queue
+  dlq redrive --kind K [--limit N] | --all      … all of a kind, or all of them
+        (attempts reset; a worker is started at once)
+  stage pause <stage | kind>                    the dispatcher starts no more workers
+  stage resume <stage | kind>                   … starts them again (now, not next minute)
+  stage scale <stage | kind> <max-concurrency> [--batch N]
+        set content_stage_config / job kind max_concurrency (and trigger_batch_size)
+  tail [--filter kind|stage] [--interval MS] [--once]
+        follow job_events and content_job_events (--once: print the latest and exit)
+  dashboard [--port N]
+        serve the dashboard on http://127.0.0.1:N/ (default 8787) through a local proxy
+        that adds the key: for hosted projects, which serve HTML only on custom domains
+  help
+
+Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (a hosted project), otherwise the local
+stack (.stack/local/state.json or CONVEYOR_STACK_DIR, else http://127.0.0.1:54321 with the
+local demo key). --url and --service-key override both.`;
+
+/** Where output goes (the terminal, or a test's buffer). */
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const consoleIo: Io = { out: (l) => console.log(l), err: (l) => console.error(l) };
+
+/** A failure the user can act on; `code` is the exit code. */
+export class CliError extends Error {
+  override readonly name = "CliError";
+  constructor(message: string, readonly code = 1, readonly hint?: string) {
+    super(message);
+  }
+}
+
+const usageError = (message: string) => new CliError(`${message}\n\n${USAGE}`, 2);
+
+const OPTIONS = {
+  minutes: { type: "string" },
+  all: { type: "boolean" },
+  json: { type: "boolean" },
+  "idempotency-key": { type: "string" },
+  priority: { type: "string" },
+  delay: { type: "string" },
+  critical: { type: "boolean" },
+  tenant: { type: "string" },
+  topic: { type: "string" },
+  kind: { type: "string" },
+  limit: { type: "string" },
+  batch: { type: "string" },
+  filter: { type: "string" },
+  interval: { type: "string" },
+  once: { type: "boolean" },
+  port: { type: "string" },
+  url: { type: "string" },
+  "service-key": { type: "string" },
+  "stack-dir": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+type Flags = ReturnType<typeof parse>["values"];
+
+function parse(args: string[]) {
+  return parseArgs({ args, allowPositionals: true, strict: true, options: OPTIONS });
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function intFlag(
+  v: string | undefined,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw usageError(`--${name} must be a whole number between ${min} and ${max}, got "${v}"`);
+  }
+  return n;
+}
+
+function uuidArg(v: string, what: string): string {
+  if (!UUID_RE.test(v)) throw usageError(`${what} must be a uuid, got "${v}"`);
+  return v.toLowerCase();
+}
+
+/** What a command gets. */
+interface Ctx {
+  io: Io;
+  target: Target;
+  db: SupabaseClient;
+  flags: Flags;
+  args: string[];
+  /** Aborted to stop long-running commands (tail, dashboard). */
+  signal: AbortSignal;
+}
+
+async function call<T>(ctx: Ctx, fn: string, params: Record<string, unknown> = {}): Promise<T> {
+  let res;
+  try {
+    res = await ctx.db.rpc(fn, params);
+  } catch (e) {
+    throw unreachable(ctx.target, e);
+  }
+  if (res.error) {
+    const e = res.error as { message: string; hint?: string | null; details?: string | null };
+    if (/fetch failed|error sending request|Connection refused/i.test(e.message)) {
+      throw unreachable(ctx.target, e);
+    }
+    const message = e.message.startsWith(`${fn}:`) ? e.message : `${fn}: ${e.message}`;
+    throw new CliError(message, 1, e.hint ?? undefined);
+  }
+  return res.data as T;
+}
+
+function unreachable(target: Target, e: unknown): CliError {
+  const msg = e instanceof Error ? e.message : String((e as { message?: string })?.message ?? e);
+  return new CliError(
+    `cannot reach ${target.url}: ${msg}`,
+    1,
+    target.local
+      ? "is the local stack running? start it with: deno task start"
+      : "check SUPABASE_URL and your network",
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// status
+
+function queueTable(rows: readonly QueueRow[]): string[] {
+  return renderTable<QueueRow>([
+    { header: "QUEUE", value: (q) => q.queue },
+    {
+      header: "DISPATCH",
+      value: (q) => `${q.kind_enabled ? "on" : "PAUSED"} ${q.workers}/${q.max_concurrency}`,
+    },
+    { header: "READY", value: (q) => q.ready },
+    { header: "DELAYED", value: (q) => q.delayed },
+    { header: "IN FLIGHT", value: (q) => q.in_flight },
+    {
+      header: "OLDEST",
+      value: (q) => (q.ready > 0 ? formatAge(q.oldest_ready_age_sec) : "-"),
+      align: "right",
+    },
+    { header: "PROCESSED", value: (q) => q.processed },
+    { header: "FAILED", value: (q) => q.failed },
+  ], rows);
+}
+
+function stageTable(rows: readonly StageRow[]): string[] {
+  return renderTable<StageRow>([
+    { header: "STAGE", value: (s) => s.stage },
+    { header: "STATE", value: (s) => (s.enabled ? "on" : "PAUSED") },
+    { header: "READY", value: (s) => s.ready },
+    { header: "RETRYING", value: (s) => s.waiting_retry },
+    { header: "IN FLIGHT", value: (s) => s.in_flight },
+    { header: "MAX", value: (s) => s.max_concurrency },
+    { header: "DONE", value: (s) => s.completed },
+    { header: "ERRORS", value: (s) => s.errors },
+    {
+      header: "LAST ERROR",
+      value: (s) => (s.last_error_at ? clockTime(s.last_error_at) : "-"),
+      align: "right",
+    },
+  ], rows);
+}
+
+async function status(ctx: Ctx): Promise<void> {
+  const minutes = intFlag(ctx.flags.minutes, "minutes", 5, 1440) ?? 60;
+  const d = await call<DashboardData>(ctx, "operator_dashboard", {
+    p_minutes: minutes,
+    p_limit: 5,
+  });
+  if (ctx.flags.json) {
+    ctx.io.out(JSON.stringify(d, null, 2));
+    return;
+  }
+  const busy = (q: QueueRow) =>
+    q.ready + q.delayed + q.in_flight + q.processed + q.failed > 0 || !q.kind_enabled;
+  const queues = ctx.flags.all ? d.queues : d.queues.filter((q) => q.tier === "normal" || busy(q));
+  const { io } = ctx;
+  io.out(
+    `Conveyor at ${ctx.target.url} (${ctx.target.label}), ${
+      clockTime(d.generated_at)
+    } UTC, last ${minutes} min`,
+  );
+  io.out("");
+  for (const l of queueTable(queues)) io.out(l);
+  if (queues.length < d.queues.length) {
+    io.out(`(${d.queues.length - queues.length} idle fast/bulk queues hidden: --all shows them)`);
+  }
+  io.out("");
+  for (const l of stageTable(d.stages)) io.out(l);
+  io.out("");
+  const dl = d.dead_letters;
+  const kinds = dl.by_kind.map((k) => `${k.kind} ${k.size}`).join(", ");
+  const open = d.alerts.filter((a) => a.status === "open");
+  io.out(`Dead letters: ${formatCount(dl.size)}${kinds ? ` (${kinds})` : ""}`);
+  io.out(`Open alerts: ${open.length}${open.length ? "" : ""}`);
+  for (const a of open) {
+    io.out(
+      `  ${a.severity.padEnd(8)} ${a.rule} ${a.subject} (${a.tenant}): ${oneLine(a.message, 100)}`,
+    );
+  }
+  io.out(`Metrics snapshot: ${ago(d.last_snapshot_at, d.generated_at)}`);
+}
+
+// ---------------------------------------------------------------------------------------
+// enqueue
+
+function parseJsonObject(text: string, what: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw usageError(`${what} is not valid JSON (${(e as Error).message}): ${text}`);
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    throw usageError(`${what} must be a JSON object, got ${text}`);
+  }
+  return v as Record<string, unknown>;
+}
+
+async function enqueue(ctx: Ctx): Promise<void> {
+  const [kind, payloadText] = ctx.args;
+  if (!kind) throw usageError("enqueue needs a kind (enrich, outreach, enforce, … or content)");
+  const key = ctx.flags["idempotency-key"] ?? `cli:${crypto.randomUUID()}`;
+  if (kind === "content") {
+    const brief = payloadText
+      ? parseJsonObject(payloadText, "the brief")
+      : ctx.flags.topic
+      ? { topic: ctx.flags.topic }
+      : null;
+    if (!brief) {
+      throw usageError('enqueue content needs a brief: \'{"topic":"…"}\' or --topic TEXT');
+    }
+    if (ctx.flags.topic && !brief.topic) brief.topic = ctx.flags.topic;
+    const id = await call<string>(ctx, "queue_content_job", { idempotency_key: key, brief });
+    ctx.io.out(`content job ${id} (idempotency key ${key})`);
+    return;
+  }
+  const body: Record<string, unknown> = {
+    idempotency_key: key,
+    kind,
+    payload: payloadText ? parseJsonObject(payloadText, "the payload") : {},
+  };
+  if (ctx.flags.priority) body.priority = ctx.flags.priority;
+  const delay = intFlag(ctx.flags.delay, "delay", 0, 2_592_000);
+  if (delay !== undefined) body.delay_seconds = delay;
+  if (ctx.flags.critical) body.critical = true;
+  if (ctx.flags.tenant) body.tenant_id = uuidArg(ctx.flags.tenant, "--tenant");
+  const msgId = await call<number>(ctx, "queue_job", body);
+  ctx.io.out(`${kind} job enqueued: message ${msgId} (idempotency key ${key})`);
+}
+
+// ---------------------------------------------------------------------------------------
+// dlq
+
+interface DeadLetter {
+  id: string;
+  tenant_id: string;
+  job_id: string;
+  kind: string;
+  queue_name: string;
+  payload: unknown;
+  reason: string;
+  errors: Array<{ message?: string; attempt?: number; at?: string }>;
+  attempts: number;
+  created_at: string;
+  redriven_at: string | null;
+  acknowledged_at: string | null;
+}
+
+async function dlqList(ctx: Ctx): Promise<void> {
+  const limit = intFlag(ctx.flags.limit, "limit", 1, 1000) ?? 50;
+  const rows = await call<DeadLetter[]>(ctx, "list_dead_letter_jobs", {
+    p_tenant_id: ctx.flags.tenant ? uuidArg(ctx.flags.tenant, "--tenant") : null,
+    p_kind: ctx.flags.kind ?? null,
+    p_limit: limit,
+  });
+  if (ctx.flags.json) {
+    ctx.io.out(JSON.stringify(rows, null, 2));
+    return;
+  }
+  if (rows.length === 0) {
+    ctx.io.out("The dead-letter queue is empty.");
+    return;
+  }
+  for (
+    const l of renderTable<DeadLetter>([
+      { header: "ID", value: (r) => r.id },
+      {
+        header: "WHEN (UTC)",
+        value: (r) => `${r.created_at.slice(0, 10)} ${clockTime(r.created_at)}`,
+      },
+      { header: "KIND", value: (r) => r.kind },
+      { header: "JOB", value: (r) => r.job_id },
+      { header: "ATTEMPTS", value: (r) => r.attempts },
+      { header: "ERROR", value: (r) => r.reason, max: 70 },
+    ], rows)
+  ) ctx.io.out(l);
+  ctx.io.out(`${rows.length} dead letter(s). Redrive: deno task conveyor dlq redrive <id>`);
+}
+
+/** Finds the dead letter an id names: a dead-letter id, or a job id (its newest one). */
+async function findDeadLetter(ctx: Ctx, id: string): Promise<string> {
+  const { data, error } = await ctx.db.from("dead_letter_jobs").select("id, job_id")
+    .or(`id.eq.${id},job_id.eq.${id}`).order("created_at", { ascending: false }).limit(1);
+  if (error) throw new CliError(`dead_letter_jobs: ${error.message}`);
+  if (data?.[0]) return data[0].id as string;
+  throw new CliError(
+    `no dead letter or dead job with id ${id}`,
+    1,
+    "list them with: deno task conveyor dlq list",
+  );
+}
+
+async function dlqShow(ctx: Ctx): Promise<void> {
+  const [idArg] = ctx.args;
+  if (!idArg) throw usageError("dlq show needs a dead-letter id or a job id");
+  const id = await findDeadLetter(ctx, uuidArg(idArg, "the id"));
+  const d = await call<{
+    dead_letter: DeadLetter;
+    job: {
+      status: string;
+      attempts: number;
+      queue_name: string;
+      priority: string;
+      tenant_id: string;
+    } | null;
+    critical: boolean;
+    events: Array<{ type: string; at: string; payload: Record<string, unknown> }>;
+  }>(ctx, "inspect_dead_letter_job", { p_id: id });
+  if (ctx.flags.json) {
+    ctx.io.out(JSON.stringify(d, null, 2));
+    return;
+  }
+  const dl = d.dead_letter;
+  const { io } = ctx;
+  io.out(`dead letter ${dl.id}`);
+  io.out(`  job        ${dl.job_id} (${d.job?.status ?? "gone"}${d.critical ? ", critical" : ""})`);
+  io.out(`  kind       ${dl.kind}, queue ${dl.queue_name}, tenant ${dl.tenant_id}`);
+  io.out(`  dead since ${dl.created_at}${dl.redriven_at ? `, redriven ${dl.redriven_at}` : ""}`);
+  io.out(`  attempts   ${dl.attempts}`);
+  io.out(`  reason     ${dl.reason}`);
+  io.out("errors:");
+  for (const e of dl.errors ?? []) {
+    io.out(`  attempt ${e.attempt ?? "?"} at ${e.at ?? "?"}: ${e.message ?? ""}`);
+  }
+  io.out("payload:");
+  for (const l of JSON.stringify(dl.payload, null, 2).split("\n")) io.out(`  ${l}`);
+  io.out("events:");
+  for (const e of d.events) {
+    const detail = e.payload.error ?? e.payload.reason ??
+      (e.payload.attempt ? `attempt ${e.payload.attempt}` : "");
+    io.out(`  ${e.at}  ${e.type.padEnd(16)} ${detail}`);
+  }
+}
+
+async function startWorker(ctx: Ctx, kind: string): Promise<string> {
+  try {
+    const n = await call<number>(ctx, "trigger_queue_worker", {
+      p_kind: kind,
+      p_count: 1,
+      p_reason: "redrive",
+    });
+    return n > 0
+      ? `${kind} worker started`
+      : `no ${kind} worker started now (all slots busy or the kind is paused); the dispatcher runs it`;
+  } catch (e) {
+    return `no worker started (${(e as Error).message}); the dispatcher's next cycle runs it`;
+  }
+}
+
+async function dlqRedrive(ctx: Ctx): Promise<void> {
+  const { io, flags } = ctx;
+  if (flags.kind || flags.all) {
+    if (ctx.args.length) throw usageError("give ids, or --kind / --all, not both");
+    const limit = intFlag(flags.limit, "limit", 1, 1000) ?? (flags.all ? 1000 : 100);
+    const rows = await call<Array<{ job_id: string; msg_id: number }>>(
+      ctx,
+      "redrive_dead_letter_jobs",
+      {
+        p_tenant_id: flags.tenant ? uuidArg(flags.tenant, "--tenant") : null,
+        p_kind: flags.kind ?? null,
+        p_limit: limit,
+      },
+    );
+    io.out(`redrove ${rows.length} job(s)`);
+    if (rows.length) {
+      const kinds = flags.kind ? [flags.kind] : await kindsOfJobs(ctx, rows.map((r) => r.job_id));
+      for (const k of kinds) io.out(await startWorker(ctx, k));
+    }
+    return;
+  }
+  if (ctx.args.length === 0) throw usageError("dlq redrive needs ids, --kind K or --all");
+  let failed = 0;
+  for (const raw of ctx.args) {
+    try {
+      const id = await findDeadLetter(ctx, uuidArg(raw, "the id"));
+      const { data, error } = await ctx.db.from("dead_letter_jobs").select("job_id, kind").eq(
+        "id",
+        id,
+      ).limit(1);
+      if (error || !data?.[0]) {
+        throw new CliError(`dead_letter_jobs: ${error?.message ?? "not found"}`);
+      }
+      const { job_id: jobId, kind } = data[0] as { job_id: string; kind: string };
+      const msgId = await call<number>(ctx, "redrive_dead_job", { p_job_id: jobId });
+      io.out(`job ${jobId} (${kind}) redriven: message ${msgId}; ${await startWorker(ctx, kind)}`);
+    } catch (e) {
+      failed++;
+      io.err(`error: ${raw}: ${(e as Error).message}`);
+    }
+  }
+  if (failed) throw new CliError(`${failed} of ${ctx.args.length} redrive(s) failed`);
+}
+
+async function kindsOfJobs(ctx: Ctx, jobIds: string[]): Promise<string[]> {
+  const { data, error } = await ctx.db.from("jobs").select("kind").in("id", jobIds.slice(0, 500));
+  if (error) throw new CliError(`jobs: ${error.message}`);
+  return [...new Set((data ?? []).map((r) => (r as { kind: string }).kind))];
+}
+
+// ---------------------------------------------------------------------------------------
+// stage
+
+async function stage(ctx: Ctx): Promise<void> {
+  const [action, target, value] = ctx.args;
+  if (!action || !["pause", "resume", "scale"].includes(action)) {
+    throw usageError("stage needs pause, resume or scale");
+  }
+  if (!target) throw usageError(`stage ${action} needs a content stage or a job kind`);
+  const params: Record<string, unknown> = { p_target: target };
+  if (action === "pause") params.p_enabled = false;
+  if (action === "resume") params.p_enabled = true;
+  if (action === "scale") {
+    const max = intFlag(value, "max-concurrency", 0, 1000);
+    if (max === undefined) {
+      throw usageError("stage scale needs the new max_concurrency, e.g. stage scale research 8");
+    }
+    params.p_max_concurrency = max;
+    const batch = intFlag(ctx.flags.batch, "batch", 1, 100);
+    if (batch !== undefined) params.p_trigger_batch_size = batch;
+  }
+  const r = await call<{
+    source: string;
+    target: string;
+    enabled: boolean;
+    max_concurrency: number;
+    trigger_batch_size: number;
+    kicked?: boolean;
+  }>(ctx, "operator_configure_target", params);
+  const what = r.source === "content" ? "stage" : "job kind";
+  ctx.io.out(
+    `${what} ${r.target}: ${
+      r.enabled ? "enabled" : "paused"
+    }, max_concurrency ${r.max_concurrency}, trigger_batch_size ${r.trigger_batch_size}${
+      r.kicked ? " (dispatcher kicked)" : ""
+    }`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// tail
+
+interface EventRow {
+  source: "job" | "content";
+  id: number;
+  created_at: string;
+  job_id: string;
+  subject: string;
+  event: string;
+  message: string | null;
+  tenant: string | null;
+}
+
+function eventLine(e: EventRow): string {
+  return [
+    clockTime(e.created_at),
+    e.source.padEnd(7),
+    e.subject.padEnd(10),
+    e.event.padEnd(16),
+    e.job_id.slice(0, 8),
+    oneLine(e.message ?? "", 120),
+    e.tenant && e.tenant !== "default" ? `[${e.tenant}]` : "",
+  ].join("  ").trimEnd();
+}
+
+async function tail(ctx: Ctx): Promise<void> {
+  const interval = intFlag(ctx.flags.interval, "interval", 100, 60_000) ?? 1000;
+  const filter = ctx.flags.filter ?? null;
+  // Ids are assigned at insert and become visible at commit, so a later poll may see a
+  // lower id than one already shown: re-read a short overlap and skip what was printed.
+  const OVERLAP = 50;
+  const seen = new Set<string>();
+  let lastJob: number | null = null;
+  let lastContent: number | null = null;
+  const first = await call<EventRow[]>(ctx, "operator_events", {
+    p_after_job_event: null,
+    p_after_content_event: null,
+    p_limit: 20,
+    p_filter: filter,
+  });
+  const show = (rows: EventRow[]) => {
+    for (const e of rows) {
+      const k = `${e.source}:${e.id}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      ctx.io.out(eventLine(e));
+      if (e.source === "job") lastJob = Math.max(lastJob ?? 0, e.id);
+      else lastContent = Math.max(lastContent ?? 0, e.id);
+    }
+    if (seen.size > 20_000) seen.clear();
+  };
+  show(first);
+  if (first.length === 0) ctx.io.out("(no events yet)");
+  if (ctx.flags.once) return;
+  lastJob ??= 0;
+  lastContent ??= 0;
+  ctx.io.err(`following events every ${interval} ms (Ctrl-C stops)…`);
+  while (!ctx.signal.aborted) {
+    await new Promise((r) => {
+      const t = setTimeout(r, interval);
+      ctx.signal.addEventListener("abort", () => {
+        clearTimeout(t);
+        r(undefined);
+      }, { once: true });
+    });
+    if (ctx.signal.aborted) break;
+    show(
+      await call<EventRow[]>(ctx, "operator_events", {
+        p_after_job_event: Math.max(0, lastJob - OVERLAP),
+        p_after_content_event: Math.max(0, lastContent - OVERLAP),
+        p_limit: 500,
+        p_filter: filter,
+      }),
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// dashboard proxy
+
+/**
+ * Serves the dashboard on 127.0.0.1:`port`, fetching every request from the deployment's
+ * conveyor-dashboard function with the key as a bearer token. Hosted Supabase rewrites
+ * `text/html` answers of edge functions to `text/plain` unless the project has a custom
+ * domain; the proxy restores the type, so the page renders in any browser.
+ */
+export function serveDashboardProxy(
+  target: Target,
+  port: number,
+  signal: AbortSignal,
+  onListen: (url: string) => void = () => {},
+): Deno.HttpServer {
+  return Deno.serve({
+    hostname: "127.0.0.1",
+    port,
+    signal,
+    onListen: ({ port: p }) => onListen(`http://127.0.0.1:${p}/`),
+  }, async (req) => {
+    const url = new URL(req.url);
+    if (url.pathname !== "/") return new Response("not found\n", { status: 404 });
+    const params = new URLSearchParams(url.search);
+    params.delete("key");
+    const qs = params.toString();
+    const upstream = await fetch(
+      `${target.url}/functions/v1/conveyor-dashboard${qs ? `?${qs}` : ""}`,
+      {
+        headers: {
+          authorization: `Bearer ${target.key}`,
+          apikey: target.key,
+          accept: req.headers.get("accept") ?? "text/html",
+        },
+      },
+    ).catch((e) =>
+      new Response(`cannot reach ${target.url}: ${(e as Error).message}\n`, { status: 502 })
+    );
+    const headers = new Headers(upstream.headers);
+    for (const h of ["content-length", "content-encoding", "transfer-encoding", "set-cookie"]) {
+      headers.delete(h);
+    }
+    if (
+      upstream.ok && (headers.get("content-type") ?? "").startsWith("text/plain") &&
+      params.get("format") !== "json"
+    ) {
+      headers.set("content-type", "text/html; charset=utf-8");
+    }
+    return new Response(upstream.body, { status: upstream.status, headers });
+  });
+}
+
+async function dashboard(ctx: Ctx): Promise<void> {
+  const port = intFlag(ctx.flags.port, "port", 0, 65535) ?? 8787;
+  const server = serveDashboardProxy(ctx.target, port, ctx.signal, (url) => {
+    ctx.io.out(`Dashboard of ${ctx.target.url} at ${url} (bound to 127.0.0.1 only; Ctrl-C stops)`);
+  });
+  await server.finished;
+}
+
+// ---------------------------------------------------------------------------------------
+
+const COMMANDS: Record<string, (ctx: Ctx) => Promise<void>> = {
+  status,
+  enqueue,
+  stage,
+  tail,
+  dashboard,
+  "dlq list": dlqList,
+  "dlq show": dlqShow,
+  "dlq redrive": dlqRedrive,
+};
+
+/** Runs the CLI; returns the exit code. */
+export async function main(
+  args: string[],
+  io: Io = consoleIo,
+  opts: { env?: (name: string) => string | undefined; signal?: AbortSignal } = {},
+): Promise<number> {
+  let parsed;
+  try {
+    parsed = parse(args);
+  } catch (e) {
+    io.err(`error: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const [cmd, ...rest] = parsed.positionals;
+  if (!cmd || cmd === "help" || parsed.values.help) {
+    (cmd || parsed.values.help ? io.out : io.err)(USAGE);
+    return cmd === "help" || parsed.values.help ? 0 : 2;
+  }
+  let name = cmd;
+  let cmdArgs = rest;
+  if (cmd === "dlq") {
+    const sub = rest[0];
+    if (!sub || !["list", "show", "redrive"].includes(sub)) {
+      io.err(`error: dlq needs list, show or redrive\n\n${USAGE}`);
+      return 2;
+    }
+    name = `dlq ${sub}`;
+    cmdArgs = rest.slice(1);
+  }
+  const run = COMMANDS[name];
+  if (!run) {
+    io.err(`error: unknown command "${cmd}"\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    const target = await resolveTarget({
+      url: parsed.values.url,
+      serviceKey: parsed.values["service-key"],
+      stackDir: parsed.values["stack-dir"],
+    }, opts.env);
+    const db = createClient(target.url, target.key, {
+      auth: { persistSession: false, autoRefreshToken: false },
+    });
+    await run({
+      io,
+      target,
+      db,
+      flags: parsed.values,
+      args: cmdArgs,
+      signal: opts.signal ?? new AbortController().signal,
+    });
+    return 0;
+  } catch (e) {
+    if (e instanceof CliError) {
+      io.err(`error: ${e.message}`);
+      if (e.hint) io.err(`  hint: ${e.hint}`);
+      return e.code;
+    }
+    if (e instanceof TargetError) {
+      io.err(`error: ${e.message}`);
+      return 1;
+    }
+    io.err(`error: ${(e as Error).stack ?? e}`);
+    return 1;
+  }
+}
