@@ -192,7 +192,7 @@ ${meter(s.ready, readyPeak, COLORS.ready, `${s.ready} ready`)}
 <div class="stage-stats muted">last ${window} min: <span data-field="completed" data-value="${s.completed}">${
     formatCount(s.completed)
   }</span> done · <span class="${
-    s.errors > 0 ? "bad" : ""
+    s.errors > 0 ? "err-count" : ""
   }" data-field="errors" data-value="${s.errors}">${
     formatCount(s.errors)
   }</span> errors · <span data-field="waiting_retry" data-value="${s.waiting_retry}">${
@@ -443,7 +443,7 @@ svg.wide{width:100%;height:auto}
 .stage-head{display:flex;justify-content:space-between;align-items:center;margin-bottom:4px}
 .stage-big{font-size:24px;font-weight:650;font-variant-numeric:tabular-nums}
 .stage-ready{margin-bottom:2px}.stage-cap{margin:8px 0 2px}
-.stage-stats{margin-top:6px}.bad{color:var(--err);font-weight:600}
+.stage-stats{margin-top:6px}.err-count{color:var(--err);font-weight:600}
 .swatch.ready{background:var(--warn)}
 footer{color:var(--muted);font-size:13px;padding:4px 2px 24px}
 `;
