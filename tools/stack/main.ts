@@ -62,6 +62,8 @@ export function banner(info: StackInfo): string {
     `        REST URL: ${info.apiUrl}/rest/v1`,
     `   Functions URL: ${info.apiUrl}/functions/v1`,
     `       Dashboard: ${info.apiUrl}/functions/v1/conveyor-dashboard?key=${info.serviceRoleKey}`,
+    `         Metrics: ${info.apiUrl}/functions/v1/conveyor-metrics  (Prometheus; Authorization: Bearer <service_role key>)`,
+    `         Ops CLI: deno task conveyor status   (help: deno task conveyor help)`,
     `          DB URL: ${info.dbUrl}`,
     `      JWT secret: ${info.jwtSecret}`,
     `        anon key: ${info.anonKey}`,

@@ -61,6 +61,7 @@ export async function applyMigrations(
       if (done.has(m.version)) continue;
       const text = await Deno.readTextFile(m.path);
       log(`applying migration ${m.version}_${m.name}`);
+      const started = performance.now();
       try {
         // A reserved connection has no begin(): run the transaction by hand.
         await conn`begin`;
@@ -81,6 +82,9 @@ export async function applyMigrations(
           { cause: e },
         );
       }
+      const ms = performance.now() - started;
+      // A migration that takes a while (a backfill, an index on a big table) says so.
+      if (ms >= 1000) log(`  ${m.version}_${m.name} took ${(ms / 1000).toFixed(1)} s`);
       applied.push(m.version);
     }
   } finally {

@@ -39,11 +39,12 @@ export async function ensurePackages(share: string, log: (l: string) => void): P
   if (!isRoot()) {
     throw new StackError(`missing Debian packages: ${missing.join(", ")}`, `sudo ${cmd}`);
   }
-  log(`installing ${missing.join(", ")} with apt`);
+  log(`installing ${missing.join(", ")} with apt (first start only, about a minute)`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   let res = await run("apt-get", ["install", "-y", ...missing], { env });
   if (res.code !== 0) {
     // A fresh machine may have no package lists yet.
+    log("apt-get install failed; refreshing the package lists (apt-get update) and trying again");
     await run("apt-get", ["update"], { env });
     res = await run("apt-get", ["install", "-y", ...missing], { env });
   }

@@ -145,6 +145,9 @@ export class Stack {
       `${opts.dir}/logs/postgres.log`,
     );
     this.cluster = cluster;
+    if (!(await cluster.exists())) {
+      log(`creating a PostgreSQL 15 cluster in ${cluster.dataDir} (initdb, a few seconds)`);
+    }
     const created = await cluster.init();
     if (created) log(`created cluster in ${cluster.dataDir}`);
     if (!(await cluster.running())) {
@@ -215,6 +218,9 @@ export class Stack {
       log(`${d.name} started (pid ${svc.pid})`);
     }
     if (this.services.some((s) => s.def.name === "gateway")) {
+      log(
+        `waiting for the gateway on ${info.apiUrl} (the first start compiles it: up to a minute)`,
+      );
       await waitForHealth(`${info.apiUrl}/health`, 60_000);
       log(`gateway answering on ${info.apiUrl}`);
       await this.#kickDispatcher();
