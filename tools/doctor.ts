@@ -272,7 +272,46 @@ export async function runDoctor(
       }
       : { check: "worker functions", status: "ok", detail: WORKER_SLUGS.join(", ") },
   );
+
+  out.push(await checkOperatorEndpoints(t));
   return out;
+}
+
+/** The operator endpoints (issue 8): the metrics function answers the key with conveyor_up 1. */
+async function checkOperatorEndpoints(t: DoctorTarget): Promise<CheckResult> {
+  const check = "operator endpoints";
+  const fix = t.local
+    ? "deno task stack:up (the gateway serves supabase/functions)"
+    : "supabase functions deploy conveyor-dashboard conveyor-metrics --no-verify-jwt";
+  try {
+    const r = await request(t, "/functions/v1/conveyor-metrics", { method: "GET" });
+    if (r.status === 200 && /^conveyor_up 1$/m.test(r.text)) {
+      return { check, status: "ok", detail: "conveyor-metrics, conveyor-dashboard" };
+    }
+    if (r.status === 401) {
+      return {
+        check,
+        status: "fail",
+        detail: "conveyor-metrics refuses the service role key (HTTP 401)",
+        fix: t.local
+          ? "use the key the stack printed"
+          : "check SUPABASE_SERVICE_ROLE_KEY; the functions compare it with their own SUPABASE_SERVICE_ROLE_KEY",
+      };
+    }
+    return {
+      check,
+      status: "fail",
+      detail: `conveyor-metrics: HTTP ${r.status}: ${short(r.text)}`,
+      fix,
+    };
+  } catch (e) {
+    return {
+      check,
+      status: "fail",
+      detail: `conveyor-metrics: ${(e as Error).message.split("\n")[0]}`,
+      fix,
+    };
+  }
 }
 
 async function checkQueues(

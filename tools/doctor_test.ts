@@ -34,6 +34,7 @@ Deno.test({
         "vault secrets",
         "cron jobs",
         "worker functions",
+        "operator endpoints",
       ]
     ) {
       assert(out.some((l) => l.startsWith(`ok   ${check}`)), `${check} in\n${out.join("\n")}`);
