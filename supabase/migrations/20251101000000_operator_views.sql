@@ -18,6 +18,9 @@
 --     + the jobs finished since the last snapshot; stage counters = conveyor.stage_event_totals
 --     (what retention deleted) + the events still present.
 --
+-- "Now" is clock_timestamp(), not the transaction's start: a panel read late in a long
+-- transaction (the SQL editor, a test) still shows what is true when it is read.
+--
 -- Changes: operator_configure_target() pauses, resumes and scales a content stage or a job
 -- kind (the dispatcher reads both at every cycle) and kicks the dispatcher when work may
 -- be waiting.
@@ -137,7 +140,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_now timestamptz := now();
+  v_now timestamptz := clock_timestamp();
   v_start timestamptz;
   v_last timestamptz;
 begin
@@ -244,7 +247,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_now timestamptz := now();
+  v_now timestamptz := clock_timestamp();
   v_since timestamptz;
 begin
   if p_minutes is null or p_minutes < 1 or p_minutes > 1440 then
@@ -406,7 +409,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_now timestamptz := now();
+  v_now timestamptz := clock_timestamp();
 begin
   if p_limit is null or p_limit < 1 or p_limit > 100000 then
     raise exception 'operator_rate_limiters: p_limit must be between 1 and 100000';
@@ -491,7 +494,7 @@ security definer
 set search_path = ''
 as $$
   select jsonb_build_object(
-    'generated_at', now(),
+    'generated_at', clock_timestamp(),
     'window_minutes', p_minutes,
     'last_snapshot_at', (select max(s.captured_at) from conveyor.metric_snapshots s),
     'queues', coalesce((select jsonb_agg(to_jsonb(q) order by q."position")
@@ -524,7 +527,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_now timestamptz := now();
+  v_now timestamptz := clock_timestamp();
   v_last timestamptz;
 begin
   select max(s.captured_at) into v_last from conveyor.metric_snapshots s;
