@@ -50,7 +50,10 @@ export interface StageSourceOptions {
 
 /** Counters a stage source keeps besides the loop's summary. */
 export interface StageSourceStats {
+  /** Items handed back (not started, or abandoned at shutdown). */
   released: number;
+  /** Of those, items abandoned while their handler ran (the loop counts them as failed). */
+  releasedWhileRunning: number;
 }
 
 const leaseOf = (i: StageItem) => ({ job_id: i.job_id, stage: i.stage, lease_id: i.lease_id });
@@ -60,7 +63,7 @@ export function stageSource(
   o: StageSourceOptions,
 ): LoopSource<StageItem, JsonObject> & { stats: StageSourceStats } {
   const released = new Set<StageItem>();
-  const stats: StageSourceStats = { released: 0 };
+  const stats: StageSourceStats = { released: 0, releasedWhileRunning: 0 };
 
   async function release(items: StageItem[]): Promise<void> {
     const fresh = items.filter((i) => !released.has(i));
@@ -117,7 +120,10 @@ export function stageSource(
           stopped,
         ]);
       } catch (e) {
-        if (e instanceof StageReleasedError) await release([item]);
+        if (e instanceof StageReleasedError) {
+          stats.releasedWhileRunning++;
+          await release([item]);
+        }
         throw e;
       } finally {
         if (onShutdown) o.shutdown.removeEventListener("abort", onShutdown);

@@ -143,7 +143,7 @@ export function createStageWorker(
     } finally {
       // Released items were counted as failed by the loop: they were handed back instead.
       s.released = source.stats.released;
-      s.failed = Math.max(0, s.failed - s.released);
+      s.failed = Math.max(0, s.failed - source.stats.releasedWhileRunning);
       if (shutdown.aborted && s.stopped_by !== "error") s.stopped_by = "shutdown";
       s.duration_ms = Math.round(performance.now() - started);
       if (invocationId) {
