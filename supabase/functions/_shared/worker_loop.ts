@@ -23,7 +23,7 @@ export interface LoopSource<T, R = unknown> {
   run(item: T, signal: AbortSignal): Promise<R>;
   /** Records the outcomes of a batch in one call. */
   settle(results: Array<{ item: T; outcome: Outcome<R> }>): Promise<void>;
-  /** Pushes the leases of long-running items out (heartbeat). */
+  /** Pushes the leases of held items out (heartbeat): every item of a batch until it is settled. */
   extend?(items: T[]): Promise<void>;
   /** Hands back claimed items that will not run (shutdown). */
   release?(items: T[]): Promise<void>;
@@ -39,7 +39,7 @@ export interface LoopOptions {
   budgetMs: number;
   /** Deadline of one item's handler. */
   jobTimeoutMs: number;
-  /** Heartbeat interval for items still running (0 = none). */
+  /** Heartbeat interval for the items of the batch in hand (0 = none). */
   heartbeatMs?: number;
   /** Shutdown: stop claiming, finish or release what is held. */
   signal?: AbortSignal;
@@ -133,17 +133,19 @@ export async function runLoop<T, R>(
     s.batches++;
     s.claimed += items.length;
     const results: Array<{ item: T; outcome: Outcome<R> }> = [];
-    const running = new Set<T>();
     const queue = [...items];
+    // Every item of the batch is held until the batch is settled: queued ones wait for a
+    // lane, finished ones for the settle. The heartbeat keeps ALL of their leases alive, not
+    // only the running ones': a batch can outlast the visibility timeout (items behind slow
+    // or hung ones), and a lapsed lease means a refused settle and a second run of the job.
     const heartbeat = opts.heartbeatMs && source.extend
       ? setInterval(() => {
-        if (running.size) source.extend!([...running]).catch(() => {});
+        source.extend!(items).catch(() => {});
       }, opts.heartbeatMs)
       : undefined;
     const lane = async () => {
       while (queue.length > 0 && !stopping()) {
         const item = queue.shift()!;
-        running.add(item);
         let outcome: Outcome<R>;
         try {
           const output = await withDeadline(
@@ -154,7 +156,6 @@ export async function runLoop<T, R>(
         } catch (e) {
           outcome = outcomeOf<R>(e);
         }
-        running.delete(item);
         results.push({ item, outcome });
       }
     };

@@ -73,6 +73,26 @@ Deno.test("runLoop() fails a handler that outlives its deadline and aborts its s
   assertEquals(aborted, true);
 });
 
+Deno.test("runLoop() heartbeats keep every held item leased: queued, running and finished-unsettled", async () => {
+  const m = memorySource([1, 2, 3], async (n) => {
+    if (n === 2) await new Promise((r) => setTimeout(r, 120));
+    return `done ${n}`;
+  });
+  const extended: number[][] = [];
+  const source: LoopSource<number, string> = {
+    ...m.source,
+    extend: (xs) => {
+      extended.push([...xs].sort());
+      return Promise.resolve();
+    },
+  };
+  await runLoop(source, { ...opts, batchSize: 3, concurrency: 1, heartbeatMs: 20 });
+  // While 2 ran, 1 (done, waiting for the batch's settle) and 3 (waiting for a lane) were
+  // held too: their leases must not lapse, or their settles are refused and they run twice.
+  assertEquals(extended.length > 0, true);
+  for (const xs of extended) assertEquals(xs, [1, 2, 3]);
+});
+
 Deno.test("runLoop() on shutdown releases unstarted items and settles running ones", async () => {
   const ctl = new AbortController();
   const m = memorySource([1, 2, 3, 4], async (n) => {
