@@ -113,6 +113,23 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a worker called with an invocation the dispatcher does not know drains nothing",
+  ...opts,
+  async fn() {
+    // A repeated or expired delivery has no dispatch slot: draining would break max_concurrency.
+    const res = await call("enforce-worker", { invocation_id: crypto.randomUUID() });
+    const body = await res.json();
+    assertEquals(res.status, 200, JSON.stringify(body));
+    assertEquals([body.kind, body.claimed, body.batches, body.stopped_by], [
+      "enforce",
+      0,
+      0,
+      "refused",
+    ]);
+  },
+});
+
+Deno.test({
   name: "outreach-worker with async: true answers 202 at once and delivers into the outbox",
   ...opts,
   async fn() {
@@ -126,7 +143,7 @@ Deno.test({
         vars: { first_name: "Ada", company: "Acme" },
       },
     });
-    const res = await call("outreach-worker", { async: true, invocation_id: crypto.randomUUID() });
+    const res = await call("outreach-worker", { async: true });
     assertEquals([res.status, await res.json()], [202, { accepted: true }]);
     const job = await eventually("the outreach job to complete", async () => {
       const j = await jobByKey(key);

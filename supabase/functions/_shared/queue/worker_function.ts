@@ -7,8 +7,9 @@
  *   `{kind, claimed, completed, failed, cancelled, snoozed, released, batches, stopped_by,
  *   duration_ms}`. With `"async": true` (the dispatcher over pg_net, whose timeout is 5 s)
  *   it answers 202 `{"accepted":true}` at once and drains in `EdgeRuntime.waitUntil`.
- *   With an `invocation_id` it reports to the dispatcher: `start_invocation` before,
- *   `finish_invocation` after (both tolerated while the dispatcher's migration is absent).
+ *   With an `invocation_id` it reports to the dispatcher: `start_invocation` before (a
+ *   refused invocation — repeated or expired — drains nothing, so the kind's
+ *   max_concurrency holds), `finish_invocation` after.
  * - `GET /<slug>/health` → `{status, db, queue}`: DB reachable and the queue's stats.
  * - Only the service role may call it (verify_jwt checks the signature, we check the role).
  * - Shutdown (`beforeunload`, SIGTERM): stop claiming, finish running jobs, release the rest.
@@ -40,7 +41,8 @@ export interface WorkerSummary {
   snoozed: number;
   released: number;
   batches: number;
-  stopped_by: ConsumeSummary["stoppedBy"];
+  /** Why the drain ended; "refused" = the invocation's dispatch slot was no longer valid. */
+  stopped_by: ConsumeSummary["stoppedBy"] | "refused";
   duration_ms: number;
 }
 
@@ -168,11 +170,26 @@ export function makeWorkerHandler(
         p_worker: worker,
       });
       if (known === false) {
+        // The dispatcher's slot for this call is gone (a repeated delivery, or it expired
+        // before we started): draining now could exceed the kind's max_concurrency. A
+        // later dispatch cycle starts a worker with a fresh slot.
         console.warn(JSON.stringify({
           level: "warn",
-          msg: "unknown or expired invocation: draining anyway",
+          msg: "unknown, expired or already started invocation: not draining",
           invocation_id: invocationId,
         }));
+        return {
+          kind,
+          claimed: 0,
+          completed: 0,
+          failed: 0,
+          cancelled: 0,
+          snoozed: 0,
+          released: 0,
+          batches: 0,
+          stopped_by: "refused",
+          duration_ms: 0,
+        };
       }
     }
     let summary: WorkerSummary;
