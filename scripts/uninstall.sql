@@ -120,7 +120,7 @@ notify pgrst, 'reload schema';
 -- 7. Migration history, so the CLI knows Conveyor is gone.
 delete from supabase_migrations.schema_migrations
 where version in ('0001', '0010', '0011', '0020', '0050', '0051', '0052', '0053', '0054',
-                  '0055', '0056', '0057', '0058', '0060', '0069', '0070', '0071', '0072',
+                  '0055', '0056', '0057', '0058', '0060', '0061', '0069', '0070', '0071', '0072',
                   '0073', '0074', '0075', '0076', '0077', '20251020120000', '20251101000000');
 
 commit;
