@@ -23,6 +23,11 @@ export interface LoopSource<T, R = unknown> {
   run(item: T, signal: AbortSignal): Promise<R>;
   /** Records the outcomes of a batch in one call. */
   settle(results: Array<{ item: T; outcome: Outcome<R> }>): Promise<void>;
+  /**
+   * Optional: settles a batch and claims the next one in one call (one round trip, one
+   * transaction). Used instead of settle + claim when the loop goes on.
+   */
+  settleAndClaim?(results: Array<{ item: T; outcome: Outcome<R> }>, max: number): Promise<T[]>;
   /** Pushes the leases of held items out (heartbeat): every item of a batch until it is settled. */
   extend?(items: T[]): Promise<void>;
   /** Hands back claimed items that will not run (shutdown). */
@@ -113,19 +118,24 @@ export async function runLoop<T, R>(
     durationMs: 0,
   };
   const stopping = () => opts.signal?.aborted ?? false;
+  // Do not start a batch that could not finish inside the budget.
+  const budgetSpent = () =>
+    opts.budgetMs - (now() - start) <= Math.min(opts.jobTimeoutMs, opts.budgetMs / 2);
+  // Claimed together with the previous batch's settle (settleAndClaim).
+  let next: T[] | null = null;
 
   while (true) {
-    if (stopping()) {
-      s.stoppedBy = "shutdown";
+    if (stopping() || budgetSpent()) {
+      s.stoppedBy = stopping() ? "shutdown" : "budget";
+      if (next?.length && source.release) {
+        s.claimed += next.length;
+        await source.release(next);
+        s.released += next.length;
+      }
       break;
     }
-    const left = opts.budgetMs - (now() - start);
-    // Do not start a batch that could not finish inside the budget.
-    if (left <= Math.min(opts.jobTimeoutMs, opts.budgetMs / 2)) {
-      s.stoppedBy = "budget";
-      break;
-    }
-    const items = await source.claim(opts.batchSize);
+    const items = next ?? await source.claim(opts.batchSize);
+    next = null;
     if (items.length === 0) {
       s.stoppedBy = "empty";
       break;
@@ -170,7 +180,11 @@ export async function runLoop<T, R>(
       await source.release(queue);
       s.released += queue.length;
     }
-    if (results.length > 0) await source.settle(results);
+    if (results.length > 0) {
+      const goOn = source.settleAndClaim && queue.length === 0 && !stopping() && !budgetSpent();
+      if (goOn) next = await source.settleAndClaim!(results, opts.batchSize);
+      else await source.settle(results);
+    }
     for (const r of results) {
       if (r.outcome.status === "completed") s.completed++;
       else if (r.outcome.status === "failed") s.failed++;

@@ -116,3 +116,47 @@ Deno.test("runLoop() does not start a batch once the budget is spent", async () 
   assertEquals(s.stoppedBy, "budget");
   assertEquals(s.claimed, 2);
 });
+
+Deno.test("runLoop() with settleAndClaim settles each batch and claims the next in one call", async () => {
+  const m = memorySource([1, 2, 3, 4, 5, 6, 7, 8, 9], (n) => Promise.resolve(`done ${n}`));
+  const calls: string[] = [];
+  const source: LoopSource<number, string> = {
+    ...m.source,
+    claim: (max) => {
+      calls.push("claim");
+      return m.source.claim(max);
+    },
+    settle: (results) => {
+      calls.push("settle");
+      return m.source.settle(results);
+    },
+    settleAndClaim: async (results, max) => {
+      calls.push("settleAndClaim");
+      await m.source.settle(results);
+      return await m.source.claim(max);
+    },
+  };
+  const s = await runLoop(source, opts);
+  assertEquals([s.claimed, s.completed, s.batches, s.stoppedBy], [9, 9, 3, "empty"]);
+  assertEquals(calls, ["claim", "settleAndClaim", "settleAndClaim", "settleAndClaim"]);
+  assertEquals(m.settled.map((r) => r.item).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+});
+
+Deno.test("runLoop() releases a batch claimed by settleAndClaim when shutdown comes first", async () => {
+  const ctl = new AbortController();
+  const m = memorySource([1, 2, 3, 4, 5, 6], (n) => Promise.resolve(`done ${n}`));
+  const source: LoopSource<number, string> = {
+    ...m.source,
+    settleAndClaim: async (results, max) => {
+      await m.source.settle(results);
+      const got = await m.source.claim(max);
+      ctl.abort(); // shutdown arrives while the next batch is in hand
+      return got;
+    },
+  };
+  const s = await runLoop(source, { ...opts, signal: ctl.signal });
+  assertEquals(s.stoppedBy, "shutdown");
+  assertEquals(m.settled.map((r) => r.item), [1, 2, 3, 4]);
+  assertEquals(m.released, [5, 6]);
+  assertEquals([s.claimed, s.completed, s.released], [6, 4, 2]);
+});
