@@ -22,6 +22,7 @@ const { values, positionals } = parseArgs({
     n: { type: "string", default: "20000" },
     backlog: { type: "string", default: "0" },
     explain: { type: "string", default: "5" },
+    reps: { type: "string", default: "4" },
   },
 });
 const what = positionals[0] ?? "drain-sql";
@@ -39,6 +40,38 @@ try {
   await admin.unsafe(`alter database postgres set auto_explain.log_analyze = on`);
   const shape = { workers: 10, batch: 10, concurrency: 10 };
   const backlog = Number(values.backlog);
+  if (what === "ab") {
+    // Same-run A/B of the combined settle+claim call: split vs combined, alternating, over
+    // both paths, at batch 10 and batch 100.
+    const rows: string[] = [];
+    for (
+      const [label, s] of [["b10", shape], ["b100", {
+        workers: 4,
+        batch: 100,
+        concurrency: 100,
+      }]] as const
+    ) {
+      for (const via of ["sql", "rpc-ab"] as const) {
+        const res: Record<string, number[]> = { split: [], combined: [] };
+        for (let rep = 0; rep < Number(values.reps); rep++) {
+          for (const combined of rep % 2 ? [true, false] : [false, true]) {
+            await conveyor.prefill(env, n);
+            const r = await conveyor.drain(env, n, { ...s, combined }, via);
+            res[combined ? "combined" : "split"]!.push(r.value);
+            log(`ab ${label} ${via} ${combined ? "combined" : "split"}: ${Math.round(r.value)}/s`);
+          }
+        }
+        const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+        rows.push(
+          `${label} ${via}: split ${Math.round(med(res.split!))}/s, combined ${
+            Math.round(med(res.combined!))
+          }/s (${(med(res.combined!) / med(res.split!)).toFixed(2)}×)`,
+        );
+      }
+    }
+    log(rows.join("\n"));
+    Deno.exit(0);
+  }
   if (what.startsWith("drain")) await conveyor.prefill(env, Math.max(n, backlog));
   await admin`select pg_stat_statements_reset()`;
   const t0 = performance.now();

@@ -8,16 +8,43 @@
  * @module
  */
 import postgres from "postgres";
-import { createClient } from "@supabase/supabase-js";
-import { loadQueueConfig } from "../../../supabase/functions/_shared/config.ts";
-import {
-  PgmqQueueAdapter,
-  settleEntry,
-} from "../../../supabase/functions/_shared/queue/pgmq_adapter.ts";
-import { type LoopSource, runLoop } from "../../../supabase/functions/_shared/worker_loop.ts";
+import { createClient, type SupabaseClient } from "@supabase/supabase-js";
+import { pathToFileURL } from "node:url";
+import type * as ConfigMod from "../../../supabase/functions/_shared/config.ts";
+import type * as AdapterMod from "../../../supabase/functions/_shared/queue/pgmq_adapter.ts";
+import type * as LoopMod from "../../../supabase/functions/_shared/worker_loop.ts";
+import type { LoopSource } from "../../../supabase/functions/_shared/worker_loop.ts";
 import { type BenchEnv, DBS } from "../env.ts";
 import { DeliveryCounter, percentile, sleep, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
+
+/** The worker runtime under test: the QueueAdapter, the worker loop and the config loader. */
+interface Runtime {
+  adapter: typeof AdapterMod;
+  loop: typeof LoopMod;
+  config: typeof ConfigMod;
+}
+
+const runtimes = new Map<string, Promise<Runtime>>();
+
+/**
+ * Loads the worker runtime from the tree under test (the HEAD export), not from this
+ * checkout, so the figures belong to one commit: its SQL and its worker code together.
+ */
+export function runtime(env: BenchEnv): Promise<Runtime> {
+  const root = env.source.root;
+  let r = runtimes.get(root);
+  if (!r) {
+    const url = (p: string) => pathToFileURL(`${root}/supabase/functions/_shared/${p}`).href;
+    r = Promise.all([
+      import(url("queue/pgmq_adapter.ts")),
+      import(url("worker_loop.ts")),
+      import(url("config.ts")),
+    ]).then(([adapter, loop, config]) => ({ adapter, loop, config }));
+    runtimes.set(root, r);
+  }
+  return r;
+}
 
 /** The kind every benchmark job uses (no rate limiter). */
 export const KIND = "enrich";
@@ -232,6 +259,65 @@ export interface DrainShape {
   workers: number;
   batch: number;
   concurrency: number;
+  /** SQL path: settle + next claim in one call (default: when the database has it). */
+  combined?: boolean;
+}
+
+/** The adapter's RPC calls as a loop source, with or without the combined call (A/B). */
+function rpcSource(
+  rt: Runtime,
+  client: SupabaseClient,
+  worker: string,
+  onJob: (row: Claimed) => void,
+  combined: boolean,
+): LoopSource<Claimed, null> {
+  const call = async <T>(fn: string, args: Record<string, unknown>): Promise<T> => {
+    const { data, error } = await client.rpc(fn, args);
+    if (error) throw new Error(`${fn}: ${error.message}`);
+    return data as T;
+  };
+  const entries = (results: Array<{ item: Claimed; outcome: LoopMod.Outcome<null> }>) =>
+    results.map((r) => rt.adapter.settleEntry(r.item, r.outcome));
+  const source: LoopSource<Claimed, null> = {
+    claim: (max) =>
+      call<Claimed[]>("claim_jobs", {
+        p_kind: KIND,
+        p_worker: worker,
+        p_qty: max,
+        p_vt: 90,
+        p_policy: POLICY,
+      }),
+    run: (row) => {
+      onJob(row);
+      return Promise.resolve(null);
+    },
+    settle: async (results) => {
+      await call("settle_jobs", {
+        p_worker: worker,
+        p_results: entries(results),
+        p_policy: POLICY,
+      });
+    },
+  };
+  if (combined) {
+    source.settleAndClaim = async (results, max) =>
+      (await call<{ claimed: Claimed[] }>("settle_and_claim_jobs", {
+        p_worker: worker,
+        p_results: entries(results),
+        p_kind: KIND,
+        p_qty: max,
+        p_vt: 90,
+        p_policy: POLICY,
+      })).claimed;
+  }
+  return source;
+}
+
+/** Does the database under test have settle_and_claim_jobs (0077)? */
+async function hasSettleAndClaim(sql: postgres.Sql): Promise<boolean> {
+  const [r] = await sql<{ ok: boolean }[]>`
+    select exists (select 1 from pg_proc where proname = 'settle_and_claim_jobs') as ok`;
+  return r!.ok;
 }
 
 /** A claimed row (conveyor.claimed_job), as far as the SQL path needs it. */
@@ -244,11 +330,15 @@ const POLICY = { max_attempts: 3, backoff_base_ms: 1000, backoff_max_ms: 60000 }
 
 /** The worker loop's source over direct SQL: claim_jobs / settle_jobs on a postgres.js pool. */
 function sqlSource(
+  rt: Runtime,
   sql: postgres.Sql,
   worker: string,
   onJob: (row: Claimed) => void,
+  combined: boolean,
 ): LoopSource<Claimed, null> {
-  return {
+  const entries = (results: Array<{ item: Claimed; outcome: LoopMod.Outcome<null> }>) =>
+    results.map((r) => rt.adapter.settleEntry(r.item, r.outcome));
+  const source: LoopSource<Claimed, null> = {
     claim: async (max) => [
       ...await sql<Claimed[]>`
         select job_id, lease_id from public.claim_jobs(${KIND}, ${worker}, ${max}, 90, null,
@@ -259,15 +349,23 @@ function sqlSource(
       return Promise.resolve(null);
     },
     settle: async (results) => {
-      const entries = results.map((r) => settleEntry(r.item, r.outcome));
       const rows = await sql<{ accepted: boolean }[]>`
-        select accepted from public.settle_jobs(${worker}, ${
-        sql.json(entries as postgres.JSONValue)
-      },
-          ${sql.json(POLICY)})`;
+        select accepted from public.settle_jobs(${worker},
+          ${sql.json(entries(results) as postgres.JSONValue)}, ${sql.json(POLICY)})`;
       if (rows.some((r) => !r.accepted)) throw new Error("settle refused");
     },
   };
+  if (combined) {
+    source.settleAndClaim = async (results, max) => {
+      const [r] = await sql<{ r: { settled: { accepted: boolean }[]; claimed: Claimed[] } }[]>`
+        select public.settle_and_claim_jobs(${worker},
+          ${sql.json(entries(results) as postgres.JSONValue)}, ${KIND}, ${max}, 90,
+          ${sql.json(POLICY)}) as r`;
+      if (r!.r.settled.some((x) => !x.accepted)) throw new Error("settle refused");
+      return r!.r.claimed;
+    };
+  }
+  return source;
 }
 
 /**
@@ -279,7 +377,7 @@ export async function drain(
   env: BenchEnv,
   n: number,
   shape: DrainShape,
-  via: "sql" | "rpc",
+  via: "sql" | "rpc" | "rpc-ab",
   opts: { stopAfter?: number } = {},
 ): Promise<RunResult> {
   const counter = new DeliveryCounter();
@@ -296,14 +394,40 @@ export async function drain(
     }
   };
   const sql = conveyorSql(env, shape.workers + 1);
+  const rt = await runtime(env);
   try {
+    // As the QueueAdapter does: the combined call for small batches only.
+    const combined = shape.combined ??
+      (shape.batch <= (rt.adapter.COMBINED_MAX_BATCH ?? 25) && await hasSettleAndClaim(sql));
     const w0 = await env.wal();
-    if (via === "sql") {
+    if (via === "rpc-ab") {
+      // A/B only (tools/bench/profile.ts ab): the adapter's calls, with the combined call
+      // switched by shape.combined.
+      const client = createClient(env.apiUrl, env.serviceKey, {
+        auth: { persistSession: false, autoRefreshToken: false },
+      });
+      await Promise.all(
+        Array.from(
+          { length: shape.workers },
+          (_, w) =>
+            rt.loop.runLoop(
+              rpcSource(rt, client, `bench-ab-${w}`, (r) => hit(r.job_id), combined),
+              {
+                batchSize: shape.batch,
+                concurrency: shape.concurrency,
+                budgetMs: 3_600_000,
+                jobTimeoutMs: 60_000,
+                signal: stop.signal,
+              },
+            ),
+        ),
+      );
+    } else if (via === "sql") {
       await Promise.all(Array.from({ length: shape.workers }, () => sql`select 1`));
       await Promise.all(
         Array.from({ length: shape.workers }, (_, w) =>
-          runLoop(
-            sqlSource(sql, `bench-sql-${w}`, (r) => hit(r.job_id)),
+          rt.loop.runLoop(
+            sqlSource(rt, sql, `bench-sql-${w}`, (r) => hit(r.job_id), combined),
             {
               batchSize: shape.batch,
               concurrency: shape.concurrency,
@@ -317,8 +441,8 @@ export async function drain(
       const client = createClient(env.apiUrl, env.serviceKey, {
         auth: { persistSession: false, autoRefreshToken: false },
       });
-      const config = loadQueueConfig({});
-      const adapter = new PgmqQueueAdapter(client, config);
+      const config = rt.config.loadQueueConfig({});
+      const adapter = new rt.adapter.PgmqQueueAdapter(client, config);
       await Promise.all(
         Array.from({ length: shape.workers }, (_, w) =>
           adapter.consume(KIND, (job) => {
@@ -372,13 +496,14 @@ export async function latencyPolling(
   let waiting: ((t: number) => void) | null = null;
   let running = true;
   const worker = "bench-latency";
-  const source = sqlSource(sql, worker, (r) => {
+  const rt = await runtime(env);
+  const source = sqlSource(rt, sql, worker, (r) => {
     counter.hit(r.job_id);
     waiting?.(performance.now());
-  });
+  }, await hasSettleAndClaim(sql));
   const poller = (async () => {
     while (running) {
-      const s = await runLoop(source, {
+      const s = await rt.loop.runLoop(source, {
         batchSize: 1,
         concurrency: 1,
         budgetMs: 3_600_000,
