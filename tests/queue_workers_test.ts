@@ -213,16 +213,18 @@ Deno.test({
       return j?.status === "failed" ? j : undefined;
     });
     assertEquals(job!.last_error, "cancelled: enrich: payload.email is required");
+    // Dead-lettering kicks dlq-worker by itself; a manual call may therefore find the
+    // letter already taken (claimed 0). Either way the letter ends acknowledged.
     const res = await call("dlq-worker", {});
     const sum = await res.json();
     assertEquals([res.status, sum.kind], [200, "dlq"]);
-    assert(sum.claimed >= 1, JSON.stringify(sum));
     const sql = connect(env.dbUrl, 1);
     try {
-      const [dead] = await sql`select acknowledged_at from public.dead_letter_jobs where job_id = ${
-        job!.id
-      }`;
-      assert(dead!.acknowledged_at !== null);
+      await eventually("the dead letter to be acknowledged by dlq-worker", async () => {
+        const [dead] = await sql`select acknowledged_at from public.dead_letter_jobs
+                                 where job_id = ${job!.id}`;
+        return dead?.acknowledged_at ?? null;
+      });
       const [alert] = await sql`select value, message from public.alert_history
                                 where rule = 'dead_letter' and subject = 'enrich' and status = 'open'`;
       assert(Number(alert!.value) >= 1);

@@ -7,7 +7,11 @@
 import { z } from "./deps.ts";
 import { QueueError } from "./errors.ts";
 
-const int = (name: string, def: number, min: number, max: number) =>
+/**
+ * A zod field for an integer environment variable: absent or blank → `def`; anything else
+ * must be a whole number in [min, max], or validation fails with a message naming `name`.
+ */
+export const envInt = (name: string, def: number, min: number, max: number) =>
   z.string().optional().transform((v, ctx) => {
     if (v === undefined || v.trim() === "") return def;
     const n = Number(v);
@@ -28,16 +32,16 @@ const schema = z.object({
   PG_BOSS_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]*$/, {
     message: "PG_BOSS_SCHEMA must be a lower-case SQL identifier",
   }).default("pgboss"),
-  QUEUE_VISIBILITY_SEC: int("QUEUE_VISIBILITY_SEC", 90, 1, 43_200),
-  QUEUE_MAX_ATTEMPTS: int("QUEUE_MAX_ATTEMPTS", 3, 1, 100),
-  QUEUE_RETRY_BACKOFF_MS_BASE: int("QUEUE_RETRY_BACKOFF_MS_BASE", 1_000, 0, 3_600_000),
-  QUEUE_RETRY_BACKOFF_MS_MAX: int("QUEUE_RETRY_BACKOFF_MS_MAX", 60_000, 0, 86_400_000),
-  QUEUE_CONCURRENCY: int("QUEUE_CONCURRENCY", 4, 1, 1_000),
-  QUEUE_BATCH_SIZE: int("QUEUE_BATCH_SIZE", 10, 1, 1_000),
-  RETENTION_HOURS: int("RETENTION_HOURS", 72, 1, 87_600),
+  QUEUE_VISIBILITY_SEC: envInt("QUEUE_VISIBILITY_SEC", 90, 1, 43_200),
+  QUEUE_MAX_ATTEMPTS: envInt("QUEUE_MAX_ATTEMPTS", 3, 1, 100),
+  QUEUE_RETRY_BACKOFF_MS_BASE: envInt("QUEUE_RETRY_BACKOFF_MS_BASE", 1_000, 0, 3_600_000),
+  QUEUE_RETRY_BACKOFF_MS_MAX: envInt("QUEUE_RETRY_BACKOFF_MS_MAX", 60_000, 0, 86_400_000),
+  QUEUE_CONCURRENCY: envInt("QUEUE_CONCURRENCY", 4, 1, 1_000),
+  QUEUE_BATCH_SIZE: envInt("QUEUE_BATCH_SIZE", 10, 1, 1_000),
+  RETENTION_HOURS: envInt("RETENTION_HOURS", 72, 1, 87_600),
   // Edge functions get 150 s of wall clock on the free tier: stop claiming well before.
-  WORKER_BUDGET_MS: int("WORKER_BUDGET_MS", 120_000, 1_000, 3_600_000),
-  JOB_TIMEOUT_MS: int("JOB_TIMEOUT_MS", 60_000, 100, 3_600_000),
+  WORKER_BUDGET_MS: envInt("WORKER_BUDGET_MS", 120_000, 1_000, 3_600_000),
+  JOB_TIMEOUT_MS: envInt("JOB_TIMEOUT_MS", 60_000, 100, 3_600_000),
 });
 
 /** Validated queue configuration. */

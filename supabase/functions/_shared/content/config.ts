@@ -5,30 +5,17 @@
  * @module
  */
 import { z } from "../deps.ts";
+import { envInt } from "../config.ts";
 import { QueueError } from "../errors.ts";
 import { type ConcurrencyOverrides, readConcurrencyOverrides } from "../dispatch/overrides.ts";
 
-const int = (name: string, def: number, min: number, max: number) =>
-  z.string().optional().transform((v, ctx) => {
-    if (v === undefined || v.trim() === "") return def;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        message: `${name} must be a whole number between ${min} and ${max} (got "${v}")`,
-      });
-      return z.NEVER;
-    }
-    return n;
-  });
-
 const schema = z.object({
   // Edge functions get 150 s of wall clock on the free tier: stop claiming well before.
-  CONTENT_WORKER_BUDGET_MS: int("CONTENT_WORKER_BUDGET_MS", 120_000, 1_000, 3_600_000),
-  CONTENT_STAGE_TIMEOUT_MS: int("CONTENT_STAGE_TIMEOUT_MS", 30_000, 100, 3_600_000),
-  CONTENT_LEASE_SEC: int("CONTENT_LEASE_SEC", 60, 1, 3_600),
-  CONTENT_HEARTBEAT_MS: int("CONTENT_HEARTBEAT_MS", 20_000, 0, 3_600_000),
-  CONTENT_RETRY_WAIT_MAX_MS: int("CONTENT_RETRY_WAIT_MAX_MS", 15_000, 0, 600_000),
+  CONTENT_WORKER_BUDGET_MS: envInt("CONTENT_WORKER_BUDGET_MS", 120_000, 1_000, 3_600_000),
+  CONTENT_STAGE_TIMEOUT_MS: envInt("CONTENT_STAGE_TIMEOUT_MS", 30_000, 100, 3_600_000),
+  CONTENT_LEASE_SEC: envInt("CONTENT_LEASE_SEC", 60, 1, 3_600),
+  CONTENT_HEARTBEAT_MS: envInt("CONTENT_HEARTBEAT_MS", 20_000, 0, 3_600_000),
+  CONTENT_RETRY_WAIT_MAX_MS: envInt("CONTENT_RETRY_WAIT_MAX_MS", 15_000, 0, 600_000),
 });
 
 /** Validated stage worker configuration. */
