@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { bodyText, checkJsonDepth } from "./body.ts";
 import { closest } from "./fuzzy.ts";
 import {
   applyGucs,
@@ -37,8 +38,6 @@ import {
   whereSql,
 } from "./sql.ts";
 import type { TxResult } from "./tx.ts";
-
-const decoder = new TextDecoder();
 
 /** The parsed arguments of a call. */
 interface CallArgs {
@@ -97,18 +96,19 @@ function readArgs(ctx: RestContext): CallArgs {
   const body = ctx.body ?? new Uint8Array();
   if (ct === "application/x-www-form-urlencoded") {
     const obj: Record<string, string> = {};
-    for (const [k, v] of new URLSearchParams(decoder.decode(body))) obj[k] = v;
+    for (const [k, v] of new URLSearchParams(bodyText(body))) obj[k] = v;
     const keys = ctx.query.columns ?? Object.keys(obj);
     return { keys, values: null, jsonText: JSON.stringify(obj), raw: null, fallbackType: null };
   }
   if (ct === "text/plain" || ct === "text/xml") {
-    return { keys: [], values: null, jsonText: "{}", raw: decoder.decode(body), fallbackType: ct };
+    return { keys: [], values: null, jsonText: "{}", raw: bodyText(body), fallbackType: ct };
   }
   if (ct === "application/octet-stream") {
     return { keys: [], values: null, jsonText: "{}", raw: hex(body), fallbackType: ct };
   }
   // JSON (also for unknown content types, which PostgREST would refuse).
-  const text = decoder.decode(body);
+  const text = bodyText(body);
+  checkJsonDepth(text);
   let parsed: unknown;
   if (text.trim() === "") parsed = {};
   else {

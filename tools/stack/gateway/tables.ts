@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { bodyText, checkJsonDepth } from "./body.ts";
 import { closest } from "./fuzzy.ts";
 import {
   applyGucs,
@@ -28,8 +29,6 @@ import { pageOf } from "./rpc.ts";
 import type { TableInfo } from "./schema_cache.ts";
 import { ident, orderSql, Params, qualified, selectSql, tableScope, whereSql } from "./sql.ts";
 import type { TxResult } from "./tx.ts";
-
-const decoder = new TextDecoder();
 
 /** 404 PGRST205 with a "Perhaps you meant the table…" hint. */
 export function tableNotFound(ctx: RestContext, name: string): ApiError {
@@ -133,8 +132,9 @@ function planRead(ctx: RestContext, t: TableInfo): Plan {
 
 /** Parses a JSON write body; 400 PGRST102 when it is not JSON. */
 function parseBody(ctx: RestContext): { value: unknown; text: string } {
-  const text = decoder.decode(ctx.body ?? new Uint8Array());
+  const text = bodyText(ctx.body);
   if (text.trim() === "") return { value: {}, text: "{}" };
+  checkJsonDepth(text);
   try {
     return { value: JSON.parse(text), text };
   } catch (e) {
