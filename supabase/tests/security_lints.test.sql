@@ -2,8 +2,8 @@
 -- here from their descriptions (reference/supabase.md §7, reliability.md §4), run against
 -- the migrated database; any finding fails. Then stricter checks read from the catalog,
 -- so a function or table added later is covered without touching this file:
---   * every SECURITY DEFINER function in public/conveyor/pgmq_public has
---     search_path = '' and no PUBLIC execute;
+--   * every SECURITY DEFINER function of ours, in any schema the platform does not own (so
+--     a new schema is covered too), has search_path = '' and no PUBLIC execute;
 --   * anon may execute nothing in public, authenticated only its allow-list;
 --   * in conveyor the API roles may execute only the pre-request function;
 --   * only the pre-request function sets app.current_tenant (or any request.* / role);
@@ -170,16 +170,14 @@ select is(
   'every pgmq queue and archive table has RLS on');
 select is(
   array(select sig from own_functions
-        where prosecdef and nspname in ('public', 'conveyor', 'pgmq_public')
-          and not coalesce(proconfig @> array['search_path=""'], false)
+        where prosecdef and not coalesce(proconfig @> array['search_path=""'], false)
         order by 1)::text[], '{}'::text[],
-  'every SECURITY DEFINER function in public/conveyor/pgmq_public has search_path = ''''');
+  'every SECURITY DEFINER function of ours (any schema but the platform''s) has search_path = ''''');
 select is(
   array(select sig from own_functions
-        where prosecdef and nspname in ('public', 'conveyor', 'pgmq_public')
-          and has_function_privilege('public', oid, 'execute')
+        where prosecdef and has_function_privilege('public', oid, 'execute')
         order by 1)::text[], '{}'::text[],
-  'no SECURITY DEFINER function in public/conveyor/pgmq_public is executable by PUBLIC');
+  'no SECURITY DEFINER function of ours (any schema but the platform''s) is executable by PUBLIC');
 select is(
   array(select sig from own_functions
         where nspname = 'public' and has_function_privilege('anon', oid, 'execute')
