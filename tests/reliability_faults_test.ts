@@ -18,7 +18,7 @@
 import { assert, assertEquals } from "../tools/test/assert.ts";
 import { testEnv } from "../tools/test/env.ts";
 import { stackProcs } from "../tools/test/procs.ts";
-import { eventually, testServiceClient } from "../tools/test/queue.ts";
+import { eventually } from "../tools/test/queue.ts";
 import { Cluster } from "../tools/stack/cluster.ts";
 import { freePort } from "../tools/stack/proc.ts";
 import { readState } from "../tools/stack/state.ts";
@@ -40,6 +40,7 @@ import {
   type WorkerProcess,
 } from "./load/driver.ts";
 import {
+  loadClient,
   loadKinds,
   resilientSql,
   sleep,
@@ -141,8 +142,13 @@ Deno.test({
       await enqueued;
       await waitForTerminal(sql, jobs, 90_000);
     } finally {
+      // Graceful stop; a worker that has not exited 20 s later is killed.
       for (const p of procs.values()) p.kill("SIGTERM");
+      const stragglers = setTimeout(() => {
+        for (const p of procs.values()) p.kill("SIGKILL");
+      }, 20_000);
       await Promise.all([...procs.values()].map((p) => p.exited));
+      clearTimeout(stragglers);
     }
     const r = await checkLedger(sql, jobs, executions);
     await sql.end();
@@ -190,7 +196,7 @@ Deno.test({
     });
     const executions: ExecutionEvent[] = [];
     const pool = startWorkers({
-      client: testServiceClient(),
+      client: loadClient(),
       config: loadQueueConfig(env),
       kinds: k.kinds,
       count: 2,
@@ -236,7 +242,7 @@ Deno.test({
     });
     const executions: ExecutionEvent[] = [];
     const pool = startWorkers({
-      client: testServiceClient(),
+      client: loadClient(),
       config: loadQueueConfig(env),
       kinds: k.kinds,
       count: 3,
@@ -331,7 +337,7 @@ Deno.test({
     const run = `pg:${crypto.randomUUID().slice(0, 8)}`;
     const jobs = planJobs({ run, kinds: k.kinds, n: 200, maxAttempts: 8, sleepMs: [10, 80] });
     const executions: ExecutionEvent[] = [];
-    const client = testServiceClient();
+    const client = loadClient();
     await using stages = startStageWorkers({ client, env: STAGE_ENV, slowMs: 150 });
     const pool = startWorkers({
       client,

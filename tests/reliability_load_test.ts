@@ -11,7 +11,6 @@
  * `rate_limiters_test.ts` ("8 concurrent claimers").
  */
 import { assertEquals } from "../tools/test/assert.ts";
-import { testServiceClient } from "../tools/test/queue.ts";
 import { loadQueueConfig } from "../supabase/functions/_shared/config.ts";
 import {
   checkLedger,
@@ -23,7 +22,7 @@ import {
   startWorkers,
   waitForTerminal,
 } from "./load/driver.ts";
-import { loadKinds, resilientSql, testApi } from "./load/fixtures.ts";
+import { loadClient, loadKinds, resilientSql, testApi } from "./load/fixtures.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -45,7 +44,7 @@ Deno.test({
     });
     const executions: ExecutionEvent[] = [];
     const pool = startWorkers({
-      client: testServiceClient(),
+      client: loadClient(),
       config: loadQueueConfig(env),
       kinds: k.kinds,
       count: 4,

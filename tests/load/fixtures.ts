@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import { connect } from "../../tools/test/db.ts";
 import { testEnv } from "../../tools/test/env.ts";
 import { type TempKind, tempKind } from "../../tools/test/queue.ts";
@@ -32,6 +33,32 @@ export async function loadKinds(n: number): Promise<{ kinds: string[] } & AsyncD
       for (const k of made) await k[Symbol.asyncDispose]();
     },
   };
+}
+
+/**
+ * A service-role supabase-js client whose requests give up after `timeoutMs`: a worker in
+ * the edge runtime is bounded by its wall clock, and a test must not hang on one request
+ * that never got an answer while the gateway or Postgres restarted. A timeout is logged
+ * (it would deserve a look) and surfaces as an RPC error, which the worker loops survive.
+ */
+export function loadClient(timeoutMs = 30_000): SupabaseClient {
+  const env = testEnv();
+  const timed: typeof fetch = (input, init) => {
+    const signal = init?.signal
+      ? AbortSignal.any([init.signal, AbortSignal.timeout(timeoutMs)])
+      : AbortSignal.timeout(timeoutMs);
+    return fetch(input, { ...init, signal }).catch((e) => {
+      if ((e as Error).name === "TimeoutError") {
+        const url = input instanceof Request ? input.url : String(input);
+        console.warn(`no answer within ${timeoutMs} ms: ${url}`);
+      }
+      throw e;
+    });
+  };
+  return createClient(env.apiUrl, env.serviceRoleKey, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    global: { fetch: timed },
+  });
 }
 
 /** A superuser connection to the stack's database that survives a Postgres restart. */

@@ -16,12 +16,18 @@ import { startWorkers } from "./driver.ts";
 
 const kinds = (Deno.env.get("LOAD_KINDS") ?? "").split(",").filter(Boolean);
 const name = Deno.env.get("LOAD_WORKER_NAME") ?? `proc-${Deno.pid}`;
+// No request may hang the worker: the edge runtime bounds a worker by its wall clock.
+const timed: typeof fetch = (input, init) =>
+  fetch(input, {
+    ...init,
+    signal: init?.signal
+      ? AbortSignal.any([init.signal, AbortSignal.timeout(30_000)])
+      : AbortSignal.timeout(30_000),
+  });
 const client = createClient(
   Deno.env.get("SUPABASE_URL")!,
   Deno.env.get("SUPABASE_SERVICE_ROLE_KEY")!,
-  {
-    auth: { persistSession: false, autoRefreshToken: false },
-  },
+  { auth: { persistSession: false, autoRefreshToken: false }, global: { fetch: timed } },
 );
 const encoder = new TextEncoder();
 const pool = startWorkers({
