@@ -83,6 +83,7 @@ drop function if exists
   public.queue_content_job(jsonb),
   public.queue_job(jsonb),
   public.queue_jobs(jsonb),
+  public.queue_next_due_at(text),
   public.queue_stats(interval),
   public.raise_dead_letter_alert(uuid, text, text, timestamptz),
   public.record_enforcement_decision(uuid, uuid, text, text, jsonb, jsonb),
@@ -121,7 +122,7 @@ notify pgrst, 'reload schema';
 delete from supabase_migrations.schema_migrations
 where version in ('0001', '0010', '0011', '0020', '0050', '0051', '0052', '0053', '0054',
                   '0055', '0056', '0057', '0058', '0060', '0061', '0069', '0070', '0071', '0072',
-                  '0073', '0074', '0075', '0076', '0077', '0078', '20251020120000',
+                  '0073', '0074', '0075', '0076', '0077', '0078', '0080', '20251020120000',
                   '20251101000000', '20251123000000');
 
 commit;

@@ -8,6 +8,7 @@ import { assert, assertEquals } from "../tools/test/assert.ts";
 import { connect } from "../tools/test/db.ts";
 import { testEnv } from "../tools/test/env.ts";
 import { eventually } from "../tools/test/queue.ts";
+import { withCronActive } from "./content_fixtures.ts";
 
 const env = testEnv();
 const fnUrl = (slug: string, sub = "") => `${env.apiUrl}/functions/v1/${slug}${sub}`;
@@ -248,5 +249,33 @@ Deno.test({
       headers: { Authorization: `Bearer ${env.serviceRoleKey}` },
     })).json();
     assertEquals(dlq.queue.map((q: { queue: string }) => q.queue), ["q_dlq"]);
+  },
+});
+
+Deno.test({
+  name:
+    "a drain that runs its queue dry waits for a job due within QUEUE_DUE_WAIT_MAX_MS instead of leaving it to cron",
+  ...opts,
+  async fn() {
+    const sql = connect(env.dbUrl, 1);
+    try {
+      // Cron paused: nothing but this call can run the job (a delayed enqueue kicks nobody).
+      await withCronActive(sql, false, async () => {
+        const key = `due:${crypto.randomUUID()}`;
+        await enqueue({
+          idempotency_key: key,
+          kind: "enforce",
+          delay_seconds: 2,
+          payload: { subject: "due-soon", country: "FR" },
+        });
+        const res = await call("enforce-worker", {});
+        const body = await res.json();
+        assertEquals(res.status, 200, JSON.stringify(body));
+        assert(body.claimed >= 1, JSON.stringify(body));
+        assertEquals((await jobByKey(key))!.status, "completed", "done by the drain that waited");
+      });
+    } finally {
+      await sql.end();
+    }
   },
 });

@@ -42,6 +42,9 @@ const schema = z.object({
   // Edge functions get 150 s of wall clock on the free tier: stop claiming well before.
   WORKER_BUDGET_MS: envInt("WORKER_BUDGET_MS", 120_000, 1_000, 3_600_000),
   JOB_TIMEOUT_MS: envInt("JOB_TIMEOUT_MS", 60_000, 100, 3_600_000),
+  // A drain that found its queue empty waits for a job due this soon (delay, retry) instead
+  // of leaving it to the next cron minute; 0 = never wait.
+  QUEUE_DUE_WAIT_MAX_MS: envInt("QUEUE_DUE_WAIT_MAX_MS", 15_000, 0, 600_000),
 });
 
 /** Validated queue configuration. */
@@ -57,6 +60,8 @@ export interface QueueConfig {
   retentionHours: number;
   budgetMs: number;
   jobTimeoutMs: number;
+  /** Longest a drain waits, once its queue is empty, for a job that becomes due. */
+  dueWaitMaxMs: number;
 }
 
 /** Reads and validates the configuration; throws QueueError("config_invalid") naming the variable. */
@@ -94,5 +99,6 @@ export function loadQueueConfig(
     retentionHours: c.RETENTION_HOURS,
     budgetMs: c.WORKER_BUDGET_MS,
     jobTimeoutMs: c.JOB_TIMEOUT_MS,
+    dueWaitMaxMs: c.QUEUE_DUE_WAIT_MAX_MS,
   };
 }

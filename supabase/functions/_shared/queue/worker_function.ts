@@ -21,6 +21,7 @@ import { type SupabaseClient, z } from "../deps.ts";
 import { QueueError, toError } from "../errors.ts";
 import { errorResponse, json, readJsonObject, requireServiceRole } from "../http.ts";
 import { rpc, serviceClient } from "../supabase.ts";
+import { sleep } from "../dispatch/background.ts";
 import type { ConsumeSummary, DeadLetter, QueueAdapter } from "./adapter.ts";
 import { defaultHandlers, type HandlerRegistry } from "./handlers/mod.ts";
 import { createQueueAdapter } from "./mod.ts";
@@ -59,6 +60,26 @@ export function toWorkerSummary(s: ConsumeSummary): WorkerSummary {
     batches: s.batches,
     stopped_by: s.stoppedBy,
     duration_ms: s.durationMs,
+  };
+}
+
+/** Two consecutive consumes of one drain as one summary. */
+export function addSummaries(
+  a: ConsumeSummary,
+  b: ConsumeSummary,
+  durationMs: number,
+): ConsumeSummary {
+  return {
+    kind: a.kind,
+    claimed: a.claimed + b.claimed,
+    completed: a.completed + b.completed,
+    failed: a.failed + b.failed,
+    cancelled: a.cancelled + b.cancelled,
+    snoozed: a.snoozed + b.snoozed,
+    released: a.released + b.released,
+    batches: a.batches + b.batches,
+    stoppedBy: b.stoppedBy,
+    durationMs: Math.round(durationMs),
   };
 }
 
@@ -193,6 +214,7 @@ export function makeWorkerHandler(
       }
     }
     let summary: WorkerSummary;
+    let dueWaits = 0;
     try {
       let s: ConsumeSummary;
       if (kind === "dlq") {
@@ -216,7 +238,31 @@ export function makeWorkerHandler(
         if (!handler) {
           throw new QueueError("not_found", `no handler registered for kind "${kind}"`);
         }
+        const started = performance.now();
         s = await a.consume(kind, handler, { signal, workerId: worker });
+        // The queue ran dry. A job that becomes due soon (a delay, a retry backoff) gets no
+        // kick: left alone it waits for cron's next minute. Wait for it here, within bounds,
+        // looking again every second (other work may arrive meanwhile).
+        while (
+          s.stoppedBy === "empty" && config.provider === "pgmq" && config.dueWaitMaxMs > 0 &&
+          !signal.aborted
+        ) {
+          const next = await tolerantRpc<string | null>(getClient(), "queue_next_due_at", {
+            p_kind: kind,
+          });
+          if (!next) break;
+          const wait = Date.parse(next) - Date.now();
+          const left = config.budgetMs - (performance.now() - started);
+          if (wait > config.dueWaitMaxMs || wait > left - config.jobTimeoutMs) break;
+          dueWaits++;
+          await sleep(Math.min(Math.max(0, wait) + 50, 1_000), signal);
+          const more = await a.consume(kind, handler, {
+            signal,
+            workerId: worker,
+            budgetMs: Math.max(1, left),
+          });
+          s = addSummaries(s, more, performance.now() - started);
+        }
       }
       summary = toWorkerSummary(s);
     } catch (e) {
@@ -228,7 +274,13 @@ export function makeWorkerHandler(
       }
       throw e;
     }
-    console.log(JSON.stringify({ level: "info", msg: "drain finished", worker, ...summary }));
+    console.log(JSON.stringify({
+      level: "info",
+      msg: "drain finished",
+      worker,
+      ...summary,
+      due_waits: dueWaits,
+    }));
     if (invocationId) {
       await tolerantRpc(getClient(), "finish_invocation", {
         p_invocation_id: invocationId,
