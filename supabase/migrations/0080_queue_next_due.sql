@@ -4,8 +4,9 @@
 -- Why (found by the soak, issue 10): a queue worker stops when its queue is empty, and only
 -- an enqueue (its kick) or cron's dispatcher (once a minute) starts the next one. A job that
 -- became due after the last worker stopped (the last delayed jobs of a burst, the retry of
--- the last failure) waited for the next cron minute: 40 s late in the soak's drain. Workers
--- now ask this before stopping and wait for a job due within their bound (QUEUE_DUE_WAIT_MAX_MS).
+-- the last failure) waited for the next cron minute: 40 s late in the soak's drain. A worker
+-- whose queue runs dry now asks this and, for a job due within QUEUE_DUE_WAIT_MAX_MS, wakes at
+-- that time and calls trigger_queue_worker (reason 'due'): capacity-checked like a dispatch.
 --
 -- Reads only pending jobs of the kind (jobs_kind_status_idx); called only once a drain has
 -- found nothing claimable, when they are the delayed few.

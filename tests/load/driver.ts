@@ -179,8 +179,6 @@ export interface EnqueueStats {
   retries: number;
   /** Statuses of the failed attempts (or "network"), with counts. */
   failures: Record<string, number>;
-  /** Per key: when (ms since epoch) its enqueue was acknowledged. */
-  ackedAt: Map<string, number>;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -237,7 +235,7 @@ export async function enqueueJobs(
   jobs: PlannedJob[],
   o: EnqueueOptions = {},
 ): Promise<EnqueueStats> {
-  const stats: EnqueueStats = { acknowledged: 0, retries: 0, failures: {}, ackedAt: new Map() };
+  const stats: EnqueueStats = { acknowledged: 0, retries: 0, failures: {} };
   const start = performance.now();
   let next = 0;
   const lane = async () => {
@@ -255,7 +253,6 @@ export async function enqueueJobs(
         const r = await postRpc(api, "queue_job", queueJobBody(job));
         if (r.status === 200) {
           stats.acknowledged++;
-          stats.ackedAt.set(job.key, Date.now());
           break;
         }
         if (r.status !== "network" && r.status < 500) {
@@ -339,8 +336,6 @@ export interface WorkerPool {
   stop(): Promise<void>;
   /** Errors the loops survived (RPC failures while the gateway or Postgres was away). */
   errors: string[];
-  /** Jobs the loops settled (claims − releases), as their summaries counted them. */
-  settled(): number;
 }
 
 /**
@@ -358,7 +353,6 @@ export function startWorkers(o: {
 }): WorkerPool {
   const ctl = new AbortController();
   const errors: string[] = [];
-  let settled = 0;
   const loops: Promise<void>[] = [];
   const adapters: PgmqQueueAdapter[] = [];
   for (let w = 0; w < o.count; w++) {
@@ -374,7 +368,6 @@ export function startWorkers(o: {
               signal: ctl.signal,
               workerId: worker,
             });
-            settled += s.completed + s.failed + s.cancelled + s.snoozed;
             if (s.claimed === 0) await sleep(100, ctl.signal);
           } catch (e) {
             errors.push(toError(e).message);
@@ -386,7 +379,6 @@ export function startWorkers(o: {
   }
   return {
     errors,
-    settled: () => settled,
     async stop() {
       ctl.abort();
       await Promise.all(loops);

@@ -63,26 +63,6 @@ export function toWorkerSummary(s: ConsumeSummary): WorkerSummary {
   };
 }
 
-/** Two consecutive consumes of one drain as one summary. */
-export function addSummaries(
-  a: ConsumeSummary,
-  b: ConsumeSummary,
-  durationMs: number,
-): ConsumeSummary {
-  return {
-    kind: a.kind,
-    claimed: a.claimed + b.claimed,
-    completed: a.completed + b.completed,
-    failed: a.failed + b.failed,
-    cancelled: a.cancelled + b.cancelled,
-    snoozed: a.snoozed + b.snoozed,
-    released: a.released + b.released,
-    batches: a.batches + b.batches,
-    stoppedBy: b.stoppedBy,
-    durationMs: Math.round(durationMs),
-  };
-}
-
 /** Options of {@link makeWorkerHandler}; everything defaults to the environment. */
 export interface WorkerHandlerOptions {
   config?: QueueConfig;
@@ -180,6 +160,44 @@ export function makeWorkerHandler(
     if (adapter) void adapter.then((a) => a.shutdown()).catch(() => {});
   }, { once: true });
 
+  /**
+   * The queue ran dry. A job that becomes due later (a delay, a retry backoff) gets no kick
+   * of its own, so without this it would wait for cron's next minute. If one is due within
+   * QUEUE_DUE_WAIT_MAX_MS, wake up then and ask for a worker through the same
+   * capacity-checked trigger the dispatcher uses (`trigger_queue_worker`, reason "due"):
+   * this drain ends now and gives its slot back, so new work is still started by kicks at
+   * once, and the trigger starts nobody if another worker is already on it. Returns the
+   * wait in ms, or null when nothing was scheduled.
+   */
+  let wakeAt = 0;
+  async function scheduleDueWake(): Promise<number | null> {
+    if (config.provider !== "pgmq" || config.dueWaitMaxMs <= 0 || signal.aborted) return null;
+    const next = await tolerantRpc<string | null>(getClient(), "queue_next_due_at", {
+      p_kind: kind,
+    });
+    if (!next) return null;
+    const at = Date.parse(next) + 50;
+    const wait = Math.max(0, at - Date.now());
+    // One wake per due time per process: a wake already set for this time or earlier leads
+    // to this one (the worker it starts schedules the next wake when it runs dry).
+    if (wait > config.dueWaitMaxMs || (wakeAt > Date.now() && wakeAt <= at)) return null;
+    wakeAt = at;
+    const wake = (async () => {
+      await sleep(wait, signal);
+      if (wakeAt === at) wakeAt = 0;
+      if (signal.aborted) return;
+      await tolerantRpc(getClient(), "trigger_queue_worker", {
+        p_kind: kind,
+        p_count: 1,
+        p_reason: "due",
+      });
+    })();
+    const rt = (globalThis as { EdgeRuntime?: { waitUntil?: (p: Promise<unknown>) => void } })
+      .EdgeRuntime;
+    rt?.waitUntil?.(wake);
+    return wait;
+  }
+
   async function drain(invocationId: string | undefined): Promise<WorkerSummary> {
     const a = await getAdapter();
     const worker =
@@ -214,7 +232,7 @@ export function makeWorkerHandler(
       }
     }
     let summary: WorkerSummary;
-    let dueWaits = 0;
+    let dueWake: number | null = null;
     try {
       let s: ConsumeSummary;
       if (kind === "dlq") {
@@ -238,31 +256,8 @@ export function makeWorkerHandler(
         if (!handler) {
           throw new QueueError("not_found", `no handler registered for kind "${kind}"`);
         }
-        const started = performance.now();
         s = await a.consume(kind, handler, { signal, workerId: worker });
-        // The queue ran dry. A job that becomes due soon (a delay, a retry backoff) gets no
-        // kick: left alone it waits for cron's next minute. Wait for it here, within bounds,
-        // looking again every second (other work may arrive meanwhile).
-        while (
-          s.stoppedBy === "empty" && config.provider === "pgmq" && config.dueWaitMaxMs > 0 &&
-          !signal.aborted
-        ) {
-          const next = await tolerantRpc<string | null>(getClient(), "queue_next_due_at", {
-            p_kind: kind,
-          });
-          if (!next) break;
-          const wait = Date.parse(next) - Date.now();
-          const left = config.budgetMs - (performance.now() - started);
-          if (wait > config.dueWaitMaxMs || wait > left - config.jobTimeoutMs) break;
-          dueWaits++;
-          await sleep(Math.min(Math.max(0, wait) + 50, 1_000), signal);
-          const more = await a.consume(kind, handler, {
-            signal,
-            workerId: worker,
-            budgetMs: Math.max(1, left),
-          });
-          s = addSummaries(s, more, performance.now() - started);
-        }
+        if (s.stoppedBy === "empty") dueWake = await scheduleDueWake();
       }
       summary = toWorkerSummary(s);
     } catch (e) {
@@ -279,7 +274,7 @@ export function makeWorkerHandler(
       msg: "drain finished",
       worker,
       ...summary,
-      due_waits: dueWaits,
+      due_wake_ms: dueWake,
     }));
     if (invocationId) {
       await tolerantRpc(getClient(), "finish_invocation", {
