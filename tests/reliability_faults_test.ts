@@ -1,5 +1,5 @@
 /**
- * Faults under load (issue 10; reliability.md §2): each test runs the ledger-checked load
+ * Faults under load (issue 10; docs/reliability.md): each test runs the ledger-checked load
  * driver (`load/driver.ts`) through the real worker loop and pgmq adapter, injects one
  * fault mid-load, and then requires the same end state: every job where it was designed to
  * end, 0 lost, nothing left `processing` or queued once the visibility timeout (3 s here)
