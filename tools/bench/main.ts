@@ -84,6 +84,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
   const env = await startEnv({ dir: opts.dir, log });
   const results = new Map<string, { runs: RunResult[]; failures: string[] }>();
   const skipped = new Map<string, string>();
+  // The highest 1-minute load seen between cases: other people's work on a shared machine.
+  let maxLoad = load;
   try {
     log(
       `cluster: ${env.url(DBS.conveyor)}; ${
@@ -99,6 +101,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
       }
     }
     let done = 0;
+    maxLoad = Math.max(maxLoad, await loadAvg());
     const total = plan.filter((c) => !skipped.has(c.id))
       .reduce((a, c) => a + Math.min(reps, c.reps ?? reps), 0);
     for (const w of workloads) {
@@ -111,6 +114,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
           const slot = results.get(c.id) ?? { runs: [], failures: [] };
           results.set(c.id, slot);
           done++;
+          maxLoad = Math.max(maxLoad, await loadAvg());
           const head = `[${done}/${total}] ${c.id} rep ${rep + 1}`;
           try {
             const r = await c.run(env);
@@ -193,6 +197,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
     notes,
     command,
     source: env.source.label,
+    maxLoad,
   });
   const markdownPath = `${outDir}/benchmarks.md`;
   const svgPath = `${outDir}/benchmarks.svg`;

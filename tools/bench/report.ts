@@ -205,6 +205,8 @@ export interface ReportMeta {
   notes: string;
   command: string;
   source: string;
+  /** Highest 1-minute load average sampled between cases. */
+  maxLoad: number;
 }
 
 function mdTable(head: string[], rows: string[][]): string {
@@ -231,6 +233,14 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
         meta.minutes.toFixed(1)
       } minutes, code under test: ${meta.source}. Command: \`${meta.command}\`.`,
     "",
+    ...(meta.maxLoad > 1.5
+      ? [
+        `**The machine was not quiet during this run**: the 1-minute load reached ${
+          meta.maxLoad.toFixed(1)
+        } between cases (other work on the shared machine), so spreads are wider than on an idle host.`,
+        "",
+      ]
+      : []),
     "The machine has 2 cores shared by the clients, the gateway and PostgreSQL, so absolute numbers are",
     "noise; the ratios between systems measured in the same run are what count. The anchors measured",
     "earlier on this machine (shared/reference/anchor-benchmarks.md) are for orientation only.",
@@ -273,7 +283,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
         ],
         rows.map((s) => [
           s.case.system,
-          s.case.version,
+          s.case.version === "main" ? meta.source.replace(/^commit /, "") : s.case.version,
           s.case.settings,
           String(s.case.size),
           `**${fmtMs(s.median)}**`,
@@ -302,7 +312,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
       ],
       rows.map((s) => [
         s.case.system,
-        s.case.version,
+        s.case.version === "main" ? meta.source.replace(/^commit /, "") : s.case.version,
         s.case.settings,
         s.case.size.toLocaleString("en-US"),
         `**${figure(s)}**`,
