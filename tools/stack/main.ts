@@ -116,6 +116,10 @@ async function start(opts: StackOptions): Promise<void> {
     throw e;
   }
   await writeState(stack.state(true));
+  // A restarted gateway or pg_net worker has a new pid: keep state.json telling the truth.
+  stack.onServicesChanged = () => {
+    writeState(stack.state(true)).catch((e) => log(`could not update state.json: ${e}`));
+  };
   if (logFile) log("ready");
   else console.log(banner(stack.info!) + "\nPress Ctrl-C to stop.");
   // Keep running until a signal arrives.

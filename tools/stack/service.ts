@@ -39,7 +39,12 @@ export class Service {
   #exited: Promise<void> = Promise.resolve();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(readonly def: ServiceDef, readonly log: (line: string) => void) {}
+  constructor(
+    readonly def: ServiceDef,
+    readonly log: (line: string) => void,
+    /** Called with the new pid after every (re)start, e.g. to keep state.json current. */
+    readonly onSpawn: (pid: number) => void = () => {},
+  ) {}
 
   /** pid of the current process, if one runs. */
   get pid(): number | undefined {
@@ -63,6 +68,7 @@ export class Service {
       stderr: "piped",
     }).spawn();
     this.#child = child;
+    this.onSpawn(child.pid);
     const out = pump(child.stdout, (l) => this.log(`[${name}] ${l}`));
     const err = pump(child.stderr, (l) => this.log(`[${name}] ${l}`));
     this.#exited = (async () => {

@@ -128,3 +128,27 @@ Deno.test("stack: reset re-creates the database with the seed; down twice and a 
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("stack: state.json follows a restarted gateway to its new pid", async () => {
+  const env = testEnv();
+  const before = JSON.parse(await Deno.readTextFile(`${env.stackDir}/state.json`));
+  const old = before.services.gateway as number;
+  Deno.kill(old, "SIGKILL");
+  const deadline = Date.now() + 30_000;
+  let now = old;
+  while (Date.now() < deadline) {
+    now = JSON.parse(await Deno.readTextFile(`${env.stackDir}/state.json`)).services.gateway;
+    if (now !== old) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert(now !== old, "state.json names the new gateway pid");
+  assert(await Deno.stat(`/proc/${now}`).then(() => true, () => false), "and that pid runs");
+  // Leave the stack healthy for the tests after this one.
+  const until = Date.now() + 30_000;
+  while (Date.now() < until) {
+    const ok = await fetch(`${env.apiUrl}/health`).then((r) => r.ok, () => false);
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error("the gateway did not come back");
+});

@@ -122,6 +122,9 @@ export class Stack {
   cluster: Cluster | null = null;
   readonly services: Service[] = [];
   info: StackInfo | null = null;
+  readonly #startedAt = new Date().toISOString();
+  /** Called when a service was restarted (its pid changed), once the stack is up. */
+  onServicesChanged: () => void = () => {};
 
   constructor(readonly opts: StackOptions, readonly log: (line: string) => void) {}
 
@@ -212,6 +215,7 @@ export class Stack {
       const svc = new Service(
         { name: d.name, cmd: deno, args: ["run", "-A", path, ...d.args], env, cwd: opts.root },
         log,
+        () => this.onServicesChanged(),
       );
       svc.start();
       this.services.push(svc);
@@ -270,7 +274,7 @@ export class Stack {
       dir: this.opts.dir,
       apiPort: this.opts.apiPort,
       dbPort: this.opts.dbPort,
-      startedAt: new Date().toISOString(),
+      startedAt: this.#startedAt,
       ready,
       services: Object.fromEntries(this.services.map((s) => [s.def.name, s.pid])),
     };
