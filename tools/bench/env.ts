@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import postgres from "postgres";
 import { freePort } from "../stack/proc.ts";
 import { REPO_ROOT } from "../stack/state.ts";
@@ -162,7 +163,7 @@ export async function startEnv(
   opts: { dir?: string; log: (line: string) => void },
 ): Promise<BenchEnv> {
   const log = opts.log;
-  const dir = opts.dir ?? `${REPO_ROOT}/.stack/bench`;
+  const dir = resolve(opts.dir ?? `${REPO_ROOT}/.stack/bench`);
   const dbPort = freePort();
   const apiPort = freePort();
   // A cluster left by an interrupted run: stop it and start from nothing.

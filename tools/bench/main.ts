@@ -21,10 +21,13 @@
 import { parseArgs } from "node:util";
 import { REPO_ROOT } from "../stack/state.ts";
 import { DBS, loadAvg, startEnv } from "./env.ts";
-import { buildPlan, FULL, QUICK, RUN_ORDER, type Sizes, SMOKE } from "./plan.ts";
+import { buildPlan, FULL, QUICK, RUN_ORDER, type Sizes, SMOKE, WORKLOADS } from "./plan.ts";
 import { computeRatios, markdown, svgChart, terminalSummary } from "./report.ts";
 import { fmtMs, fmtRate, median } from "./stats.ts";
 import type { Case, CaseSummary, RunResult } from "./types.ts";
+
+/** Bad command-line input: printed without a stack trace, exit status 2. */
+export class UsageError extends Error {}
 
 /** Options of {@link runBench}. */
 export interface BenchOptions {
@@ -74,6 +77,14 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
   const sizes: Sizes = opts.mode === "full" ? FULL : opts.mode === "quick" ? QUICK : SMOKE;
   const reps = opts.reps ?? sizes.reps;
   const plan = buildPlan(sizes).filter((c) => selected(c, opts.only));
+  if (plan.length === 0) {
+    const ids = buildPlan(sizes).map((c) => c.id).join(", ");
+    throw new UsageError(
+      `--only ${opts.only?.join(",")} matches no case; workloads: ${
+        WORKLOADS.map((w) => w.id).join(", ")
+      }; cases: ${ids}`,
+    );
+  }
   const started = new Date();
   const t0 = performance.now();
   const load = await loadAvg();
@@ -232,12 +243,18 @@ if (import.meta.main) {
       dir: { type: "string" },
     },
   });
-  const outcome = await runBench({
-    mode: values.smoke ? "smoke" : values.quick ? "quick" : "full",
-    only: values.only?.flatMap((o) => o.split(",")).filter(Boolean),
-    reps: values.reps ? Number(values.reps) : undefined,
-    out: values.out,
-    dir: values.dir,
-  });
-  Deno.exit(outcome.failed > 0 ? 1 : 0);
+  try {
+    const outcome = await runBench({
+      mode: values.smoke ? "smoke" : values.quick ? "quick" : "full",
+      only: values.only?.flatMap((o) => o.split(",")).filter(Boolean),
+      reps: values.reps ? Number(values.reps) : undefined,
+      out: values.out,
+      dir: values.dir,
+    });
+    Deno.exit(outcome.failed > 0 ? 1 : 0);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`bench: ${e.message}`);
+    Deno.exit(2);
+  }
 }
