@@ -9,7 +9,8 @@
  * @module
  */
 import { QueueError } from "../errors.ts";
-import type { LoopSummary } from "../worker_loop.ts";
+import { type LoopOptions, type LoopSource, type LoopSummary, runLoop } from "../worker_loop.ts";
+import type { QueueConfig } from "../config.ts";
 
 /** Priority tiers: a consume takes fast before normal before bulk. */
 export type Priority = "fast" | "normal" | "bulk";
@@ -174,4 +175,64 @@ export function queueJobBody(job: PublishOptions): Record<string, unknown> {
 /** A fresh worker id: `<prefix>:<8 hex>`. */
 export function workerId(prefix: string): string {
   return `${prefix}:${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * The consume loops an adapter has running, and its shutdown: stop claiming everywhere,
+ * then wait for every loop to finish or release what it holds. Shared by both adapters.
+ */
+export class ConsumeTracker {
+  readonly #active = new Set<AbortController>();
+  readonly #running = new Set<Promise<unknown>>();
+  #closed = false;
+
+  constructor(readonly config: QueueConfig) {}
+
+  /** True once {@link close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Throws `shutting_down` once the adapter is shut down. */
+  assertOpen(): void {
+    if (this.#closed) throw new QueueError("shutting_down", "the queue adapter is shut down");
+  }
+
+  /** Runs `source` in the worker loop with `opts` over the config's defaults. */
+  async run<T, R>(
+    kind: string,
+    source: LoopSource<T, R>,
+    opts: ConsumeOptions,
+    extra: Pick<LoopOptions, "heartbeatMs"> = {},
+  ): Promise<ConsumeSummary> {
+    this.assertOpen();
+    const ctl = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, ctl.signal]) : ctl.signal;
+    this.#active.add(ctl);
+    const c = this.config;
+    const run = runLoop(source, {
+      batchSize: opts.batchSize ?? c.batchSize,
+      concurrency: opts.concurrency ?? c.concurrency,
+      budgetMs: opts.budgetMs ?? c.budgetMs,
+      jobTimeoutMs: opts.jobTimeoutMs ?? c.jobTimeoutMs,
+      ...extra,
+      signal,
+    });
+    this.#running.add(run);
+    try {
+      return { kind, ...(await run) };
+    } finally {
+      this.#running.delete(run);
+      this.#active.delete(ctl);
+    }
+  }
+
+  /** Stops every loop and waits for them; false when it was already closed. */
+  async close(): Promise<boolean> {
+    if (this.#closed) return false;
+    this.#closed = true;
+    for (const ctl of this.#active) ctl.abort(new QueueError("shutting_down", "shutdown"));
+    await Promise.allSettled([...this.#running]);
+    return true;
+  }
 }

@@ -23,11 +23,12 @@
 import type { QueueConfig } from "../config.ts";
 import { loadPgBoss, type PgBoss, type PgBossJobWithMetadata } from "../deps.ts";
 import { QueueError, toError } from "../errors.ts";
-import { type LoopSource, type Outcome, runLoop } from "../worker_loop.ts";
+import type { LoopSource, Outcome } from "../worker_loop.ts";
 import {
   checkPublish,
   type ConsumeOptions,
   type ConsumeSummary,
+  ConsumeTracker,
   type DeadLetter,
   type Job,
   type JobHandler,
@@ -91,15 +92,14 @@ export class PgBossQueueAdapter implements QueueAdapter {
   readonly #boss: PgBoss;
   readonly #config: QueueConfig;
   readonly #kinds: readonly string[];
-  readonly #active = new Set<AbortController>();
-  readonly #running = new Set<Promise<unknown>>();
-  #closed = false;
+  readonly #loops: ConsumeTracker;
   #alertFn: boolean | undefined;
 
   private constructor(boss: PgBoss, config: QueueConfig, kinds: readonly string[]) {
     this.#boss = boss;
     this.#config = config;
     this.#kinds = kinds;
+    this.#loops = new ConsumeTracker(config);
   }
 
   /** Connects, installs/migrates pg-boss's schema and creates the kinds' queues. */
@@ -155,7 +155,7 @@ export class PgBossQueueAdapter implements QueueAdapter {
   }
 
   async publish(job: PublishOptions): Promise<string> {
-    if (this.#closed) throw new QueueError("shutting_down", "the queue adapter is shut down");
+    this.#loops.assertOpen();
     checkPublish(job, this.#kinds);
     const tenant = job.tenantId ?? DEFAULT_TENANT;
     const id = await idempotentId(job.kind, tenant, job.idempotencyKey);
@@ -276,7 +276,7 @@ export class PgBossQueueAdapter implements QueueAdapter {
         for (const b of items) await this.#handBack(name, b);
       },
     };
-    return this.#track(kind, source, opts);
+    return this.#loops.run(kind, source, opts);
   }
 
   async #raiseAlert(tenant: string, kind: string, reason: string | null) {
@@ -343,40 +343,11 @@ export class PgBossQueueAdapter implements QueueAdapter {
         }
       },
     };
-    return this.#track("dlq", source, opts);
-  }
-
-  async #track<T, R>(
-    kind: string,
-    source: LoopSource<T, R>,
-    opts: ConsumeOptions,
-  ): Promise<ConsumeSummary> {
-    if (this.#closed) throw new QueueError("shutting_down", "the queue adapter is shut down");
-    const ctl = new AbortController();
-    const signal = opts.signal ? AbortSignal.any([opts.signal, ctl.signal]) : ctl.signal;
-    this.#active.add(ctl);
-    const c = this.#config;
-    const run = runLoop(source, {
-      batchSize: opts.batchSize ?? c.batchSize,
-      concurrency: opts.concurrency ?? c.concurrency,
-      budgetMs: opts.budgetMs ?? c.budgetMs,
-      jobTimeoutMs: opts.jobTimeoutMs ?? c.jobTimeoutMs,
-      signal,
-    });
-    this.#running.add(run);
-    try {
-      return { kind, ...(await run) };
-    } finally {
-      this.#running.delete(run);
-      this.#active.delete(ctl);
-    }
+    return this.#loops.run("dlq", source, opts);
   }
 
   async shutdown(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const ctl of this.#active) ctl.abort(new QueueError("shutting_down", "shutdown"));
-    await Promise.allSettled([...this.#running]);
+    if (!(await this.#loops.close())) return;
     await this.#boss.stop({ graceful: true, close: true, timeout: 10_000 });
   }
 }

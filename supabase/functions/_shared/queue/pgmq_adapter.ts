@@ -10,12 +10,13 @@
  */
 import type { SupabaseClient } from "../deps.ts";
 import type { QueueConfig } from "../config.ts";
-import { QueueError, toError } from "../errors.ts";
+import { toError } from "../errors.ts";
 import { rpc } from "../supabase.ts";
-import { type LoopSource, type Outcome, runLoop } from "../worker_loop.ts";
+import type { LoopSource, Outcome } from "../worker_loop.ts";
 import {
   type ConsumeOptions,
   type ConsumeSummary,
+  ConsumeTracker,
   type DeadLetter,
   type Job,
   type JobHandler,
@@ -93,13 +94,12 @@ export class PgmqQueueAdapter implements QueueAdapter {
   readonly provider = "pgmq" as const;
   readonly #client: SupabaseClient;
   readonly #config: QueueConfig;
-  readonly #active = new Set<AbortController>();
-  readonly #running = new Set<Promise<unknown>>();
-  #closed = false;
+  readonly #loops: ConsumeTracker;
 
   constructor(client: SupabaseClient, config: QueueConfig) {
     this.#client = client;
     this.#config = config;
+    this.#loops = new ConsumeTracker(config);
   }
 
   get #policy() {
@@ -111,7 +111,7 @@ export class PgmqQueueAdapter implements QueueAdapter {
   }
 
   async publish(job: PublishOptions): Promise<string> {
-    if (this.#closed) throw new QueueError("shutting_down", "the queue adapter is shut down");
+    this.#loops.assertOpen();
     // queue_job(jsonb) has one unnamed parameter: the whole object is the body.
     const id = await rpc<number>(this.#client, "queue_job", queueJobBody(job));
     return String(id);
@@ -221,38 +221,14 @@ export class PgmqQueueAdapter implements QueueAdapter {
     return this.#track("dlq", source, opts);
   }
 
-  async #track<T, R>(
-    kind: string,
-    source: LoopSource<T, R>,
-    opts: ConsumeOptions,
-  ): Promise<ConsumeSummary> {
-    if (this.#closed) throw new QueueError("shutting_down", "the queue adapter is shut down");
-    const ctl = new AbortController();
-    const signal = opts.signal ? AbortSignal.any([opts.signal, ctl.signal]) : ctl.signal;
-    this.#active.add(ctl);
-    const c = this.#config;
-    const run = runLoop(source, {
-      batchSize: opts.batchSize ?? c.batchSize,
-      concurrency: opts.concurrency ?? c.concurrency,
-      budgetMs: opts.budgetMs ?? c.budgetMs,
-      jobTimeoutMs: opts.jobTimeoutMs ?? c.jobTimeoutMs,
-      // Three heartbeats per visibility timeout: a lease never lapses while its job runs.
-      heartbeatMs: Math.max(1_000, Math.floor((c.visibilitySec * 1000) / 3)),
-      signal,
-    });
-    this.#running.add(run);
-    try {
-      return { kind, ...(await run) };
-    } finally {
-      this.#running.delete(run);
-      this.#active.delete(ctl);
-    }
+  #track<T, R>(kind: string, source: LoopSource<T, R>, opts: ConsumeOptions) {
+    // Three heartbeats per visibility timeout: a lease never lapses while its job runs.
+    const heartbeatMs = Math.max(1_000, Math.floor((this.#config.visibilitySec * 1000) / 3));
+    return this.#loops.run(kind, source, opts, { heartbeatMs });
   }
 
   async shutdown(): Promise<void> {
-    this.#closed = true;
-    for (const ctl of this.#active) ctl.abort(new QueueError("shutting_down", "shutdown"));
-    await Promise.allSettled([...this.#running]);
+    await this.#loops.close();
   }
 }
 
