@@ -76,3 +76,50 @@ Deno.test("dead letters: list filters by tenant and kind, pages newest first, in
     "tenant B's letter was not touched",
   );
 });
+
+Deno.test("dead letters: the open dead_letter alert resolves when the last letter of its tenant and kind is redriven or deleted", async () => {
+  await using db = await freshDb();
+  const a = await createTenant(db.sql, "a");
+  const b = await createTenant(db.sql, "b");
+  const a1 = await deadJob(db.sql, a, "first");
+  const a2 = await deadJob(db.sql, a, "second");
+  const b1 = await deadJob(db.sql, b, "other tenant");
+  const processed = await db.sql`select * from public.process_dead_letters('dlq-test', 50)`;
+  assertEquals(processed.length, 3, "the consumer saw three letters");
+  const alerts = () =>
+    db.sql<{ tenant_id: string; status: string; value: string; resolved: boolean }[]>`
+      select tenant_id, status, value::text, resolved_at is not null as resolved
+      from public.alert_history where rule = 'dead_letter' and subject = 'enrich'
+      order by raised_at, tenant_id`;
+  const open = await alerts();
+  assertEquals(open.length, 2, "one open alert per tenant");
+  assert(open.every((r) => r.status === "open" && !r.resolved));
+
+  await db.sql`select public.redrive_dead_job(${a1})`;
+  assertEquals(
+    (await alerts()).find((r) => r.tenant_id === a)!.status,
+    "open",
+    "one of tenant A's letters is still waiting",
+  );
+  await db.sql`select public.redrive_dead_job(${a2})`;
+  const afterA = await alerts();
+  assertEquals(
+    afterA.map((r) => [r.tenant_id === a ? "a" : "b", r.status, r.resolved]).sort(),
+    [["a", "resolved", true], ["b", "open", false]],
+    "tenant A's alert resolved; tenant B's untouched",
+  );
+
+  await db.sql`delete from public.dead_letter_jobs where job_id = ${b1}`;
+  assertEquals(
+    (await alerts()).map((r) => r.status),
+    ["resolved", "resolved"],
+    "deleting the last letter resolves too",
+  );
+
+  // A new dead letter opens a new episode.
+  await deadJob(db.sql, a, "third");
+  await db.sql`select * from public.process_dead_letters('dlq-test', 50)`;
+  const last = await alerts();
+  assertEquals(last.length, 3);
+  assertEquals(last.filter((r) => r.status === "open").map((r) => r.tenant_id), [a]);
+});

@@ -1,12 +1,13 @@
 -- plpgsql_check over every PL/pgSQL function of schemas public and conveyor (trigger
--- functions are checked against each table whose trigger uses them). Any error-level
+-- functions are checked against each table whose trigger uses them, with the trigger's
+-- transition table names). Any error-level
 -- finding fails the test and is listed in the diagnostics.
 begin;
 select plan(2);
 
 create temp view lint_findings as
 with fns as (
-  select p.oid, 0::oid as relid
+  select p.oid, 0::oid as relid, null::name as oldtable, null::name as newtable
   from pg_proc p
   join pg_namespace n on n.oid = p.pronamespace
   join pg_language l on l.oid = p.prolang
@@ -15,7 +16,7 @@ with fns as (
     and p.prorettype <> 'trigger'::regtype
     and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e')
   union all
-  select distinct p.oid, t.tgrelid
+  select distinct p.oid, t.tgrelid, t.tgoldtable, t.tgnewtable
   from pg_proc p
   join pg_namespace n on n.oid = p.pronamespace
   join pg_trigger t on t.tgfoid = p.oid
@@ -25,7 +26,8 @@ with fns as (
 )
 select f.oid::regprocedure::text as function, c.level, c.message, c.lineno, c.statement
 from fns f
-cross join lateral extensions.plpgsql_check_function_tb(f.oid, f.relid) c;
+cross join lateral extensions.plpgsql_check_function_tb(
+  f.oid, f.relid, oldtable => f.oldtable, newtable => f.newtable) c;
 
 select cmp_ok(
   (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
