@@ -82,10 +82,13 @@ async function start(opts: StackOptions): Promise<void> {
   const log = makeLogger(logFile);
   const live = await liveState(opts.dir);
   if (live && live.pid !== Deno.pid) {
-    throw new StackError(
-      `a stack from ${opts.dir} already runs (pid ${live.pid})`,
-      "deno task stack:down   (or use that stack)",
+    // Idempotent like `up`: the stack the user wants is already there; say where it is.
+    console.log(
+      `Stack already running (pid ${live.pid}), nothing started; ` +
+        "`deno task stack:down` stops it.",
     );
+    console.log(banner(await stackInfo(live.apiPort, live.dbPort)));
+    return;
   }
   const stale = await readState(opts.dir);
   if (stale) {

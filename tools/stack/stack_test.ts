@@ -1,5 +1,5 @@
 /**
- * The local stack's CLI as a user drives it: `up` twice is one stack, `down` with nothing
+ * The local stack's CLI as a user drives it: `up` or `start` twice is one stack, `down` with nothing
  * running is no error, a stale pid and a port in use get clear messages, migrations apply
  * once, and `reset` rebuilds the database with supabase/seed.sql.
  */
@@ -30,12 +30,19 @@ async function cli(...args: string[]): Promise<{ code: number; out: string }> {
   return { code: res.code, out: dec.decode(res.stdout) + dec.decode(res.stderr) };
 }
 
-Deno.test("stack: up on a running stack starts nothing new; migrations are recorded once", async () => {
+Deno.test("stack: up or start on a running stack starts nothing new; migrations are recorded once", async () => {
   const env = testEnv();
   const before = JSON.parse(await Deno.readTextFile(`${env.stackDir}/state.json`));
   const r = await cli("up", "--dir", env.stackDir);
   assertEquals(r.code, 0, r.out);
   assertMatch(r.out, new RegExp(`Stack already running \\(pid ${before.pid}\\), nothing to do`));
+  const started = await cli("start", "--dir", env.stackDir);
+  assertEquals(started.code, 0, started.out);
+  assertMatch(
+    started.out,
+    new RegExp(`Stack already running \\(pid ${before.pid}\\), nothing started`),
+  );
+  assertMatch(started.out, /service_role key: ey/, "start shows the running stack's banner");
   const after = JSON.parse(await Deno.readTextFile(`${env.stackDir}/state.json`));
   assertEquals(after.pid, before.pid);
 
