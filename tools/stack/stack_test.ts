@@ -108,7 +108,15 @@ Deno.test("stack: reset re-creates the database with the seed; down twice and a 
       const [demo] = await sql`
         select count(*)::int as jobs from public.jobs j join public.tenants t on t.id = j.tenant_id
         where t.name = 'demo'`;
-      assert(demo!.jobs >= 7, `seed.sql enqueued the demo jobs (${demo!.jobs})`);
+      assert(demo!.jobs >= 15, `seed.sql enqueued the demo jobs (${demo!.jobs})`);
+      // Every tier of every kind has a demo job (the header of seed.sql promises it).
+      const tiers = await sql`
+        select k.kind, t.tier from conveyor.job_kinds k
+        cross join (values (''), ('_fast'), ('_bulk')) as t(tier)
+        where not exists (
+          select 1 from public.jobs j join public.tenants d on d.id = j.tenant_id
+          where d.name = 'demo' and j.queue_name = k.queue_name || t.tier)`;
+      assertEquals(tiers.map((r) => `${r.kind}${r.tier}`), [], "no queue tier without a demo job");
       const [content] = await sql`select count(*)::int as n from public.content_jobs`;
       assertEquals(content!.n, 3);
       const files = await listMigrations(`${REPO_ROOT}/supabase/migrations`);
