@@ -6,7 +6,8 @@
  */
 import { assert, assertEquals } from "../test/assert.ts";
 import type { Sql } from "postgres";
-import { connect } from "../test/db.ts";
+import { connect, freshDb } from "../test/db.ts";
+import { startNetWorker } from "./net_worker.ts";
 
 function dbUrl(): string {
   const url = Deno.env.get("CONVEYOR_DB_URL");
@@ -30,9 +31,14 @@ interface Received {
 /** A local HTTP server recording requests under /t/<token>/…; routes by the last segment. */
 class TestServer implements AsyncDisposable {
   readonly received: Received[] = [];
+  /** `hold` requests being held now, and the most ever held at once. */
+  inFlight = 0;
+  maxInFlight = 0;
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
   /** Ends the slow handlers still waiting. */
   readonly #release: (() => void)[] = [];
+  /** Answers the `hold` requests held now. */
+  #held: (() => void)[] = [];
 
   constructor() {
     this.#server = Deno.serve(
@@ -43,6 +49,13 @@ class TestServer implements AsyncDisposable {
 
   get base(): string {
     return `http://127.0.0.1:${this.#server.addr.port}`;
+  }
+
+  /** Answers every `hold` request held now; later ones are held again. */
+  releaseHeld(): void {
+    const held = this.#held;
+    this.#held = [];
+    for (const release of held) release();
   }
 
   /** Requests received for a token. */
@@ -66,6 +79,14 @@ class TestServer implements AsyncDisposable {
       });
       return new Response("too late");
     }
+    if (route === "hold") {
+      // Held until releaseHeld() (or shutdown): counts how many are open at once.
+      this.inFlight++;
+      this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+      await new Promise<void>((resolve) => this.#held.push(resolve));
+      this.inFlight--;
+      return new Response("released");
+    }
     if (route === "created") {
       return Response.json({ ok: true }, { status: 201, headers: { "x-reply": "yes" } });
     }
@@ -74,6 +95,7 @@ class TestServer implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     for (const release of this.#release) release();
+    this.releaseHeld();
     await this.#server.shutdown();
   }
 }
@@ -119,6 +141,45 @@ async function withDb(fn: (sql: Sql) => Promise<void>): Promise<void> {
 }
 
 const token = () => crypto.randomUUID();
+
+/** Polls `cond` until it holds (bounded; `what` explains a miss). */
+async function until(cond: () => boolean | Promise<boolean>, what: string, limitMs = 30_000) {
+  const deadline = Date.now() + limitMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`still not ${what} after ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * A fresh database (pg_net installed, no worker serves it: the stack's serves `postgres`)
+ * with a worker of the test's own, so its options can be set. The poll is off: every pass
+ * is a wake (the connect, or a NOTIFY at commit).
+ */
+async function ownWorker(opts: { batchSize?: number; ttl?: string } = {}) {
+  const db = await freshDb();
+  const logs: string[] = [];
+  const worker = await startNetWorker({
+    dbUrl: db.url,
+    pollIntervalMs: 0,
+    log: (l) => logs.push(l),
+    ...opts,
+  });
+  return {
+    sql: db.sql,
+    logs,
+    /** The "N expired response(s) deleted" count of each logged pass, in order. */
+    expiredPerPass: () =>
+      logs.flatMap((l) => {
+        const m = /, (\d+) expired response\(s\) deleted/.exec(l);
+        return m ? [Number(m[1])] : [];
+      }),
+    async [Symbol.asyncDispose]() {
+      await worker.stop();
+      await db[Symbol.asyncDispose]();
+    },
+  };
+}
 
 Deno.test("http_post() delivers method, headers and the JSON body after commit", async () => {
   await using server = new TestServer();
@@ -294,4 +355,77 @@ Deno.test("http_delete() sends a DELETE with its optional body", async () => {
     assertEquals(got!.headers.get("x-why"), "cleanup");
     assertEquals(JSON.parse(got!.body), { ids: [1, 2] });
   });
+});
+
+Deno.test("the worker deletes responses older than its ttl, in batches, and keeps newer ones", async () => {
+  await using w = await ownWorker({ ttl: "1 hour", batchSize: 2 });
+  const { sql } = w;
+  // Five responses older than the ttl (ids 1-5), five newer (6-10), then one wake.
+  const ages = ["3 hours", "2 hours", "90 minutes", "61 minutes", "5 hours"]
+    .concat(["30 minutes", "59 minutes", "0 seconds", "0 seconds", "0 seconds"]);
+  await sql.begin(async (tx) => {
+    for (const [i, age] of ages.entries()) {
+      await tx`insert into net._http_response (id, status_code, content, created)
+               values (${i + 1}, 200, 'x', now() - ${age}::interval)`;
+    }
+    await tx`select net.wake()`;
+  });
+  const ids = async () => {
+    const rows = await sql<{ id: number }[]>`
+      select id::int as id from net._http_response order by id`;
+    return rows.map((r) => r.id);
+  };
+  await until(async () => (await ids()).length <= 5, "down to 5 rows");
+  assertEquals(await ids(), [6, 7, 8, 9, 10]);
+  // batch_size bounds each pass; the drain repeats while a pass found something.
+  await until(() => w.expiredPerPass().length >= 3, "three passes logged");
+  assertEquals(w.expiredPerPass(), [2, 2, 1]);
+
+  // A row that ages past the ttl goes at the next wake; the others stay.
+  await sql`update net._http_response set created = now() - interval '2 hours' where id = 7`;
+  await sql`select net.wake()`;
+  await until(async () => (await ids()).length <= 4, "down to 4 rows");
+  assertEquals(await ids(), [6, 8, 9, 10]);
+  assertEquals(w.expiredPerPass(), [2, 2, 1, 1]);
+});
+
+Deno.test("the worker never has more than batch_size requests in flight, and sends them all", async () => {
+  const N = 3;
+  const M = 7;
+  await using server = new TestServer();
+  await using w = await ownWorker({ batchSize: N });
+  const { sql } = w;
+  const t = token();
+  // One transaction, so one wake: the worker must split the M requests itself.
+  const ids = (await sql<{ id: string }[]>`
+    select net.http_get(${`${server.base}/t/${t}/`} || i || '/hold',
+                        timeout_milliseconds := 60000)::text as id
+    from generate_series(1, ${M}) as i`).map((r) => r.id);
+  assertEquals(ids.length, M);
+  // Each round: the batch's requests all arrive (held), the rest stay queued and untaken
+  // (not locked by the worker's batch transaction); then release them.
+  let sent = 0;
+  for (const expected of [3, 3, 1]) {
+    sent += expected;
+    await until(
+      () => server.for(t).length >= sent && server.inFlight >= expected,
+      `${expected} more requests held`,
+    );
+    assertEquals([server.for(t).length, server.inFlight], [sent, expected]);
+    const [queued] = await sql<{ n: number }[]>`
+      select count(*)::int as n from (
+        select 1 from net.http_request_queue for update skip locked) q`;
+    assertEquals(queued?.n, M - sent);
+    server.releaseHeld();
+  }
+  for (const id of ids) {
+    const res = await waitForResponse(sql, id);
+    assertEquals([res.status_code, res.content, res.error_msg], [200, "released", null]);
+  }
+  assertEquals(server.maxInFlight, N);
+  assertEquals(server.for(t).length, M, "each request sent once");
+  assertEquals(
+    server.for(t).map((r) => r.url.pathname).sort(),
+    Array.from({ length: M }, (_, i) => `/t/${t}/${i + 1}/hold`).sort(),
+  );
 });
