@@ -4,7 +4,7 @@
  * retry / dead-letter / redelivery / retention in SQL, each on a database of its own.
  */
 import type { Sql } from "postgres";
-import { assert, assertEquals } from "../tools/test/assert.ts";
+import { assert, assertEquals, assertRejects } from "../tools/test/assert.ts";
 import { freshDb } from "../tools/test/db.ts";
 import { testEnv } from "../tools/test/env.ts";
 import { eventually, tempKind } from "../tools/test/queue.ts";
@@ -158,6 +158,47 @@ Deno.test("queue_job: delay_seconds and execute_after are not claimable before, 
   });
 });
 
+Deno.test('queue_job: execute_after "10 seconds" delays the job and its message by that interval', async () => {
+  await using db = await freshDb();
+  // In one transaction now() is the clock queue_job delays from, so the delay is exact.
+  const [delay] = await db.sql.begin(async (tx) => {
+    await tx`select public.queue_job(${
+      tx.json({ idempotency_key: "i1", kind: "enrich", execute_after: "10 seconds" })
+    })`;
+    return await tx`
+      select extract(epoch from j.run_at - now())::float8 as job,
+             extract(epoch from q.vt - now())::float8 as message
+      from public.jobs j join pgmq.q_q_enrich q on q.msg_id = j.msg_id
+      where j.idempotency_key = 'i1'`;
+  });
+  assertEquals(delay, { job: 10, message: 10 });
+  assertEquals((await claim(db.sql, "enrich")).length, 0, "not claimable before its run-at");
+});
+
+Deno.test("queue_job: an execute_after that is neither a timestamp nor an interval is refused and writes nothing", async () => {
+  await using db = await freshDb();
+  const count = async () =>
+    (await db.sql`select (select count(*) from public.jobs)::int as jobs,
+      (select count(*) from public.job_events)::int as events,
+      (select count(*) from public.idempotency_keys)::int as keys,
+      (select count(*) from pgmq.q_q_enrich)::int as messages`)[0];
+  const before = await count();
+  for (const execute_after of ["ten seconds", "soon", " ", 10]) {
+    const err = await assertRejects(() =>
+      queueJob(db.sql, { idempotency_key: `bad:${execute_after}`, kind: "enrich", execute_after })
+    ) as Error & { code?: string };
+    assertEquals(
+      [err.message, err.code],
+      [
+        'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"',
+        "P0001",
+      ],
+      JSON.stringify(execute_after),
+    );
+  }
+  assertEquals(await count(), before);
+});
+
 Deno.test("publish → claim → complete: events enqueued, claimed, completed and jobs.output", async () => {
   await using db = await freshDb();
   const msg = await queueJob(db.sql, { idempotency_key: "p1", kind: "enrich", payload: { a: 1 } });
@@ -251,6 +292,45 @@ Deno.test("a killed worker's job is redelivered after the visibility timeout, co
   assertEquals(refused.payload.reason, "lease is held by another claim");
 });
 
+Deno.test("settle_jobs refuses a completion or failure whose lease has expired, and the job stays claimed", async () => {
+  await using db = await freshDb();
+  await queueJob(db.sql, { idempotency_key: "late", kind: "enrich" });
+  const [c] = await claim(db.sql, "enrich");
+  // settle_jobs' injected clock a second past the lease: the worker reports too late.
+  const settleLate = async (status: string) =>
+    await db.sql`
+      select s.job_id, s.accepted, s.outcome
+      from public.jobs j,
+           public.settle_jobs('w', ${
+      db.sql.json([{ job_id: c!.job_id, lease_id: c!.lease_id, status }] as never)
+    }, '{}', j.locked_until + interval '1 second') s
+      where j.id = ${c!.job_id}`;
+  for (const status of ["completed", "failed"]) {
+    assertEquals(
+      (await settleLate(status)).map((r) => ({ ...r })),
+      [{ job_id: c!.job_id, accepted: false, outcome: "refused" }],
+      status,
+    );
+  }
+  const [job] = await db.sql`select status, attempts, lease_id, finished_at, errors
+                             from public.jobs where id = ${c!.job_id}`;
+  assertEquals({ ...job }, {
+    status: "processing",
+    attempts: 1,
+    lease_id: c!.lease_id,
+    finished_at: null,
+    errors: [],
+  });
+  const [arch] = await db.sql`select count(*)::int as n from pgmq.a_q_enrich`;
+  assertEquals(arch!.n, 0, "the message is not archived");
+  const ev = await events(db.sql, c!.job_id);
+  assertEquals(ev.map((e) => e.type), ["enqueued", "claimed", "settle_refused", "settle_refused"]);
+  assertEquals(ev.slice(2).map((e) => e.payload), [
+    { worker: "w", wanted: "completed", lease_id: c!.lease_id, reason: "lease expired" },
+    { worker: "w", wanted: "failed", lease_id: c!.lease_id, reason: "lease expired" },
+  ]);
+});
+
 Deno.test("claim_jobs dead-letters a job whose worker was lost on its last attempt", async () => {
   await using db = await freshDb();
   await queueJob(db.sql, { idempotency_key: "lost", kind: "enforce" });
@@ -334,16 +414,34 @@ Deno.test("queue_stats and conveyor_health report depth, counters and the queues
   await queueJob(db.sql, { idempotency_key: "s2", kind: "outreach", priority: "fast" });
   const [c] = await claim(db.sql, "outreach", 1);
   await db.sql`select public.complete_job(${c!.job_id}, ${c!.lease_id})`;
-  const stats = await db.sql`select * from public.queue_stats() where kind = 'outreach'`;
-  const by = Object.fromEntries(stats.map((s) => [s.tier, s]));
-  assertEquals([Number(by.fast!.publishes), Number(by.fast!.claims), Number(by.fast!.completes)], [
-    1,
-    1,
-    1,
-  ]);
+  // enforce: one job fails and is retried, one fails on its last allowed attempt.
+  await queueJob(db.sql, { idempotency_key: "r1", kind: "enforce" });
+  await queueJob(db.sql, { idempotency_key: "r2", kind: "enforce" });
+  const [retry, last] = await claim(db.sql, "enforce", 2);
+  const [o1] = await db.sql`select public.fail_job(${retry!.job_id}, ${retry!.lease_id}, 'x') as o`;
+  const [o2] = await db.sql`select public.fail_job(${last!.job_id}, ${last!.lease_id}, 'x', ${
+    db.sql.json({ max_attempts: 1 })
+  }) as o`;
+  assertEquals([o1!.o, o2!.o], ["retry_scheduled", "dead_lettered"]);
+  const stats = await db
+    .sql`select * from public.queue_stats() where kind in ('outreach', 'enforce')`;
+  const counters = (s: (typeof stats)[number]) =>
+    ["publishes", "claims", "completes", "retries", "failures"].map((k) => Number(s[k]));
+  const by = Object.fromEntries(stats.map((s) => [`${s.kind}/${s.tier}`, s]));
+  assertEquals(counters(by["outreach/fast"]!), [1, 1, 1, 0, 0]);
+  assertEquals(counters(by["outreach/normal"]!), [1, 0, 0, 0, 0]);
+  assertEquals(counters(by["enforce/normal"]!), [2, 2, 0, 1, 1]);
+  for (const t of ["outreach/bulk", "enforce/fast", "enforce/bulk"]) {
+    assertEquals(counters(by[t]!), [0, 0, 0, 0, 0], t);
+  }
   assertEquals(
-    [Number(by.normal!.depth), Number(by.normal!.visible), Number(by.normal!.publishes)],
-    [1, 1, 1],
+    [Number(by["outreach/normal"]!.depth), Number(by["outreach/normal"]!.visible)],
+    [1, 1],
+  );
+  assertEquals(
+    [Number(by["enforce/normal"]!.depth), Number(by["enforce/normal"]!.in_flight)],
+    [1, 0],
+    "the retried job's message waits out its backoff; the dead one's is archived",
   );
   const [h] = await db.sql`select public.conveyor_health() as h`;
   assertEquals([h!.h.ok, h!.h.db, h!.h.missing_queues], [true, "ok", []]);
@@ -352,6 +450,23 @@ Deno.test("queue_stats and conveyor_health report depth, counters and the queues
   await db.sql`select pgmq.drop_queue('q_enrich_bulk')`;
   const [h2] = await db.sql`select public.conveyor_health() as h`;
   assertEquals([h2!.h.ok, h2!.h.missing_queues], [false, ["q_enrich_bulk"]]);
+});
+
+Deno.test("0052_queue_bootstrap.sql runs again on a migrated database and leaves each queue once", async () => {
+  await using db = await freshDb();
+  const queues = async () =>
+    (await db.sql`select queue_name from pgmq.list_queues() order by queue_name`).map((q) =>
+      q.queue_name as string
+    );
+  const before = await queues();
+  for (const q of ["q_enrich", "q_outreach", "q_enforce", "q_enforce_fast", "q_dlq"]) {
+    assert(before.includes(q), `${q} in ${before.join(", ")}`);
+  }
+  const text = await Deno.readTextFile(
+    new URL("../supabase/migrations/0052_queue_bootstrap.sql", import.meta.url),
+  );
+  await db.sql.begin((tx) => tx.unsafe(text)); // throws if any statement fails
+  assertEquals(await queues(), before);
 });
 
 Deno.test("the claim/settle API and the metrics are not callable with the anon key", async () => {

@@ -1,9 +1,11 @@
 -- Seed 000: the pgmq queues behind queue_job. Each kind has three priority tiers; the
 -- normal tier IS the seed's queue (q_enrich, q_outreach, q_enforce), the others are
 -- <queue>_fast and <queue>_bulk, and all kinds share the dead-letter queue q_dlq.
--- Idempotent: pgmq.create skips existing queues, so re-running this file is harmless.
+-- Idempotent: the functions are CREATE OR REPLACE, ensure_queue skips existing queues and
+-- enabling RLS twice is a no-op, so re-running this file is harmless
+-- (tests/queue_api_test.ts runs it a second time).
 
-create function conveyor.ensure_queue(p_queue text) returns void
+create or replace function conveyor.ensure_queue(p_queue text) returns void
 language plpgsql
 set search_path = ''
 as $$
@@ -20,7 +22,7 @@ end
 $$;
 
 -- Creates every tier of a kind's queue; used here and whenever a kind is added.
-create function conveyor.ensure_kind_queues(p_kind text) returns void
+create or replace function conveyor.ensure_kind_queues(p_kind text) returns void
 language plpgsql
 set search_path = ''
 as $$

@@ -38,6 +38,9 @@ const schema = z.object({
   QUEUE_RETRY_BACKOFF_MS_MAX: envInt("QUEUE_RETRY_BACKOFF_MS_MAX", 60_000, 0, 86_400_000),
   QUEUE_CONCURRENCY: envInt("QUEUE_CONCURRENCY", 4, 1, 1_000),
   QUEUE_BATCH_SIZE: envInt("QUEUE_BATCH_SIZE", 10, 1, 1_000),
+  // pg-boss provider only (its deleteAfterSeconds). With the default pgmq provider retention
+  // is the database setting conveyor.settings.retention_hours, read by the hourly pg_cron
+  // prune (0056): `update conveyor.settings set value = '168' where key = 'retention_hours'`.
   RETENTION_HOURS: envInt("RETENTION_HOURS", 72, 1, 87_600),
   // Edge functions get 150 s of wall clock on the free tier: stop claiming well before.
   WORKER_BUDGET_MS: envInt("WORKER_BUDGET_MS", 120_000, 1_000, 3_600_000),
@@ -57,6 +60,7 @@ export interface QueueConfig {
   backoffMaxMs: number;
   concurrency: number;
   batchSize: number;
+  /** pg-boss provider only; pgmq's retention is `conveyor.settings.retention_hours`. */
   retentionHours: number;
   budgetMs: number;
   jobTimeoutMs: number;
