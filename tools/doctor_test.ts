@@ -1,7 +1,11 @@
 import { assert, assertEquals, assertMatch } from "./test/assert.ts";
-import { freshDb } from "./test/db.ts";
+import { connect, type FreshDb, freshDb } from "./test/db.ts";
 import { testEnv } from "./test/env.ts";
-import { signJwt } from "./stack/keys.ts";
+import { anonKey, signJwt } from "./stack/keys.ts";
+import { freePort } from "./stack/proc.ts";
+import { REPO_ROOT } from "./stack/state.ts";
+import { startGateway } from "./stack/gateway/main.ts";
+import { authenticatorUrl } from "./stack/gateway/test_support.ts";
 import { type DoctorTarget, formatLine, resolveTarget, runDoctor } from "./doctor.ts";
 
 const env = testEnv();
@@ -14,6 +18,98 @@ const stack = (over: Partial<DoctorTarget> = {}): DoctorTarget => ({
 });
 const lines = async (t: DoctorTarget) => (await runDoctor(t)).map(formatLine);
 const opts = { sanitizeOps: false, sanitizeResources: false };
+
+/** Every check, in the order the doctor prints them. */
+const CHECKS = [
+  "env",
+  "api reachable",
+  "service role key",
+  "queue_job RPC",
+  "pgmq queues",
+  "pg_net",
+  "pg_cron",
+  "migrations applied",
+  "vault secrets",
+  "cron jobs",
+  "worker functions",
+  "operator endpoints",
+];
+
+/** `deno task doctor` against `url` (+ `dbUrl`): its exit status and output lines. */
+async function doctorCli(url: string, dbUrl: string): Promise<{ code: number; lines: string[] }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./doctor.ts", import.meta.url).pathname],
+    env: {
+      SUPABASE_URL: url,
+      SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey,
+      SUPABASE_DB_URL: dbUrl,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const lines = text.split("\n").filter((l) => l !== "");
+  // One line per check, in order, whatever its outcome.
+  assertEquals(
+    lines.map((l, i) => l.startsWith(`ok   ${CHECKS[i]}`) || l.startsWith(`FAIL ${CHECKS[i]}:`)),
+    CHECKS.map(() => true),
+    text + new TextDecoder().decode(out.stderr),
+  );
+  return { code: out.code, lines };
+}
+
+/** The lines that are not `ok`. */
+const problems = (lines: string[]) => lines.filter((l) => !l.startsWith("ok   "));
+
+/**
+ * A private API over `db` (a fresh clone): an in-process gateway on the repository's
+ * supabase/functions, with config.toml passed through `editConfig` and the platform
+ * variables of `functionsEnv` changed, so a test can break the API side without touching
+ * the shared stack's gateway or its `postgres` database.
+ */
+async function privateApi(
+  db: FreshDb,
+  { editConfig = (t: string) => t, functionsEnv = {} as Record<string, string> } = {},
+) {
+  const dir = await Deno.makeTempDir({ prefix: "doctor_test_" });
+  const config = await Deno.readTextFile(`${REPO_ROOT}/supabase/config.toml`);
+  await Deno.writeTextFile(`${dir}/config.toml`, editConfig(config));
+  const port = freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const gw = await startGateway({
+    port,
+    dbUrl: authenticatorUrl(db.url),
+    adminDbUrl: db.url,
+    jwtSecret: env.jwtSecret,
+    configPath: `${dir}/config.toml`,
+    functionsDir: `${REPO_ROOT}/supabase/functions`,
+    functionsEnv: {
+      SUPABASE_URL: url,
+      SUPABASE_ANON_KEY: await anonKey(env.jwtSecret),
+      SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey,
+      SUPABASE_DB_URL: db.url,
+      SUPABASE_JWT_SECRET: env.jwtSecret,
+      ...functionsEnv,
+    },
+    log: () => {},
+  });
+  return {
+    url,
+    async [Symbol.asyncDispose]() {
+      await gw.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Adds `line` to the `[functions.<slug>]` table of config.toml. */
+function functionSetting(slug: string, line: string): (toml: string) => string {
+  return (toml) => {
+    const header = `[functions.${slug}]\n`;
+    assert(toml.includes(header), `config.toml has ${header}`);
+    return toml.replace(header, `${header}${line}\n`);
+  };
+}
 
 Deno.test({
   name: "doctor: every check is ok against the test stack",
@@ -133,4 +229,124 @@ Deno.test("resolveTarget() takes SUPABASE_URL and the key from the environment",
     SUPABASE_SERVICE_ROLE_KEY: "k",
   });
   assertEquals(t, { url: "https://abc.supabase.co", key: "k", dbUrl: undefined, local: false });
+});
+
+// The breaks below leave the shared stack as it was. Those on the API side (queue_job, the
+// worker and operator functions) happen behind a private gateway over a fresh clone; the
+// doctor's SQL checks still read the shared `postgres` database (read-only), the only one
+// pg_cron serves, so every other check can be ok and the exit status is the break's alone
+// (the queue_job test shows the unbroken fixture: all ok, exit 0).
+
+Deno.test({
+  name: "doctor: queue_job missing from the API is the queue_job RPC line, exit 1",
+  ...opts,
+  async fn() {
+    await using db = await freshDb();
+    await using api = await privateApi(db);
+    const before = await doctorCli(api.url, env.dbUrl);
+    assertEquals([before.code, problems(before.lines)], [0, []]);
+    await db.sql`drop function public.queue_job(jsonb)`;
+    const after = await doctorCli(api.url, env.dbUrl);
+    assertEquals([after.code, problems(after.lines)], [1, [
+      "FAIL queue_job RPC: PostgREST does not know public.queue_job(jsonb) (migration 0051 not applied?) → deno task db:reset",
+    ]]);
+  },
+});
+
+Deno.test({
+  name: "doctor: a worker function that is not served is the worker functions line, exit 1",
+  ...opts,
+  async fn() {
+    await using db = await freshDb();
+    await using api = await privateApi(db, {
+      editConfig: functionSetting("dlq-worker", "enabled = false"),
+    });
+    const out = await doctorCli(api.url, env.dbUrl);
+    assertEquals([out.code, problems(out.lines)], [1, [
+      "FAIL worker functions: not answering: dlq-worker (HTTP 404: Function not found) → deno task stack:up (the gateway serves supabase/functions)",
+    ]]);
+  },
+});
+
+Deno.test({
+  name: "doctor: conveyor-metrics not served, or refusing the key, is the operator endpoints line",
+  ...opts,
+  async fn() {
+    await using db = await freshDb();
+    {
+      await using api = await privateApi(db, {
+        editConfig: functionSetting("conveyor-metrics", "enabled = false"),
+      });
+      const out = await doctorCli(api.url, env.dbUrl);
+      assertEquals([out.code, problems(out.lines)], [1, [
+        "FAIL operator endpoints: conveyor-metrics: HTTP 404: Function not found → deno task stack:up (the gateway serves supabase/functions)",
+      ]]);
+    }
+    // The functions hold another (valid) service-role key than the one the doctor uses.
+    const other = await signJwt(
+      { iss: "supabase-demo", role: "service_role", exp: 1983812997 },
+      env.jwtSecret,
+    );
+    await using api = await privateApi(db, { functionsEnv: { SUPABASE_SERVICE_ROLE_KEY: other } });
+    const out = await doctorCli(api.url, env.dbUrl);
+    assertEquals([out.code, problems(out.lines)], [1, [
+      "FAIL operator endpoints: conveyor-metrics refuses the service role key (HTTP 401) → use the key the stack printed",
+    ]]);
+  },
+});
+
+Deno.test({
+  name: "doctor: a database without pg_net is the pg_net line, exit 1",
+  ...opts,
+  async fn() {
+    // pg_net is checked in SUPABASE_DB_URL's database, so this one is a fresh clone (the
+    // shared stack's API answers the HTTP checks). pg_cron serves only `postgres`, so a
+    // clone also has the pg_cron and cron jobs lines: they are asserted as they are.
+    await using db = await freshDb();
+    await db.sql`select vault.create_secret(${env.apiUrl}, 'project_url')`;
+    await db.sql`select vault.create_secret(${env.serviceRoleKey}, 'service_role_key')`;
+    const cloneLines = [
+      "FAIL pg_cron: extension pg_cron is not installed → create extension pg_cron; (Dashboard → Database → Extensions; needs shared_preload_libraries)",
+      "FAIL cron jobs: pg_cron's cron.job is not available in this database → create extension pg_cron; then deno task db:reset",
+    ];
+    const before = await doctorCli(env.apiUrl, db.url);
+    assertEquals([before.code, problems(before.lines)], [1, cloneLines]);
+    await db.sql`drop extension pg_net cascade`;
+    const after = await doctorCli(env.apiUrl, db.url);
+    assertEquals([after.code, problems(after.lines)], [1, [
+      "FAIL pg_net: extension pg_net is not installed → create extension pg_net with schema extensions; (Dashboard → Database → Extensions)",
+      ...cloneLines,
+    ]]);
+  },
+});
+
+Deno.test({
+  name: "doctor: an unscheduled cron job is the cron jobs line, exit 1",
+  ...opts,
+  async fn() {
+    // cron.job exists only in the shared `postgres` database: the job is unscheduled there
+    // and put back as it was (same row, same jobid) in the finally. The one chosen runs
+    // hourly at :17 (retention) and no test waits for it.
+    const job = "conveyor-retention";
+    const sql = connect(env.dbUrl, 1);
+    try {
+      const [saved] = await sql`select to_jsonb(j) as row from cron.job j where jobname = ${job}`;
+      assert(saved, `${job} is scheduled`);
+      await sql`select cron.unschedule(${job})`;
+      try {
+        const out = await doctorCli(env.apiUrl, env.dbUrl);
+        assertEquals([out.code, problems(out.lines)], [1, [
+          `FAIL cron jobs: missing ${job} → deno task db:reset`,
+        ]]);
+      } finally {
+        await sql`insert into cron.job select * from jsonb_populate_record(null::cron.job, ${
+          sql.json(saved.row)
+        })`;
+      }
+      const out = await doctorCli(env.apiUrl, env.dbUrl);
+      assertEquals([out.code, problems(out.lines)], [0, []]);
+    } finally {
+      await sql.end();
+    }
+  },
 });
