@@ -28,6 +28,8 @@ export interface Sizes {
   /** Samples of the push path (a worker function per job: slower per sample). */
   latencyPush: number;
   pipelineLatency: number;
+  /** Content jobs of the cron-only case, spread over one pg_cron minute (0 = skip). */
+  pipelineCron: number;
   pipelineJobs: number;
   backlogSmall: number;
   backlogLarge: number;
@@ -50,6 +52,7 @@ export const FULL: Sizes = {
   latencyPolled: 5,
   latencyPush: 60,
   pipelineLatency: 50,
+  pipelineCron: 50,
   pipelineJobs: 1000,
   backlogSmall: 10_000,
   backlogLarge: 1_000_000,
@@ -70,6 +73,7 @@ export const QUICK: Sizes = {
   latencyPolled: 1,
   latencyPush: 10,
   pipelineLatency: 5,
+  pipelineCron: 0,
   pipelineJobs: 50,
   backlogSmall: 5_000,
   backlogLarge: 50_000,
@@ -90,6 +94,7 @@ export const SMOKE: Sizes = {
   latencyPolled: 1,
   latencyPush: 1,
   pipelineLatency: 1,
+  pipelineCron: 0,
   pipelineJobs: 2,
   backlogSmall: 300,
   backlogLarge: 600,
@@ -415,6 +420,23 @@ export function buildPlan(z: Sizes): Case[] {
     unit: "ms",
     skip: (e) => push.pushMissing(e, "pipeline"),
     run: (e) => push.pipelineLatency(e, z.pipelineLatency),
+  });
+  add({
+    workload: "pipeline",
+    id: "pipeline.cron-only",
+    system: "Conveyor content pipeline, cron only (no push)",
+    version: V.conveyor,
+    settings: "push_kicks off: only pg_cron's `planperfect-content-queue-dispatcher` " +
+      `(every minute) starts work; ${z.pipelineCron} jobs enqueued at random moments of one ` +
+      "minute; created → finished",
+    size: z.pipelineCron,
+    unit: "ms",
+    reps: 1,
+    skip: async (e) =>
+      z.pipelineCron === 0
+        ? "full run only (it waits for pg_cron's minute ticks)"
+        : await push.pushMissing(e, "pipeline"),
+    run: (e) => push.pipelineCronOnly(e, z.pipelineCron),
   });
   add({
     workload: "pipeline",

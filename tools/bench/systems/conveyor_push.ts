@@ -166,6 +166,44 @@ export async function pipelineLatency(env: BenchEnv, samples: number): Promise<R
   }
 }
 
+/**
+ * Cron only: push kicks and push triggers off, pg_cron's dispatcher job (every minute) the
+ * only thing that starts workers (a cron-started dispatcher keeps cycling while work is in
+ * flight: `dispatcher_sweep_ms`). `n` jobs are enqueued at random moments of one minute, so
+ * their phase against the tick is uniform: p50/p99 of created → finished.
+ */
+export async function pipelineCronOnly(env: BenchEnv, n: number): Promise<RunResult> {
+  await env.startNetWorker();
+  await env.setPush(false);
+  const sql = conveyorSql(env, 1);
+  const job = "planperfect-content-queue-dispatcher";
+  try {
+    await sql`update cron.job set active = true where jobname = ${job}`;
+    const tag = `c${crypto.randomUUID().slice(0, 6)}-`;
+    const at = Array.from({ length: n }, () => Math.random() * 60_000).sort((a, b) => a - b);
+    const sent: number[] = [];
+    const t0 = Date.now();
+    for (let i = 0; i < n; i++) {
+      await sleep(Math.max(0, t0 + at[i]! - Date.now()));
+      sent.push(Date.now());
+      await httpRpc(env, "queue_content_job", { idempotency_key: `${tag}${i}`, brief: brief(i) });
+    }
+    const rows = await waitContent(env, tag, n, 300_000);
+    const finished = await sql<{ key: string; finished: number }[]>`
+      select idempotency_key as key, extract(epoch from finished_at) * 1000 as finished
+      from public.content_jobs where idempotency_key like ${tag + "%"}`;
+    const byKey = new Map(finished.map((r) => [r.key, Number(r.finished)]));
+    const lat = sent.map((s, i) => byKey.get(`${tag}${i}`)! - s);
+    if (rows.length !== n || lat.some((x) => !Number.isFinite(x))) {
+      throw new Error(`cron-only: ${rows.length} of ${n} jobs finished`);
+    }
+    return latencyResult(lat, await pipelineDelivery(env, tag, n));
+  } finally {
+    await sql`update cron.job set active = false where jobname = ${job}`;
+    await sql.end();
+  }
+}
+
 /** `n` content jobs enqueued from 10 loops over HTTP: jobs/s from the first enqueue to the last finish. */
 export async function pipelineThroughput(env: BenchEnv, n: number): Promise<RunResult> {
   await env.startNetWorker();
