@@ -223,17 +223,19 @@ begin
   -- that key being the job. As in conveyor.enqueue, ON CONFLICT waits for a concurrent
   -- holder of a key to commit or roll back, so racing calls make one job per key. The rows
   -- go in (tenant, key) order: every call takes its key locks in the same order, so two
-  -- batches with overlapping keys wait for each other instead of deadlocking.
+  -- batches with overlapping keys wait for each other instead of deadlocking. Any fixed
+  -- order will do, so the keys sort bytewise (COLLATE "C": no locale-aware comparisons;
+  -- equality is the same as the unique index's under any deterministic collation).
   with firsts as (
-    select distinct on (e.tenant_id, e.idempotency_key)
+    select distinct on (e.tenant_id, e.idempotency_key collate "C")
            e.tenant_id, e.idempotency_key, e.ordinality as ord
     from unnest(p_items) with ordinality as e
-    order by e.tenant_id, e.idempotency_key, e.ordinality
+    order by e.tenant_id, e.idempotency_key collate "C", e.ordinality
   ), claimed as (
     insert into public.idempotency_keys (tenant_id, key, job_id)
     select f.tenant_id, f.idempotency_key, conveyor.new_job_id()
     from firsts f
-    order by f.tenant_id, f.idempotency_key
+    order by f.tenant_id, f.idempotency_key collate "C"
     on conflict (tenant_id, key) do nothing
     returning tenant_id, key, job_id
   )

@@ -2,7 +2,7 @@
 -- same errors (with the element's index), idempotency within and across calls, ids in order.
 -- Concurrent calls are in tests/queue_jobs_test.ts.
 begin;
-select plan(28);
+select plan(31);
 
 -- The error a call raises, as "SQLSTATE|message|detail|hint" (NULL when it succeeds).
 create function pg_temp.err(p_sql text) returns text language plpgsql as $$
@@ -188,6 +188,31 @@ select matches(pg_temp.err($$select * from public.queue_jobs('[
   'an error in the writes names its element');
 select is(pg_temp.written(), (select w from before_errors), 'and writes nothing');
 update conveyor.settings set value = '5' where key = 'critical_max_attempts';
+
+-- An API role reaching queue_jobs through a definer function of its own takes 0058's
+-- per-element path: its tenant from the token, and the per-job enqueue rate limit (0070)
+-- refusing the element that goes over it.
+insert into public.tenants (id, name) values ('00000000-0000-0000-0000-0000000000cc', 'qjs-api');
+insert into public.rate_limits (tenant_id, scope, max_requests, window_seconds)
+values ('00000000-0000-0000-0000-0000000000cc', 'enqueue', 2, 3600);
+create function public.qjs_test_as_api(jsonb) returns setof bigint
+language sql security definer set search_path = '' as $$ select * from public.queue_jobs($1) $$;
+grant execute on function public.qjs_test_as_api(jsonb) to authenticated;
+set local role authenticated;
+set local app.current_tenant = '00000000-0000-0000-0000-0000000000cc';
+select is(pg_temp.err($$select * from public.qjs_test_as_api('[
+    {"idempotency_key":"a-0","kind":"enrich"},
+    {"idempotency_key":"a-1","kind":"enrich"},
+    {"idempotency_key":"a-2","kind":"enrich"}]'::jsonb)$$),
+  'PT429|enqueue rate limit exceeded: at most 2 jobs per 3600 seconds for this tenant|element 2 of the array (0-based)|retry after 3600 seconds',
+  'an API role: the rate limit refuses the element over it');
+select is((select count(*)::int from public.qjs_test_as_api('[
+    {"idempotency_key":"a-0","kind":"enrich"},
+    {"idempotency_key":"a-1","kind":"enrich"}]'::jsonb)), 2, 'and takes what fits');
+reset role;
+set local app.current_tenant = '';
+select is((select array_agg(distinct tenant_id::text) from public.jobs where idempotency_key like 'a-%'),
+  array['00000000-0000-0000-0000-0000000000cc'], 'in the tenant of the token');
 
 -- queue_job itself is unchanged (its validation moved to conveyor.parse_queue_job).
 select throws_ok($$select public.queue_job('{"idempotency_key":"q-1","kind":"telepathy"}')$$,

@@ -6,7 +6,7 @@
  *
  *   deno run -A tools/bench/ab_batch.ts --variants before=a.sql,after=b.sql [--n 20000] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
  *
- * As profile.ts ab-sql does for drains; used for the set-based queue_jobs (0081, notes.md 6).
+ * As profile.ts ab-sql does for drains; used for the set-based queue_jobs (0081, notes.md item 5).
  *
  * @module
  */
