@@ -10,7 +10,7 @@
  * `.artifacts/bench/results-<time>.json`.
  *
  *   --quick        small sizes, one repetition (a smoke check in under 3 minutes)
- *   --smoke        tiny sizes (the test in bench_test.ts)
+ *   --smoke        tiny sizes (a faster local check; the test runs --quick)
  *   --only X       only workloads / cases whose id starts with X (repeatable, comma list)
  *   --reps N       repetitions (default 3, quick 1)
  *   --out DIR      where benchmarks.md/.svg go

@@ -81,7 +81,7 @@ export const QUICK: Sizes = {
   pollMs: 100,
 };
 
-/** `--smoke` (the test): one tiny run of every case, the same code paths. */
+/** `--smoke`: one tiny run of every case, the same code paths (a faster local check). */
 export const SMOKE: Sizes = {
   reps: 1,
   enqueue: 40,
