@@ -5,6 +5,14 @@
  *
  *   deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|batch] [--n 20000] [--backlog 0]
  *
+ * Same-run A/B of schema variants (e.g. a migration against its revert): each variant is a
+ * SQL file applied to the bench database before its turn; the variants take turns (order
+ * rotated each repetition), each turn a fresh pre-fill then a drain over SQL (batch 10 ×
+ * 10 workers). Reports jobs/s, WAL bytes/job and cluster CPU µs/job (medians), with
+ * pg_walinspect's breakdown by relation of the last turn of each variant:
+ *
+ *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--reps 4] [--dir .stack/bench-x]
+ *
  * The gateway's CPU profile: set BENCH_GATEWAY_CPU_PROF=<dir> (any bench command); the
  * gateway writes a .cpuprofile there when the run ends.
  *
@@ -23,12 +31,14 @@ const { values, positionals } = parseArgs({
     backlog: { type: "string", default: "0" },
     explain: { type: "string", default: "5" },
     reps: { type: "string", default: "4" },
+    variants: { type: "string", default: "" },
+    dir: { type: "string" },
   },
 });
 const what = positionals[0] ?? "drain-sql";
 const n = Number(values.n);
 const log = (l: string) => console.log(l);
-const env = await startEnv({ dir: undefined, log });
+const env = await startEnv({ dir: values.dir, log });
 const admin = postgres(env.url(DBS.conveyor), { max: 1, onnotice: () => {} });
 try {
   // auto_explain for every new session of the database: nested statements over N ms.
@@ -70,6 +80,101 @@ try {
       }
     }
     log(rows.join("\n"));
+    Deno.exit(0);
+  }
+  if (what === "ab-sql") {
+    const variants = values.variants.split(",").filter(Boolean).map((v) => {
+      const [name, file] = v.split("=");
+      if (!name || !file) throw new Error(`--variants: want name=file.sql, got ${v}`);
+      return { name, sql: Deno.readTextFileSync(file) };
+    });
+    if (variants.length < 2) throw new Error("ab-sql: give at least two --variants");
+    // No auto_explain here: its per-statement instrumentation would be part of the figures.
+    await admin.unsafe(`alter database postgres reset all`);
+    await admin.unsafe(`create extension if not exists pg_walinspect`);
+    const res = new Map(
+      variants.map((
+        v,
+      ) => [v.name, { rate: [] as number[], wal: [] as number[], cpu: [] as number[] }]),
+    );
+    // CPU seconds of the whole cluster: the postmaster, its exited children (cutime/cstime:
+    // the drain's backends end with its pool) and its live ones. Less sensitive than jobs/s
+    // to what else runs on a shared machine.
+    const clusterCpu = async () => {
+      const pid = Number((await Deno.readTextFile(`${env.dir}/pg/postmaster.pid`)).split("\n")[0]);
+      const stat = async (p: number | string) => {
+        const f = (await Deno.readTextFile(`/proc/${p}/stat`).catch(() => "")).split(") ")[1];
+        return f ? f.split(" ").map(Number) : null; // [0] is field 3 (state)
+      };
+      const own = (await stat(pid))!;
+      let ticks = own[11]! + own[12]! + own[13]! + own[14]!;
+      for await (const e of Deno.readDir("/proc")) {
+        if (!/^\d+$/.test(e.name)) continue;
+        const f = await stat(e.name);
+        if (f && f[1] === pid) ticks += f[11]! + f[12]!;
+      }
+      return ticks / 100;
+    };
+    const detail = new Map<string, string>();
+    for (let rep = 0; rep < Number(values.reps); rep++) {
+      for (let i = 0; i < variants.length; i++) {
+        const v = variants[(i + rep) % variants.length]!;
+        await admin.unsafe(v.sql);
+        await conveyor.prefill(env, n);
+        const [at] = await admin<{ lsn: string }[]>`select pg_current_wal_lsn()::text as lsn`;
+        const cpu0 = await clusterCpu();
+        const r = await conveyor.drain(env, n, shape, "sql");
+        const cpuUs = (await clusterCpu() - cpu0) / n * 1e6;
+        res.get(v.name)!.cpu.push(cpuUs);
+        res.get(v.name)!.rate.push(r.value);
+        res.get(v.name)!.wal.push(r.walPerJob ?? NaN);
+        log(
+          `ab-sql ${v.name} rep ${rep}: ${Math.round(r.value)}/s, ${
+            Math.round(r.walPerJob ?? NaN)
+          } B WAL/job, ${Math.round(cpuUs)} µs cluster CPU/job`,
+        );
+        // Per relation (the first block a record touches): which table or index writes what.
+        // pg_walinspect reads only flushed WAL: wait for the WAL writer to get there.
+        const [end] = await admin<{ lsn: string }[]>`select pg_current_wal_lsn()::text as lsn`;
+        while (
+          (await admin`select pg_current_wal_flush_lsn() < ${end!.lsn}::pg_lsn as behind`)[0]!
+            .behind
+        ) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const per = await admin<{ rel: string; n: number; rec_b: number; fpi_b: number }[]>`
+          select coalesce(pg_filenode_relation(0, f.node)::text, f.rm) as rel, count(*)::int as n,
+                 round(sum(w.record_length - w.fpi_length) / ${n}::numeric)::int as rec_b,
+                 round(sum(w.fpi_length) / ${n}::numeric)::int as fpi_b
+          from pg_get_wal_records_info(${at!.lsn}::pg_lsn, ${end!.lsn}::pg_lsn) w
+          cross join lateral (select w.resource_manager as rm,
+            (substring(w.block_ref from 'rel \\d+/\\d+/(\\d+)'))::oid as node) f
+          group by 1 order by sum(w.record_length) desc limit 25`;
+        detail.set(
+          v.name,
+          per.map((p) =>
+            `  ${p.rel.padEnd(40)} ${String(p.n).padStart(8)} records ${
+              String(p.rec_b).padStart(5)
+            } B/job +${String(p.fpi_b).padStart(5)} B/job FPI`
+          ).join("\n"),
+        );
+      }
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    const base = res.get(variants[0]!.name)!;
+    for (const v of variants) {
+      const x = res.get(v.name)!;
+      log(
+        `${v.name}: ${Math.round(med(x.rate))} jobs/s (${
+          (med(x.rate) / med(base.rate)).toFixed(2)
+        }×; ${x.rate.map(Math.round).join(", ")}), ${Math.round(med(x.wal))} B WAL/job (${
+          x.wal.map(Math.round).join(", ")
+        }), ${Math.round(med(x.cpu))} µs cluster CPU/job (${x.cpu.map(Math.round).join(", ")})`,
+      );
+      log(`${v.name}, WAL of its last drain by relation:\n${detail.get(v.name)}`);
+    }
+    await admin.end();
+    await env.stop();
     Deno.exit(0);
   }
   if (what.startsWith("drain")) await conveyor.prefill(env, Math.max(n, backlog));
