@@ -286,9 +286,7 @@ Deno.test("schedules (gateway): two racing cron runs fire each schedule once per
   await using api = await privateApi();
   const t = await tenants(api);
   const t0 = new Date("2031-03-01T00:00:30Z");
-  // Created in SQL, as docs/tenancy.md shows. Not through REST: service_role's insert is
-  // refused (42501, "permission denied for function cron_next") because the schedules
-  // trigger runs as the caller and calls conveyor functions the API roles may not execute.
+  // Created through REST with the service role, as an operator's tool would.
   const ids: Record<string, string> = {};
   for (
     const [tenant, name, cron] of [
@@ -297,11 +295,16 @@ Deno.test("schedules (gateway): two racing cron runs fire each schedule once per
       [t.b, "every-fifth", "*/5 * * * *"],
     ] as const
   ) {
-    const [row] = await api.sql`
-      insert into public.schedules (tenant_id, name, cron, kind, payload, created_at)
-      values (${tenant}, ${name}, ${cron}, 'enrich', ${api.sql.json({ name })}, ${t0})
-      returning id`;
-    ids[name] = row!.id as string;
+    const made = await t.service.from("schedules").insert({
+      tenant_id: tenant,
+      name,
+      cron,
+      kind: "enrich",
+      payload: { name },
+      created_at: t0.toISOString(),
+    }).select("id").single();
+    assertEquals([made.status, made.error], [201, null]);
+    ids[name] = made.data!.id as string;
   }
   const listed = await t.service.from("schedules").select("name, next_run_at")
     .in("id", Object.values(ids)).order("next_run_at");
