@@ -59,10 +59,12 @@ export async function tempKind(dbUrl: string = testEnv().dbUrl): Promise<TempKin
       try {
         await sql`delete from public.jobs where kind = ${kind}`;
         await sql`delete from public.alert_history where subject = ${kind}`;
+        // The kind goes before its queues: the stack's dispatcher reads kinds, then their
+        // queues, and must never see a kind whose queues are gone.
+        await sql`delete from conveyor.job_kinds where kind = ${kind}`;
         for (const t of ["", "_fast", "_bulk"]) {
           await sql`select pgmq.drop_queue(${"q_" + kind + t})`;
         }
-        await sql`delete from conveyor.job_kinds where kind = ${kind}`;
       } finally {
         await sql.end();
       }
