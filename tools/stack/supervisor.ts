@@ -176,11 +176,6 @@ export class Stack {
     const deno = Deno.execPath();
     const defs = [
       {
-        name: "pg_net worker",
-        entry: "tools/stack/net_worker.ts",
-        args: ["--db-url", info.dbUrl],
-      },
-      {
         name: "gateway",
         entry: "tools/stack/gateway/main.ts",
         args: [
@@ -197,6 +192,11 @@ export class Stack {
           "--functions-dir",
           `${opts.root}/supabase/functions`,
         ],
+      },
+      {
+        name: "pg_net worker",
+        entry: "tools/stack/net_worker.ts",
+        args: ["--db-url", info.dbUrl],
       },
     ];
     const env = {
@@ -220,15 +220,17 @@ export class Stack {
       svc.start();
       this.services.push(svc);
       log(`${d.name} started (pid ${svc.pid})`);
+      if (d.name === "gateway") {
+        // The gateway first: requests queued before it answers (the seed's dispatcher kicks)
+        // then wait in net.http_request_queue for the pg_net worker instead of failing.
+        log(
+          `waiting for the gateway on ${info.apiUrl} (the first start compiles it: up to a minute)`,
+        );
+        await waitForHealth(`${info.apiUrl}/health`, 60_000);
+        log(`gateway answering on ${info.apiUrl}`);
+      }
     }
-    if (this.services.some((s) => s.def.name === "gateway")) {
-      log(
-        `waiting for the gateway on ${info.apiUrl} (the first start compiles it: up to a minute)`,
-      );
-      await waitForHealth(`${info.apiUrl}/health`, 60_000);
-      log(`gateway answering on ${info.apiUrl}`);
-      await this.#kickDispatcher();
-    }
+    if (this.services.some((s) => s.def.name === "gateway")) await this.#kickDispatcher();
   }
 
   /**
