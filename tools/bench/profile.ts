@@ -7,11 +7,13 @@
  *
  * Same-run A/B of schema variants (e.g. a migration against its revert): each variant is a
  * SQL file applied to the bench database before its turn; the variants take turns (order
- * rotated each repetition), each turn a fresh pre-fill then a drain over SQL (batch 10 ×
- * 10 workers). Reports jobs/s, WAL bytes/job and cluster CPU µs/job (medians), with
- * pg_walinspect's breakdown by relation of the last turn of each variant:
+ * rotated each repetition), each turn one workload over SQL: `--workload drain` (default: a
+ * fresh pre-fill, then a drain, batch 10 × 10 workers) or `--workload batch` (`queue_jobs`
+ * into emptied queues, `--chunk` jobs per call). Reports jobs/s, WAL bytes/job and cluster
+ * CPU µs/job (medians), with pg_walinspect's breakdown by relation of the last turn of each
+ * variant:
  *
- *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--reps 4] [--dir .stack/bench-x]
+ *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
  *
  * The gateway's CPU profile: set BENCH_GATEWAY_CPU_PROF=<dir> (any bench command); the
  * gateway writes a .cpuprofile there when the run ends.
@@ -21,6 +23,7 @@
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { DBS, startEnv } from "./env.ts";
+import { median as med } from "./stats.ts";
 import * as conveyor from "./systems/conveyor.ts";
 
 const { values, positionals } = parseArgs({
@@ -32,6 +35,8 @@ const { values, positionals } = parseArgs({
     explain: { type: "string", default: "5" },
     reps: { type: "string", default: "4" },
     variants: { type: "string", default: "" },
+    workload: { type: "string", default: "drain" },
+    chunk: { type: "string", default: "1000" },
     dir: { type: "string" },
   },
 });
@@ -71,7 +76,6 @@ try {
             log(`ab ${label} ${via} ${combined ? "combined" : "split"}: ${Math.round(r.value)}/s`);
           }
         }
-        const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
         rows.push(
           `${label} ${via}: split ${Math.round(med(res.split!))}/s, combined ${
             Math.round(med(res.combined!))
@@ -89,6 +93,10 @@ try {
       return { name, sql: Deno.readTextFileSync(file) };
     });
     if (variants.length < 2) throw new Error("ab-sql: give at least two --variants");
+    const workload = values.workload;
+    if (workload !== "drain" && workload !== "batch") {
+      throw new Error(`--workload: drain or batch, got ${workload}`);
+    }
     // No auto_explain here: its per-statement instrumentation would be part of the figures.
     await admin.unsafe(`alter database postgres reset all`);
     await admin.unsafe(`create extension if not exists pg_walinspect`);
@@ -120,17 +128,25 @@ try {
       for (let i = 0; i < variants.length; i++) {
         const v = variants[(i + rep) % variants.length]!;
         await admin.unsafe(v.sql);
-        await conveyor.prefill(env, n);
+        if (workload === "drain") await conveyor.prefill(env, n);
         const [at] = await admin<{ lsn: string }[]>`select pg_current_wal_lsn()::text as lsn`;
         const cpu0 = await clusterCpu();
-        const r = await conveyor.drain(env, n, shape, "sql");
+        const r = workload === "drain"
+          ? await conveyor.drain(env, n, shape, "sql")
+          : await conveyor.enqueueBatch(env, n, Number(values.chunk), "sql");
         const cpuUs = (await clusterCpu() - cpu0) / n * 1e6;
+        if (r.delivery.lost || r.delivery.duplicates) {
+          throw new Error(`${v.name}: ${JSON.stringify(r.delivery)}`);
+        }
+        const [w] = await admin<{ d: number }[]>`
+          select (pg_current_wal_insert_lsn() - ${at!.lsn}::pg_lsn)::float8 as d`;
         res.get(v.name)!.cpu.push(cpuUs);
         res.get(v.name)!.rate.push(r.value);
-        res.get(v.name)!.wal.push(r.walPerJob ?? NaN);
+        const walPerJob = r.walPerJob ?? w!.d / n;
+        res.get(v.name)!.wal.push(walPerJob);
         log(
           `ab-sql ${v.name} rep ${rep}: ${Math.round(r.value)}/s, ${
-            Math.round(r.walPerJob ?? NaN)
+            Math.round(walPerJob)
           } B WAL/job, ${Math.round(cpuUs)} µs cluster CPU/job`,
         );
         // Per relation (the first block a record touches): which table or index writes what.
@@ -160,7 +176,6 @@ try {
         );
       }
     }
-    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
     const base = res.get(variants[0]!.name)!;
     for (const v of variants) {
       const x = res.get(v.name)!;
@@ -171,7 +186,7 @@ try {
           x.wal.map(Math.round).join(", ")
         }), ${Math.round(med(x.cpu))} µs cluster CPU/job (${x.cpu.map(Math.round).join(", ")})`,
       );
-      log(`${v.name}, WAL of its last drain by relation:\n${detail.get(v.name)}`);
+      log(`${v.name}, WAL of its last ${workload} by relation:\n${detail.get(v.name)}`);
     }
     await admin.end();
     await env.stop();
