@@ -335,6 +335,26 @@ begin
 end
 $$;
 
+-- Re-raises an element's error (its SQLSTATE, message and hint) with "element N of the array
+-- (0-based)" put first in DETAIL: how queue_jobs names the element that failed.
+create function conveyor.raise_element_error(
+  p_index int, p_state text, p_msg text, p_detail text, p_hint text
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_detail text := concat_ws('; ', format('element %s of the array (0-based)', p_index),
+                             nullif(p_detail, ''));
+begin
+  -- RAISE refuses a NULL option: re-raise with a hint only when the element's error had one.
+  if coalesce(p_hint, '') = '' then
+    raise exception using errcode = p_state, message = p_msg, detail = v_detail;
+  end if;
+  raise exception using errcode = p_state, message = p_msg, detail = v_detail, hint = p_hint;
+end
+$$;
+
 -- 0058's loop, kept for the two cases below: every element through public.queue_job, one
 -- subtransaction for the whole loop, the error re-raised with the element's index.
 create function conveyor.queue_jobs_each(p jsonb) returns bigint[]
@@ -358,13 +378,7 @@ begin
   exception when others then
     get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text,
                             v_detail = pg_exception_detail, v_hint = pg_exception_hint;
-    v_detail := concat_ws('; ', format('element %s of the array (0-based)', v_i),
-                          nullif(v_detail, ''));
-    -- RAISE refuses a NULL option: re-raise with a hint only when queue_job gave one.
-    if coalesce(v_hint, '') = '' then
-      raise exception using errcode = v_state, message = v_msg, detail = v_detail;
-    end if;
-    raise exception using errcode = v_state, message = v_msg, detail = v_detail, hint = v_hint;
+    perform conveyor.raise_element_error(v_i, v_state, v_msg, v_detail, v_hint);
   end;
   return v_ids;
 end
@@ -445,13 +459,7 @@ begin
     else
       get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text,
                               v_detail = pg_exception_detail, v_hint = pg_exception_hint;
-      v_detail := concat_ws('; ', format('element %s of the array (0-based)', v_i),
-                            nullif(v_detail, ''));
-      -- RAISE refuses a NULL option: re-raise with a hint only when queue_job gave one.
-      if coalesce(v_hint, '') = '' then
-        raise exception using errcode = v_state, message = v_msg, detail = v_detail;
-      end if;
-      raise exception using errcode = v_state, message = v_msg, detail = v_detail, hint = v_hint;
+      perform conveyor.raise_element_error(v_i, v_state, v_msg, v_detail, v_hint);
     end if;
   end;
   if v_replay then
@@ -465,6 +473,7 @@ comment on function public.queue_jobs(jsonb) is
   'Enqueue many jobs in one transaction: a JSON array of queue_job bodies. Returns their message ids in order.';
 
 revoke all on function conveyor.parse_queue_job(jsonb, bigint, bigint),
+  conveyor.raise_element_error(int, text, text, text, text),
   conveyor.queue_job_tenant(uuid),
   conveyor.enqueue_items(conveyor.queue_job_item[], text),
   conveyor.queue_jobs_each(jsonb) from public;
