@@ -14,6 +14,9 @@ import { REPO_ROOT } from "../stack/state.ts";
 import { clusterFor, Stack, waitForHealth } from "../stack/supervisor.ts";
 import { serviceRoleKey } from "../stack/keys.ts";
 
+/** The dispatcher's pg_cron job (seed 001): paused for the run, resumed by the cron-only case. */
+export const DISPATCHER_CRON_JOB = "planperfect-content-queue-dispatcher";
+
 /** Databases, one per system (Conveyor lives in `postgres`, where pg_cron runs). */
 export const DBS = {
   conveyor: "postgres",
@@ -249,7 +252,7 @@ export async function startEnv(
   // functions on a pre-filled queue); push kicks are off until a push workload asks.
   const boot = postgres(info.dbUrl, { max: 1, onnotice: () => {} });
   try {
-    await boot`update cron.job set active = false where jobname = 'planperfect-content-queue-dispatcher'`;
+    await boot`update cron.job set active = false where jobname = ${DISPATCHER_CRON_JOB}`;
     await boot`update conveyor.settings set value = 'false' where key = 'push_kicks'`;
   } finally {
     await boot.end();

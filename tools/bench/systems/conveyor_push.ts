@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { BenchEnv } from "../env.ts";
+import { type BenchEnv, DISPATCHER_CRON_JOB } from "../env.ts";
 import { DeliveryCounter, percentile, sleep } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { conveyorSql, httpRpc, KIND, latencyResult, loops, reset } from "./conveyor.ts";
@@ -126,13 +126,17 @@ async function waitContent(env: BenchEnv, tag: string, n: number, timeoutMs: num
   try {
     return await pollRow(
       async () => {
-        const rows = await sql<{ created: number; finished: number }[]>`
-        select extract(epoch from created_at) * 1000 as created,
+        const rows = await sql<{ key: string; created: number; finished: number }[]>`
+        select idempotency_key as key, extract(epoch from created_at) * 1000 as created,
                extract(epoch from finished_at) * 1000 as finished
         from public.content_jobs
         where idempotency_key like ${tag + "%"} and finished_at is not null`;
         return rows.length >= n
-          ? rows.map((r) => ({ created: Number(r.created), finished: Number(r.finished) }))
+          ? rows.map((r) => ({
+            key: r.key,
+            created: Number(r.created),
+            finished: Number(r.finished),
+          }))
           : undefined;
       },
       timeoutMs,
@@ -176,7 +180,7 @@ export async function pipelineCronOnly(env: BenchEnv, n: number): Promise<RunRes
   await env.startNetWorker();
   await env.setPush(false);
   const sql = conveyorSql(env, 1);
-  const job = "planperfect-content-queue-dispatcher";
+  const job = DISPATCHER_CRON_JOB;
   try {
     await sql`update cron.job set active = true where jobname = ${job}`;
     const tag = `c${crypto.randomUUID().slice(0, 6)}-`;
@@ -189,10 +193,7 @@ export async function pipelineCronOnly(env: BenchEnv, n: number): Promise<RunRes
       await httpRpc(env, "queue_content_job", { idempotency_key: `${tag}${i}`, brief: brief(i) });
     }
     const rows = await waitContent(env, tag, n, 300_000);
-    const finished = await sql<{ key: string; finished: number }[]>`
-      select idempotency_key as key, extract(epoch from finished_at) * 1000 as finished
-      from public.content_jobs where idempotency_key like ${tag + "%"}`;
-    const byKey = new Map(finished.map((r) => [r.key, Number(r.finished)]));
+    const byKey = new Map(rows.map((r) => [r.key, r.finished]));
     const lat = sent.map((s, i) => byKey.get(`${tag}${i}`)! - s);
     if (rows.length !== n || lat.some((x) => !Number.isFinite(x))) {
       throw new Error(`cron-only: ${rows.length} of ${n} jobs finished`);
