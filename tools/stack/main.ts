@@ -77,18 +77,22 @@ export function banner(info: StackInfo): string {
   ].join("\n");
 }
 
+/** `start` or `up` on a running stack: say so, then show that stack's banner. */
+async function showRunning(
+  live: { pid: number; apiPort: number; dbPort: number },
+  what: string,
+): Promise<void> {
+  console.log(`Stack already running (pid ${live.pid}), ${what}`);
+  console.log(banner(await stackInfo(live.apiPort, live.dbPort)));
+}
+
 async function start(opts: StackOptions): Promise<void> {
   const logFile = Deno.env.get("CONVEYOR_STACK_LOG") || undefined;
   const log = makeLogger(logFile);
   const live = await liveState(opts.dir);
   if (live && live.pid !== Deno.pid) {
     // Idempotent like `up`: the stack the user wants is already there; say where it is.
-    console.log(
-      `Stack already running (pid ${live.pid}), nothing started; ` +
-        "`deno task stack:down` stops it.",
-    );
-    console.log(banner(await stackInfo(live.apiPort, live.dbPort)));
-    return;
+    return await showRunning(live, "nothing started; `deno task stack:down` stops it.");
   }
   const stale = await readState(opts.dir);
   if (stale) {
@@ -132,9 +136,7 @@ async function start(opts: StackOptions): Promise<void> {
 async function up(opts: StackOptions): Promise<void> {
   const live = await liveState(opts.dir);
   if (live) {
-    console.log(`Stack already running (pid ${live.pid}), nothing to do.`);
-    console.log(banner(await stackInfo(live.apiPort, live.dbPort)));
-    return;
+    return await showRunning(live, "nothing to do.");
   }
   await Deno.mkdir(`${opts.dir}/logs`, { recursive: true });
   const logFile = `${opts.dir}/logs/stack.log`;

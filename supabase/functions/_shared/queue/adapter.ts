@@ -188,11 +188,6 @@ export class ConsumeTracker {
 
   constructor(readonly config: QueueConfig) {}
 
-  /** True once {@link close} was called. */
-  get closed(): boolean {
-    return this.#closed;
-  }
-
   /** Throws `shutting_down` once the adapter is shut down. */
   assertOpen(): void {
     if (this.#closed) throw new QueueError("shutting_down", "the queue adapter is shut down");
