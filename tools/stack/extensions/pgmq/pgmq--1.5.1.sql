@@ -203,10 +203,12 @@ $$;
 -- Queue management
 -- ---------------------------------------------------------------------------------------------
 
--- Creates q_<name> (the live queue) and a_<name> (the archive) if missing and registers the
--- queue. Idempotent: repeats only emit "already exists, skipping" NOTICEs. 1.5.1 takes no lock
--- here, so two concurrent first creates of one queue can still collide, as they can there.
-create function pgmq.create_non_partitioned(queue_name text)
+-- Creates q_<name> (the live queue, UNLOGGED when asked) and a_<name> (the archive, always
+-- logged) if missing and registers the queue. Idempotent: repeats only emit "already exists,
+-- skipping" NOTICEs and leave an existing queue as it is. 1.5.1 takes no lock here, so two
+-- concurrent first creates of one queue can still collide, as they can there. The body of
+-- create_non_partitioned and create_unlogged, which differ only in `unlogged`.
+create function pgmq._create_queue(queue_name text, unlogged boolean)
 returns void
 language plpgsql
 set search_path = ''
@@ -219,7 +221,7 @@ begin
 
   execute pg_catalog.format(
     $ddl$
-    create table if not exists pgmq.%I (
+    create %s table if not exists pgmq.%I (
       msg_id bigint primary key generated always as identity,
       read_ct integer not null default 0,
       enqueued_at timestamp with time zone not null default now(),
@@ -228,6 +230,7 @@ begin
       headers jsonb
     )
     $ddl$,
+    case when unlogged then 'unlogged' else '' end,
     qtable
   );
   execute pg_catalog.format(
@@ -255,64 +258,28 @@ begin
   );
 
   insert into pgmq.meta (queue_name, is_partitioned, is_unlogged)
-  values (create_non_partitioned.queue_name, false, false)
+  values (_create_queue.queue_name, false, _create_queue.unlogged)
   on conflict on constraint meta_queue_name_key do nothing;
 end;
 $$;
+
+create function pgmq.create_non_partitioned(queue_name text)
+returns void
+language sql
+set search_path = ''
+begin atomic
+  select pgmq._create_queue(queue_name, false);
+end;
 
 -- Same as create_non_partitioned, but q_<name> is UNLOGGED (fast, emptied by a crash); the
 -- archive stays logged.
 create function pgmq.create_unlogged(queue_name text)
 returns void
-language plpgsql
+language sql
 set search_path = ''
-as $$
-declare
-  qtable constant text := pgmq.format_table_name(queue_name, 'q');
-  atable constant text := pgmq.format_table_name(queue_name, 'a');
-begin
-  perform pgmq.validate_queue_name(queue_name);
-
-  execute pg_catalog.format(
-    $ddl$
-    create unlogged table if not exists pgmq.%I (
-      msg_id bigint primary key generated always as identity,
-      read_ct integer not null default 0,
-      enqueued_at timestamp with time zone not null default now(),
-      vt timestamp with time zone not null,
-      message jsonb,
-      headers jsonb
-    )
-    $ddl$,
-    qtable
-  );
-  execute pg_catalog.format(
-    $ddl$
-    create table if not exists pgmq.%I (
-      msg_id bigint primary key,
-      read_ct integer not null default 0,
-      enqueued_at timestamp with time zone not null default now(),
-      archived_at timestamp with time zone not null default now(),
-      vt timestamp with time zone not null,
-      message jsonb,
-      headers jsonb
-    )
-    $ddl$,
-    atable
-  );
-  execute pg_catalog.format(
-    'create index if not exists %I on pgmq.%I (vt asc)', qtable || '_vt_idx', qtable
-  );
-  execute pg_catalog.format(
-    'create index if not exists %I on pgmq.%I (archived_at)',
-    'archived_at_idx_' || queue_name, atable
-  );
-
-  insert into pgmq.meta (queue_name, is_partitioned, is_unlogged)
-  values (create_unlogged.queue_name, false, true)
-  on conflict on constraint meta_queue_name_key do nothing;
+begin atomic
+  select pgmq._create_queue(queue_name, true);
 end;
-$$;
 
 create function pgmq."create"(queue_name text)
 returns void
@@ -844,26 +811,6 @@ $$;
 -- rows: they wait for an in-flight read of the same message to finish.
 -- ---------------------------------------------------------------------------------------------
 
-create function pgmq.delete(queue_name text, msg_id bigint)
-returns boolean
-language plpgsql
-set search_path = ''
-as $$
-declare
-  deleted bigint;
-begin
-  -- Writes through dynamic SQL, which plpgsql_check cannot see (it would suggest STABLE):
-  -- @plpgsql_check_options: performance_warnings = false
-  execute pg_catalog.format(
-    'delete from pgmq.%I m where m.msg_id = $1 returning m.msg_id',
-    pgmq.format_table_name(queue_name, 'q')
-  )
-  into deleted
-  using msg_id;
-  return deleted is not null;
-end;
-$$;
-
 -- The ids actually deleted, in no particular order; unknown ids are left out.
 create function pgmq.delete(queue_name text, msg_ids bigint[])
 returns setof bigint
@@ -881,40 +828,18 @@ begin
 end;
 $$;
 
--- Moves the message to a_<name> in one statement (so atomically), keeping msg_id, vt, read_ct,
--- enqueued_at, message and headers; archived_at defaults to now().
-create function pgmq.archive(queue_name text, msg_id bigint)
+-- True when the message was there (the array form with one id).
+create function pgmq.delete(queue_name text, msg_id bigint)
 returns boolean
-language plpgsql
+language sql
 set search_path = ''
-as $$
-declare
-  archived bigint;
-begin
-  -- Writes through dynamic SQL, which plpgsql_check cannot see (it would suggest STABLE):
-  -- @plpgsql_check_options: performance_warnings = false
-  execute pg_catalog.format(
-    $sql$
-    with moved as (
-      delete from pgmq.%I m
-      where m.msg_id = $1
-      returning m.msg_id, m.vt, m.read_ct, m.enqueued_at, m.message, m.headers
-    )
-    insert into pgmq.%I (msg_id, vt, read_ct, enqueued_at, message, headers)
-    select moved.msg_id, moved.vt, moved.read_ct, moved.enqueued_at, moved.message, moved.headers
-    from moved
-    returning msg_id
-    $sql$,
-    pgmq.format_table_name(queue_name, 'q'),
-    pgmq.format_table_name(queue_name, 'a')
-  )
-  into archived
-  using msg_id;
-  return archived is not null;
+begin atomic
+  select exists (select from pgmq.delete(queue_name, array[msg_id]));
 end;
-$$;
 
--- The ids actually archived, in no particular order; unknown ids are left out.
+-- Moves the messages to a_<name> in one statement (so atomically), keeping msg_id, vt,
+-- read_ct, enqueued_at, message and headers; archived_at defaults to now(). Returns the ids
+-- actually archived, in no particular order; unknown ids are left out.
 create function pgmq.archive(queue_name text, msg_ids bigint[])
 returns setof bigint
 language plpgsql
@@ -941,3 +866,12 @@ begin
   using msg_ids;
 end;
 $$;
+
+-- Moves the message to a_<name> (the array form with one id): true when it was there.
+create function pgmq.archive(queue_name text, msg_id bigint)
+returns boolean
+language sql
+set search_path = ''
+begin atomic
+  select exists (select from pgmq.archive(queue_name, array[msg_id]));
+end;
