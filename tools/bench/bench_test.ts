@@ -34,10 +34,17 @@ Deno.test({
         for (const r of s.runs) {
           assertEquals(r.delivery.lost, 0, `${s.case.id} lost jobs`);
           assert(Number.isFinite(r.value) && r.value > 0, `${s.case.id} measured nothing`);
+          // Issue 16: every case reports its CPU (cluster, API, client) and WAL per job.
+          const c = r.cost;
+          assert(
+            c && [c.pgUs, c.apiUs, c.clientUs, c.walB].every(Number.isFinite) && c.pgUs > 0,
+            `${s.case.id} has no CPU/WAL figures: ${JSON.stringify(c)}`,
+          );
         }
       }
       const md = await Deno.readTextFile(outcome.markdownPath);
       assert(md.includes("## Ratios") && md.includes("pg-boss") && md.includes("graphile-worker"));
+      assert(md.includes("Postgres CPU µs/job") && md.includes("## The HTTP path's own cost"));
       const svg = await Deno.readTextFile(outcome.svgPath);
       assert(svg.startsWith("<svg") && svg.trimEnd().endsWith("</svg>"));
     } finally {

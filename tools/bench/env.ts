@@ -77,6 +77,10 @@ export interface BenchEnv {
   setPush(on: boolean): Promise<void>;
   /** The cluster's current WAL position in bytes. */
   wal(): Promise<number>;
+  /** pids of the HTTP path's processes (the gateway, and PostgREST where it runs). */
+  pids: Record<string, number>;
+  /** pids of the other processes the environment started (the pg_net worker, once started). */
+  otherPids(): Record<string, number>;
   /** VACUUM ANALYZE the database, then CHECKPOINT (the anchors' settle()). */
   settle(db: string): Promise<void>;
   stop(): Promise<void>;
@@ -320,6 +324,9 @@ export async function startEnv(
     machine: await machineFacts(),
     log,
     settle,
+    pids: { gateway: gateway.pid },
+    otherPids: (): Record<string, number> =>
+      net ? { "pg_net worker": (net as Deno.ChildProcess).pid } : {},
     startNetWorker,
     setPush,
     wal,

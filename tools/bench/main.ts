@@ -23,6 +23,7 @@ import { REPO_ROOT } from "../stack/state.ts";
 import { DBS, loadAvg, startEnv } from "./env.ts";
 import { buildPlan, FULL, QUICK, RUN_ORDER, type Sizes, SMOKE, WORKLOADS } from "./plan.ts";
 import { computeRatios, markdown, svgChart, terminalSummary } from "./report.ts";
+import { medianCost } from "./meter.ts";
 import { fmtMs, fmtRate, median } from "./stats.ts";
 import type { Case, CaseSummary, RunResult } from "./types.ts";
 
@@ -66,6 +67,7 @@ function summarise(c: Case, runs: RunResult[], failures: string[]): CaseSummary 
     walPerJob: runs.some((r) => r.walPerJob !== undefined)
       ? median(runs.filter((r) => r.walPerJob !== undefined).map((r) => r.walPerJob!))
       : undefined,
+    cost: medianCost(runs.flatMap((r) => r.cost ? [r.cost] : [])),
     duplicates: runs.reduce((a, r) => a + r.delivery.duplicates, 0),
     delivered: runs.reduce((a, r) => a + r.delivery.distinct, 0),
   };

@@ -7,8 +7,11 @@
  */
 import type { BenchEnv, MachineFacts } from "./env.ts";
 import { WORKLOADS } from "./plan.ts";
-import { fmtMs, fmtRate } from "./stats.ts";
+import { fmtMs, fmtRate, median } from "./stats.ts";
 import type { CaseSummary } from "./types.ts";
+
+/** What a ratio compares: the case's figure (jobs/s, req/s), or a cost per job. */
+export type RatioMetric = "rate" | "pgCpu" | "wal";
 
 /** A ratio between two medians of the same run, with its target. */
 export interface Ratio {
@@ -16,47 +19,74 @@ export interface Ratio {
   /** numerator / denominator case ids. */
   num: string;
   den: string;
+  /** Default "rate": the cases' medians (jobs/s, req/s). */
+  metric?: RatioMetric;
   target?: number;
+  /** The target is a ceiling (a cost ratio: ≤ target), not a floor. */
+  atMost?: boolean;
   /** Filled in from the run. */
   value?: number;
 }
 
-/** The ratios issue 9 (and issue 4) ask for. */
+/** Conveyor's drain ÷ a peer: jobs/s, Postgres CPU per job and WAL per job (issue 16). */
+function versus(
+  label: string,
+  num: string,
+  den: string,
+  targets: { rate?: number; pgCpu?: number; wal?: number } = {},
+): Ratio[] {
+  return [
+    { label: `${label}: jobs/s`, num, den, target: targets.rate },
+    {
+      label: `${label}: Postgres CPU/job`,
+      num,
+      den,
+      metric: "pgCpu",
+      target: targets.pgCpu,
+      atMost: true,
+    },
+    { label: `${label}: WAL/job`, num, den, metric: "wal", target: targets.wal, atMost: true },
+  ];
+}
+
+/** The ratios issues 9, 4 and 16 ask for. */
 export function ratioDefs(): Ratio[] {
   return [
+    // Issue 16's targets: the production path (RPC through the gateway) against pg-boss.
+    ...versus("drain b10/c10, RPC path ÷ pg-boss", "drain.conveyor-rpc.A", "drain.pgboss.A", {
+      rate: 1.5,
+      pgCpu: 1,
+      wal: 1,
+    }),
+    ...versus("drain b10/c10, SQL path ÷ pg-boss", "drain.conveyor-sql.A", "drain.pgboss.A", {
+      rate: 2,
+    }),
+    ...versus(
+      "drain b10/c10, RPC audit=full ÷ pg-boss",
+      "drain.conveyor-rpc-audit.A",
+      "drain.pgboss.A",
+    ),
+    ...versus(
+      "drain b10/c10, RPC path ÷ graphile defaults",
+      "drain.conveyor-rpc.A",
+      "drain.graphile.D",
+      { rate: 1 },
+    ),
     {
-      label: "drain b10/c10, SQL path ÷ pg-boss",
-      num: "drain.conveyor-sql.A",
-      den: "drain.pgboss.A",
-      target: 2,
-    },
-    {
-      label: "drain b10/c10, RPC path ÷ pg-boss",
-      num: "drain.conveyor-rpc.A",
-      den: "drain.pgboss.A",
-      target: 2,
-    },
-    {
-      label: "drain b10/c10, SQL path ÷ graphile defaults",
+      label: "drain b10/c10, SQL path ÷ graphile defaults: jobs/s",
       num: "drain.conveyor-sql.A",
       den: "drain.graphile.D",
       target: 1,
-    },
-    {
-      label: "drain b10/c10, RPC path ÷ graphile defaults",
-      num: "drain.conveyor-rpc.A",
-      den: "drain.graphile.D",
-      target: 1,
-    },
-    {
-      label: "drain b10, SQL path ÷ raw pgmq read+archive b10",
-      num: "drain.conveyor-sql.A",
-      den: "drain.pgmq.b10",
-      target: 0.5,
     },
     {
       label: "drain b10, RPC path ÷ raw pgmq read+archive b10",
       num: "drain.conveyor-rpc.A",
+      den: "drain.pgmq.b10",
+      target: 0.5,
+    },
+    {
+      label: "drain b10, SQL path ÷ raw pgmq read+archive b10",
+      num: "drain.conveyor-sql.A",
       den: "drain.pgmq.b10",
       target: 0.5,
     },
@@ -82,16 +112,25 @@ export function ratioDefs(): Ratio[] {
       den: "drain.graphile.B",
     },
     {
+      // Issue 16: a ratio of HTTP to SQL is not its target (the HTTP path's own cost is,
+      // in its own table); the ratio stays for reference.
       label: "queue_job c10, HTTP ÷ SQL",
       num: "enqueue.conveyor-http.c10",
       den: "enqueue.conveyor-sql.c10",
-      target: 0.8,
     },
     {
       label: "one-INSERT RPC c10, gateway ÷ SQL (issue 4)",
       num: "rpc.http",
       den: "rpc.sql",
       target: 0.8,
+    },
+    {
+      label: "queue_job c10 (SQL) ÷ bench_insert() (SQL): Postgres CPU/call",
+      num: "enqueue.conveyor-sql.c10",
+      den: "rpc.sql",
+      metric: "pgCpu",
+      target: 2,
+      atMost: true,
     },
     {
       label: "queue_job c10 (SQL) ÷ raw INSERT",
@@ -127,6 +166,14 @@ export function ratioDefs(): Ratio[] {
   ];
 }
 
+/** A summary's figure for `metric` (undefined when not measured). */
+function metricOf(s: CaseSummary, metric: RatioMetric = "rate"): number | undefined {
+  if (s.runs.length === 0) return undefined;
+  if (metric === "rate") return s.median;
+  if (metric === "pgCpu") return s.cost?.pgUs;
+  return s.cost?.walB ?? s.walPerJob;
+}
+
 /** Fills in ratio values from the summaries (backlog.small/large resolve by size). */
 export function computeRatios(sums: CaseSummary[]): Ratio[] {
   const backlog = sums.filter((s) => s.case.workload === "backlog");
@@ -138,15 +185,120 @@ export function computeRatios(sums: CaseSummary[]): Ratio[] {
   return ratioDefs().map((r) => {
     const a = find(r.num);
     const b = find(r.den);
-    const ok = a && b && a.runs.length > 0 && b.runs.length > 0 && b.median > 0;
-    return { ...r, value: ok ? a.median / b.median : undefined };
+    const x = a && metricOf(a, r.metric);
+    const y = b && metricOf(b, r.metric);
+    const ok = x !== undefined && y !== undefined && y > 0;
+    return { ...r, value: ok ? x / y : undefined };
   });
+}
+
+/** Whether a ratio meets its target (null: no target or not measured). */
+function met(r: Ratio): boolean | null {
+  if (r.value === undefined || r.target === undefined) return null;
+  return r.atMost ? r.value <= r.target : r.value >= r.target;
 }
 
 function verdict(r: Ratio): string {
   if (r.value === undefined) return "not measured";
-  if (r.target === undefined) return "";
-  return r.value >= r.target ? "met" : "MISSED";
+  const m = met(r);
+  return m === null ? "" : m ? "met" : "MISSED";
+}
+
+function targetText(r: Ratio): string {
+  return r.target === undefined ? "" : `${r.atMost ? "≤" : "≥"} ${r.target}`;
+}
+
+/** µs with sensible precision. */
+function fmtUs(x: number | undefined): string {
+  if (x === undefined || !Number.isFinite(x)) return "–";
+  return x >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(1);
+}
+
+/** The API's CPU per job, split by process where more than one did work. */
+function apiText(s: CaseSummary): string {
+  const c = s.cost;
+  if (!c) return "–";
+  const parts = Object.entries(c.apiParts).filter(([, v]) => v >= 0.5);
+  return parts.length > 1
+    ? `${fmtUs(c.apiUs)} (${parts.map(([k, v]) => `${k} ${fmtUs(v)}`).join(", ")})`
+    : fmtUs(c.apiUs);
+}
+
+function walText(s: CaseSummary): string {
+  const w = s.cost?.walB ?? s.walPerJob;
+  return w === undefined ? "–" : Math.round(w).toLocaleString("en-US");
+}
+
+/** Issue 16's audit column: the setting the run had and the events it wrote per job. */
+function auditText(s: CaseSummary): string {
+  const a = s.runs.map((r) => r.audit).filter((x) => x !== undefined);
+  if (a.length === 0) return "–";
+  const modes = [...new Set(a.map((x) => x.mode))].join("/");
+  return `${modes}, ${median(a.map((x) => x.eventsPerJob)).toFixed(1)} events/job`;
+}
+
+/** A backlog's pre-fill: median seconds and rate of the enqueue part. */
+function fillText(s: CaseSummary): string {
+  const f = s.runs.map((r) => r.fill).filter((x) => x !== undefined);
+  if (f.length === 0) return "–";
+  const secs = median(f.map((x) => x.seconds));
+  return `${secs.toFixed(1)} s (${fmtRate(f[0]!.jobs / secs)} jobs/s)`;
+}
+
+/** p95/p99 of a latency case: shown from ≥ 200 samples per run; below, with its n (or not). */
+function tail(s: CaseSummary, v: number | undefined, full: boolean): string {
+  const n = s.case.size;
+  if (n >= 200) return fmtMs(v ?? NaN);
+  return full ? `– (n=${n})` : `${fmtMs(v ?? NaN)} (n=${n})`;
+}
+
+/** One row of issue 16's "HTTP path's own cost" table, in ms per request. */
+export interface HttpCost {
+  label: string;
+  http: string;
+  sql: string;
+  /** API processes' CPU per request, by process, and summed. */
+  apiParts: Record<string, number>;
+  api: number;
+  pgHttp: number;
+  pgSql: number;
+  /** HTTP's Postgres CPU per request minus SQL's. */
+  extraPg: number;
+  /** api + extraPg: the target's figure (≤ 0.4 ms). */
+  total: number;
+}
+
+/** The HTTP path's own cost target (issue 16), ms per request. */
+export const HTTP_COST_TARGET_MS = 0.4;
+
+/** The HTTP path's own cost, for each HTTP/SQL pair of this run that has CPU figures. */
+export function httpCosts(sums: CaseSummary[]): HttpCost[] {
+  const pairs = [
+    ["one-INSERT RPC (bench_insert), c10", "rpc.http", "rpc.sql"],
+    ["queue_job, c10", "enqueue.conveyor-http.c10", "enqueue.conveyor-sql.c10"],
+    ["queue_job, c1", "enqueue.conveyor-http.c1", "enqueue.conveyor-sql.c1"],
+  ];
+  const out: HttpCost[] = [];
+  for (const [label, http, sql] of pairs) {
+    const h = sums.find((s) => s.case.id === http)?.cost;
+    const q = sums.find((s) => s.case.id === sql)?.cost;
+    if (!h || !q) continue;
+    const ms = (us: number) => us / 1000;
+    const api = ms(h.apiUs);
+    const extraPg = ms(h.pgUs - q.pgUs);
+    out.push({
+      label: label!,
+      http: http!,
+      sql: sql!,
+      apiParts: Object.fromEntries(Object.entries(h.apiParts).map(([k, v]) => [k, ms(v)])),
+      api,
+      pgHttp: ms(h.pgUs),
+      pgSql: ms(q.pgUs),
+      extraPg,
+      total: api + extraPg,
+    });
+  }
+  return out;
 }
 
 function figure(s: CaseSummary): string {
@@ -167,6 +319,11 @@ function status(s: CaseSummary): string {
   return `ok, dup ${dup.toFixed(dup ? 3 : 0)}%`;
 }
 
+/** "job", or "req" for a case measured in requests. */
+function per(s: CaseSummary): string {
+  return s.case.unit === "req/s" ? "req" : s.case.unit === "ms" ? "sample" : "job";
+}
+
 /** The terminal summary. */
 export function terminalSummary(sums: CaseSummary[], ratios: Ratio[]): string {
   const lines: string[] = [];
@@ -176,20 +333,44 @@ export function terminalSummary(sums: CaseSummary[], ratios: Ratio[]): string {
     lines.push("", w.title);
     for (const s of rows) {
       const unit = s.case.unit ?? "jobs/s";
-      const extra = unit === "ms" ? ` p95 ${fmtMs(s.p95 ?? NaN)} p99 ${fmtMs(s.p99 ?? NaN)}` : "";
-      const wal = s.walPerJob === undefined ? "" : ` WAL ${(s.walPerJob / 1024).toFixed(1)} kB/job`;
+      const extra = unit === "ms"
+        ? ` p95 ${tail(s, s.p95, false)} p99 ${tail(s, s.p99, false)}`
+        : "";
+      const c = s.cost;
+      const cost = c
+        ? ` | µs/${per(s)}: pg ${fmtUs(c.pgUs)} api ${apiText(s)} client ${
+          fmtUs(c.clientUs)
+        } | WAL ${walText(s)} B`
+        : "";
+      const audit = s.runs.some((r) => r.audit) ? ` | audit ${auditText(s)}` : "";
+      const fill = s.runs.some((r) => r.fill) && w.id === "backlog"
+        ? ` | pre-fill ${fillText(s)}`
+        : "";
       lines.push(
         `  ${s.case.id.padEnd(28)} ${figure(s).padStart(9)} ${unit.padEnd(6)} [${
           range(s)
-        }]${extra}${wal}  ${status(s)}`,
+        }]${extra}${cost}${audit}${fill}  ${status(s)}`,
+      );
+    }
+  }
+  const http = httpCosts(sums);
+  if (http.length) {
+    lines.push("", `The HTTP path's own cost, ms per request (target ≤ ${HTTP_COST_TARGET_MS})`);
+    for (const h of http) {
+      lines.push(
+        `  ${h.label.padEnd(36)} API ${h.api.toFixed(3)} + extra Postgres ${
+          h.extraPg.toFixed(3)
+        } (${h.pgHttp.toFixed(3)} − ${h.pgSql.toFixed(3)}) = ${h.total.toFixed(3)} ${
+          h.total <= HTTP_COST_TARGET_MS ? "met" : "MISSED"
+        }`,
       );
     }
   }
   lines.push("", "Ratios (medians of this run)");
   for (const r of ratios) {
     const v = r.value === undefined ? "–" : r.value.toFixed(2);
-    const t = r.target === undefined ? "" : ` (target ≥ ${r.target})`;
-    lines.push(`  ${r.label.padEnd(52)} ${v.padStart(6)}${t} ${verdict(r)}`);
+    const t = r.target === undefined ? "" : ` (target ${targetText(r)})`;
+    lines.push(`  ${r.label.padEnd(60)} ${v.padStart(6)}${t} ${verdict(r)}`);
   }
   return lines.join("\n");
 }
@@ -254,12 +435,58 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
       ratios.map((r) => [
         r.label,
         r.value === undefined ? "–" : r.value.toFixed(2),
-        r.target === undefined ? "" : `≥ ${r.target}`,
+        targetText(r),
         verdict(r),
       ]),
     ),
     "",
+    "Cost ratios (Postgres CPU/job, WAL/job) are Conveyor's figure ÷ the peer's: below 1 is cheaper.",
+    "",
   );
+  const http = httpCosts(sums);
+  if (http.length) {
+    out.push(
+      "## The HTTP path's own cost (issue 16)",
+      "",
+      "What a request costs over HTTP beyond the same call over SQL, in ms of CPU per request: the API",
+      "processes' CPU (the gateway with the functions it hosts, and PostgREST where it runs) plus the",
+      "extra Postgres CPU the HTTP path needs (its transaction, role switch, claims, pre-request):",
+      "the HTTP case's Postgres CPU per request minus the SQL case's. Medians of this run.",
+      "",
+      mdTable(
+        [
+          "call",
+          "API CPU ms/req",
+          "Postgres CPU ms/req, HTTP",
+          "Postgres CPU ms/req, SQL",
+          "extra Postgres ms/req",
+          "HTTP's own cost ms/req",
+          "target",
+          "",
+        ],
+        http.map((h) => {
+          const parts = Object.entries(h.apiParts).filter(([, v]) => v >= 0.0005);
+          return [
+            `${h.label} (\`${h.http}\` − \`${h.sql}\`)`,
+            h.api.toFixed(3) +
+            (parts.length > 1
+              ? ` (${parts.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")})`
+              : ""),
+            h.pgHttp.toFixed(3),
+            h.pgSql.toFixed(3),
+            h.extraPg.toFixed(3),
+            `**${h.total.toFixed(3)}**`,
+            `≤ ${HTTP_COST_TARGET_MS}`,
+            h.total <= HTTP_COST_TARGET_MS ? "met" : "MISSED",
+          ];
+        }),
+      ),
+      "",
+    );
+  }
+  const full = meta.mode === "full run";
+  const version = (s: CaseSummary) =>
+    s.case.version === "main" ? meta.source.replace(/^commit /, "") : s.case.version;
   for (const w of WORKLOADS) {
     out.push(`## ${w.title}`, "");
     const rows = sums.filter((s) => s.case.workload === w.id);
@@ -267,62 +494,69 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
       out.push("Not run in this run (`--only`).", "");
       continue;
     }
-    if (w.id === "latency") {
-      out.push(mdTable(
-        [
-          "system",
-          "version",
-          "settings",
-          "samples/run",
-          "p50 ms",
-          "p95 ms",
-          "p99 ms",
-          "p50 min–max",
-          "runs",
-          "check",
-        ],
-        rows.map((s) => [
-          s.case.system,
-          s.case.version === "main" ? meta.source.replace(/^commit /, "") : s.case.version,
-          s.case.settings,
-          String(s.case.size),
-          `**${fmtMs(s.median)}**`,
-          fmtMs(s.p95 ?? NaN),
-          fmtMs(s.p99 ?? NaN),
-          range(s),
-          String(s.runs.length),
-          status(s),
-        ]),
-      ));
-      out.push("", "p95/p99 are medians of the per-run values.", "");
-      continue;
-    }
-    const wal = rows.some((s) => s.walPerJob !== undefined);
+    const unit = (s: CaseSummary) => s.case.unit ?? "jobs/s";
+    const allMs = rows.every((s) => unit(s) === "ms");
+    const someTail = rows.some((s) => s.p99 !== undefined);
+    const oneUnit = rows.every((s) => unit(s) === unit(rows[0]!));
+    const word = allMs ? "sample" : rows.every((s) => unit(s) === "req/s") ? "req" : "job";
+    const costCols = rows.some((s) => s.cost);
+    const auditCol = rows.some((s) => s.runs.some((r) => r.audit));
+    const fillCol = w.id === "backlog" && rows.some((s) => s.runs.some((r) => r.fill));
+    const head = [
+      "system",
+      "version",
+      "settings",
+      allMs ? "samples/run" : "jobs/run",
+      ...(allMs
+        ? ["p50 ms", "p95 ms", "p99 ms", "p50 min–max"]
+        : [oneUnit ? `median ${unit(rows[0]!)}` : "median", "min–max"]),
+      ...(someTail && !allMs ? ["p99 ms"] : []),
+      "runs",
+      ...(costCols
+        ? [
+          `Postgres CPU µs/${word}`,
+          `API CPU µs/${word}`,
+          `client CPU µs/${word}`,
+          `WAL B/${word}`,
+        ]
+        : []),
+      ...(auditCol ? ["audit (setting, job_events rows/job)"] : []),
+      ...(fillCol ? ["pre-fill (untimed)"] : []),
+      "check",
+    ];
     out.push(mdTable(
-      [
-        "system",
-        "version",
-        "settings",
-        "jobs/run",
-        `median ${rows[0]!.case.unit ?? "jobs/s"}`,
-        "min–max",
-        "runs",
-        ...(wal ? ["WAL/job"] : []),
-        "check",
-      ],
+      head,
       rows.map((s) => [
         s.case.system,
-        s.case.version === "main" ? meta.source.replace(/^commit /, "") : s.case.version,
+        version(s),
         s.case.settings,
         s.case.size.toLocaleString("en-US"),
-        `**${figure(s)}**`,
-        range(s),
+        ...(allMs
+          ? [
+            `**${fmtMs(s.median)}**`,
+            tail(s, s.p95, full),
+            tail(s, s.p99, full),
+            range(s),
+          ]
+          : [`**${figure(s)}**${oneUnit ? "" : ` ${unit(s)}`}`, range(s)]),
+        ...(someTail && !allMs ? [s.p99 === undefined ? "–" : tail(s, s.p99, full)] : []),
         String(s.runs.length),
-        ...(wal ? [s.walPerJob === undefined ? "–" : `${(s.walPerJob / 1024).toFixed(1)} kB`] : []),
+        ...(costCols ? [fmtUs(s.cost?.pgUs), apiText(s), fmtUs(s.cost?.clientUs), walText(s)] : []),
+        ...(auditCol ? [auditText(s)] : []),
+        ...(fillCol ? [fillText(s)] : []),
         status(s),
       ]),
     ));
-    out.push("");
+    out.push(
+      "",
+      ...(allMs
+        ? [
+          "p95/p99 are medians of the per-run values; shown from ≥ 200 samples per run, below that" +
+          (full ? " not reported (n = samples per run)." : " with their n."),
+          "",
+        ]
+        : []),
+    );
   }
   out.push(
     "## How it was measured",
@@ -341,6 +575,22 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
     "- **Correctness.** Every run counts handler calls per job id (enqueue runs: rows per payload) and",
     "  compares with the jobs that had to be processed. A lost job makes the run FAILED; extra deliveries",
     "  are the duplicate rate.",
+    "- **CPU and WAL per job** (tools/bench/meter.ts), over each case's timed part only (a snapshot",
+    "  before it, one after; a drain's pre-fill, VACUUM and CHECKPOINT are outside), divided by the jobs",
+    "  (calls, samples) of the run; medians over the runs. *Postgres*: the cluster's processes from",
+    "  /proc (the postmaster and all its children, live or exited). *API*: the processes started for",
+    "  the API (the gateway with the edge functions it hosts, PostgREST where it runs as its own",
+    "  process), summed; split by process where more than one did work. *Client*: the benchmark's",
+    "  own process (`process.cpuUsage()`), where every system's client runs (postgres.js, supabase-js,",
+    "  pg-boss, graphile-worker). The pg_net worker of the push workloads is in none of the three",
+    "  (its figure is in the JSON results). *WAL*: `pg_current_wal_lsn()` before and after,",
+    "  cluster-wide. Latency and pipeline rows include the benchmark's own polling of the database",
+    "  for the push path's start and finish times.",
+    "- **Audit.** Conveyor drains report the `conveyor.settings` `audit` value the run had (`unset`",
+    "  where the row does not exist) and the `job_events` rows the drain wrote per job; the",
+    "  `audit = 'full'` row sets the value for its run only and puts it back after.",
+    "- **Backlog.** The pre-fill uses `queue_jobs` calls of 5,000 bodies built by the server, from two",
+    "  connections; its time (enqueue only) is in the pre-fill column and not in any figure.",
     "- **Conveyor paths.** *RPC*: the pgmq QueueAdapter (`_shared/queue/pgmq_adapter.ts`) as an edge worker",
     "  runs it: supabase-js → the gateway (its own process, as the stack runs it) → `claim_jobs` /",
     "  `settle_jobs`, one round trip each per batch. *Direct SQL*: the same worker loop",
@@ -390,8 +640,8 @@ function xmlEscape(s: string): string {
 /** docs/benchmarks.svg: a horizontal bar per ratio, a marker at its target, a line at 1. */
 export function svgChart(ratios: Ratio[], subtitle: string): string {
   const rows = ratios.filter((r) => r.value !== undefined);
-  const left = 360;
-  const width = 880;
+  const left = 440;
+  const width = 960;
   const barW = width - left - 90;
   const rowH = 26;
   const top = 56;
@@ -407,8 +657,8 @@ export function svgChart(ratios: Ratio[], subtitle: string): string {
   );
   rows.forEach((r, i) => {
     const y = top + i * rowH;
-    const met = r.target === undefined ? null : r.value! >= r.target;
-    const color = met === null ? "#7a8ca3" : met ? "#2e8b57" : "#d0473a";
+    const ok = met(r);
+    const color = ok === null ? "#7a8ca3" : ok ? "#2e8b57" : "#d0473a";
     parts.push(
       `<text x="${left - 8}" y="${y + 15}" text-anchor="end">${xmlEscape(r.label)}</text>`,
       `<rect x="${left}" y="${y + 4}" width="${
@@ -435,7 +685,7 @@ export function svgChart(ratios: Ratio[], subtitle: string): string {
     }" text-anchor="middle" fill="#555">1×</text>`,
     `<text x="16" y="${
       height - 8
-    }" fill="#555">green: target met · red: target missed · grey: no target · dashed mark: target</text>`,
+    }" fill="#555">green: target met · red: target missed · grey: no target · dashed mark: target (cost ratios: a ceiling)</text>`,
     `</svg>`,
   );
   return parts.join("\n") + "\n";

@@ -4,6 +4,7 @@
  * @module
  */
 import type { BenchEnv } from "./env.ts";
+import type { Cost } from "./meter.ts";
 import type { Delivery } from "./stats.ts";
 
 /** The workloads of issue 9, in report order. */
@@ -29,6 +30,12 @@ export interface RunResult {
   seconds: number;
   /** WAL written per job during the timed part (cluster-wide, bytes). */
   walPerJob?: number;
+  /** CPU and WAL per job of the timed part (tools/bench/meter.ts). */
+  cost?: Cost;
+  /** The untimed pre-fill before a drain: jobs and seconds (enqueue only, not the VACUUM). */
+  fill?: { jobs: number; seconds: number };
+  /** Conveyor drains: the `audit` setting the run had, and job_events rows written per job. */
+  audit?: { mode: string; eventsPerJob: number };
   /** Every job processed exactly once? */
   delivery: Delivery;
 }
@@ -71,4 +78,6 @@ export interface CaseSummary {
   delivered: number;
   /** Median WAL bytes per job, where measured. */
   walPerJob?: number;
+  /** Medians over the runs of each figure of their costs, where measured. */
+  cost?: Cost;
 }

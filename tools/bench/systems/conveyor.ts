@@ -15,6 +15,7 @@ import type * as AdapterMod from "../../../supabase/functions/_shared/queue/pgmq
 import type * as LoopMod from "../../../supabase/functions/_shared/worker_loop.ts";
 import type { LoopSource } from "../../../supabase/functions/_shared/worker_loop.ts";
 import { type BenchEnv, DBS } from "../env.ts";
+import { type Cost, meter } from "../meter.ts";
 import { DeliveryCounter, percentile, sleep, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 
@@ -140,24 +141,29 @@ export async function enqueueSingle(
   await reset(env);
   const tag = crypto.randomUUID().slice(0, 8);
   let seconds: number;
+  let cost;
   if (via === "sql") {
     const sql = conveyorSql(env, conc);
     try {
       await Promise.all(Array.from({ length: conc }, () => sql`select 1`));
+      const done = await meter(env);
       seconds = await loops(
         n,
         conc,
         (i) => sql`select public.queue_job(${sql.json(body(tag, i) as postgres.JSONValue)}) as id`,
       );
+      cost = await done(n);
     } finally {
       await sql.end();
     }
   } else {
     await httpRpc(env, "bench_insert", { warm: true });
+    const done = await meter(env);
     seconds = await loops(n, conc, (i) => httpRpc(env, "queue_job", body(tag, i)));
+    cost = await done(n);
   }
   const delivery = await checkEnqueued(env, n);
-  return { value: n / seconds, n, seconds, delivery };
+  return { value: n / seconds, n, seconds, delivery, cost };
 }
 
 /** Issue 4: an RPC doing one INSERT, over HTTP and over SQL. */
@@ -171,16 +177,20 @@ export async function rpcInsert(
   try {
     await sql`truncate public.bench_sink`;
     let seconds: number;
+    let done;
     if (via === "sql") {
       await Promise.all(Array.from({ length: conc }, () => sql`select 1`));
+      done = await meter(env);
       seconds = await loops(
         n,
         conc,
         (i) => sql`select public.bench_insert(${sql.json({ i })}) as id`,
       );
     } else {
+      done = await meter(env);
       seconds = await loops(n, conc, (i) => httpRpc(env, "bench_insert", { i }));
     }
+    const cost = await done(n);
     const [r] = await sql<{ rows: number; distinct: number }[]>`
       select count(*)::int as rows, count(distinct body ->> 'i')::int as distinct
       from public.bench_sink`;
@@ -188,6 +198,7 @@ export async function rpcInsert(
       value: n / seconds,
       n,
       seconds,
+      cost,
       delivery: {
         expected: n,
         distinct: r!.distinct,
@@ -234,6 +245,7 @@ export async function enqueueBatch(
   await reset(env);
   const tag = crypto.randomUUID().slice(0, 8);
   let seconds: number;
+  const done = await meter(env);
   if (via === "sql") seconds = await enqueueBatchSql(env, n, chunk, tag);
   else {
     const t0 = performance.now();
@@ -243,15 +255,50 @@ export async function enqueueBatch(
     }
     seconds = (performance.now() - t0) / 1000;
   }
+  const cost = await done(n);
   const delivery = await checkEnqueued(env, n);
-  return { value: n / seconds, n, seconds, delivery };
+  return { value: n / seconds, n, seconds, delivery, cost };
 }
 
-/** Pre-fills `n` jobs (untimed) and settles; returns the job ids. */
-export async function prefill(env: BenchEnv, n: number): Promise<void> {
+/**
+ * Pre-fills `n` jobs (untimed) as fast as the enqueue API allows: `queue_jobs` calls of
+ * 5,000 bodies built by the server (the same bodies as {@link body}), from two connections;
+ * then VACUUM ANALYZE + CHECKPOINT. Returns what the enqueue part took (the fill time a
+ * backlog's row reports).
+ */
+export async function prefill(
+  env: BenchEnv,
+  n: number,
+  opts: { chunk?: number; connections?: number } = {},
+): Promise<{ jobs: number; seconds: number }> {
   await reset(env);
-  await enqueueBatchSql(env, n, 2000, crypto.randomUUID().slice(0, 8));
+  const chunk = opts.chunk ?? 5000;
+  const conns = opts.connections ?? 2;
+  const tag = crypto.randomUUID().slice(0, 8);
+  const sql = conveyorSql(env, conns);
+  let seconds: number;
+  try {
+    await Promise.all(Array.from({ length: conns }, () => sql`select 1`));
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: conns }, async () => {
+      while (next < n) {
+        const from = next;
+        next = Math.min(n, next + chunk);
+        await sql`
+          select count(*) from public.queue_jobs((
+            select jsonb_agg(jsonb_build_object('idempotency_key', ${tag} || '-' || g,
+                                                'kind', ${KIND}::text,
+                                                'payload', jsonb_build_object('i', g)) order by g)
+            from generate_series(${from}::int, ${next - 1}::int) g))`;
+      }
+    }));
+    seconds = (performance.now() - t0) / 1000;
+  } finally {
+    await sql.end();
+  }
   await env.settle(DBS.conveyor);
+  return { jobs: n, seconds };
 }
 
 /** How a drain consumes: worker loops × batch × jobs run at once per loop. */
@@ -311,6 +358,48 @@ function rpcSource(
       })).claimed;
   }
   return source;
+}
+
+/** The audit setting (issue 16: `conveyor.settings` key `audit`), or "unset". */
+async function auditMode(sql: postgres.Sql): Promise<string> {
+  const [r] = await sql<{ v: string | null }[]>`
+    select (select value #>> '{}' from conveyor.settings where key = 'audit') as v`;
+  return r!.v ?? "unset";
+}
+
+/** Rows in job_events (what a drain appended: the difference of two counts). */
+async function countEvents(sql: postgres.Sql): Promise<number> {
+  const [r] = await sql<{ n: number }[]>`select count(*)::float8 as n from public.job_events`;
+  return r!.n;
+}
+
+/**
+ * Runs `fn` with `conveyor.settings.audit` set to `mode` (issue 16's audit modes: 'lean',
+ * 'full'), and puts the setting back as it was after. Harmless where the data path does not
+ * read the setting yet: the drain reports the job_events rows it wrote either way.
+ */
+export async function withAudit<T>(env: BenchEnv, mode: string, fn: () => Promise<T>): Promise<T> {
+  const sql = conveyorSql(env, 1);
+  try {
+    const [old] = await sql<{ value: unknown }[]>`
+      select value from conveyor.settings where key = 'audit'`;
+    await sql`
+      insert into conveyor.settings (key, value, description)
+      values ('audit', ${sql.json(mode)},
+              'job_events per transition: lean (failures and operator actions) or full (every transition)')
+      on conflict (key) do update set value = excluded.value`;
+    try {
+      return await fn();
+    } finally {
+      if (old) {
+        await sql`update conveyor.settings set value = ${
+          sql.json(old.value as postgres.JSONValue)
+        } where key = 'audit'`;
+      } else await sql`delete from conveyor.settings where key = 'audit'`;
+    }
+  } finally {
+    await sql.end();
+  }
 }
 
 /** Does the database under test have settle_and_claim_jobs (an older checkout may not)? */
@@ -399,7 +488,12 @@ export async function drain(
     // As the QueueAdapter does: the combined call for small batches only.
     const combined = shape.combined ??
       (shape.batch <= (rt.adapter.COMBINED_MAX_BATCH ?? 25) && await hasSettleAndClaim(sql));
-    const w0 = await env.wal();
+    const audit = await auditMode(sql);
+    const events0 = await countEvents(sql);
+    if (via === "sql") {
+      await Promise.all(Array.from({ length: shape.workers }, () => sql`select 1`));
+    }
+    const done = await meter(env);
     if (via === "rpc-ab") {
       // A/B only (tools/bench/profile.ts ab): the adapter's calls, with the combined call
       // switched by shape.combined.
@@ -423,7 +517,6 @@ export async function drain(
         ),
       );
     } else if (via === "sql") {
-      await Promise.all(Array.from({ length: shape.workers }, () => sql`select 1`));
       await Promise.all(
         Array.from({ length: shape.workers }, (_, w) =>
           rt.loop.runLoop(
@@ -461,7 +554,8 @@ export async function drain(
     }
     if (tEnd === 0) tEnd = performance.now();
     const seconds = (tEnd - t0) / 1000;
-    const walPerJob = (await env.wal() - w0) / counter.calls;
+    const cost = await done(counter.calls);
+    const eventsPerJob = (await countEvents(sql) - events0) / Math.max(1, counter.calls);
     const ids = (await sql<{ id: string }[]>`
       select id from public.jobs where status = 'completed'`).map((r) => r.id);
     const [open] = await sql<{ n: number }[]>`
@@ -474,8 +568,16 @@ export async function drain(
     } else {
       delivery.lost = Math.max(delivery.lost, counter.distinct - ids.length);
     }
-    const done = opts.stopAfter ?? n;
-    return { value: done / seconds, n: done, seconds, delivery, walPerJob };
+    const timed = opts.stopAfter ?? n;
+    return {
+      value: timed / seconds,
+      n: timed,
+      seconds,
+      delivery,
+      walPerJob: cost.walB,
+      cost,
+      audit: { mode: audit, eventsPerJob },
+    };
   } finally {
     await sql.end();
   }
@@ -514,8 +616,10 @@ export async function latencyPolling(
   })();
   const tag = crypto.randomUUID().slice(0, 8);
   const lat: number[] = [];
+  let cost;
   try {
     await sql`select 1`;
+    const done = await meter(env);
     for (let i = 0; i < samples; i++) {
       const started = new Promise<number>((r) => (waiting = r));
       const t0 = performance.now();
@@ -523,18 +627,24 @@ export async function latencyPolling(
       const t1 = await withTimeout(started, 30_000, `job ${i} to start`);
       lat.push(t1 - t0);
     }
+    cost = await done(samples);
   } finally {
     running = false;
     await poller;
     await sql.end();
   }
   await waitUntil(() => counter.calls >= samples, 1000);
-  return latencyResult(lat, counter.check(samples));
+  return latencyResult(lat, counter.check(samples), cost);
 }
 
-/** p50/p95/p99/max of latency samples. */
-export function latencyResult(lat: number[], delivery: RunResult["delivery"]): RunResult {
+/** p50/p95/p99/max of latency samples (and what they cost, where measured). */
+export function latencyResult(
+  lat: number[],
+  delivery: RunResult["delivery"],
+  cost?: Cost,
+): RunResult {
   return {
+    cost,
     value: percentile(lat, 50),
     p95: percentile(lat, 95),
     p99: percentile(lat, 99),

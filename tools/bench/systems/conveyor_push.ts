@@ -11,6 +11,7 @@
  * @module
  */
 import { type BenchEnv, DISPATCHER_CRON_JOB } from "../env.ts";
+import { meter } from "../meter.ts";
 import { DeliveryCounter, percentile, sleep } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { conveyorSql, httpRpc, KIND, latencyResult, loops, reset } from "./conveyor.ts";
@@ -48,7 +49,9 @@ export async function latencyPush(
   const lat: number[] = [];
   try {
     const tag = crypto.randomUUID().slice(0, 8);
+    let done;
     for (let i = 0; i < warmup + samples; i++) {
+      if (i === warmup) done = await meter(env);
       const key = `${tag}-${i}`;
       const body = {
         idempotency_key: key,
@@ -81,11 +84,12 @@ export async function latencyPush(
       counter.hit(key);
       if (i >= warmup) lat.push(started - t0);
     }
+    const cost = await done?.(samples);
     const [dup] = await sql<{ n: number }[]>`
       select coalesce(sum(attempts - 1), 0)::int as n from public.jobs`;
     const delivery = counter.check(warmup + samples);
     delivery.duplicates = dup!.n;
-    return latencyResult(lat, delivery);
+    return latencyResult(lat, delivery, cost);
   } finally {
     await env.setPush(false);
     await sql.end();
@@ -158,13 +162,15 @@ export async function pipelineLatency(env: BenchEnv, samples: number): Promise<R
     await waitContent(env, warm, 1, 120_000);
     const tag = `l${crypto.randomUUID().slice(0, 6)}-`;
     const lat: number[] = [];
+    const done = await meter(env);
     for (let i = 0; i < samples; i++) {
       const t0 = Date.now();
       await httpRpc(env, "queue_content_job", { idempotency_key: `${tag}${i}`, brief: brief(i) });
       const rows = await waitContent(env, `${tag}${i}`, 1, 60_000);
       lat.push(rows[0]!.finished - t0);
     }
-    return latencyResult(lat, await pipelineDelivery(env, tag, samples));
+    const cost = await done(samples);
+    return latencyResult(lat, await pipelineDelivery(env, tag, samples), cost);
   } finally {
     await env.setPush(false);
   }
@@ -186,6 +192,7 @@ export async function pipelineCronOnly(env: BenchEnv, n: number): Promise<RunRes
     const tag = `c${crypto.randomUUID().slice(0, 6)}-`;
     const at = Array.from({ length: n }, () => Math.random() * 60_000).sort((a, b) => a - b);
     const sent: number[] = [];
+    const done = await meter(env);
     const t0 = Date.now();
     for (let i = 0; i < n; i++) {
       await sleep(Math.max(0, t0 + at[i]! - Date.now()));
@@ -193,12 +200,13 @@ export async function pipelineCronOnly(env: BenchEnv, n: number): Promise<RunRes
       await httpRpc(env, "queue_content_job", { idempotency_key: `${tag}${i}`, brief: brief(i) });
     }
     const rows = await waitContent(env, tag, n, 300_000);
+    const cost = await done(n);
     const byKey = new Map(rows.map((r) => [r.key, r.finished]));
     const lat = sent.map((s, i) => byKey.get(`${tag}${i}`)! - s);
     if (rows.length !== n || lat.some((x) => !Number.isFinite(x))) {
       throw new Error(`cron-only: ${rows.length} of ${n} jobs finished`);
     }
-    return latencyResult(lat, await pipelineDelivery(env, tag, n));
+    return latencyResult(lat, await pipelineDelivery(env, tag, n), cost);
   } finally {
     await sql`update cron.job set active = false where jobname = ${job}`;
     await sql.end();
@@ -211,6 +219,7 @@ export async function pipelineThroughput(env: BenchEnv, n: number): Promise<RunR
   await env.setPush(true);
   try {
     const tag = `t${crypto.randomUUID().slice(0, 6)}-`;
+    const done = await meter(env);
     const t0 = Date.now();
     await loops(
       n,
@@ -218,6 +227,7 @@ export async function pipelineThroughput(env: BenchEnv, n: number): Promise<RunR
       (i) => httpRpc(env, "queue_content_job", { idempotency_key: `${tag}${i}`, brief: brief(i) }),
     );
     const rows = await waitContent(env, tag, n, 600_000);
+    const cost = await done(n);
     const seconds = (Math.max(...rows.map((r) => r.finished)) - t0) / 1000;
     const stageLat = rows.map((r) => r.finished - r.created);
     return {
@@ -226,6 +236,7 @@ export async function pipelineThroughput(env: BenchEnv, n: number): Promise<RunR
       p99: percentile(stageLat, 99),
       n,
       seconds,
+      cost,
       delivery: await pipelineDelivery(env, tag, n),
     };
   } finally {

@@ -10,6 +10,7 @@ import { makeWorkerUtils, run, runMigrations } from "npm:graphile-worker@0.18.0"
 import type { Logger as GwLogger } from "npm:graphile-worker@0.18.0";
 import { Logger } from "npm:graphile-worker@0.18.0";
 import { type BenchEnv, DBS } from "../env.ts";
+import { type Cost, meter } from "../meter.ts";
 import { DeliveryCounter, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
@@ -46,11 +47,17 @@ async function counts(env: BenchEnv) {
   }
 }
 
-function enqueued(n: number, r: { rows: number; distinct: number }, seconds: number): RunResult {
+function enqueued(
+  n: number,
+  r: { rows: number; distinct: number },
+  seconds: number,
+  cost: Cost,
+): RunResult {
   return {
     value: n / seconds,
     n,
     seconds,
+    cost,
     delivery: {
       expected: n,
       distinct: r.distinct,
@@ -69,8 +76,10 @@ export async function addJob(env: BenchEnv, n: number, conc: number): Promise<Ru
     logger: quiet,
   });
   try {
+    const done = await meter(env);
     const seconds = await loops(n, conc, (i) => utils.addJob(TASK, { i }));
-    return enqueued(n, await counts(env), seconds);
+    const cost = await done(n);
+    return enqueued(n, await counts(env), seconds, cost);
   } finally {
     await utils.release();
   }
@@ -85,6 +94,7 @@ export async function addJobs(env: BenchEnv, n: number, chunk: number): Promise<
     logger: quiet,
   });
   try {
+    const done = await meter(env);
     const t0 = performance.now();
     for (let s = 0; s < n; s += chunk) {
       await utils.addJobs(
@@ -95,7 +105,8 @@ export async function addJobs(env: BenchEnv, n: number, chunk: number): Promise<
       );
     }
     const seconds = (performance.now() - t0) / 1000;
-    return enqueued(n, await counts(env), seconds);
+    const cost = await done(n);
+    return enqueued(n, await counts(env), seconds, cost);
   } finally {
     await utils.release();
   }
@@ -136,7 +147,7 @@ export async function work(env: BenchEnv, n: number, shape: RunShape): Promise<R
       (await sql<{ id: string }[]>`select id::text as id from graphile_worker._private_jobs`)
         .map((r) => r.id);
     await env.settle(DBS.graphile);
-    const w0 = await env.wal();
+    const done = await meter(env);
     const counter = new DeliveryCounter();
     let t0 = 0;
     const worker: Record<string, unknown> = { completeJobBatchDelay: shape.completeJobBatchDelay };
@@ -174,8 +185,15 @@ export async function work(env: BenchEnv, n: number, shape: RunShape): Promise<R
         10,
       );
       const seconds = (performance.now() - t0) / 1000;
-      const walPerJob = (await env.wal() - w0) / n;
-      return { value: n / seconds, n, seconds, delivery: counter.check(ids), walPerJob };
+      const cost = await done(n);
+      return {
+        value: n / seconds,
+        n,
+        seconds,
+        delivery: counter.check(ids),
+        walPerJob: cost.walB,
+        cost,
+      };
     } finally {
       await runner.stop();
     }
@@ -216,13 +234,15 @@ export async function latency(env: BenchEnv, samples: number, warmup: number): P
     await waitUntil(() => counter.calls >= warmup, 60_000, 5);
     await new Promise((r) => setTimeout(r, 1000));
     const lat: number[] = [];
+    const done = await meter(env);
     for (let i = 0; i < samples; i++) {
       const started = new Promise<number>((r) => (waiting = r));
       const t0 = performance.now();
       await sql`select graphile_worker.add_job(${TASK}::text, ${JSON.stringify({ i })}::json)`;
       lat.push((await withTimeout(started, 30_000, `job ${i} to start`)) - t0);
     }
-    return latencyResult(lat, counter.check(warmup + samples));
+    const cost = await done(samples);
+    return latencyResult(lat, counter.check(warmup + samples), cost);
   } finally {
     await runner.stop();
     await sql.end();

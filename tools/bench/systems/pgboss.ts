@@ -9,6 +9,7 @@
 import postgres from "postgres";
 import { PgBoss } from "npm:pg-boss@12.38.0";
 import { type BenchEnv, DBS } from "../env.ts";
+import { meter } from "../meter.ts";
 import { DeliveryCounter, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
@@ -61,12 +62,15 @@ async function countJobs(env: BenchEnv, where = "true") {
 export async function send(env: BenchEnv, n: number, conc: number): Promise<RunResult> {
   const boss = await fresh(env, { pool: 10 });
   try {
+    const done = await meter(env);
     const seconds = await loops(n, conc, (i) => boss.send(QUEUE, { i }));
+    const cost = await done(n);
     const r = await countJobs(env);
     return {
       value: n / seconds,
       n,
       seconds,
+      cost,
       delivery: {
         expected: n,
         distinct: r.distinct,
@@ -83,6 +87,7 @@ export async function send(env: BenchEnv, n: number, conc: number): Promise<RunR
 export async function insert(env: BenchEnv, n: number, chunk: number): Promise<RunResult> {
   const boss = await fresh(env, { pool: 10 });
   try {
+    const done = await meter(env);
     const t0 = performance.now();
     for (let s = 0; s < n; s += chunk) {
       await boss.insert(
@@ -91,11 +96,13 @@ export async function insert(env: BenchEnv, n: number, chunk: number): Promise<R
       );
     }
     const seconds = (performance.now() - t0) / 1000;
+    const cost = await done(n);
     const r = await countJobs(env);
     return {
       value: n / seconds,
       n,
       seconds,
+      cost,
       delivery: {
         expected: n,
         distinct: r.distinct,
@@ -130,7 +137,7 @@ export async function work(env: BenchEnv, n: number, shape: WorkShape): Promise<
       );
     }
     await env.settle(DBS.pgboss);
-    const w0 = await env.wal();
+    const done = await meter(env);
     const counter = new DeliveryCounter();
     let t0 = 0;
     await boss.work(QUEUE, {
@@ -148,7 +155,7 @@ export async function work(env: BenchEnv, n: number, shape: WorkShape): Promise<
     const sql = postgres(env.url(DBS.pgboss), { max: 1, onnotice: () => {} });
     let ids: string[];
     let seconds: number;
-    let walPerJob: number;
+    let cost;
     try {
       await waitUntil(
         async () => {
@@ -160,7 +167,7 @@ export async function work(env: BenchEnv, n: number, shape: WorkShape): Promise<
         10,
       );
       seconds = (performance.now() - t0) / 1000;
-      walPerJob = (await env.wal() - w0) / n;
+      cost = await done(n);
       ids = (await sql<{ id: string }[]>`select id from pgboss.job where name = ${QUEUE}`).map((
         r,
       ) => r.id);
@@ -168,7 +175,14 @@ export async function work(env: BenchEnv, n: number, shape: WorkShape): Promise<
       await sql.end();
     }
     await boss.offWork(QUEUE, { wait: false });
-    return { value: n / seconds, n, seconds, delivery: counter.check(ids), walPerJob };
+    return {
+      value: n / seconds,
+      n,
+      seconds,
+      delivery: counter.check(ids),
+      walPerJob: cost.walB,
+      cost,
+    };
   } finally {
     await stop(boss);
   }
@@ -196,15 +210,18 @@ export async function latency(
       return Promise.resolve();
     });
     const lat: number[] = [];
+    let done;
     for (let i = 0; i < warmup + samples; i++) {
+      if (i === warmup) done = await meter(env);
       const started = new Promise<number>((r) => (waiting = r));
       const t0 = performance.now();
       await boss.send(QUEUE, { i });
       const t1 = await withTimeout(started, 30_000, `job ${i} to start`);
       if (i >= warmup) lat.push(t1 - t0);
     }
+    const cost = await done?.(samples);
     await boss.offWork(QUEUE, { wait: false });
-    return latencyResult(lat, counter.check(warmup + samples));
+    return latencyResult(lat, counter.check(warmup + samples), cost);
   } finally {
     await stop(boss);
   }

@@ -7,6 +7,7 @@
  */
 import postgres from "postgres";
 import { type BenchEnv, DBS } from "../env.ts";
+import { type Cost, meter } from "../meter.ts";
 import { DeliveryCounter } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { loops } from "./conveyor.ts";
@@ -15,13 +16,19 @@ const RAW_TABLE = `
 drop table if exists rq;
 create table rq (id bigserial primary key, payload jsonb, vt timestamptz not null default now());`;
 
-async function rawCounts(sql: postgres.Sql, n: number, seconds: number): Promise<RunResult> {
+async function rawCounts(
+  sql: postgres.Sql,
+  n: number,
+  seconds: number,
+  cost: Cost,
+): Promise<RunResult> {
   const [r] = await sql<{ rows: number; distinct: number }[]>`
     select count(*)::int as rows, count(distinct payload ->> 'i')::int as distinct from rq`;
   return {
     value: n / seconds,
     n,
     seconds,
+    cost,
     delivery: {
       expected: n,
       distinct: r!.distinct,
@@ -37,12 +44,13 @@ export async function insertSingle(env: BenchEnv, n: number, conc: number): Prom
   try {
     await sql.unsafe(RAW_TABLE);
     await Promise.all(Array.from({ length: conc }, () => sql`select 1`));
+    const done = await meter(env);
     const seconds = await loops(
       n,
       conc,
       (i) => sql`insert into rq (payload) values (${sql.json({ i })})`,
     );
-    return await rawCounts(sql, n, seconds);
+    return await rawCounts(sql, n, seconds, await done(n));
   } finally {
     await sql.end();
   }
@@ -53,6 +61,7 @@ export async function insertBatch(env: BenchEnv, n: number, chunk: number): Prom
   const sql = postgres(env.url(DBS.raw), { max: 1, onnotice: () => {} });
   try {
     await sql.unsafe(RAW_TABLE);
+    const done = await meter(env);
     const t0 = performance.now();
     for (let s = 0; s < n; s += chunk) {
       const rows = Array.from(
@@ -63,7 +72,8 @@ export async function insertBatch(env: BenchEnv, n: number, chunk: number): Prom
         sql(rows as unknown as Record<string, postgres.SerializableParameter>[], "payload")
       }`;
     }
-    return await rawCounts(sql, n, (performance.now() - t0) / 1000);
+    const seconds = (performance.now() - t0) / 1000;
+    return await rawCounts(sql, n, seconds, await done(n));
   } finally {
     await sql.end();
   }
@@ -94,7 +104,7 @@ export async function pgmqReadArchive(
     await env.settle(DBS.conveyor);
     await Promise.all(Array.from({ length: clients }, () => sql`select 1`));
     const counter = new DeliveryCounter();
-    const w0 = await env.wal();
+    const done = await meter(env);
     const t0 = performance.now();
     await Promise.all(Array.from({ length: clients }, async () => {
       while (true) {
@@ -107,11 +117,11 @@ export async function pgmqReadArchive(
       }
     }));
     const seconds = (performance.now() - t0) / 1000;
-    const walPerJob = (await env.wal() - w0) / n;
+    const cost = await done(n);
     const [left] = await sql<{ n: number }[]>`select count(*)::int as n from pgmq.q_bench_raw`;
     const delivery = counter.check(n);
     delivery.lost = Math.max(delivery.lost, left!.n);
-    return { value: n / seconds, n, seconds, delivery, walPerJob };
+    return { value: n / seconds, n, seconds, delivery, walPerJob: cost.walB, cost };
   } finally {
     await sql.end();
   }
