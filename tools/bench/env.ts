@@ -77,6 +77,8 @@ export interface BenchEnv {
   setPush(on: boolean): Promise<void>;
   /** The cluster's current WAL position in bytes. */
   wal(): Promise<number>;
+  /** pids of the HTTP path's processes (the gateway, and PostgREST where it runs). */
+  pids: Record<string, number>;
   /** VACUUM ANALYZE the database, then CHECKPOINT (the anchors' settle()). */
   settle(db: string): Promise<void>;
   stop(): Promise<void>;
@@ -320,6 +322,7 @@ export async function startEnv(
     machine: await machineFacts(),
     log,
     settle,
+    pids: { gateway: gateway.pid },
     startNetWorker,
     setPush,
     wal,
