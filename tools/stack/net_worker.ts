@@ -47,7 +47,8 @@
  *
  * Run: `deno run -A tools/stack/net_worker.ts --db-url postgresql://postgres:postgres@127.0.0.1:54322/postgres`
  * (or env `CONVEYOR_DB_URL`); optional `--batch-size N`, `--ttl '6 hours'`,
- * `--poll-interval-ms N`. Stops on SIGINT/SIGTERM.
+ * `--poll-interval-ms N`, `--verbose` (a line per batch, not only per failure). Stops on
+ * SIGINT/SIGTERM.
  *
  * @module
  */
@@ -70,6 +71,11 @@ export interface NetWorkerOptions {
   ttl?: string;
   /** One line per event (connects, batches, failed requests). Default: console.log. */
   log?: (line: string) => void;
+  /**
+   * Log every batch; false: only batches with failed requests (connects, losses and errors
+   * are always logged). Default true; the stack's CLI passes --verbose at debug level only.
+   */
+  verbose?: boolean;
   /** Safety-net pass interval in ms; 0 disables it. Default 5000. */
   pollIntervalMs?: number;
   /** On stop, how long requests in flight may still finish before being aborted. Default 5000. */
@@ -398,6 +404,7 @@ class Worker implements NetWorker {
       );
     }
     const failed = responses.filter((r) => r.error_msg !== null);
+    if (failed.length === 0 && this.#opts.verbose === false) return true;
     const ms = Math.round(performance.now() - started);
     this.#log(
       `batch: ${requests.length} request(s) (${requests.length - failed.length} answered, ` +
@@ -487,8 +494,16 @@ export async function startNetWorker(opts: NetWorkerOptions): Promise<NetWorker>
   return worker;
 }
 
+class HelpRequested extends Error {}
+
+const CLI_USAGE = "usage: deno run -A tools/stack/net_worker.ts --db-url <url> " +
+  "[--batch-size N] [--ttl '6 hours'] [--poll-interval-ms N] [--verbose]";
+
 function parseCli(args: string[]): NetWorkerOptions {
-  const opts: NetWorkerOptions = { dbUrl: Deno.env.get("CONVEYOR_DB_URL") ?? "" };
+  const opts: NetWorkerOptions = {
+    dbUrl: Deno.env.get("CONVEYOR_DB_URL") ?? "",
+    verbose: false,
+  };
   for (let i = 0; i < args.length; i++) {
     const flag = args[i];
     const value = args[i + 1];
@@ -506,6 +521,8 @@ function parseCli(args: string[]): NetWorkerOptions {
     else if (flag === "--batch-size") opts.batchSize = int();
     else if (flag === "--ttl") opts.ttl = need();
     else if (flag === "--poll-interval-ms") opts.pollIntervalMs = int();
+    else if (flag === "--verbose") opts.verbose = true;
+    else if (flag === "--help" || flag === "-h") throw new HelpRequested();
     else throw new Error(`unknown argument ${flag}`);
   }
   if (!opts.dbUrl) {
@@ -519,10 +536,11 @@ if (import.meta.main) {
   try {
     opts = parseCli(Deno.args);
   } catch (e) {
-    console.error(
-      `${errorText(e)}\nusage: deno run -A tools/stack/net_worker.ts --db-url <url> ` +
-        `[--batch-size N] [--ttl '6 hours'] [--poll-interval-ms N]`,
-    );
+    if (e instanceof HelpRequested) {
+      console.log(CLI_USAGE);
+      Deno.exit(0);
+    }
+    console.error(`error: ${errorText(e)}\n${CLI_USAGE}`);
     Deno.exit(2);
   }
   const worker = await startNetWorker(opts);
