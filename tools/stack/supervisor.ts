@@ -157,7 +157,9 @@ export async function kickDispatcher(
   timeoutMs = 30_000,
 ): Promise<void> {
   const slug = "content-queue-dispatcher";
-  if (!(await Deno.stat(`${root}/supabase/functions/${slug}/index.ts`).then(() => true, () => false))) {
+  if (
+    !(await Deno.stat(`${root}/supabase/functions/${slug}/index.ts`).then(() => true, () => false))
+  ) {
     return;
   }
   const deadline = Date.now() + timeoutMs;

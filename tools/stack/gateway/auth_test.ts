@@ -34,7 +34,10 @@ Deno.test("KongAuth: an apikey that is not a project key is 401 Invalid API key"
   }];
   assertEquals(await refusal({ apikey: "not-a-key" }), invalid);
   assertEquals(await refusal({ apikey: "sb_secret_guessed" }), invalid);
-  const forged = await signJwt({ role: "service_role" }, "another-secret-another-secret-0123456789");
+  const forged = await signJwt(
+    { role: "service_role" },
+    "another-secret-another-secret-0123456789",
+  );
   assertEquals(await refusal({ apikey: forged }), invalid);
 });
 

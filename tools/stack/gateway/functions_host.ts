@@ -114,7 +114,6 @@ const TAIL_LINES = 40;
 const PASS_ENV_RE =
   /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|TMP|TEMP|XDG_CACHE_HOME|DENO_DIR|DENO_CERT|DENO_TLS_CA_STORE|DENO_AUTH_TOKENS|DENO_NO_UPDATE_CHECK|NPM_CONFIG_[A-Z_]+|npm_config_[a-z_]+|HTTPS?_PROXY|https?_proxy|NO_PROXY|no_proxy|ALL_PROXY|all_proxy|SSL_CERT_FILE|SSL_CERT_DIR|NODE_EXTRA_CA_CERTS)$/;
 
-
 // ---------------------------------------------------------------------------------------------
 // small helpers
 

@@ -62,12 +62,17 @@ Deno.test({
         assertEquals(r.headers.get("content-type"), "application/json; charset=utf-8");
       });
 
-      await t.step("unknown routes: Kong's 404; /rest/v1/* is PostgREST's whatever it is", async () => {
-        const r = await raw(`${g.url}/nope`, { method: "POST", body: "x" });
-        assertEquals([r.status, r.json], [404, { message: "no Route matched with those values" }]);
-        const p = await raw(`${g.rest}/rpc/a/b`, { headers: { apikey: SECRET_KEY } });
-        assertEquals([p.status, p.headers.get("server")], [404, "postgrest/12.0.2"]);
-      });
+      await t.step(
+        "unknown routes: Kong's 404; /rest/v1/* is PostgREST's whatever it is",
+        async () => {
+          const r = await raw(`${g.url}/nope`, { method: "POST", body: "x" });
+          assertEquals([r.status, r.json], [404, {
+            message: "no Route matched with those values",
+          }]);
+          const p = await raw(`${g.rest}/rpc/a/b`, { headers: { apikey: SECRET_KEY } });
+          assertEquals([p.status, p.headers.get("server")], [404, "postgrest/12.0.2"]);
+        },
+      );
 
       await t.step("/functions/v1/<slug> goes to the functions host", async () => {
         const r = await raw(`${g.url}/functions/v1/does-not-exist/sub?x=1`, { method: "POST" });
@@ -86,13 +91,16 @@ Deno.test({
         assert(`/rpc/${P}_echo` in paths);
       });
 
-      await t.step("one access-log line per request when asked: METHOD path status ms", async () => {
-        g.logs.length = 0;
-        await raw(`${g.rest}/${P}_t?select=id&apikey=${SECRET_KEY}`);
-        const lines = g.logs.filter((l) => l.startsWith("GET /rest/v1/"));
-        assertEquals(lines.length, 1);
-        assertMatch(lines[0]!, new RegExp(`^GET /rest/v1/${P}_t 200 \\d+ms$`));
-      });
+      await t.step(
+        "one access-log line per request when asked: METHOD path status ms",
+        async () => {
+          g.logs.length = 0;
+          await raw(`${g.rest}/${P}_t?select=id&apikey=${SECRET_KEY}`);
+          const lines = g.logs.filter((l) => l.startsWith("GET /rest/v1/"));
+          assertEquals(lines.length, 1);
+          assertMatch(lines[0]!, new RegExp(`^GET /rest/v1/${P}_t 200 \\d+ms$`));
+        },
+      );
 
       await t.step("no client input causes a 5xx (property test)", async () => {
         const methods = ["GET", "POST", "PATCH", "DELETE", "HEAD", "PUT"];
