@@ -20,6 +20,7 @@
  */
 import { parseArgs } from "node:util";
 import { REPO_ROOT } from "../stack/state.ts";
+import { flagError } from "../stack/errors.ts";
 import { DBS, loadAvg, startEnv } from "./env.ts";
 import { buildPlan, FULL, QUICK, RUN_ORDER, type Sizes, SMOKE, WORKLOADS } from "./plan.ts";
 import { computeRatios, markdown, svgChart, terminalSummary } from "./report.ts";
@@ -231,18 +232,33 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
   return { summaries, markdownPath, svgPath, failed };
 }
 
+const USAGE =
+  `usage: deno task bench [--quick | --smoke] [--only <workload|case prefix>,…] [--reps N]
+                       [--out DIR] [--dir DIR]`;
+
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      quick: { type: "boolean", default: false },
-      smoke: { type: "boolean", default: false },
-      only: { type: "string", multiple: true },
-      reps: { type: "string" },
-      out: { type: "string" },
-      dir: { type: "string" },
-    },
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        quick: { type: "boolean", default: false },
+        smoke: { type: "boolean", default: false },
+        only: { type: "string", multiple: true },
+        reps: { type: "string" },
+        out: { type: "string" },
+        dir: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    console.error(`bench: ${flagError(e)} (usage: deno task bench --help)`);
+    Deno.exit(2);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   try {
     const outcome = await runBench({
       mode: values.smoke ? "smoke" : values.quick ? "quick" : "full",

@@ -14,7 +14,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { StackError, toError } from "./errors.ts";
+import { flagError, StackError, toError } from "./errors.ts";
 import { pidAlive } from "./proc.ts";
 import {
   clusterFor,
@@ -298,9 +298,19 @@ async function reset(opts: StackOptions): Promise<void> {
   log("database reset");
 }
 
-/** One line on stderr and exit status 2: bad command-line input. */
-function usageError(message: string, usage = USAGE): never {
-  console.error(`error: ${message}\n${usage}`);
+/** The task name of each command, for the one-line pointer to its --help. */
+const TASK: Record<string, string> = {
+  start: "start",
+  up: "stack:up",
+  down: "stack:down",
+  status: "stack:status",
+  reset: "db:reset",
+};
+
+/** Bad command-line input: one line on stderr, exit status 2. */
+function usageError(message: string, cmd?: string): never {
+  const help = cmd ? `deno task ${TASK[cmd]} --help` : "deno task start --help";
+  console.error(`error: ${message} (usage: ${help})`);
   Deno.exit(2);
 }
 
@@ -320,26 +330,29 @@ if (import.meta.main) {
     });
   } catch (e) {
     // node:util's message names the flag: one line, no stack trace.
-    usageError((e as Error).message.split("\n")[0]!);
+    const named = Deno.args.find((a) => a in TASK);
+    usageError(flagError(e), named);
   }
   const { positionals, values } = parsed;
   const cmd = positionals[0];
-  if (cmd !== undefined && !(cmd in HELP)) usageError(`unknown command "${cmd}"`);
+  if (cmd !== undefined && !(cmd in HELP)) {
+    usageError(`unknown command "${cmd}"; commands: ${Object.keys(TASK).join(", ")}`);
+  }
   if (values.help || !cmd) {
     console.log(cmd ? HELP[cmd] : USAGE);
     Deno.exit(values.help ? 0 : 2);
   }
-  if (positionals.length > 1) usageError(`unexpected argument "${positionals[1]}"`, HELP[cmd]);
+  if (positionals.length > 1) usageError(`unexpected argument "${positionals[1]}"`, cmd);
   for (const flag of ["dir", "api-port", "db-port", "debug"] as const) {
     if (values[flag] !== undefined && !FLAGS[cmd]!.includes(flag)) {
-      usageError(`${cmd} does not take --${flag}`, HELP[cmd]);
+      usageError(`${cmd} does not take --${flag}`, cmd);
     }
   }
   const port = (v: string | undefined, flag: string) => {
     if (v === undefined) return undefined;
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1 || n > 65535) {
-      usageError(`--${flag} must be a port number, got "${v}"`, HELP[cmd]);
+      usageError(`--${flag} must be a port number, got "${v}"`, cmd);
     }
     return n;
   };

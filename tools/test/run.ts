@@ -13,22 +13,45 @@
  */
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { flagError } from "../stack/errors.ts";
 import { freePort } from "../stack/proc.ts";
 import { REPO_ROOT } from "../stack/state.ts";
 import { adminSql, setupDatabase, stackInfo } from "../stack/supervisor.ts";
 import { findPgBin } from "../stack/pg_binaries.ts";
 import { TEMPLATE_DB } from "./db.ts";
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    filter: { type: "string" },
-    keep: { type: "boolean", default: false },
-    only: { type: "string" },
-    "stack-dir": { type: "string" },
-  },
-});
+const USAGE =
+  `usage: deno task test [--filter <text>] [--keep] [--only deno|sql] [--stack-dir D] [files…]`;
+
+function parse() {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        filter: { type: "string" },
+        keep: { type: "boolean", default: false },
+        only: { type: "string" },
+        "stack-dir": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    console.error(`error: ${flagError(e)} (usage: deno task test --help)`);
+    Deno.exit(2);
+  }
+}
+const { values, positionals } = parse();
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+if (values.only !== undefined && values.only !== "deno" && values.only !== "sql") {
+  console.error(
+    `error: --only takes deno or sql, got "${values.only}" (usage: deno task test --help)`,
+  );
+  Deno.exit(2);
+}
 
 const deno = Deno.execPath();
 const dir = resolve(REPO_ROOT, values["stack-dir"] ?? ".stack/test");

@@ -16,6 +16,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { flagError } from "../errors.ts";
 import { anonKey, JWT_SECRET, serviceRoleKey } from "../keys.ts";
 import { KongAuth } from "./auth.ts";
 import { FunctionsHost, type InvocationsLost } from "./functions_host.ts";
@@ -168,7 +169,7 @@ async function main(): Promise<void> {
       },
     }));
   } catch (e) {
-    console.error(`error: ${(e as Error).message}\n${USAGE}`);
+    console.error(`error: ${flagError(e)}\n${USAGE}`);
     Deno.exit(2);
   }
   if (values.help) {
