@@ -49,8 +49,8 @@
  *   `NO_COLOR=1`. `.env` is read at each process start. cwd = `opts.cwd`, default the parent
  *   of functionsDir's parent (the repo root for `supabase/functions`).
  * - Every stdout/stderr line of a function process goes to `log` as `[<slug>] <line>`.
- * - Dispatcher slots follow the process (issue 17): the `invocation_id` of each JSON request
- *   body (bodies up to 64 KiB) is remembered for the process that received it, until the
+ * - Dispatcher slots follow the process (issue 17): the `invocation_id` of each JSON POST
+ *   body (one declared at most 64 KiB long, or with no length) is remembered for the process that received it, until the
  *   gateway sees that invocation's `finish_invocation` succeed. When a process exits (crash,
  *   `kill -9`, out of memory, or a stop that outlived the grace period) with invocations
  *   still open, `onInvocationsLost` gets them with the summary
@@ -824,12 +824,13 @@ export class FunctionsHost {
     // Stream the request body through, remembering whether it was the client that failed.
     let clientFailed = false;
     let body: ReadableStream<Uint8Array> | ArrayBuffer | undefined;
-    const declared = Number(req.headers.get("content-length") ?? NaN);
+    const declared = Number(req.headers.get("content-length") ?? 0);
     if (
       req.body && req.method === "POST" && declared <= INVOCATION_BODY_MAX &&
       /json/i.test(req.headers.get("content-type") ?? "")
     ) {
-      // A small JSON body (what pg_net sends to workers): read it to learn its invocation_id.
+      // A small JSON body (what pg_net sends to workers; no length given counts as small):
+      // read it to learn its invocation_id.
       try {
         body = await req.arrayBuffer();
       } catch {
