@@ -19,7 +19,7 @@
  *   `application_name = 'pg_net worker'` once it listens, so `net.check_worker_is_up()`,
  *   `net.wait_until_running()` and `net.worker_restart()` work. If Postgres goes away
  *   (restart, `pg_ctl restart -m immediate`, `net.worker_restart()`), it reconnects with
- *   backoff, LISTENs again and processes whatever is queued.
+ *   backoff (250 ms doubling to 1 s), LISTENs again and processes whatever is queued.
  * - `batch_size` and `ttl`: the options, else the settings `pg_net.batch_size` and `pg_net.ttl`
  *   (read at each batch, e.g. from postgresql.conf), else 200 and '6 hours'.
  *
@@ -339,7 +339,9 @@ class Worker implements NetWorker {
       }
       if (this.#stopped) break;
       await sleep(backoff, this.#stopping.signal);
-      backoff = Math.min(backoff * 2, 5_000);
+      // At most 1 s apart: a database that is back (a restart, db:reset) is served within a
+      // second; a refused connection attempt costs next to nothing meanwhile.
+      backoff = Math.min(backoff * 2, 1_000);
     }
   }
 
