@@ -255,7 +255,7 @@ export async function startEnv(
       create: true,
       truncate: true,
     });
-    net = new Deno.Command(deno, {
+    net = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", `${root}/tools/stack/net_worker.ts`, "--db-url", info.dbUrl],
       cwd: root,
       stdin: "null",
