@@ -7,7 +7,7 @@
  */
 import postgres from "postgres";
 import { freePort } from "../proc.ts";
-import { anonKey, JWT_SECRET, serviceRoleKey, signJwt } from "../keys.ts";
+import { anonKey, JWT_SECRET, serviceRoleKey } from "../keys.ts";
 import { ensurePostgrest, parseApiConfig, postgrestEnv } from "../postgrest.ts";
 import { waitForHealth } from "../supervisor.ts";
 import { type Gateway, type GatewayOptions, startGateway } from "./main.ts";
@@ -158,14 +158,6 @@ export async function testGateway(
       }
     },
   };
-}
-
-/** A token for an `authenticated` user. */
-export function userToken(sub: string, extra: Record<string, unknown> = {}): Promise<string> {
-  return signJwt(
-    { sub, role: "authenticated", aud: "authenticated", exp: 4102444800, ...extra },
-    SECRET,
-  );
 }
 
 /** A raw response: status, headers and body text (parsed when JSON). */
