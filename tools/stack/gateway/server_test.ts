@@ -243,3 +243,29 @@ Deno.test({
     assertEquals([health.status, health.json], [200, { status: "ok", db: false }]);
   },
 });
+
+Deno.test({
+  name:
+    "DDL reloads PostgREST's schema cache by itself (hosted's event triggers): no NOTIFY needed",
+  ignore: !DB_URL,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = admin(DB_URL!);
+    const fn = `${uniquePrefix("d")}_probe`;
+    try {
+      await db.unsafe(`create function public.${fn}() returns int language sql as $$ select 42 $$`);
+      const url = `${Deno.env.get("SUPABASE_URL")}/rest/v1/rpc/${fn}`;
+      const deadline = Date.now() + 15_000;
+      let r = await raw(url, { method: "POST", headers: { apikey: SECRET_KEY } });
+      while (r.status !== 200 && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 100));
+        r = await raw(url, { method: "POST", headers: { apikey: SECRET_KEY } });
+      }
+      assertEquals([r.status, r.text], [200, "42"]);
+    } finally {
+      await db.unsafe(`drop function if exists public.${fn}()`);
+      await db.end();
+    }
+  },
+});
