@@ -17,6 +17,7 @@ import { parseArgs } from "node:util";
 import { flagError, StackError, toError } from "./errors.ts";
 import { pidAlive } from "./proc.ts";
 import {
+  checkPorts,
   clusterFor,
   kickDispatcher,
   resetDatabase,
@@ -188,6 +189,8 @@ async function up(opts: StackOptions): Promise<void> {
   if (live) {
     return await showRunning(live, "nothing to do.");
   }
+  // Refuse a taken port here, before the log folder exists (the background start checks again).
+  checkPorts(opts, await (await clusterFor(opts)).running());
   await Deno.mkdir(`${opts.dir}/logs`, { recursive: true });
   const logFile = `${opts.dir}/logs/stack.log`;
   await Deno.writeTextFile(logFile, "");

@@ -66,21 +66,23 @@ Deno.test("stack: a port in use gets a message and a fix, not a stack trace", as
   const dbPort = Number(new URL(env.dbUrl).port);
   const dir = await stackTempDir("porttest-");
   try {
-    const r = await cli(
-      "start",
-      "--dir",
-      dir,
-      "--db-port",
-      String(dbPort),
-      "--api-port",
-      String(freePort()),
-    );
-    assertEquals(r.code, 1, r.out);
-    assertMatch(r.out, new RegExp(`error: port ${dbPort} \\(database\\) is already in use`));
-    assertMatch(r.out, /fix: /);
-    assert(!r.out.includes("    at "), `no stack trace:\n${r.out}`);
-    // Checked before anything was created: no cluster, no log folder.
-    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), []);
+    for (const cmd of ["start", "up"]) {
+      const r = await cli(
+        cmd,
+        "--dir",
+        dir,
+        "--db-port",
+        String(dbPort),
+        "--api-port",
+        String(freePort()),
+      );
+      assertEquals(r.code, 1, r.out);
+      assertMatch(r.out, new RegExp(`error: port ${dbPort} \\(database\\) is already in use`));
+      assertMatch(r.out, /fix: /);
+      assert(!r.out.includes("    at "), `no stack trace:\n${r.out}`);
+      // Checked before anything was created: no cluster, no log folder.
+      assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), [], cmd);
+    }
     const apiPort = Number(new URL(env.apiUrl).port);
     const api = await cli(
       "start",
