@@ -52,7 +52,7 @@ export interface Gateway {
 /**
  * Frees the dispatcher slots of invocations whose function process died: one
  * `finish_invocation` call each, straight to PostgREST as service_role (the gateway may be
- * closing), retried while PostgREST is unavailable (a restarting database).
+ * closing), retried while the database is away (a restart).
  */
 function invocationFinisher(
   restUrl: string,
@@ -70,13 +70,15 @@ function invocationFinisher(
           body: JSON.stringify({ p_invocation_id: id, p_summary: summary }),
           signal: AbortSignal.timeout(5_000),
         }).catch((e: Error) => e);
-        if (!(res instanceof Error)) await res.body?.cancel();
+        const text = res instanceof Error ? "" : await res.text();
         if (!(res instanceof Error) && res.ok) {
           freed++;
           break;
         }
-        if (!(res instanceof Error) && res.status !== 503) {
-          log(`[${slug}] finish_invocation ${id}: HTTP ${res.status}`);
+        // Retry while the database is away: PostgREST's 503, or its 400 with an empty code
+        // for a request whose connection broke mid-query.
+        if (!(res instanceof Error) && res.status !== 503 && !/^\{"code":"",/.test(text)) {
+          log(`[${slug}] finish_invocation ${id}: HTTP ${res.status} ${text}`);
           break;
         }
         await new Promise((r) => setTimeout(r, delay));
