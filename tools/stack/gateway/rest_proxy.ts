@@ -78,7 +78,15 @@ export class RestProxy {
     let body: BodyInit | null = null;
     if (req.body && method !== "GET" && method !== "HEAD") {
       // A declared length: read it in one go (one write upstream); else stream it through.
-      body = req.headers.has("content-length") ? await req.arrayBuffer() : req.body;
+      try {
+        body = req.headers.has("content-length") ? await req.arrayBuffer() : req.body;
+      } catch {
+        // The client went away mid-body: nobody reads this answer.
+        return new Response(JSON.stringify({ message: "Request body could not be read" }), {
+          status: 400,
+          headers: { "Content-Type": "application/json; charset=utf-8" },
+        });
+      }
     }
     let res: Response;
     try {
