@@ -4,8 +4,7 @@ import { testEnv } from "./test/env.ts";
 import { anonKey, signJwt } from "./stack/keys.ts";
 import { freePort } from "./stack/proc.ts";
 import { REPO_ROOT } from "./stack/state.ts";
-import { startGateway } from "./stack/gateway/main.ts";
-import { authenticatorUrl } from "./stack/gateway/test_support.ts";
+import { testGateway } from "./stack/gateway/test_support.ts";
 import {
   type DoctorTarget,
   formatLine,
@@ -83,17 +82,11 @@ async function privateApi(
   db: FreshDb,
   { editConfig = (t: string) => t, functionsEnv = {} as Record<string, string> } = {},
 ) {
-  const dir = await Deno.makeTempDir({ prefix: "doctor_test_" });
   const config = await Deno.readTextFile(`${REPO_ROOT}/supabase/config.toml`);
-  await Deno.writeTextFile(`${dir}/config.toml`, editConfig(config));
   const port = freePort();
   const url = `http://127.0.0.1:${port}`;
-  const gw = await startGateway({
+  const api = await testGateway(db.url, {
     port,
-    dbUrl: authenticatorUrl(db.url),
-    adminDbUrl: db.url,
-    jwtSecret: env.jwtSecret,
-    configPath: `${dir}/config.toml`,
     functionsDir: `${REPO_ROOT}/supabase/functions`,
     functionsEnv: {
       SUPABASE_URL: url,
@@ -104,14 +97,8 @@ async function privateApi(
       ...functionsEnv,
     },
     log: () => {},
-  });
-  return {
-    url,
-    async [Symbol.asyncDispose]() {
-      await gw.close();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
+  }, editConfig(config));
+  return { url, [Symbol.asyncDispose]: () => api[Symbol.asyncDispose]() };
 }
 
 /** Adds `line` to the `[functions.<slug>]` table of config.toml. */

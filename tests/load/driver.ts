@@ -227,8 +227,23 @@ export async function postRpc(
 }
 
 /**
- * Enqueues every job through the gateway; a transport error or a 5xx is retried with the
- * same idempotency key (at most one job per key results), a 4xx is a bug and throws.
+ * PostgREST 12's answer to a request whose database connection broke mid-query (a Postgres
+ * restart): 400 with an empty `code` and `message`. Not about the request: retry it.
+ */
+export function brokenConnection(r: { status: number | "network"; text: string }): boolean {
+  if (r.status !== 400) return false;
+  try {
+    const e = JSON.parse(r.text);
+    return e?.code === "" && e?.message === "";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Enqueues every job through the gateway; a transport error, a 5xx or PostgREST's
+ * broken-connection 400 ({@link brokenConnection}) is retried with the same idempotency key
+ * (at most one job per key results), any other 4xx is a bug and throws.
  */
 export async function enqueueJobs(
   api: Api,
@@ -255,7 +270,7 @@ export async function enqueueJobs(
           stats.acknowledged++;
           break;
         }
-        if (r.status !== "network" && r.status < 500) {
+        if (r.status !== "network" && r.status < 500 && !brokenConnection(r)) {
           throw new Error(`queue_job ${job.key}: HTTP ${r.status} ${r.text}`);
         }
         stats.retries++;
@@ -645,7 +660,9 @@ export async function enqueueContentJobs(
         ids.push(JSON.parse(r.text) as string);
         break;
       }
-      if ((r.status !== "network" && r.status < 500) || Date.now() > deadline) {
+      if (
+        (r.status !== "network" && r.status < 500 && !brokenConnection(r)) || Date.now() > deadline
+      ) {
         throw new Error(`queue_content_job ${body.idempotency_key}: ${r.status} ${r.text}`);
       }
       await sleep(200);

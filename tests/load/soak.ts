@@ -32,7 +32,7 @@ import { freePort } from "../../tools/stack/proc.ts";
 import { REPO_ROOT } from "../../tools/stack/state.ts";
 import { stackInfo } from "../../tools/stack/supervisor.ts";
 import { type ProcInfo, stackProcs } from "../../tools/test/procs.ts";
-import { type Api, postRpc } from "./driver.ts";
+import { type Api, brokenConnection, postRpc } from "./driver.ts";
 import { lineChart, short } from "./svg.ts";
 
 const USAGE =
@@ -149,7 +149,9 @@ async function enqueue(api: Api, fn: string, body: unknown, stats: LoadStats): P
   while (true) {
     const r = await postRpc(api, fn, body);
     if (r.status === 200) return r.text;
-    if (r.status !== "network" && r.status < 500) throw new Error(`${fn}: ${r.status} ${r.text}`);
+    if (r.status !== "network" && r.status < 500 && !brokenConnection(r)) {
+      throw new Error(`${fn}: ${r.status} ${r.text}`);
+    }
     stats.retries++;
     if (Date.now() > deadline) throw new Error(`${fn}: still failing (${r.status} ${r.text})`);
     await sleep(backoff);

@@ -2,8 +2,8 @@
  * The benchmark's own throwaway environment: a fresh PostgreSQL 15 cluster made the way the
  * stack makes one (tools/stack: initdb as the postgres OS user, pg_cron and
  * pg_stat_statements preloaded, our compat pgmq/pg_net/Vault, bootstrap + migrations), one
- * database per system, and the HTTP gateway as its own process, as `deno task start` runs
- * it. Every system runs against the same cluster, with the same settings, in the same run.
+ * database per system, and PostgREST and the HTTP gateway as their own processes, as
+ * `deno task start` runs them. Every system runs against the same cluster, with the same settings, in the same run.
  *
  * @module
  */
@@ -207,50 +207,37 @@ export async function startEnv(
     await admin.end();
   }
 
-  // The gateway, as the stack runs it: its own Deno process, its access log in a file.
-  const gwLog = `${dir}/logs/gateway.log`;
-  const deno = Deno.execPath();
-  const args = [
-    "run",
-    "-A",
-    `${root}/tools/stack/gateway/main.ts`,
-    "--port",
-    String(apiPort),
-    "--db-url",
-    `postgresql://authenticator:postgres@127.0.0.1:${dbPort}/postgres`,
-    "--admin-db-url",
-    info.dbUrl,
-    "--jwt-secret",
-    info.jwtSecret,
-    "--config",
-    `${root}/supabase/config.toml`,
-    "--functions-dir",
-    `${root}/supabase/functions`,
-  ];
-  const profile = Deno.env.get("BENCH_GATEWAY_CPU_PROF");
-  if (profile) args.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profile}`);
-  const gwFile = await Deno.open(gwLog, { write: true, create: true, truncate: true });
-  const gateway = new Deno.Command(deno, {
-    args,
-    env: {
-      SUPABASE_URL: info.apiUrl,
-      SUPABASE_ANON_KEY: info.anonKey,
-      SUPABASE_SERVICE_ROLE_KEY: info.serviceRoleKey,
-      SUPABASE_DB_URL: info.dbUrl,
-      SUPABASE_JWT_SECRET: info.jwtSecret,
-    },
-    cwd: root,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  // Copy its output to the log file off the hot path (a pipe read per burst of lines).
-  const pump = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s) await gwFile.write(chunk).catch(() => 0);
-  };
-  const pumps = Promise.all([pump(gateway.stdout), pump(gateway.stderr)]);
-  await waitForHealth(`${info.apiUrl}/health`, 60_000);
-  log(`gateway (pid ${gateway.pid}) on ${info.apiUrl}, access log ${gwLog}`);
+  // PostgREST and the gateway, as the stack runs them (the same definitions): their own
+  // processes, their output in files, copied off the hot path (a pipe read per burst).
+  const defs = await stack.serviceDefs();
+  const spawned: { child: Deno.ChildProcess; pumps: Promise<unknown>; file: Deno.FsFile }[] = [];
+  const pids: Record<string, number> = {};
+  for (const name of ["postgrest", "gateway"]) {
+    const def = defs.find((d) => d.name === name)!;
+    const args = [...def.args];
+    const profile = Deno.env.get("BENCH_GATEWAY_CPU_PROF");
+    if (profile && name === "gateway") args.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profile}`);
+    const file = await Deno.open(`${dir}/logs/${name}.log`, {
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    const child = new Deno.Command(def.cmd, {
+      args,
+      env: def.env,
+      cwd: def.cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const chunk of s) await file.write(chunk).catch(() => 0);
+    };
+    spawned.push({ child, pumps: Promise.all([pump(child.stdout), pump(child.stderr)]), file });
+    pids[name] = child.pid;
+    await waitForHealth(def.health!, 60_000);
+    log(`${name} (pid ${child.pid}) healthy, log ${dir}/logs/${name}.log`);
+  }
 
   // The dispatcher's cron safety net stays paused for the whole run (it would start worker
   // functions on a pre-filled queue); push kicks are off until a push workload asks.
@@ -270,7 +257,7 @@ export async function startEnv(
       create: true,
       truncate: true,
     });
-    net = new Deno.Command(deno, {
+    net = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", `${root}/tools/stack/net_worker.ts`, "--db-url", info.dbUrl],
       cwd: root,
       stdin: "null",
@@ -324,7 +311,7 @@ export async function startEnv(
     machine: await machineFacts(),
     log,
     settle,
-    pids: { gateway: gateway.pid },
+    pids,
     otherPids: (): Record<string, number> =>
       net ? { "pg_net worker": (net as Deno.ChildProcess).pid } : {},
     startNetWorker,
@@ -339,13 +326,15 @@ export async function startEnv(
         await (net as Deno.ChildProcess).status;
         await netPumps?.catch(() => {});
       }
-      try {
-        // Our own child, by its pid: SIGTERM lets it close its pools (CPU profile written).
-        gateway.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await gateway.status;
-      await pumps.catch(() => {});
-      gwFile.close();
+      // Our own children, gateway first: SIGTERM lets them close (CPU profile written).
+      for (const { child, pumps, file } of spawned.reverse()) {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* already gone */ }
+        await child.status;
+        await pumps.catch(() => {});
+        file.close();
+      }
       await stack.stop();
       await Deno.remove(`${dir}/pg`, { recursive: true }).catch(() => {});
       if (root !== REPO_ROOT) await Deno.remove(root, { recursive: true }).catch(() => {});

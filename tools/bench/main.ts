@@ -2,7 +2,7 @@
  * `deno task bench [--quick] [--only <workload|case id prefix>]`: Conveyor next to pg-boss
  * and graphile-worker on one throwaway PostgreSQL cluster, in one run (issue 9).
  *
- * Starts its own cluster and gateway (tools/bench/env.ts), runs every case of every workload
+ * Starts its own cluster, PostgREST and gateway (tools/bench/env.ts), runs every case of every workload
  * (tools/bench/plan.ts) once per repetition with the order rotated between repetitions,
  * checks that every job was processed exactly once, prints progress and a summary, and
  * writes the report: `docs/benchmarks.md` + `docs/benchmarks.svg` for a full run of every

@@ -139,7 +139,7 @@ export function buildPlan(z: Sizes): Case[] {
       id: `enqueue.conveyor-http.c${conc}`,
       system: "Conveyor queue_job (HTTP gateway)",
       version: V.conveyor,
-      settings: `${pool}, fetch keep-alive → gateway pool=16`,
+      settings: `${pool}, fetch keep-alive → gateway → PostgREST (db-pool 10)`,
       size: z.enqueue,
       run: (e) => conveyor.enqueueSingle(e, z.enqueue, conc, "http"),
     });
@@ -181,7 +181,7 @@ export function buildPlan(z: Sizes): Case[] {
       version: V.conveyor,
       settings: via === "sql"
         ? "concurrency=10, postgres.js pool=10"
-        : "concurrency=10, fetch → gateway",
+        : "concurrency=10, fetch → gateway → PostgREST",
       size: z.rpc,
       unit: "req/s",
       run: (e) => conveyor.rpcInsert(e, z.rpc, 10, via),

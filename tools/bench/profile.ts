@@ -15,6 +15,10 @@
  *
  *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
  *
+ * CPU per HTTP call by process (client, gateway, PostgREST, cluster), rpc-http and enqueue-http:
+ *
+ *   deno run -A tools/bench/profile.ts http-cpu [--n 20000] [--reps 4]
+ *
  * The gateway's CPU profile: set BENCH_GATEWAY_CPU_PROF=<dir> (any bench command); the
  * gateway writes a .cpuprofile there when the run ends.
  *
@@ -61,6 +65,35 @@ const CASES = [
 if (!CASES.includes(what)) usageExit(`unknown case "${what}" (one of ${CASES.join(", ")})`);
 const n = Number(values.n);
 const log = (l: string) => console.log(l);
+
+/** Fields of /proc/<pid>/stat from field 3 (state) on; null when the process is gone. */
+async function procStat(pid: number | string): Promise<number[] | null> {
+  const f = (await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "")).split(") ")[1];
+  return f ? f.split(" ").map(Number) : null;
+}
+
+/** CPU seconds a process has used (utime + stime; with its waited-for children's too). */
+async function processCpu(pid: number | string, children = false): Promise<number> {
+  const f = await procStat(pid);
+  if (!f) return 0;
+  return (f[11]! + f[12]! + (children ? f[13]! + f[14]! : 0)) / 100;
+}
+
+/**
+ * CPU seconds of the whole cluster: the postmaster, its exited children (cutime/cstime: a
+ * pool's backends that ended) and its live ones. Less sensitive than jobs/s to what else
+ * runs on a shared machine.
+ */
+async function clusterCpu(dir: string): Promise<number> {
+  const pid = Number((await Deno.readTextFile(`${dir}/pg/postmaster.pid`)).split("\n")[0]);
+  let secs = await processCpu(pid, true);
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const f = await procStat(e.name);
+    if (f && f[1] === pid) secs += (f[11]! + f[12]!) / 100;
+  }
+  return secs;
+}
 const env = await startEnv({ dir: values.dir, log });
 const admin = postgres(env.url(DBS.conveyor), { max: 1, onnotice: () => {} });
 try {
@@ -104,6 +137,43 @@ try {
     log(rows.join("\n"));
     Deno.exit(0);
   }
+  if (what === "http-cpu") {
+    // CPU per HTTP call of each process on the path (issue 20's "per-request cost"): the
+    // client (this process), the gateway, PostgREST where it runs, and the cluster. No
+    // auto_explain: its instrumentation would be part of the figures.
+    await admin.unsafe(`alter database postgres reset all`);
+    const procs = { ...env.pids, client: Deno.pid };
+    const rows: string[] = [];
+    for (const c of ["rpc-http", "enqueue-http"] as const) {
+      const per: Record<string, number[]> = { cluster: [], rate: [] };
+      for (const k of Object.keys(procs)) per[k] = [];
+      for (let rep = 0; rep < Number(values.reps); rep++) {
+        const before: Record<string, number> = { cluster: await clusterCpu(env.dir) };
+        for (const [k, pid] of Object.entries(procs)) before[k] = await processCpu(pid);
+        const r = c === "rpc-http"
+          ? await conveyor.rpcInsert(env, n, 10, "http")
+          : await conveyor.enqueueSingle(env, n, 10, "http");
+        per.cluster!.push((await clusterCpu(env.dir) - before.cluster!) / n * 1e6);
+        for (const [k, pid] of Object.entries(procs)) {
+          per[k]!.push((await processCpu(pid) - before[k]!) / n * 1e6);
+        }
+        per.rate!.push(r.value);
+        log(`${c} rep ${rep}: ${Math.round(r.value)}/s`);
+      }
+      const parts = Object.entries(per).filter(([k]) => k !== "rate").map(([k, v]) =>
+        `${k} ${Math.round(med(v))} µs`
+      );
+      rows.push(
+        `${c} (n=${n} × ${values.reps}, medians): ${parts.join(", ")}, ${
+          Math.round(med(per.rate!))
+        } calls/s`,
+      );
+    }
+    log(rows.join("\n"));
+    await admin.end();
+    await env.stop();
+    Deno.exit(0);
+  }
   if (what === "ab-sql") {
     const variants = values.variants.split(",").filter(Boolean).map((v) => {
       const [name, file] = v.split("=");
@@ -123,24 +193,6 @@ try {
         v,
       ) => [v.name, { rate: [] as number[], wal: [] as number[], cpu: [] as number[] }]),
     );
-    // CPU seconds of the whole cluster: the postmaster, its exited children (cutime/cstime:
-    // the drain's backends end with its pool) and its live ones. Less sensitive than jobs/s
-    // to what else runs on a shared machine.
-    const clusterCpu = async () => {
-      const pid = Number((await Deno.readTextFile(`${env.dir}/pg/postmaster.pid`)).split("\n")[0]);
-      const stat = async (p: number | string) => {
-        const f = (await Deno.readTextFile(`/proc/${p}/stat`).catch(() => "")).split(") ")[1];
-        return f ? f.split(" ").map(Number) : null; // [0] is field 3 (state)
-      };
-      const own = (await stat(pid))!;
-      let ticks = own[11]! + own[12]! + own[13]! + own[14]!;
-      for await (const e of Deno.readDir("/proc")) {
-        if (!/^\d+$/.test(e.name)) continue;
-        const f = await stat(e.name);
-        if (f && f[1] === pid) ticks += f[11]! + f[12]!;
-      }
-      return ticks / 100;
-    };
     const detail = new Map<string, string>();
     for (let rep = 0; rep < Number(values.reps); rep++) {
       for (let i = 0; i < variants.length; i++) {
@@ -148,11 +200,11 @@ try {
         await admin.unsafe(v.sql);
         if (workload === "drain") await conveyor.prefill(env, n);
         const [at] = await admin<{ lsn: string }[]>`select pg_current_wal_lsn()::text as lsn`;
-        const cpu0 = await clusterCpu();
+        const cpu0 = await clusterCpu(env.dir);
         const r = workload === "drain"
           ? await conveyor.drain(env, n, shape, "sql")
           : await conveyor.enqueueBatch(env, n, Number(values.chunk), "sql");
-        const cpuUs = (await clusterCpu() - cpu0) / n * 1e6;
+        const cpuUs = (await clusterCpu(env.dir) - cpu0) / n * 1e6;
         if (r.delivery.lost || r.delivery.duplicates) {
           throw new Error(`${v.name}: ${JSON.stringify(r.delivery)}`);
         }

@@ -422,7 +422,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
         "",
       ]
       : []),
-    "The machine has 2 cores shared by the clients, the gateway and PostgreSQL, so absolute numbers are",
+    "The machine has 2 cores shared by the clients, the gateway, PostgREST and PostgreSQL, so absolute numbers are",
     "noise; the ratios between systems measured in the same run are what count. The anchors measured",
     "earlier on this machine (shared/reference/anchor-benchmarks.md) are for orientation only.",
     "",
@@ -592,7 +592,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
     "- **Backlog.** The pre-fill uses `queue_jobs` calls of 5,000 bodies built by the server, from two",
     "  connections; its time (enqueue only) is in the pre-fill column and not in any figure.",
     "- **Conveyor paths.** *RPC*: the pgmq QueueAdapter (`_shared/queue/pgmq_adapter.ts`) as an edge worker",
-    "  runs it: supabase-js → the gateway (its own process, as the stack runs it) → `claim_jobs` /",
+    "  runs it: supabase-js → the gateway → PostgREST (their own processes, as the stack runs them) → `claim_jobs` /",
     "  `settle_jobs`, one round trip each per batch. *Direct SQL*: the same worker loop",
     "  (`_shared/worker_loop.ts`) calling the same two functions over postgres.js. Batch enqueue uses",
     "  `public.queue_jobs(jsonb)` (`0051_queue_job_expose.sql`).",

@@ -20,3 +20,8 @@ export class StackError extends Error {
 export function toError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
+
+/** node:util parseArgs' complaint about a flag, as one short line ("Unknown option '--x'"). */
+export function flagError(e: unknown): string {
+  return toError(e).message.split("\n")[0]!.replace(/\. To specify a positional argument.*$/, "");
+}

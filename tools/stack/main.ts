@@ -4,24 +4,26 @@
  *   start   run everything in the foreground; Ctrl-C stops it all
  *   up      the same in the background (idempotent: up twice = one stack)
  *   down    stop a background stack (no error when none runs)
- *   status  show what runs and where
+ *   status  show what runs and where, and whether each service is healthy
  *   reset   drop and re-create the database, re-apply migrations and supabase/seed.sql
  *
  * Flags: --dir <folder>  --api-port <n>  --db-port <n>  (env: CONVEYOR_STACK_DIR,
- * CONVEYOR_API_PORT, CONVEYOR_DB_PORT).
+ * CONVEYOR_API_PORT, CONVEYOR_DB_PORT); start/up: --debug (env CONVEYOR_LOG_LEVEL=debug)
+ * adds a log line per request. `<command> --help` shows a command's usage.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { StackError, toError } from "./errors.ts";
+import { flagError, StackError, toError } from "./errors.ts";
 import { pidAlive } from "./proc.ts";
 import {
+  checkPorts,
   clusterFor,
+  kickDispatcher,
   resetDatabase,
   Stack,
   type StackInfo,
   stackInfo,
-  waitForHealth,
 } from "./supervisor.ts";
 import {
   clearState,
@@ -32,8 +34,57 @@ import {
   writeState,
 } from "./state.ts";
 
-const USAGE = `usage: deno task <start|stack:up|stack:down|stack:status|db:reset>
-       deno run -A tools/stack/main.ts <start|up|down|status|reset> [--dir D] [--api-port N] [--db-port N]`;
+const USAGE = `usage: deno task <start|stack:up|stack:down|stack:status|db:reset> [flags]
+       deno run -A tools/stack/main.ts <start|up|down|status|reset> [flags]
+       deno task <command> --help   (a command's flags)`;
+
+const PLACE = `  --dir D        the stack's folder (default .stack/local; env CONVEYOR_STACK_DIR)
+  --api-port N   API port (default 54321; env CONVEYOR_API_PORT)
+  --db-port N    database port (default 54322; env CONVEYOR_DB_PORT)`;
+const DEBUG = `  --debug        log a line per request (gateway, PostgREST, pg_net worker);
+                 env CONVEYOR_LOG_LEVEL=debug`;
+
+/** Per command: what it does and its flags (`<command> --help`). */
+const HELP: Record<string, string> = {
+  start: `usage: deno task start [--dir D] [--api-port N] [--db-port N] [--debug]
+
+Runs the whole local stack in the foreground (PostgreSQL, PostgREST, the gateway, the
+pg_net worker); Ctrl-C stops it. Idempotent: on a running stack it shows that stack.
+
+${PLACE}
+${DEBUG}`,
+  up: `usage: deno task stack:up [--dir D] [--api-port N] [--db-port N] [--debug]
+
+Starts the stack in the background (log: <dir>/logs/stack.log) and prints its URLs and keys.
+
+${PLACE}
+${DEBUG}`,
+  down: `usage: deno task stack:down [--dir D]
+
+Stops a background stack (no error when none runs), and PostgreSQL with it.
+
+  --dir D        the stack's folder (default .stack/local; env CONVEYOR_STACK_DIR)`,
+  status: `usage: deno task stack:status [--dir D]
+
+Shows what runs and where, with each service's health; exit status 1 when no stack runs.
+
+  --dir D        the stack's folder (default .stack/local; env CONVEYOR_STACK_DIR)`,
+  reset: `usage: deno task db:reset [--dir D] [--api-port N] [--db-port N]
+
+Drops and re-creates the database, re-applies the migrations and supabase/seed.sql. On a
+running stack its services stay up (requests answer 503 meanwhile).
+
+${PLACE}`,
+};
+
+/** Which flags each command takes. */
+const FLAGS: Record<string, string[]> = {
+  start: ["dir", "api-port", "db-port", "debug"],
+  up: ["dir", "api-port", "db-port", "debug"],
+  down: ["dir"],
+  status: ["dir"],
+  reset: ["dir", "api-port", "db-port"],
+};
 
 function makeLogger(file?: string): (line: string) => void {
   const enc = new TextEncoder();
@@ -138,6 +189,8 @@ async function up(opts: StackOptions): Promise<void> {
   if (live) {
     return await showRunning(live, "nothing to do.");
   }
+  // Refuse a taken port here, before the log folder exists (the background start checks again).
+  checkPorts(opts, await (await clusterFor(opts)).running());
   await Deno.mkdir(`${opts.dir}/logs`, { recursive: true });
   const logFile = `${opts.dir}/logs/stack.log`;
   await Deno.writeTextFile(logFile, "");
@@ -214,13 +267,17 @@ async function status(opts: StackOptions): Promise<void> {
     return;
   }
   const info = await stackInfo(state.apiPort, state.dbPort);
-  let health = "down";
-  try {
-    await waitForHealth(`${info.apiUrl}/health`, 2_000);
-    health = "healthy";
-  } catch { /* reported below */ }
-  console.log(`Stack pid ${state.pid} since ${state.startedAt}; gateway ${health}.`);
-  for (const [name, pid] of Object.entries(state.services)) console.log(`  ${name}: pid ${pid}`);
+  console.log(`Stack pid ${state.pid} since ${state.startedAt}.`);
+  for (const [name, pid] of Object.entries(state.services)) {
+    const probe = state.health?.[name];
+    let health = "";
+    if (probe) {
+      const ok = await fetch(probe, { signal: AbortSignal.timeout(2_000) })
+        .then(async (r) => (await r.body?.cancel(), r.ok), () => false);
+      health = ok ? ", healthy" : ", NOT healthy";
+    }
+    console.log(`  ${name}: pid ${pid}${health}`);
+  }
   console.log(banner(info));
 }
 
@@ -236,33 +293,69 @@ async function reset(opts: StackOptions): Promise<void> {
     await resetDatabase(stack.cluster!, opts.root, log, stack.info!);
     await stack.cluster!.stop("fast");
   } else {
-    await resetDatabase(cluster, opts.root, log, await stackInfo(live.apiPort, live.dbPort));
+    const info = await stackInfo(live.apiPort, live.dbPort);
+    await resetDatabase(cluster, opts.root, log, info);
+    // The seed's kicks were held: start what it enqueued through the running stack.
+    await kickDispatcher(opts.root, info, log);
   }
   log("database reset");
 }
 
+/** The task name of each command, for the one-line pointer to its --help. */
+const TASK: Record<string, string> = {
+  start: "start",
+  up: "stack:up",
+  down: "stack:down",
+  status: "stack:status",
+  reset: "db:reset",
+};
+
+/** Bad command-line input: one line on stderr, exit status 2. */
+function usageError(message: string, cmd?: string): never {
+  const help = cmd ? `deno task ${TASK[cmd]} --help` : "deno task start --help";
+  console.error(`error: ${message} (usage: ${help})`);
+  Deno.exit(2);
+}
+
 if (import.meta.main) {
-  const { positionals, values } = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: {
-      dir: { type: "string" },
-      "api-port": { type: "string" },
-      "db-port": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        dir: { type: "string" },
+        "api-port": { type: "string" },
+        "db-port": { type: "string" },
+        debug: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    // node:util's message names the flag: one line, no stack trace.
+    const named = Deno.args.find((a) => a in TASK);
+    usageError(flagError(e), named);
+  }
+  const { positionals, values } = parsed;
   const cmd = positionals[0];
+  if (cmd !== undefined && !(cmd in HELP)) {
+    usageError(`unknown command "${cmd}"; commands: ${Object.keys(TASK).join(", ")}`);
+  }
   if (values.help || !cmd) {
-    console.log(USAGE);
+    console.log(cmd ? HELP[cmd] : USAGE);
     Deno.exit(values.help ? 0 : 2);
+  }
+  if (positionals.length > 1) usageError(`unexpected argument "${positionals[1]}"`, cmd);
+  for (const flag of ["dir", "api-port", "db-port", "debug"] as const) {
+    if (values[flag] !== undefined && !FLAGS[cmd]!.includes(flag)) {
+      usageError(`${cmd} does not take --${flag}`, cmd);
+    }
   }
   const port = (v: string | undefined, flag: string) => {
     if (v === undefined) return undefined;
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1 || n > 65535) {
-      console.error(`error: --${flag} must be a port number, got "${v}"`);
-      Deno.exit(2);
+      usageError(`--${flag} must be a port number, got "${v}"`, cmd);
     }
     return n;
   };
@@ -271,6 +364,8 @@ if (import.meta.main) {
     apiPort: port(values["api-port"], "api-port"),
     dbPort: port(values["db-port"], "db-port"),
   });
+  // Children (PostgREST, the gateway, the pg_net worker, a background `start`) read it too.
+  if (values.debug) Deno.env.set("CONVEYOR_LOG_LEVEL", "debug");
   const commands: Record<string, (o: StackOptions) => Promise<void>> = {
     start,
     up,
@@ -278,13 +373,8 @@ if (import.meta.main) {
     status,
     reset,
   };
-  const fn = commands[cmd];
-  if (!fn) {
-    console.error(`error: unknown command "${cmd}"\n${USAGE}`);
-    Deno.exit(2);
-  }
   try {
-    await fn(opts);
+    await commands[cmd]!(opts);
   } catch (e) {
     const err = toError(e);
     const lines = err instanceof StackError

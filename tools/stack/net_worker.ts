@@ -19,7 +19,7 @@
  *   `application_name = 'pg_net worker'` once it listens, so `net.check_worker_is_up()`,
  *   `net.wait_until_running()` and `net.worker_restart()` work. If Postgres goes away
  *   (restart, `pg_ctl restart -m immediate`, `net.worker_restart()`), it reconnects with
- *   backoff, LISTENs again and processes whatever is queued.
+ *   backoff (250 ms doubling to 1 s), LISTENs again and processes whatever is queued.
  * - `batch_size` and `ttl`: the options, else the settings `pg_net.batch_size` and `pg_net.ttl`
  *   (read at each batch, e.g. from postgresql.conf), else 200 and '6 hours'.
  *
@@ -47,7 +47,8 @@
  *
  * Run: `deno run -A tools/stack/net_worker.ts --db-url postgresql://postgres:postgres@127.0.0.1:54322/postgres`
  * (or env `CONVEYOR_DB_URL`); optional `--batch-size N`, `--ttl '6 hours'`,
- * `--poll-interval-ms N`. Stops on SIGINT/SIGTERM.
+ * `--poll-interval-ms N`, `--verbose` (a line per batch, not only per failure). Stops on
+ * SIGINT/SIGTERM.
  *
  * @module
  */
@@ -70,6 +71,11 @@ export interface NetWorkerOptions {
   ttl?: string;
   /** One line per event (connects, batches, failed requests). Default: console.log. */
   log?: (line: string) => void;
+  /**
+   * Log every batch; false: only batches with failed requests (connects, losses and errors
+   * are always logged). Default true; the stack's CLI passes --verbose at debug level only.
+   */
+  verbose?: boolean;
   /** Safety-net pass interval in ms; 0 disables it. Default 5000. */
   pollIntervalMs?: number;
   /** On stop, how long requests in flight may still finish before being aborted. Default 5000. */
@@ -333,7 +339,9 @@ class Worker implements NetWorker {
       }
       if (this.#stopped) break;
       await sleep(backoff, this.#stopping.signal);
-      backoff = Math.min(backoff * 2, 5_000);
+      // At most 1 s apart: a database that is back (a restart, db:reset) is served within a
+      // second; a refused connection attempt costs next to nothing meanwhile.
+      backoff = Math.min(backoff * 2, 1_000);
     }
   }
 
@@ -398,6 +406,7 @@ class Worker implements NetWorker {
       );
     }
     const failed = responses.filter((r) => r.error_msg !== null);
+    if (failed.length === 0 && this.#opts.verbose === false) return true;
     const ms = Math.round(performance.now() - started);
     this.#log(
       `batch: ${requests.length} request(s) (${requests.length - failed.length} answered, ` +
@@ -487,8 +496,16 @@ export async function startNetWorker(opts: NetWorkerOptions): Promise<NetWorker>
   return worker;
 }
 
+class HelpRequested extends Error {}
+
+const CLI_USAGE = "usage: deno run -A tools/stack/net_worker.ts --db-url <url> " +
+  "[--batch-size N] [--ttl '6 hours'] [--poll-interval-ms N] [--verbose]";
+
 function parseCli(args: string[]): NetWorkerOptions {
-  const opts: NetWorkerOptions = { dbUrl: Deno.env.get("CONVEYOR_DB_URL") ?? "" };
+  const opts: NetWorkerOptions = {
+    dbUrl: Deno.env.get("CONVEYOR_DB_URL") ?? "",
+    verbose: false,
+  };
   for (let i = 0; i < args.length; i++) {
     const flag = args[i];
     const value = args[i + 1];
@@ -506,6 +523,8 @@ function parseCli(args: string[]): NetWorkerOptions {
     else if (flag === "--batch-size") opts.batchSize = int();
     else if (flag === "--ttl") opts.ttl = need();
     else if (flag === "--poll-interval-ms") opts.pollIntervalMs = int();
+    else if (flag === "--verbose") opts.verbose = true;
+    else if (flag === "--help" || flag === "-h") throw new HelpRequested();
     else throw new Error(`unknown argument ${flag}`);
   }
   if (!opts.dbUrl) {
@@ -519,10 +538,11 @@ if (import.meta.main) {
   try {
     opts = parseCli(Deno.args);
   } catch (e) {
-    console.error(
-      `${errorText(e)}\nusage: deno run -A tools/stack/net_worker.ts --db-url <url> ` +
-        `[--batch-size N] [--ttl '6 hours'] [--poll-interval-ms N]`,
-    );
+    if (e instanceof HelpRequested) {
+      console.log(CLI_USAGE);
+      Deno.exit(0);
+    }
+    console.error(`error: ${errorText(e)}\n${CLI_USAGE}`);
     Deno.exit(2);
   }
   const worker = await startNetWorker(opts);

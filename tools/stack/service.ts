@@ -1,7 +1,13 @@
 /**
- * A supervised child process (the gateway, the pg_net worker): output forwarded line by line
- * with a prefix, restarted with backoff when it exits unexpectedly, stopped with SIGTERM and
- * then SIGKILL after a grace period.
+ * A supervised child process (PostgREST, the gateway, the pg_net worker): output forwarded
+ * line by line with a prefix, restarted with backoff when it exits unexpectedly, stopped with
+ * SIGTERM and then SIGKILL after a grace period, and an optional health probe (an URL that
+ * answers 2xx when the service can serve).
+ *
+ * Backoff: 1 s after the first unexpected exit, doubling up to 10 s for a process that keeps
+ * dying; a process that ran for `stableMs` (10 s) before it exited counts as healthy, so its
+ * next restart starts from 1 s again (a database restart once a day must not leave the
+ * stack restarting its gateway 10 s late forever).
  *
  * @module
  */
@@ -13,6 +19,10 @@ export interface ServiceDef {
   args: string[];
   env?: Record<string, string>;
   cwd?: string;
+  /** Answers 2xx when the service is healthy (e.g. PostgREST's admin `/ready`). */
+  health?: string;
+  /** Uptime after which an exit no longer counts toward the backoff. Default 10000. */
+  stableMs?: number;
 }
 
 async function pump(
@@ -20,22 +30,33 @@ async function pump(
   emit: (line: string) => void,
 ): Promise<void> {
   let buf = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buf += chunk;
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      emit(buf.slice(0, i));
-      buf = buf.slice(i + 1);
+  try {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        emit(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
     }
+  } catch {
+    // the pipe broke with the process: nothing more to read
   }
   if (buf) emit(buf);
+}
+
+/** The delay before restart number `n` (1-based) of a process that keeps failing. */
+export function restartDelay(n: number): number {
+  return Math.min(10_000, 500 * 2 ** Math.min(n, 5));
 }
 
 /** Runs a {@link ServiceDef} and keeps it running until {@link Service.stop}. */
 export class Service {
   #child: Deno.ChildProcess | null = null;
   #stopping = false;
+  /** Unexpected exits in a row, each after less than `stableMs` of uptime. */
   #restarts = 0;
+  #startedAt = 0;
   #exited: Promise<void> = Promise.resolve();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -57,17 +78,37 @@ export class Service {
     this.#spawn();
   }
 
+  /** Does the health probe answer 2xx now? (true when the service has none and runs.) */
+  async healthy(timeoutMs = 2_000): Promise<boolean> {
+    if (!this.def.health) return this.#child !== null;
+    try {
+      const res = await fetch(this.def.health, { signal: AbortSignal.timeout(timeoutMs) });
+      await res.body?.cancel();
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
   #spawn(): void {
     const { name, cmd, args, env, cwd } = this.def;
-    const child = new Deno.Command(cmd, {
-      args,
-      env,
-      cwd,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(cmd, {
+        args,
+        env,
+        cwd,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+    } catch (e) {
+      this.log(`[${name}] cannot start ${cmd}: ${(e as Error).message}`);
+      this.#scheduleRestart(name, "could not start");
+      return;
+    }
     this.#child = child;
+    this.#startedAt = Date.now();
     this.onSpawn(child.pid);
     const out = pump(child.stdout, (l) => this.log(`[${name}] ${l}`));
     const err = pump(child.stderr, (l) => this.log(`[${name}] ${l}`));
@@ -76,17 +117,21 @@ export class Service {
       await Promise.allSettled([out, err]);
       if (this.#child === child) this.#child = null;
       if (this.#stopping) return;
-      this.#restarts++;
-      const delay = Math.min(10_000, 500 * 2 ** Math.min(this.#restarts, 5));
-      this.log(
-        `[${name}] exited (code ${status.code}${status.signal ? `, ${status.signal}` : ""}); ` +
-          `restarting in ${delay} ms`,
+      if (Date.now() - this.#startedAt >= (this.def.stableMs ?? 10_000)) this.#restarts = 0;
+      this.#scheduleRestart(
+        name,
+        `exited (code ${status.code}${status.signal ? `, ${status.signal}` : ""})`,
       );
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        if (!this.#stopping) this.#spawn();
-      }, delay);
     })();
+  }
+
+  #scheduleRestart(name: string, what: string): void {
+    const delay = restartDelay(++this.#restarts);
+    this.log(`[${name}] ${what}; restarting in ${delay} ms`);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (!this.#stopping) this.#spawn();
+    }, delay);
   }
 
   /** Stops the process: SIGTERM, then SIGKILL after `graceMs`. */

@@ -5,6 +5,9 @@
  */
 import { assert, assertEquals, assertMatch } from "../test/assert.ts";
 import { connect } from "../test/db.ts";
+import { stackProcs } from "../test/procs.ts";
+import { eventually } from "../test/queue.ts";
+import { stackInfo } from "./supervisor.ts";
 import { testEnv } from "../test/env.ts";
 import { applyMigrations, listMigrations } from "./migrate.ts";
 import { freePort } from "./proc.ts";
@@ -63,33 +66,51 @@ Deno.test("stack: a port in use gets a message and a fix, not a stack trace", as
   const dbPort = Number(new URL(env.dbUrl).port);
   const dir = await stackTempDir("porttest-");
   try {
-    const r = await cli(
+    for (const cmd of ["start", "up"]) {
+      const r = await cli(
+        cmd,
+        "--dir",
+        dir,
+        "--db-port",
+        String(dbPort),
+        "--api-port",
+        String(freePort()),
+      );
+      assertEquals(r.code, 1, r.out);
+      assertMatch(r.out, new RegExp(`error: port ${dbPort} \\(database\\) is already in use`));
+      assertMatch(r.out, /fix: /);
+      assert(!r.out.includes("    at "), `no stack trace:\n${r.out}`);
+      // Checked before anything was created: no cluster, no log folder.
+      assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), [], cmd);
+    }
+    const apiPort = Number(new URL(env.apiUrl).port);
+    const api = await cli(
       "start",
       "--dir",
       dir,
-      "--db-port",
-      String(dbPort),
       "--api-port",
+      String(apiPort),
+      "--db-port",
       String(freePort()),
     );
-    assertEquals(r.code, 1, r.out);
-    assertMatch(r.out, new RegExp(`error: port ${dbPort} \\(database\\) is already in use`));
-    assertMatch(r.out, /fix: /);
-    assert(!r.out.includes("    at "), `no stack trace:\n${r.out}`);
+    assertEquals(api.code, 1, api.out);
+    assertMatch(api.out, new RegExp(`error: port ${apiPort} \\(API\\) is already in use`));
   } finally {
     await cli("down", "--dir", dir);
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("stack: reset re-creates the database with the seed; down twice and a stale pid are no error", async () => {
+Deno.test("stack: reset on a running stack (under load, --debug): the seed again, services unharmed, no failed kick", async () => {
   const dir = await stackTempDir("resettest-");
   const ports = ["--api-port", String(freePort()), "--db-port", String(freePort())];
   try {
-    const up = await cli("up", "--dir", dir, ...ports);
+    const up = await cli("up", "--dir", dir, ...ports, "--debug");
     assertEquals(up.code, 0, up.out);
     const state = JSON.parse(await Deno.readTextFile(`${dir}/state.json`));
     const url = `postgresql://postgres:postgres@127.0.0.1:${state.dbPort}/postgres`;
+    const api = `http://127.0.0.1:${state.apiPort}`;
+    const key = (await stackInfo(state.apiPort, state.dbPort)).serviceRoleKey;
 
     let sql = connect(url, 1);
     try {
@@ -97,12 +118,55 @@ Deno.test("stack: reset re-creates the database with the seed; down twice and a 
     } finally {
       await sql.end();
     }
+    const before = await stackProcs(dir);
+    // Reads all through the reset: only 2xx, 4xx or PostgREST's 503, never a 500.
+    const statuses = new Map<number | string, number>();
+    let reading = true;
+    const reader = (async () => {
+      while (reading) {
+        const r = await fetch(`${api}/rest/v1/tenants?select=name&limit=1`, {
+          headers: { apikey: key },
+        }).then(async (res) => (await res.body?.cancel(), res.status), (e) => String(e));
+        statuses.set(r, (statuses.get(r) ?? 0) + 1);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    })();
     const reset = await cli("reset", "--dir", dir);
+    reading = false;
+    await reader;
     assertEquals(reset.code, 0, reset.out);
     assertMatch(reset.out, /loading supabase\/seed\.sql/);
+    assertMatch(reset.out, /dispatch cycle: HTTP 200/);
+    const seen = Object.fromEntries(statuses);
+    console.log(`statuses during the reset: ${JSON.stringify(seen)}`);
+    for (const s of Object.keys(seen)) {
+      assert(
+        /^(2|4)\d\d$|^503$/.test(s),
+        `only 2xx, 4xx and 503 during the reset: ${JSON.stringify(seen)}`,
+      );
+    }
+    const after = await stackProcs(dir);
+    assertEquals(
+      [after.postgrest?.pid, after.gateway?.pid, after.netWorker?.pid],
+      [before.postgrest?.pid, before.gateway?.pid, before.netWorker?.pid],
+      "no service crashed during the reset",
+    );
 
     sql = connect(url, 1);
     try {
+      // The seed's work was dispatched after the reset (its kicks were held): every pg_net
+      // request since (worker triggers, kicks) reached its function.
+      await eventually("the seed's work to go out through pg_net", async () => {
+        const [r] = await sql`
+          select (select count(*) from net._http_response)::int as answered,
+                 (select count(*) from net.http_request_queue)::int as queued`;
+        return r!.answered > 0 && r!.queued === 0;
+      }, 60_000);
+      const failed = await sql`
+        select id, status_code, error_msg from net._http_response
+        where error_msg is not null or status_code not between 200 and 299`;
+      assertEquals([...failed], [], "no failed pg_net request (kick or trigger) after the reset");
+
       const gone = await sql`select 1 from public.tenants where name = 'made-before-reset'`;
       assertEquals(gone.length, 0, "the reset dropped what was there");
       const [demo] = await sql`
@@ -125,6 +189,10 @@ Deno.test("stack: reset re-creates the database with the seed; down twice and a 
     } finally {
       await sql.end();
     }
+    // --debug: request lines from the gateway and from PostgREST.
+    const log = await Deno.readTextFile(`${dir}/logs/stack.log`);
+    assertMatch(log, /\[gateway\] GET \/rest\/v1\/tenants 200 \d+ms/);
+    assertMatch(log, /\[postgrest\] .*"GET \/tenants\?select=name&limit=1 HTTP\/1\.1" 200/);
 
     const down1 = await cli("down", "--dir", dir);
     assertEquals(down1.code, 0, down1.out);
@@ -166,4 +234,51 @@ Deno.test("stack: state.json follows a restarted gateway to its new pid", async 
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error("the gateway did not come back");
+});
+
+Deno.test("stack: without --debug the log has no request lines (errors and state changes only)", async () => {
+  const env = testEnv();
+  // A few requests of every kind first.
+  for (const path of ["/rest/v1/jobs?select=id&limit=1", "/functions/v1/conveyor-metrics"]) {
+    const res = await fetch(`${env.apiUrl}${path}`, {
+      headers: { apikey: env.serviceRoleKey, Authorization: `Bearer ${env.serviceRoleKey}` },
+    });
+    await res.body?.cancel();
+  }
+  const log = await Deno.readTextFile(`${env.stackDir}/logs/stack.log`);
+  const requests = log.split("\n").filter((l) =>
+    /\[gateway\] (GET|POST|PATCH|PUT|DELETE|HEAD|OPTIONS) \/\S* [23]\d\d \d+ms$/.test(l) ||
+    /\[postgrest\] .*" [23]\d\d /.test(l) ||
+    /\[pg_net worker\] batch: \d+ request\(s\) \(\d+ answered, 0 failed\)/.test(l)
+  );
+  assertEquals(requests, []);
+  assertMatch(log, /\[postgrest\] .*Schema cache loaded/, "state changes are logged");
+});
+
+Deno.test("stack: every command answers --help with its usage; a bad flag or command is one line", async () => {
+  for (const cmd of ["start", "up", "down", "status", "reset"]) {
+    const r = await cli(cmd, "--help");
+    assertEquals(r.code, 0, r.out);
+    assertMatch(r.out, /^usage: deno task \S+/);
+  }
+  const cases: [string[], RegExp][] = [
+    [["up", "--bogus"], /^error: Unknown option '--bogus' \(usage: deno task stack:up --help\)\n$/],
+    [
+      ["down", "--api-port", "5"],
+      /^error: down does not take --api-port \(usage: deno task stack:down --help\)\n$/,
+    ],
+    [
+      ["start", "--db-port", "x"],
+      /^error: --db-port must be a port number, got "x" \(usage: deno task start --help\)\n$/,
+    ],
+    [
+      ["frob"],
+      /^error: unknown command "frob"; commands: start, up, down, status, reset \(usage: deno task start --help\)\n$/,
+    ],
+  ];
+  for (const [args, want] of cases) {
+    const r = await cli(...args);
+    assertEquals(r.code, 2, r.out);
+    assertMatch(r.out, want);
+  }
 });

@@ -31,6 +31,8 @@ export interface StackState {
   startedAt: string;
   ready: boolean;
   services: Record<string, number | undefined>;
+  /** Each service's health probe URL (PostgREST's `/ready`, the gateway's `/health`). */
+  health?: Record<string, string>;
 }
 
 /** Resolves options from flags, then env (CONVEYOR_STACK_DIR, CONVEYOR_API_PORT, CONVEYOR_DB_PORT), then defaults. */

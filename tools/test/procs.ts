@@ -1,6 +1,6 @@
 /**
  * The processes of a running stack, read from `/proc` (Linux): the supervisor (`state.json`),
- * the gateway and the pg_net worker it runs, the edge-function processes the gateway runs,
+ * PostgREST, the gateway and the pg_net worker it runs, the edge-function processes the gateway runs,
  * and their resident memory. `state.json` records the services' FIRST pids; after the
  * supervisor restarted a killed service only its children tell the live one, so services
  * are found here by parent pid and command line, never trusted from the file.
@@ -27,6 +27,7 @@ export interface FunctionProc extends ProcInfo {
 /** The live processes of a stack. */
 export interface StackProcs {
   supervisor: ProcInfo | null;
+  postgrest: ProcInfo | null;
   gateway: ProcInfo | null;
   netWorker: ProcInfo | null;
   functions: FunctionProc[];
@@ -81,6 +82,7 @@ export async function stackProcs(stackDir: string): Promise<StackProcs> {
   const state = await readState(stackDir);
   const supervisor = state ? procInfo(state.pid) : null;
   const kids = supervisor ? childrenOf(supervisor.pid) : [];
+  const postgrest = kids.find((p) => /\/postgrest$/.test(p.cmdline)) ?? null;
   const gateway = kids.find((p) => /gateway\/main\.ts/.test(p.cmdline)) ?? null;
   const netWorker = kids.find((p) => /net_worker\.ts/.test(p.cmdline)) ?? null;
   const functions: FunctionProc[] = [];
@@ -88,5 +90,5 @@ export async function stackProcs(stackDir: string): Promise<StackProcs> {
     const slug = functionSlug(p.cmdline);
     if (slug) functions.push({ ...p, slug });
   }
-  return { supervisor, gateway, netWorker, functions };
+  return { supervisor, postgrest, gateway, netWorker, functions };
 }

@@ -1,127 +1,89 @@
 /**
- * Who a `/rest/v1` request runs as: hosted Kong's apikey check and Authorization rewrite,
- * then PostgREST's JWT rules (reference/postgrest.md §2, §6).
+ * What Kong does with the credentials of a `/rest/v1` request before PostgREST sees it
+ * (reference/postgrest.md §6; the CLI's `kong.yml` and its `BearerToken` rewrite): the
+ * `apikey` check, then the `Authorization` header PostgREST gets. PostgREST itself verifies
+ * the token and picks the role.
  *
- * Decisions (documented in docs and the gateway's report):
+ * Decisions (documented in the gateway's README):
  * - **No credentials at all** (no `apikey` header, no `?apikey=`, no `Authorization`):
  *   401 with hosted Kong's body ``{"message":"No API key found in request","hint":"No `apikey`
- *   request header or url param was found."}``. This is stricter than the CLI's local Kong,
- *   which runs such a request as anon; we behave like a hosted project.
+ *   request header or url param was found."}``. Stricter than the CLI's local Kong, which
+ *   runs such a request as anon: we behave like a hosted project.
  * - **An `apikey` that is not one of the project's keys** (the opaque publishable/secret keys
  *   or a JWT signed with the project secret): 401 "Invalid API key", as hosted Kong.
- * - **`Authorization` without `apikey`** is accepted: the bearer token alone decides the
- *   role (hosted Kong would ask for the apikey; the token is verified either way).
- * - **`apikey` JWT without `Authorization`**: the apikey is used as the bearer token.
- * - `Authorization: Bearer sb_…` is replaced, as Kong does: the secret key becomes the
- *   service_role demo token, the publishable key the anon one.
+ * - **`Authorization` without `apikey`** is passed on: the token alone decides the role
+ *   (hosted Kong would ask for the apikey; PostgREST verifies the token either way).
+ * - Kong's rewrite: `Authorization` is kept unless it is absent or `Bearer sb_…`; then the
+ *   secret key becomes the service_role token, the publishable key the anon token, and an
+ *   apikey JWT the bearer token itself.
  *
  * @module
  */
-import { type JWTPayload } from "jose";
-import { DEMO_EXP, JwtError, PUBLISHABLE_KEY, SECRET_KEY, verifyJwt } from "../keys.ts";
-import { ApiError, pgrstError } from "./errors.ts";
+import { anonKey, PUBLISHABLE_KEY, SECRET_KEY, serviceRoleKey, verifyJwt } from "../keys.ts";
 
-/** The role a request runs as and the claims that go to `request.jwt.claims`. */
-export interface AuthResult {
-  role: string;
-  /** The verified JWT claims with `role` set. */
-  claims: Record<string, unknown>;
-}
-
-/** PostgREST's `db-anon-role` on Supabase. */
-export const ANON_ROLE = "anon";
-
-const NO_KEY = new ApiError(401, {
-  message: "No API key found in request",
-  hint: "No `apikey` request header or url param was found.",
-});
-const BAD_KEY = new ApiError(401, {
-  message: "Invalid API key",
-  hint: "Double check your Supabase `anon` or `service_role` API key.",
-});
-
-function jwtFailure(code: string, message: string): ApiError {
-  return pgrstError(401, code, message, null, null, {
-    "WWW-Authenticate": `Bearer error="invalid_token", error_description="${
-      message.replace(/["\\\r\n]/g, " ")
-    }"`,
+/** Kong's 401 bodies have no `code`. */
+function unauthorized(message: string, hint: string): Response {
+  return new Response(JSON.stringify({ message, hint }), {
+    status: 401,
+    headers: { "Content-Type": "application/json; charset=utf-8" },
   });
 }
 
-const MAX_CACHE = 2000;
+const MAX_CACHE = 1000;
 
-/** Resolves credentials to a role; verified tokens are cached until they expire. */
-export class Authenticator {
+/** Checks `apikey` and computes the Authorization header to forward, caching verified keys. */
+export class KongAuth {
   readonly #secret: string;
-  readonly #cache = new Map<string, JWTPayload>();
-  readonly #anonClaims: Record<string, unknown>;
-  readonly #serviceClaims: Record<string, unknown>;
+  readonly #verified = new Map<string, number>();
+  #tokens: Promise<{ anon: string; service: string }> | undefined;
 
   constructor(jwtSecret: string) {
     this.#secret = jwtSecret;
-    this.#anonClaims = { iss: "supabase-demo", role: "anon", exp: DEMO_EXP };
-    this.#serviceClaims = { iss: "supabase-demo", role: "service_role", exp: DEMO_EXP };
   }
 
-  /** The role and claims for a request. Throws {@link ApiError} (401). */
-  async authenticate(headers: Headers, url: URL): Promise<AuthResult> {
+  /**
+   * The `Authorization` value to send to PostgREST (null: none, the request runs as anon),
+   * or the 401 response Kong would give.
+   */
+  async authorization(headers: Headers, url: URL): Promise<string | null | Response> {
     const apikey = headers.get("apikey") ?? url.searchParams.get("apikey");
     const authorization = headers.get("authorization");
-    if (!apikey && !authorization) throw NO_KEY;
-
-    if (apikey) await this.#checkApiKey(apikey);
-
-    // Kong's rewrite: keep Authorization unless it is `Bearer sb_…`.
-    let bearer: string | null | undefined;
-    if (authorization && !/^bearer\s+sb_/i.test(authorization)) {
-      const m = /^bearer(?:\s+(.*))?$/is.exec(authorization.trim());
-      bearer = m ? (m[1] ?? "").trim() : null; // another scheme: no token, as PostgREST
-    } else {
-      const key = apikey ??
-        (authorization ? authorization.trim().replace(/^bearer\s+/i, "") : "");
-      if (key === SECRET_KEY) return this.#result(this.#serviceClaims);
-      if (key === PUBLISHABLE_KEY) return this.#result(this.#anonClaims);
-      if (key.startsWith("sb_")) throw BAD_KEY;
-      bearer = key;
+    if (!apikey && !authorization) {
+      return unauthorized(
+        "No API key found in request",
+        "No `apikey` request header or url param was found.",
+      );
     }
-    if (bearer === null) return this.#result({});
-    if (bearer === "") {
-      throw jwtFailure("PGRST301", "Empty JWT is sent in Authorization header");
-    }
-    return this.#result(await this.#verify(bearer));
+    if (apikey && !(await this.#projectKey(apikey))) return this.#invalid();
+    if (authorization && !/^bearer\s+sb_/i.test(authorization)) return authorization;
+    const key = apikey ?? authorization!.trim().replace(/^bearer\s+/i, "");
+    this.#tokens ??= Promise.all([anonKey(this.#secret), serviceRoleKey(this.#secret)])
+      .then(([anon, service]) => ({ anon, service }));
+    if (key === SECRET_KEY) return `Bearer ${(await this.#tokens).service}`;
+    if (key === PUBLISHABLE_KEY) return `Bearer ${(await this.#tokens).anon}`;
+    if (key.startsWith("sb_")) return this.#invalid();
+    return `Bearer ${key}`;
   }
 
-  async #checkApiKey(apikey: string): Promise<void> {
-    if (apikey === PUBLISHABLE_KEY || apikey === SECRET_KEY) return;
+  #invalid(): Response {
+    return unauthorized(
+      "Invalid API key",
+      "Double check your Supabase `anon` or `service_role` API key.",
+    );
+  }
+
+  /** Is `key` one of the project's keys? Verified JWTs are remembered until they expire. */
+  async #projectKey(key: string): Promise<boolean> {
+    if (key === PUBLISHABLE_KEY || key === SECRET_KEY) return true;
+    const exp = this.#verified.get(key);
+    if (exp !== undefined && exp > Date.now() / 1000) return true;
     try {
-      await this.#verify(apikey);
+      const claims = await verifyJwt(key, this.#secret);
+      if (this.#verified.size >= MAX_CACHE) this.#verified.clear();
+      this.#verified.set(key, claims.exp ?? Infinity);
+      return true;
     } catch {
-      throw BAD_KEY;
+      return false;
     }
-  }
-
-  #result(claims: Record<string, unknown>): AuthResult {
-    const role = typeof claims.role === "string" && claims.role !== "" ? claims.role : ANON_ROLE;
-    return { role, claims: { ...claims, role } };
-  }
-
-  /** Verifies `token` (cached). Throws {@link ApiError} 401 PGRST301/PGRST303. */
-  async #verify(token: string): Promise<Record<string, unknown>> {
-    const cached = this.#cache.get(token);
-    const now = Date.now() / 1000;
-    if (cached && (cached.exp === undefined || cached.exp + 30 > now)) return cached;
-    if (cached) this.#cache.delete(token);
-    let payload: JWTPayload;
-    try {
-      payload = await verifyJwt(token, this.#secret);
-    } catch (e) {
-      if (e instanceof JwtError) {
-        throw jwtFailure(e.kind === "expired" ? "PGRST303" : "PGRST301", e.message);
-      }
-      throw jwtFailure("PGRST301", e instanceof Error ? e.message : String(e));
-    }
-    if (this.#cache.size >= MAX_CACHE) this.#cache.clear();
-    this.#cache.set(token, payload);
-    return payload;
   }
 }

@@ -49,6 +49,13 @@
  *   `NO_COLOR=1`. `.env` is read at each process start. cwd = `opts.cwd`, default the parent
  *   of functionsDir's parent (the repo root for `supabase/functions`).
  * - Every stdout/stderr line of a function process goes to `log` as `[<slug>] <line>`.
+ * - Dispatcher slots follow the process (issue 17): the `invocation_id` of each JSON POST
+ *   body (one declared at most 64 KiB long, or with no length) is remembered for the process that received it, until the
+ *   gateway sees that invocation's `finish_invocation` succeed. When a process exits (crash,
+ *   `kill -9`, out of memory, or a stop that outlived the grace period) with invocations
+ *   still open, `onInvocationsLost` gets them with the summary
+ *   `{"stopped_by":"crashed","exit_code":N[,"signal":"SIGKILL"]}`, so the dispatcher's slots
+ *   come back at once instead of at `invocation_run_sec`.
  *
  * POSIX paths only (Linux/macOS). WebSocket upgrades are not proxied.
  *
@@ -56,6 +63,7 @@
  */
 import { parse as parseToml } from "smol-toml";
 import { verifyJwt } from "../keys.ts";
+import { HOP_BY_HOP } from "./rest_proxy.ts";
 
 export interface FunctionsHostOptions {
   /** Folder holding `<slug>/index.ts`, `_shared/`, `.env` (e.g. `<repo>/supabase/functions`). */
@@ -78,9 +86,25 @@ export interface FunctionsHostOptions {
   shutdownGraceMs?: number;
   /** Restart functions when their files change (Deno.watchFs). Default true. */
   watch?: boolean;
+  /** Called when a process exits with invocations not seen finished (see the module doc). */
+  onInvocationsLost?: (lost: InvocationsLost) => Promise<void>;
+}
+
+/** Invocations a function process received and did not finish before it exited. */
+export interface InvocationsLost {
+  slug: string;
+  /** `invocation_id`s, lower-case uuids. */
+  ids: string[];
+  /** What to record as their summary. */
+  summary: { stopped_by: "crashed"; exit_code: number; signal?: string };
 }
 
 const SLUG_RE = /^[A-Za-z][A-Za-z0-9_-]*$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Request bodies up to this size are read to find their `invocation_id`. */
+const INVOCATION_BODY_MAX = 64 * 1024;
+/** Open invocations remembered per process at most (the oldest are forgotten first). */
+const MAX_OPEN_INVOCATIONS = 10_000;
 const SHIM_PATH = decodeURIComponent(new URL("./edge_runtime_shim.ts", import.meta.url).pathname);
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 const WATCH_DEBOUNCE_MS = 150;
@@ -89,19 +113,6 @@ const TAIL_LINES = 40;
 /** Process variables a function process inherits from the host (everything else is dropped). */
 const PASS_ENV_RE =
   /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|TMP|TEMP|XDG_CACHE_HOME|DENO_DIR|DENO_CERT|DENO_TLS_CA_STORE|DENO_AUTH_TOKENS|DENO_NO_UPDATE_CHECK|NPM_CONFIG_[A-Z_]+|npm_config_[a-z_]+|HTTPS?_PROXY|https?_proxy|NO_PROXY|no_proxy|ALL_PROXY|all_proxy|SSL_CERT_FILE|SSL_CERT_DIR|NODE_EXTRA_CA_CERTS)$/;
-
-/** Headers never forwarded in either direction (hop-by-hop, RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
@@ -156,6 +167,16 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
     ]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** The `invocation_id` of a JSON object body, if it is a uuid. */
+function invocationIdIn(body: ArrayBuffer): string | null {
+  try {
+    const v = JSON.parse(new TextDecoder().decode(body))?.invocation_id;
+    return typeof v === "string" && UUID_RE.test(v) ? v : null;
+  } catch {
+    return null;
   }
 }
 
@@ -255,6 +276,8 @@ class Worker {
   readonly done: Promise<void>;
   exitStatus: Deno.CommandStatus | undefined;
   inflight = 0;
+  /** Invocations this process received and has not been seen to finish. */
+  readonly invocations = new Set<string>();
   stopping = false;
   retired = false;
   stopPromise: Promise<void> | undefined;
@@ -332,6 +355,9 @@ export class FunctionsHost {
   readonly #requestTimeoutMs: number;
   readonly #graceMs: number;
   #watchEnabled: boolean;
+  readonly #onInvocationsLost: FunctionsHostOptions["onInvocationsLost"];
+  /** The process each open invocation was delivered to. */
+  readonly #invocationOwner = new Map<string, Worker>();
 
   #config = new Map<string, FunctionConfig>();
   #configStamp: string | undefined;
@@ -371,6 +397,39 @@ export class FunctionsHost {
     this.#requestTimeoutMs = opts.requestTimeoutMs ?? 150_000;
     this.#graceMs = opts.shutdownGraceMs ?? 5_000;
     this.#watchEnabled = opts.watch ?? true;
+    this.#onInvocationsLost = opts.onInvocationsLost;
+  }
+
+  /** The gateway saw `finish_invocation` succeed for `id`: nothing to free if its process dies. */
+  invocationFinished(id: string): void {
+    const key = id.toLowerCase();
+    this.#invocationOwner.get(key)?.invocations.delete(key);
+    this.#invocationOwner.delete(key);
+  }
+
+  #invocationReceived(worker: Worker, id: string): void {
+    if (worker.exitStatus !== undefined) return; // the request will fail; nothing started
+    const key = id.toLowerCase();
+    worker.invocations.add(key);
+    this.#invocationOwner.set(key, worker);
+    if (worker.invocations.size > MAX_OPEN_INVOCATIONS) {
+      const oldest = worker.invocations.values().next().value!;
+      worker.invocations.delete(oldest);
+      this.#invocationOwner.delete(oldest);
+    }
+  }
+
+  /** A process exited: hand its open invocations to `onInvocationsLost`. */
+  #processExited(worker: Worker, status: Deno.CommandStatus): void {
+    const ids = [...worker.invocations];
+    worker.invocations.clear();
+    for (const id of ids) {
+      if (this.#invocationOwner.get(id) === worker) this.#invocationOwner.delete(id);
+    }
+    if (ids.length === 0 || !this.#onInvocationsLost) return;
+    const summary: InvocationsLost["summary"] = { stopped_by: "crashed", exit_code: status.code };
+    if (status.signal) summary.signal = status.signal;
+    this.#track(this.#onInvocationsLost({ slug: worker.slug, ids, summary }));
   }
 
   /**
@@ -580,6 +639,7 @@ export class FunctionsHost {
       this.#live.add(worker);
       worker.child.status.then((status) => {
         worker.exitStatus = status;
+        this.#processExited(worker, status);
         if (this.#current.get(fn.slug) === worker) this.#current.delete(fn.slug);
         if (!worker.stopping) {
           this.#log(
@@ -763,8 +823,23 @@ export class FunctionsHost {
 
     // Stream the request body through, remembering whether it was the client that failed.
     let clientFailed = false;
-    let body: ReadableStream<Uint8Array> | undefined;
-    if (req.body && req.method !== "GET" && req.method !== "HEAD") {
+    let body: ReadableStream<Uint8Array> | ArrayBuffer | undefined;
+    const declared = Number(req.headers.get("content-length") ?? 0);
+    if (
+      req.body && req.method === "POST" && declared <= INVOCATION_BODY_MAX &&
+      /json/i.test(req.headers.get("content-type") ?? "")
+    ) {
+      // A small JSON body (what pg_net sends to workers; no length given counts as small):
+      // read it to learn its invocation_id.
+      try {
+        body = await req.arrayBuffer();
+      } catch {
+        release();
+        return json(400, { code: "BAD_REQUEST", message: "Request body could not be read" });
+      }
+      const id = invocationIdIn(body);
+      if (id) this.#invocationReceived(worker, id);
+    } else if (req.body && req.method !== "GET" && req.method !== "HEAD") {
       const reader = req.body.getReader();
       body = new ReadableStream<Uint8Array>({
         async pull(controller) {

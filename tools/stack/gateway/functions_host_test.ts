@@ -2,7 +2,12 @@
  * Tests of the local edge-functions host. No database: fixture functions live in
  * `testdata/functions/<slug>/index.ts`, their config in `testdata/config.toml`.
  */
-import { FunctionsHost, type FunctionsHostOptions, parseDotEnv } from "./functions_host.ts";
+import {
+  FunctionsHost,
+  type FunctionsHostOptions,
+  type InvocationsLost,
+  parseDotEnv,
+} from "./functions_host.ts";
 import { signJwt } from "../keys.ts";
 
 const HERE = decodeURIComponent(new URL(".", import.meta.url).pathname).replace(/\/$/, "");
@@ -519,4 +524,48 @@ Deno.test("close() stops every process and later calls are refused", async () =>
   assertEquals(res.status, 503);
   await res.body?.cancel();
   await host.close(); // idempotent
+});
+
+Deno.test("a process killed with -9 hands its open invocations to onInvocationsLost", async () => {
+  const lost: InvocationsLost[] = [];
+  const open = crypto.randomUUID();
+  const finished = crypto.randomUUID();
+  await withHost(async ({ host }) => {
+    const post = (body: unknown) =>
+      call(host, "/functions/v1/background", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const { pid } = await (await post({ invocation_id: open, async: true })).json();
+    await (await post({ invocation_id: finished })).body?.cancel();
+    await (await post({ note: "no invocation" })).body?.cancel();
+    // The gateway saw this one's finish_invocation succeed.
+    host.invocationFinished(finished.toUpperCase());
+    Deno.kill(pid, "SIGKILL");
+    const deadline = Date.now() + 10_000;
+    while (lost.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }, { onInvocationsLost: (l) => Promise.resolve(void lost.push(l)) });
+  assertEquals(lost, [{
+    slug: "background",
+    ids: [open],
+    summary: { stopped_by: "crashed", exit_code: 137, signal: "SIGKILL" },
+  }]);
+});
+
+Deno.test("a process stopped cleanly with nothing open reports nothing", async () => {
+  const lost: InvocationsLost[] = [];
+  const id = crypto.randomUUID();
+  await withHost(async ({ host }) => {
+    const res = await call(host, "/functions/v1/background", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ invocation_id: id }),
+    });
+    await res.body?.cancel();
+    host.invocationFinished(id);
+  }, { onInvocationsLost: (l) => Promise.resolve(void lost.push(l)) });
+  assertEquals(lost, []);
 });

@@ -1,12 +1,15 @@
 /**
- * For the gateway's integration tests: a gateway started in-process on a free port against
- * `CONVEYOR_DB_URL` (superuser; the authenticator login is derived from it), with its own
- * config.toml and an empty functions folder, plus helpers for raw HTTP.
+ * For tests that need an API of their own: PostgREST (the stack's binary) started against a
+ * database of the test's choosing, and the gateway in-process in front of it, on free ports,
+ * with their own config.toml and an empty functions folder; plus helpers for raw HTTP.
  *
  * @module
  */
 import postgres from "postgres";
-import { anonKey, JWT_SECRET, serviceRoleKey, signJwt } from "../keys.ts";
+import { freePort } from "../proc.ts";
+import { anonKey, JWT_SECRET, serviceRoleKey } from "../keys.ts";
+import { ensurePostgrest, parseApiConfig, postgrestEnv } from "../postgrest.ts";
+import { waitForHealth } from "../supervisor.ts";
 import { type Gateway, type GatewayOptions, startGateway } from "./main.ts";
 
 /** The superuser URL, or undefined when the tests run outside the harness. */
@@ -15,7 +18,7 @@ export const DB_URL: string | undefined = Deno.env.get("CONVEYOR_DB_URL") || und
 /** The JWT secret of the test stack (the CLI default when not set). */
 export const SECRET: string = Deno.env.get("SUPABASE_JWT_SECRET") || JWT_SECRET;
 
-/** `CONVEYOR_DB_URL` with the authenticator login (password `postgres`, as bootstrap sets). */
+/** `dbUrl` with the authenticator login (password `postgres`, as bootstrap sets). */
 export function authenticatorUrl(dbUrl: string): string {
   const u = new URL(dbUrl);
   u.username = "authenticator";
@@ -28,8 +31,72 @@ export function uniquePrefix(tag: string): string {
   return `gw${tag}_${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`;
 }
 
+/** A PostgREST process of a test's own. */
+export interface TestPostgrest extends AsyncDisposable {
+  url: string;
+  adminUrl: string;
+  pid: number;
+  /** Its output lines. */
+  logs: string[];
+}
+
+/**
+ * Starts PostgREST for `dbUrl` (logged in as authenticator), configured from config.toml
+ * text the way the stack configures its own; `env` adds PGRST_* variables (e.g.
+ * `PGRST_DB_TX_END`). Resolves once its admin server says it is ready.
+ */
+export async function startPostgrest(
+  dbUrl: string,
+  configToml: string,
+  env: Record<string, string> = {},
+): Promise<TestPostgrest> {
+  const bin = await ensurePostgrest(() => {});
+  const port = freePort();
+  const adminPort = freePort();
+  const child = new Deno.Command(bin, {
+    env: postgrestEnv({
+      dbUri: authenticatorUrl(dbUrl),
+      jwtSecret: SECRET,
+      api: parseApiConfig(configToml),
+      port,
+      adminPort,
+      extra: env,
+    }),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const logs: string[] = [];
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    for await (const l of s.pipeThrough(new TextDecoderStream())) logs.push(...l.split("\n"));
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]).catch(() => {});
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    await child.status;
+    await pumps;
+  };
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  try {
+    await waitForHealth(`${adminUrl}/ready`, 30_000);
+  } catch (e) {
+    await stop();
+    throw new Error(`PostgREST did not become ready: ${(e as Error).message}\n${logs.join("\n")}`);
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    adminUrl,
+    pid: child.pid,
+    logs,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
 export interface TestGateway extends AsyncDisposable {
   gw: Gateway;
+  postgrest: TestPostgrest;
   url: string;
   rest: string;
   anon: string;
@@ -37,48 +104,60 @@ export interface TestGateway extends AsyncDisposable {
   logs: string[];
 }
 
-/** Starts a gateway for tests (port 0: a free port). */
+/** The config.toml of test gateways unless a test gives its own. */
+export const TEST_CONFIG =
+  `[api]\nschemas = ["public", "graphql_public", "pgmq_public"]\nmax_rows = 1000\n`;
+
+/**
+ * Starts PostgREST for `dbUrl` and a gateway in front of it (port 0: a free port). `extra`
+ * overrides gateway options (functions folder, env, port…); `pgrstEnv` adds PGRST_* settings.
+ */
 export async function testGateway(
   dbUrl: string,
   extra: Partial<GatewayOptions> = {},
-  configToml = `[api]\nschemas = ["public", "graphql_public", "pgmq_public"]\nmax_rows = 1000\n`,
+  configToml = TEST_CONFIG,
+  pgrstEnv: Record<string, string> = {},
 ): Promise<TestGateway> {
   const dir = await Deno.makeTempDir({ prefix: "gw_test_" });
   await Deno.mkdir(`${dir}/functions`);
   await Deno.writeTextFile(`${dir}/config.toml`, configToml);
+  const postgrest = await startPostgrest(dbUrl, configToml, pgrstEnv);
   const logs: string[] = [];
-  const gw = await startGateway({
-    port: 0,
-    dbUrl: authenticatorUrl(dbUrl),
-    adminDbUrl: dbUrl,
-    jwtSecret: SECRET,
-    configPath: `${dir}/config.toml`,
-    functionsDir: `${dir}/functions`,
-    functionsEnv: {},
-    log: (l) => logs.push(l),
-    ...extra,
-  });
+  let gw: Gateway;
+  try {
+    gw = await startGateway({
+      port: 0,
+      restUrl: postgrest.url,
+      restAdminUrl: postgrest.adminUrl,
+      jwtSecret: SECRET,
+      configPath: `${dir}/config.toml`,
+      functionsDir: `${dir}/functions`,
+      functionsEnv: {},
+      log: (l) => logs.push(l),
+      ...extra,
+    });
+  } catch (e) {
+    await postgrest[Symbol.asyncDispose]();
+    throw e;
+  }
   const url = `http://127.0.0.1:${gw.port}`;
   return {
     gw,
+    postgrest,
     url,
     rest: `${url}/rest/v1`,
     anon: await anonKey(SECRET),
     service: await serviceRoleKey(SECRET),
     logs,
     async [Symbol.asyncDispose]() {
-      await gw.close();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      try {
+        await gw.close();
+      } finally {
+        await postgrest[Symbol.asyncDispose]();
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
     },
   };
-}
-
-/** A token for an `authenticated` user. */
-export function userToken(sub: string, extra: Record<string, unknown> = {}): Promise<string> {
-  return signJwt(
-    { sub, role: "authenticated", aud: "authenticated", exp: 4102444800, ...extra },
-    SECRET,
-  );
 }
 
 /** A raw response: status, headers and body text (parsed when JSON). */

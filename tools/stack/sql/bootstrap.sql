@@ -121,3 +121,29 @@ create extension if not exists supabase_vault;
 
 -- Like hosted projects: query statistics for profiling (the benchmark reads them).
 create extension if not exists pg_stat_statements with schema extensions;
+
+-- Hosted projects reload PostgREST's schema cache after DDL: event triggers send
+-- `NOTIFY pgrst, 'reload schema'` when a command ends (and when objects are dropped), so a
+-- migration applied with psql is served over /rest/v1 at once. Same here. (A NOTIFY sent
+-- twice in one transaction is delivered once.)
+create or replace function extensions.notify_pgrst_schema_change() returns event_trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform pg_notify('pgrst', 'reload schema');
+end
+$$;
+
+do $watch$
+begin
+  if not exists (select from pg_event_trigger where evtname = 'pgrst_ddl_watch') then
+    create event trigger pgrst_ddl_watch on ddl_command_end
+      execute function extensions.notify_pgrst_schema_change();
+  end if;
+  if not exists (select from pg_event_trigger where evtname = 'pgrst_drop_watch') then
+    create event trigger pgrst_drop_watch on sql_drop
+      execute function extensions.notify_pgrst_schema_change();
+  end if;
+end
+$watch$;
