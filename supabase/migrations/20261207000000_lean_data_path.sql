@@ -20,7 +20,8 @@ create unique index if not exists jobs_msg_id_key on public.jobs (msg_id);
 create unique index if not exists jobs_tenant_idempotency_key on public.jobs (tenant_id, idempotency_key);
 drop index if exists public.jobs_live_idx;
 drop index if exists public.jobs_live_dedupe_key;
-alter table public.jobs set (fillfactor = 80);
+alter table public.jobs set (fillfactor = 70);
+drop index if exists public.jobs_finished_at_idx;
 
 create table if not exists conveyor.dedupe_keys (
   tenant_id uuid not null,
@@ -195,7 +196,7 @@ begin
   end if;
 
   perform conveyor.put_message(v_queue, v_job.msg_id, v_run_at,
-    jsonb_build_object('job_id', v_job.id, 'tenant_id', p_tenant_id, 'kind', p_kind),
+    jsonb_build_object('tenant_id', p_tenant_id),
     p_headers);
 
   if p_critical then
@@ -270,7 +271,7 @@ begin
       execute format(
         $q$insert into pgmq.%I (msg_id, vt, message, headers) overriding system value
            select j.msg_id, j.run_at,
-                  jsonb_build_object('job_id', j.id, 'tenant_id', j.tenant_id, 'kind', j.kind),
+                  jsonb_build_object('tenant_id', j.tenant_id),
                   j.headers
            from unnest($1::public.jobs[]) j
            where j.queue_name = $2
@@ -1102,7 +1103,7 @@ begin
   execute format('delete from pgmq.%I where msg_id = $1', 'a_' || v_job.queue_name)
     using v_job.msg_id;
   perform conveyor.put_message(v_job.queue_name, v_job.msg_id, now(),
-    jsonb_build_object('job_id', v_job.id, 'tenant_id', v_job.tenant_id, 'kind', v_job.kind),
+    jsonb_build_object('tenant_id', v_job.tenant_id),
     v_job.headers);
   update public.jobs
   set status = 'pending', attempts = 0, finished_at = null, run_at = now(),
