@@ -676,8 +676,20 @@ begin
     -- Read in a statement of its own: the UPDATE below then runs with a snapshot taken
     -- after the read, so it sees the ledger row of every message the read returned (both
     -- were committed together by the enqueue).
-    select coalesce(array_agg(m), '{}') into v_msgs
-    from conveyor.read_queue(v_queue, v_vt, v_left, v_kind.service_name, v_now) m;
+    --
+    -- The read runs in a subtransaction: FOR UPDATE SKIP LOCKED skips locked rows, but when
+    -- a row's newer version (left by a concurrent read, and being deleted by that worker's
+    -- settle) is in the way, PostgreSQL follows the update chain and waits, and three such
+    -- claims can wait on each other (seen as "deadlock detected ... while locking updated
+    -- version of tuple" under 10 concurrent workers, on every version of this claim). The
+    -- victim's read is rolled back and it claims nothing from this tier this time, instead
+    -- of failing the whole settle-and-claim call.
+    begin
+      select coalesce(array_agg(m), '{}') into v_msgs
+      from conveyor.read_queue(v_queue, v_vt, v_left, v_kind.service_name, v_now) m;
+    exception when deadlock_detected then
+      v_msgs := '{}';
+    end;
     if cardinality(v_msgs) < v_left
        and coalesce(current_setting('conveyor.throttled', true), '') <> 'on' then
       perform conveyor.raise_hint(v_queue);
