@@ -995,9 +995,10 @@ insert into conveyor.settings (key, value, description) values
    'a running worker invocation holds its dispatch slot this long past its last heartbeat (claims and extends beat)')
 on conflict (key) do nothing;
 
--- extend_jobs: heartbeat for long jobs. Pushes visibility and the lease out by p_vt seconds
--- for every live lease given ([{"job_id","lease_id"}]), and beats p_invocation's heart;
--- returns the extended ids.
+-- extend_jobs: the heartbeat of a worker holding jobs ([{"job_id","lease_id"}]). Beats
+-- p_invocation's heart, and pushes visibility and the lease out to p_vt seconds from now
+-- for every live lease with less than half of p_vt left (a heartbeat every few seconds
+-- writes the jobs' rows only about twice per visibility timeout); returns the extended ids.
 create or replace function public.extend_jobs(p_worker text, p_leases jsonb, p_vt int default null,
                                               p_invocation uuid default null)
 returns table (job_id uuid, locked_until timestamptz)
@@ -1018,6 +1019,7 @@ begin
     from jsonb_to_recordset(p_leases) as x(job_id uuid, lease_id uuid)
     join public.jobs j on j.id = x.job_id and j.lease_id = x.lease_id
     where j.status = 'processing' and j.locked_until > clock_timestamp()
+      and j.locked_until < clock_timestamp() + make_interval(secs => v_vt / 2.0)
     for update of j
   loop
     perform pgmq.set_vt(v_job.queue_name, v_job.msg_id, v_vt);
