@@ -33,7 +33,7 @@ async function cli(args: string[], signal?: AbortSignal) {
 }
 
 Deno.test({
-  name: "conveyor CLI: usage errors exit 2 with the usage, help exits 0",
+  name: "conveyor CLI: usage errors exit 2 with the usage (a bad flag: one line), help exits 0",
   ...opts,
   async fn() {
     for (
@@ -44,10 +44,6 @@ Deno.test({
         ["dlq", "nope"],
         ["stage"],
         ["stage", "scale", "qa", "many"],
-        [
-          "status",
-          "--no-such-flag",
-        ],
         ["enqueue"],
         ["dlq", "show", "not-a-uuid"],
         ["enqueue", "enrich", "{not json"],
@@ -59,6 +55,13 @@ Deno.test({
     }
     const help = await cli(["help"]);
     assertEquals([help.code, help.out], [0, USAGE]);
+    assertEquals(await cli(["status", "--help"]), { code: 0, out: USAGE, err: "" });
+    // A mistyped flag is one line; the usage is a --help away.
+    assertEquals(await cli(["status", "--no-such-flag"]), {
+      code: 2,
+      out: "",
+      err: "error: unknown option --no-such-flag; see --help",
+    });
   },
 });
 
@@ -84,12 +87,20 @@ Deno.test({
       assertMatch(r.out, new RegExp(`^${name}\\s`, "m"));
     }
     assertMatch(r.out, /^QUEUE\s+DISPATCH\s+READY/m);
-    assertMatch(r.out, /^STAGE\s+STATE\s+READY/m);
+    assertMatch(r.out, /^STAGE\s+STATE\s+READY.*\sWORKERS AT$/m);
+    // worker_endpoint is a path: the CLI shows where the dispatcher calls the workers.
+    assert(
+      r.out.split("\n").some((l) =>
+        l.startsWith("research ") && l.endsWith(` ${env.apiUrl}/functions/v1/research-worker`)
+      ),
+      r.out,
+    );
     assertMatch(r.out, /^Dead letters: \d+/m);
     const j = await cli(["status", "--json", "--all"]);
     assertEquals(j.code, 0, j.err);
     const data = JSON.parse(j.out);
     assertEquals(data.stages.length, 6);
+    assertEquals(data.stages[0].worker_url, `${env.apiUrl}/functions/v1/research-worker`);
   },
 });
 

@@ -1,7 +1,7 @@
 /**
- * public.queue_jobs (0081, set-based) under concurrency: calls racing on the same
- * idempotency keys make one job per key, every call gets that job's id, and calls whose keys
- * overlap in opposite orders do not deadlock. The single-call contract is pgTAP's
+ * public.queue_jobs (set-based writes: conveyor.enqueue_items, 0050_enqueue_core.sql) under
+ * concurrency: calls racing on the same idempotency keys make one job per key, every call gets
+ * that job's id, and calls whose keys overlap in opposite orders do not deadlock. The single-call contract is pgTAP's
  * (supabase/tests/queue_jobs_set_based.test.sql).
  */
 import type { Sql, TransactionSql } from "postgres";

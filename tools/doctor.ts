@@ -16,6 +16,9 @@
  * @module
  */
 import postgres from "postgres";
+import { cliArgs } from "./args.ts";
+import { CONTENT_STAGES } from "../supabase/functions/_shared/content/types.ts";
+import { workerUrl } from "../supabase/functions/_shared/operator/data.ts";
 import { listMigrations } from "./stack/migrate.ts";
 import { serviceRoleKey } from "./stack/keys.ts";
 import { liveState, REPO_ROOT, resolveOptions } from "./stack/state.ts";
@@ -273,8 +276,56 @@ export async function runDoctor(
       : { check: "worker functions", status: "ok", detail: WORKER_SLUGS.join(", ") },
   );
 
+  out.push(await checkStageEndpoints(t, resetFix));
   out.push(await checkOperatorEndpoints(t));
   return out;
+}
+
+/**
+ * Where each content stage's workers are called: `content_stage_config.worker_endpoint`
+ * (seed 001) resolved against the project URL, as the dispatcher resolves it against Vault
+ * `project_url`. Shown compactly when every stage follows `<project>/functions/v1/<stage>-worker`.
+ */
+async function checkStageEndpoints(t: DoctorTarget, fix: string): Promise<CheckResult> {
+  const r = await request(t, "/rest/v1/content_stage_config?select=stage,worker_endpoint", {
+    method: "GET",
+  });
+  if (r.status !== 200) {
+    return {
+      check: "stage endpoints",
+      status: "fail",
+      detail: `content_stage_config: HTTP ${r.status}: ${short(r.text)}`,
+      fix,
+    };
+  }
+  return stageEndpoints(JSON.parse(r.text), t.url!, fix);
+}
+
+/** The `stage endpoints` line for the rows of content_stage_config (pure; see above). */
+export function stageEndpoints(
+  rows: ReadonlyArray<{ stage: string; worker_endpoint: string }>,
+  projectUrl: string,
+  fix: string,
+): CheckResult {
+  const check = "stage endpoints";
+  const byStage = new Map(rows.map((r) => [r.stage, workerUrl(r.worker_endpoint, projectUrl)]));
+  const missing = CONTENT_STAGES.filter((s) => !byStage.has(s));
+  if (missing.length) {
+    return {
+      check,
+      status: "fail",
+      detail: `no content_stage_config row for ${missing.join(", ")}`,
+      fix,
+    };
+  }
+  const usual = (stage: string) => `${projectUrl}/functions/v1/${stage}-worker`;
+  const listed = (stages: readonly string[]) =>
+    stages.map((s) => `${s} → ${byStage.get(s)}`).join(", ");
+  const other = CONTENT_STAGES.filter((s) => byStage.get(s) !== usual(s));
+  const detail = other.length === CONTENT_STAGES.length
+    ? listed(other)
+    : `${usual("<stage>")}${other.length ? `; except ${listed(other)}` : ""}`;
+  return { check, status: "ok", detail };
 }
 
 /** The operator endpoints (issue 8): the metrics function answers the key with conveyor_up 1. */
@@ -469,7 +520,18 @@ async function checkCron(
     : { check: "cron jobs", status: "ok", detail: expected.join(", ") };
 }
 
+/** `deno task doctor --help`. */
+export const USAGE = `usage: deno task doctor
+
+Checks a whole Conveyor deployment: one line per check, "ok", "skip" or
+"FAIL <check>: <what is wrong> → <the command that fixes it>"; exits 1 when a check failed.
+
+Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (+ SUPABASE_DB_URL for the SQL checks),
+otherwise the local stack (.stack/local/state.json or CONVEYOR_STACK_DIR, else the ports
+54321/54322 and the local demo key).`;
+
 if (import.meta.main) {
+  cliArgs(USAGE, {});
   const target = await resolveTarget();
   const results = await runDoctor(target);
   for (const r of results) console.log(formatLine(r));

@@ -6,7 +6,13 @@ import { freePort } from "./stack/proc.ts";
 import { REPO_ROOT } from "./stack/state.ts";
 import { startGateway } from "./stack/gateway/main.ts";
 import { authenticatorUrl } from "./stack/gateway/test_support.ts";
-import { type DoctorTarget, formatLine, resolveTarget, runDoctor } from "./doctor.ts";
+import {
+  type DoctorTarget,
+  formatLine,
+  resolveTarget,
+  runDoctor,
+  stageEndpoints,
+} from "./doctor.ts";
 
 const env = testEnv();
 const stack = (over: Partial<DoctorTarget> = {}): DoctorTarget => ({
@@ -32,6 +38,7 @@ const CHECKS = [
   "vault secrets",
   "cron jobs",
   "worker functions",
+  "stage endpoints",
   "operator endpoints",
 ];
 
@@ -130,12 +137,40 @@ Deno.test({
         "vault secrets",
         "cron jobs",
         "worker functions",
+        "stage endpoints",
         "operator endpoints",
       ]
     ) {
       assert(out.some((l) => l.startsWith(`ok   ${check}`)), `${check} in\n${out.join("\n")}`);
     }
+    // seed 001's worker_endpoint is a path: the doctor shows the URL it resolves to.
+    assert(
+      out.includes(`ok   stage endpoints (${env.apiUrl}/functions/v1/<stage>-worker)`),
+      out.join("\n"),
+    );
   },
+});
+
+Deno.test("stageEndpoints(): paths resolve against the project URL; other URLs are listed", () => {
+  const base = "https://abc.supabase.co";
+  const rows = ["research", "outline", "draft", "qa", "export", "complete"].map((stage) => ({
+    stage,
+    worker_endpoint: `/functions/v1/${stage}-worker`,
+  }));
+  assertEquals(
+    formatLine(stageEndpoints(rows, base, "fix")),
+    `ok   stage endpoints (${base}/functions/v1/<stage>-worker)`,
+  );
+  rows[1]!.worker_endpoint = "https://workers.example/outline";
+  rows[3]!.worker_endpoint = "functions/v1/qa-v2";
+  assertEquals(
+    formatLine(stageEndpoints(rows, base, "fix")),
+    `ok   stage endpoints (${base}/functions/v1/<stage>-worker; except outline → https://workers.example/outline, qa → ${base}/functions/v1/qa-v2)`,
+  );
+  assertEquals(
+    formatLine(stageEndpoints(rows.slice(0, 4), base, "deno task db:reset")),
+    "FAIL stage endpoints: no content_stage_config row for export, complete → deno task db:reset",
+  );
 });
 
 Deno.test({

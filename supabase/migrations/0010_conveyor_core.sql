@@ -1,21 +1,20 @@
--- Conveyor's core: the private `conveyor` schema (settings, job kind registry, helpers) and
--- the job ledger in `public` that seeds 002 and 004 name: tenants, jobs, job_events,
--- idempotency_keys, critical_jobs, dead_letter_jobs. Every ledger row belongs to a tenant
--- (seed 004); callers without a tenant (service_role, SQL, cron) use the default tenant.
---
--- The ledger and the pgmq queues are written in the same transaction by the functions in
--- 0051/0053 (transactional publish): no message without a row, no row without a message.
+-- Conveyor's core: the private `conveyor` schema and its settings, tenants and who a call acts
+-- for, and the job kind registry with the names of the pgmq queues behind each kind.
+-- The tables that hold jobs are in 0011_tenant_tables.sql.
 
 create schema if not exists conveyor;
 comment on schema conveyor is
   'Conveyor internals: not exposed through the API; reached only through SECURITY DEFINER RPCs.';
 revoke all on schema conveyor from public;
--- Functions get EXECUTE for PUBLIC by default; none in this schema should.
-alter default privileges in schema conveyor revoke execute on functions from public;
+-- Functions get EXECUTE for PUBLIC by default, and a per-schema default privilege cannot take
+-- that away (it can only add to the global one): every function in this schema is revoked
+-- from PUBLIC one by one, and supabase/tests/security_lints.test.sql checks each against an
+-- allow-list.
 
 -- ---------------------------------------------------------------------------------------
 -- Settings: defaults for what SQL decides when the caller does not say (payload limit,
--- retention, retry policy). Workers pass their own env-configured values per call.
+-- retention, retry policy). Workers pass their own env-configured values per call. Each
+-- file inserts the settings of its own concern.
 -- ---------------------------------------------------------------------------------------
 create table conveyor.settings (
   key text primary key,
@@ -41,8 +40,16 @@ as $$
   select (value #>> '{}')::bigint from conveyor.settings where key = p_key
 $$;
 
+create function conveyor.setting_text(p_key text) returns text
+language sql stable
+set search_path = ''
+as $$
+  select value #>> '{}' from conveyor.settings where key = p_key
+$$;
+
 -- ---------------------------------------------------------------------------------------
--- Tenants. The default tenant owns work enqueued without one (service_role, SQL, cron).
+-- Tenants. Every ledger row belongs to a tenant (seed 004); the default tenant owns work
+-- enqueued without one (service_role, SQL, cron).
 -- ---------------------------------------------------------------------------------------
 create table public.tenants (
   id uuid primary key default gen_random_uuid(),
@@ -54,13 +61,27 @@ insert into public.tenants (id, name)
 values ('00000000-0000-0000-0000-000000000000', 'default')
 on conflict do nothing;
 
+-- Seed 004's policy (as on every tenant table, 0011_tenant_tables.sql), forced so the table
+-- owner obeys it too. A tenant sees its own row; service_role bypasses RLS.
+alter table public.tenants enable row level security;
+alter table public.tenants force row level security;
+create policy tenant_isolation_policy on public.tenants
+  using (id::text = current_setting('app.current_tenant', true));
+
+-- Supabase grants everything in public to the API roles by default: take it back, then
+-- grant what each role needs. anon: nothing. authenticated: read. service_role: manage.
+revoke all on public.tenants from anon, authenticated, public;
+grant select on public.tenants to authenticated;
+grant select, insert, update, delete on public.tenants to service_role;
+
 create function conveyor.default_tenant_id() returns uuid
 language sql immutable
 set search_path = ''
 as $$ select '00000000-0000-0000-0000-000000000000'::uuid $$;
 
 -- The tenant of the current API request: copied from the verified JWT by the pre-request
--- function (0020), never from anything the client sends. NULL outside requests.
+-- function (0020_tenancy_pre_request.sql), never from anything the client sends. NULL
+-- outside requests.
 create function conveyor.request_tenant_id() returns uuid
 language plpgsql stable
 set search_path = ''
@@ -118,9 +139,10 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------
--- Job kinds: the allow-list queue_job validates against. `queue_name` is the normal-tier
--- pgmq queue (the seed's name); fast and bulk tiers are `<queue>_fast` / `<queue>_bulk`.
--- `service_name` names the rate limiter (rate_limiters) a job of this kind needs.
+-- Job kinds: the allow-list queue_job validates against, and what the dispatcher reads to
+-- start a kind's workers. `queue_name` is the normal-tier pgmq queue (the seed's name); the
+-- fast and bulk tiers are `<queue>_fast` / `<queue>_bulk`. `service_name` names the rate
+-- limiter (rate_limiters) a job of this kind needs.
 -- ---------------------------------------------------------------------------------------
 create table conveyor.job_kinds (
   kind text primary key check (kind ~ '^[a-z][a-z0-9_]{0,30}$'),
@@ -128,9 +150,21 @@ create table conveyor.job_kinds (
   service_name text,
   worker_slug text not null,
   description text not null default '',
-  created_at timestamptz not null default now()
+  created_at timestamptz not null default now(),
+  max_concurrency int not null default 2 check (max_concurrency >= 0),
+  trigger_batch_size int not null default 1 check (trigger_batch_size between 1 and 100),
+  enabled boolean not null default true
 );
+comment on column conveyor.job_kinds.worker_slug is
+  'the worker function: triggered at /functions/v1/<worker_slug> under Vault project_url';
+comment on column conveyor.job_kinds.max_concurrency is
+  'most worker invocations of this kind in flight (triggered or running) at once; 0 = none';
+comment on column conveyor.job_kinds.trigger_batch_size is
+  'workers the dispatcher starts per cycle for this kind';
+comment on column conveyor.job_kinds.enabled is
+  'false = the dispatcher starts no workers for this kind (messages stay queued)';
 
+-- Seed 000's three kinds. (`fetch`, seed 003's example, is added by 0069_pgqueuer_enqueue.sql.)
 insert into conveyor.job_kinds (kind, queue_name, service_name, worker_slug, description) values
   ('enrich', 'q_enrich', null, 'enrich-worker', 'normalise a contact record and derive fields'),
   ('outreach', 'q_outreach', 'sendgrid', 'outreach-worker', 'render a message into the outbox'),
@@ -155,148 +189,7 @@ language sql immutable
 set search_path = ''
 as $$ select 'q_dlq'::text $$;
 
--- ---------------------------------------------------------------------------------------
--- The ledger (seed 002 jobs/job_events/dlq_jobs, seed 004 jobs/idempotency_keys/
--- critical_jobs/dead_letter_jobs).
---
--- Job states (docs/state-machine.md):
---   pending --claim--> processing --complete--> completed
---                         |--fail (attempts left)--> pending (visible again after backoff)
---                         '--fail (no attempts left) / cancel--> failed (dead-lettered)
---   failed --redrive--> pending
--- finished_at is set exactly when the state is terminal (CHECK below).
--- ---------------------------------------------------------------------------------------
-create table public.jobs (
-  id uuid primary key default gen_random_uuid(),
-  tenant_id uuid not null references public.tenants (id) on delete restrict,
-  kind text not null,
-  queue_name text not null,
-  priority text not null default 'normal' check (priority in ('fast', 'normal', 'bulk')),
-  status text not null default 'pending'
-    check (status in ('pending', 'processing', 'completed', 'failed')),
-  payload jsonb not null default '{}',
-  headers jsonb,
-  idempotency_key text not null,
-  dedupe_key text,
-  msg_id bigint not null,
-  attempts int not null default 0 check (attempts >= 0),
-  max_attempts int check (max_attempts between 1 and 100),
-  last_error text,
-  errors jsonb not null default '[]',
-  output jsonb,
-  lease_id uuid,
-  locked_by text,
-  locked_until timestamptz,
-  run_at timestamptz not null default now(),
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  started_at timestamptz,
-  finished_at timestamptz,
-  constraint jobs_finished_iff_terminal
-    check ((status in ('completed', 'failed')) = (finished_at is not null)),
-  constraint jobs_lease_iff_processing
-    check ((status = 'processing') = (lease_id is not null))
-);
-comment on table public.jobs is
-  'The job ledger: one row per enqueued job, written in the same transaction as its pgmq message.';
-
-create index jobs_tenant_status_idx on public.jobs (tenant_id, status);
-create index jobs_finished_at_idx on public.jobs (finished_at) where finished_at is not null;
-create index jobs_kind_status_idx on public.jobs (kind, status);
--- PGQueuer-style dedupe: one live job per key; a finished job frees the key (seed 003).
-create unique index jobs_live_dedupe_key on public.jobs (tenant_id, dedupe_key)
-  where dedupe_key is not null and status in ('pending', 'processing');
-
-create table public.job_events (
-  id bigint generated always as identity primary key,
-  job_id uuid not null references public.jobs (id) on delete cascade,
-  tenant_id uuid not null references public.tenants (id) on delete restrict,
-  type text not null,
-  payload jsonb not null default '{}',
-  created_at timestamptz not null default now()
-);
-create index job_events_job_id_idx on public.job_events (job_id);
-create index job_events_created_at_idx on public.job_events (created_at);
-create index job_events_tenant_id_idx on public.job_events (tenant_id);
-
--- Idempotency: the authority for "same key, same job" (unique per tenant). A key lives as
--- long as its job (retention prunes both), so a late retry gets the same answer until then.
-create table public.idempotency_keys (
-  id uuid primary key default gen_random_uuid(),
-  tenant_id uuid not null references public.tenants (id) on delete restrict,
-  key text not null,
-  -- Deferred: conveyor.enqueue claims the key before it writes the job (same transaction).
-  job_id uuid not null references public.jobs (id) on delete cascade
-    deferrable initially deferred,
-  created_at timestamptz not null default now(),
-  constraint idempotency_keys_tenant_key unique (tenant_id, key)
-);
-create index idempotency_keys_job_id_idx on public.idempotency_keys (job_id);
-
--- Critical jobs: more attempts (critical_max_attempts, 5) and always an idempotency key.
-create table public.critical_jobs (
-  id uuid primary key default gen_random_uuid(),
-  tenant_id uuid not null references public.tenants (id) on delete restrict,
-  job_id uuid not null unique references public.jobs (id) on delete cascade,
-  idempotency_key text not null,
-  max_attempts int not null,
-  created_at timestamptz not null default now()
-);
-create index critical_jobs_tenant_id_idx on public.critical_jobs (tenant_id);
-
--- Jobs that used up their attempts (or were cancelled), with the message moved to q_dlq.
-create table public.dead_letter_jobs (
-  id uuid primary key default gen_random_uuid(),
-  tenant_id uuid not null references public.tenants (id) on delete restrict,
-  job_id uuid not null references public.jobs (id) on delete cascade,
-  kind text not null,
-  queue_name text not null,
-  payload jsonb not null,
-  reason text not null,
-  errors jsonb not null default '[]',
-  attempts int not null,
-  dlq_msg_id bigint,
-  created_at timestamptz not null default now(),
-  redriven_at timestamptz,
-  acknowledged_at timestamptz
-);
-create index dead_letter_jobs_tenant_created_idx on public.dead_letter_jobs (tenant_id, created_at);
-create index dead_letter_jobs_job_id_idx on public.dead_letter_jobs (job_id);
-
--- ---------------------------------------------------------------------------------------
--- Row-level security: seed 004's policy on every tenant table, forced so the table owner
--- obeys it too (SECURITY DEFINER functions run as a BYPASSRLS owner: postgres).
--- Clients read through RLS; they never write the ledger directly (RPCs do).
--- ---------------------------------------------------------------------------------------
-alter table public.tenants enable row level security;
-alter table public.tenants force row level security;
-create policy tenant_isolation_policy on public.tenants
-  using (id::text = current_setting('app.current_tenant', true));
-
-do $$
-declare
-  t text;
-begin
-  foreach t in array array['jobs', 'job_events', 'idempotency_keys', 'critical_jobs',
-                           'dead_letter_jobs']
-  loop
-    execute format('alter table public.%I enable row level security', t);
-    execute format('alter table public.%I force row level security', t);
-    execute format(
-      'create policy tenant_isolation_policy on public.%I
-         using (tenant_id::text = current_setting(''app.current_tenant'', true))', t);
-  end loop;
-end
-$$;
-
--- Supabase grants everything in public to the API roles by default: take it back, then
--- grant what each role needs. anon: nothing. authenticated: read its tenant's rows.
-revoke all on public.tenants, public.jobs, public.job_events, public.idempotency_keys,
-  public.critical_jobs, public.dead_letter_jobs from anon, authenticated, public;
-grant select on public.tenants, public.jobs, public.job_events, public.idempotency_keys,
-  public.critical_jobs, public.dead_letter_jobs to authenticated;
-grant select, insert, update, delete on public.tenants, public.jobs, public.job_events,
-  public.idempotency_keys, public.critical_jobs, public.dead_letter_jobs to service_role;
-
--- Helpers in `conveyor` are internal: nobody but their owner runs them directly.
-revoke all on all functions in schema conveyor from public;
+revoke all on function conveyor.setting_int(text), conveyor.setting_text(text),
+  conveyor.default_tenant_id(), conveyor.request_tenant_id(), conveyor.caller_role(),
+  conveyor.resolve_tenant(uuid, text), conveyor.tier_queue(text, text), conveyor.dlq_name()
+  from public;

@@ -1,10 +1,195 @@
--- Seed 004's remaining tenant tables: queues, schedules, rate_limits, queue_metrics,
--- rate_limiters, alert_history (jobs, critical_jobs, idempotency_keys and dead_letter_jobs
--- are in 0010). Same rules: tenant_id → tenants ON DELETE RESTRICT, RLS forced,
--- tenant_isolation_policy, clients read their own rows and never write directly.
+-- Every table whose rows belong to a tenant (public.tenants itself is in 0010): the job
+-- ledger, the rest of seed 004's tables and what the job handlers write, each with its
+-- indexes, row-level security and grants. The functions that write them are in the files of
+-- their concern (enqueue 0050, consume 0053, handlers 0054, schedules 0071, ...).
+--
+-- The ledger (seed 002's jobs/job_events/dlq_jobs, seed 004's jobs/idempotency_keys/
+-- critical_jobs/dead_letter_jobs) and the pgmq queues are written in the same transaction
+-- (transactional publish): no message without a row, no row without a message.
+--
+-- Rules for every table here: tenant_id → tenants ON DELETE RESTRICT; RLS forced with seed
+-- 004's tenant_isolation_policy; `authenticated` reads its own tenant's rows, anon nothing;
+-- clients never write directly (RPCs do, as service_role or as the definer).
 
+-- Job ids in time order (the UUIDv7 layout: 48-bit Unix milliseconds, version 7, then
+-- random bits). Every transition inserts index entries keyed by the job id (jobs_pkey on
+-- each non-HOT update, job_events_job_id_idx on each event); with random ids consecutive
+-- jobs land on random leaf pages, so a drain of a large backlog dirties a different page per
+-- job in indexes far larger than shared_buffers, each first touch after a checkpoint a
+-- full-page image in the WAL (measured with 1M jobs waiting: 9.6 kB of WAL per job against
+-- 3.9 kB with 10k, docs/benchmarks.md). Time-ordered ids keep jobs enqueued together on the
+-- same pages, as the queue drains them in about that order. Still uuids, still unique (74
+-- random bits per millisecond); they reveal when a job was enqueued, which created_at says
+-- anyway, and tenancy never rests on the secrecy of an id (RLS enforces it).
+--
+-- Bytes 0-5 the Unix time in ms (big-endian), the version nibble 7, and the rest from
+-- gen_random_uuid() (whose variant bits 10 are kept).
+create function conveyor.new_job_id() returns uuid
+language sql volatile
+set search_path = ''
+as $$
+  select encode(
+    set_byte(
+      substring(int8send(floor(extract(epoch from clock_timestamp()) * 1000)::bigint) from 3 for 6)
+        || substring(g.r from 7),
+      6,
+      (get_byte(g.r, 6) & 15) | 112),
+    'hex')::uuid
+  from (select uuid_send(gen_random_uuid()) as r) g
+$$;
+
+revoke all on function conveyor.new_job_id() from public;
+
+-- ---------------------------------------------------------------------------------------
+-- jobs: one row per enqueued job.
+--
+-- Job states (docs/state-machine.md):
+--   pending --claim--> processing --complete--> completed
+--                         |--fail (attempts left)--> pending (visible again after backoff)
+--                         '--fail (no attempts left) / cancel--> failed (dead-lettered)
+--   failed --redrive--> pending
+-- finished_at is set exactly when the state is terminal (CHECK below).
+-- ---------------------------------------------------------------------------------------
+create table public.jobs (
+  id uuid primary key default conveyor.new_job_id(),
+  tenant_id uuid not null references public.tenants (id) on delete restrict,
+  kind text not null,
+  queue_name text not null,
+  priority text not null default 'normal' check (priority in ('fast', 'normal', 'bulk')),
+  status text not null default 'pending'
+    check (status in ('pending', 'processing', 'completed', 'failed')),
+  payload jsonb not null default '{}',
+  headers jsonb,
+  idempotency_key text not null,
+  dedupe_key text,
+  msg_id bigint not null,
+  attempts int not null default 0 check (attempts >= 0),
+  max_attempts int check (max_attempts between 1 and 100),
+  last_error text,
+  errors jsonb not null default '[]',
+  output jsonb,
+  lease_id uuid,
+  locked_by text,
+  locked_until timestamptz,
+  run_at timestamptz not null default now(),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  started_at timestamptz,
+  finished_at timestamptz,
+  constraint jobs_finished_iff_terminal
+    check ((status in ('completed', 'failed')) = (finished_at is not null)),
+  constraint jobs_lease_iff_processing
+    check ((status = 'processing') = (lease_id is not null))
+);
+comment on table public.jobs is
+  'The job ledger: one row per enqueued job, written in the same transaction as its pgmq message.';
+
+-- The indexes on status cover live jobs only. A claim (pending -> processing) and a settle
+-- (-> completed) are non-HOT updates (status is indexed), and a non-HOT update adds an
+-- entry to every index whose predicate the new row version satisfies: full indexes on
+-- status would take an entry at every transition of every job that ever ran, while what
+-- reads them only wants the live ones. Index entries per job (enqueue + claim + complete):
+-- jobs_pkey 3, jobs_live_idx 2, jobs_finished_at_idx 1; job_events 3 indexes x 3 events.
+-- (tools/bench/notes.md item 6: 3,996 -> 3,486 bytes of WAL per job drained against the
+-- earlier full indexes.)
+--
+-- What reads jobs through which index:
+--   rescue_lost_jobs, queue_next_due_at, queue_stats / operator in-flight counts, the
+--   metrics, dashboard and alert aggregates over the live set     jobs_live_idx
+--   metrics, alerts, dashboard "finished in the window"; prune     jobs_finished_at_idx
+--   enqueue's dedupe check                                         jobs_live_dedupe_key
+--   claim / settle / extend / release / redrive / CLI / inspect    jobs_pkey
+--   a tenant's RLS reads (tenant_id::text = app.current_tenant) with a status filter use
+--   jobs_live_idx; nothing else serves the ::text form.
+--
+-- The price, accepted: no index on jobs or job_events starts with tenant_id, so deleting a
+-- tenant checks their ON DELETE RESTRICT foreign keys with a sequential scan (0.2 s warm at
+-- 1M jobs / 3M events). A rare operator action, possible only once retention has removed
+-- the tenant's jobs, against an index entry on every transition of every job.
+--
+-- A migration runs in a transaction, where CREATE INDEX CONCURRENTLY is refused: on a large
+-- ledger create jobs_live_idx CONCURRENTLY by hand first; `if not exists` then skips it.
+
+-- The live jobs, by state, then kind, then due time: rescue_lost_jobs (status, kind),
+-- queue_next_due_at (status, kind, run_at range), and every aggregate over the live set
+-- (`status in ('pending', 'processing')` matches the predicate exactly; status = 'pending'
+-- or 'processing' is a prefix). A job takes an entry at enqueue and at claim, and none when
+-- it finishes.
+create index if not exists jobs_live_idx on public.jobs (status, kind, run_at)
+  where status in ('pending', 'processing');
+create index jobs_finished_at_idx on public.jobs (finished_at) where finished_at is not null;
+-- PGQueuer-style dedupe: one live job per key; a finished job frees the key (seed 003).
+create unique index jobs_live_dedupe_key on public.jobs (tenant_id, dedupe_key)
+  where dedupe_key is not null and status in ('pending', 'processing');
+
+create table public.job_events (
+  id bigint generated always as identity primary key,
+  job_id uuid not null references public.jobs (id) on delete cascade,
+  tenant_id uuid not null references public.tenants (id) on delete restrict,
+  type text not null,
+  payload jsonb not null default '{}',
+  created_at timestamptz not null default now()
+);
+-- No index on tenant_id: no query filters job_events on it (tenants read through RLS on
+-- tenant_id::text, which such an index cannot serve; operators go by job, time or id).
+create index job_events_job_id_idx on public.job_events (job_id);
+create index job_events_created_at_idx on public.job_events (created_at);
+
+-- Idempotency: the authority for "same key, same job" (unique per tenant). A key lives as
+-- long as its job (retention prunes both), so a late retry gets the same answer until then.
+create table public.idempotency_keys (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete restrict,
+  key text not null,
+  -- Deferred: conveyor.enqueue claims the key before it writes the job (same transaction).
+  job_id uuid not null references public.jobs (id) on delete cascade
+    deferrable initially deferred,
+  created_at timestamptz not null default now(),
+  constraint idempotency_keys_tenant_key unique (tenant_id, key)
+);
+create index idempotency_keys_job_id_idx on public.idempotency_keys (job_id);
+
+-- Critical jobs: more attempts (critical_max_attempts, 5) and always an idempotency key.
+create table public.critical_jobs (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete restrict,
+  job_id uuid not null unique references public.jobs (id) on delete cascade,
+  idempotency_key text not null,
+  max_attempts int not null,
+  created_at timestamptz not null default now()
+);
+create index critical_jobs_tenant_id_idx on public.critical_jobs (tenant_id);
+
+-- Jobs that used up their attempts (or were cancelled), with the message moved to q_dlq.
+create table public.dead_letter_jobs (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete restrict,
+  job_id uuid not null references public.jobs (id) on delete cascade,
+  kind text not null,
+  queue_name text not null,
+  payload jsonb not null,
+  reason text not null,
+  errors jsonb not null default '[]',
+  attempts int not null,
+  dlq_msg_id bigint,
+  created_at timestamptz not null default now(),
+  redriven_at timestamptz,
+  acknowledged_at timestamptz
+);
+create index dead_letter_jobs_tenant_created_idx on public.dead_letter_jobs (tenant_id, created_at);
+create index dead_letter_jobs_job_id_idx on public.dead_letter_jobs (job_id);
+-- A tenant's reads through RLS (see "Row-level security" below).
+create index dead_letter_jobs_tenant_text_idx
+  on public.dead_letter_jobs ((tenant_id::text), created_at);
+-- The dead-letter queue as operators see it (20251101000000_operator_views.sql): not yet
+-- redriven, newest first.
+create index dead_letter_jobs_open_created_idx
+  on public.dead_letter_jobs (created_at desc) where redriven_at is null;
+
+-- ---------------------------------------------------------------------------------------
 -- Per-tenant queue settings (a row overrides the defaults for one kind) and statistics,
 -- which are derived (queue_stats()), not stored, so enqueue/claim never contend on a row.
+-- ---------------------------------------------------------------------------------------
 create table public.queues (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete restrict,
@@ -17,8 +202,12 @@ create table public.queues (
 );
 create index queues_kind_idx on public.queues (kind);
 
+-- ---------------------------------------------------------------------------------------
 -- Recurring jobs: a 5-field cron expression (UTC) and the job to enqueue. pg_cron
--- materialises due runs once per due time (schedule_runs is unique on schedule + time).
+-- materialises due runs once per due time (schedule_runs is unique on schedule + time);
+-- 0071_schedules.sql has the matcher, the trigger that keeps next_run_at and the
+-- materialiser.
+-- ---------------------------------------------------------------------------------------
 create table public.schedules (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete restrict,
@@ -32,20 +221,34 @@ create table public.schedules (
   next_run_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
-  constraint schedules_tenant_name unique (tenant_id, name)
+  materialised_through timestamptz,
+  last_error text,
+  constraint schedules_tenant_name unique (tenant_id, name),
+  constraint schedules_payload_object check (jsonb_typeof(payload) = 'object')
 );
+comment on column public.schedules.cron is
+  '5-field cron expression, UTC: minute hour day-of-month month day-of-week (*, lists, ranges, steps).';
+comment on column public.schedules.last_run_at is 'The latest due time that was enqueued.';
+comment on column public.schedules.next_run_at is 'The next due time (the materialiser''s index).';
+comment on column public.schedules.materialised_through is
+  'Every due time at or before this was enqueued or skipped (paused, or beyond the catch-up bound).';
 create index schedules_kind_idx on public.schedules (kind);
+create index schedules_next_run_at_idx on public.schedules (next_run_at);
 
 create table conveyor.schedule_runs (
   schedule_id uuid not null references public.schedules (id) on delete cascade,
   run_at timestamptz not null,
   job_id uuid references public.jobs (id) on delete set null,
   created_at timestamptz not null default now(),
+  error text,
   primary key (schedule_id, run_at)
 );
 create index schedule_runs_job_id_idx on conveyor.schedule_runs (job_id);
 
--- Per-tenant request limits on the ways in (enqueue calls per window).
+-- ---------------------------------------------------------------------------------------
+-- Per-tenant request limits on the ways in (enqueue calls per window; enforced by the
+-- trigger in 0020_tenancy_pre_request.sql).
+-- ---------------------------------------------------------------------------------------
 create table public.rate_limits (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete restrict,
@@ -57,10 +260,12 @@ create table public.rate_limits (
   constraint rate_limits_tenant_scope unique (tenant_id, scope)
 );
 
+-- ---------------------------------------------------------------------------------------
 -- Token buckets for the external services job handlers call (seed 004). One row per
 -- tenant and service: a claim of a job whose kind declares the service takes a token and
--- a concurrency slot in the claim's transaction (see claim_jobs in 0053).
+-- a concurrency slot in the claim's transaction (conveyor.read_queue, 0053_queue_consume.sql).
 -- Seed 004 gives service_name as the key; per tenant it is (tenant_id, service_name).
+-- ---------------------------------------------------------------------------------------
 create table public.rate_limiters (
   tenant_id uuid not null references public.tenants (id) on delete restrict,
   service_name text not null,
@@ -87,6 +292,7 @@ insert into conveyor.rate_limiter_defaults values
   ('solana_rpc', 25, 5, 2.5)
 on conflict do nothing;
 
+-- Every new tenant gets the default buckets.
 create function conveyor.seed_rate_limiters() returns trigger
 language plpgsql
 security definer
@@ -106,6 +312,7 @@ $$;
 create trigger tenants_seed_rate_limiters after insert on public.tenants
   for each row execute function conveyor.seed_rate_limiters();
 
+-- The tenants that exist already (the default tenant, 0010_conveyor_core.sql).
 insert into public.rate_limiters (tenant_id, service_name, tokens_available, max_concurrent,
                                   capacity, refill_per_sec)
 select t.id, d.service_name, d.tokens_available, d.max_concurrent, d.tokens_available,
@@ -113,7 +320,11 @@ select t.id, d.service_name, d.tokens_available, d.max_concurrent, d.tokens_avai
 from public.tenants t cross join conveyor.rate_limiter_defaults d
 on conflict do nothing;
 
--- Periodic snapshots per queue and tenant (pg_cron, every minute).
+revoke all on function conveyor.seed_rate_limiters() from public;
+
+-- ---------------------------------------------------------------------------------------
+-- Periodic snapshots per queue and tenant (pg_cron, every minute; 0055_queue_observability.sql).
+-- ---------------------------------------------------------------------------------------
 create table public.queue_metrics (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete restrict,
@@ -128,9 +339,14 @@ create table public.queue_metrics (
 );
 create index queue_metrics_tenant_captured_idx on public.queue_metrics (tenant_id, captured_at);
 create index queue_metrics_captured_idx on public.queue_metrics (captured_at);
+-- A tenant's reads through RLS (see "Row-level security" below).
+create index queue_metrics_tenant_text_idx
+  on public.queue_metrics ((tenant_id::text), captured_at);
 
--- Alerts raised by rules (depth, oldest age, DLQ growth, failure rate); one open alert per
--- rule and subject, resolved when the condition clears.
+-- ---------------------------------------------------------------------------------------
+-- Alerts raised by rules (depth, oldest age, DLQ growth, failure rate; 0055) and by dead
+-- letters (0061); one open alert per rule and subject, resolved when the condition clears.
+-- ---------------------------------------------------------------------------------------
 create table public.alert_history (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete restrict,
@@ -148,13 +364,100 @@ create table public.alert_history (
 create unique index alert_history_one_open on public.alert_history (tenant_id, rule, subject)
   where status = 'open';
 create index alert_history_raised_idx on public.alert_history (tenant_id, raised_at);
+-- A tenant's reads through RLS (see "Row-level security" below).
+create index alert_history_tenant_text_idx
+  on public.alert_history ((tenant_id::text), raised_at);
+-- Latest alerts across tenants, for the operator panels (alert_history_raised_idx leads
+-- with tenant_id).
+create index alert_history_raised_at_idx on public.alert_history (raised_at desc);
+
+-- ---------------------------------------------------------------------------------------
+-- What the shipped job handlers write (their RPCs: 0054_queue_handlers.sql). job_id has no
+-- foreign key on purpose: the row is an effect that outlives the ledger's retention, and
+-- the pg-boss provider's job ids are not in public.jobs.
+-- ---------------------------------------------------------------------------------------
+create table public.outbox_messages (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete restrict,
+  job_id uuid not null,
+  channel text not null check (channel in ('email', 'sms', 'webhook')),
+  recipient text not null check (length(recipient) between 1 and 320),
+  subject text,
+  body text not null,
+  template text not null,
+  provider text not null,
+  provider_message_id text,
+  status text not null default 'queued' check (status in ('queued', 'sent', 'failed')),
+  metadata jsonb not null default '{}',
+  created_at timestamptz not null default now(),
+  constraint outbox_messages_tenant_job unique (tenant_id, job_id)
+);
+comment on table public.outbox_messages is
+  'Messages rendered by the outreach handler; the local MessageProvider delivers by writing here.';
+create index outbox_messages_tenant_created_idx on public.outbox_messages (tenant_id, created_at);
+
+create table public.enforcement_decisions (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete restrict,
+  job_id uuid not null,
+  subject text not null,
+  decision text not null check (decision in ('allow', 'deny', 'review')),
+  matched_rules jsonb not null default '[]' check (jsonb_typeof(matched_rules) = 'array'),
+  input jsonb not null default '{}',
+  created_at timestamptz not null default now(),
+  constraint enforcement_decisions_tenant_job unique (tenant_id, job_id)
+);
+comment on table public.enforcement_decisions is
+  'One decision per enforce job: allow, deny or review, with the rules that matched.';
+create index enforcement_decisions_tenant_created_idx
+  on public.enforcement_decisions (tenant_id, created_at);
+
+-- ---------------------------------------------------------------------------------------
+-- Row-level security: seed 004's policy on every tenant table, forced so the table owner
+-- obeys it too (SECURITY DEFINER functions run as a BYPASSRLS owner: postgres).
+--
+-- The policy compares `tenant_id::text`, which no index on tenant_id can serve. An
+-- expression index on `(tenant_id::text)` lets the planner use the policy itself as the
+-- index condition (current_setting is stable), so a tenant's read does not scan every
+-- tenant's rows: the cold, append-mostly tables above have one; jobs and job_events, on
+-- the queue's hot path, do not (docs/tenancy.md).
+--
+-- Supabase grants everything in public to the API roles by default: take it back, then
+-- grant what each role needs. anon: nothing. authenticated: read its tenant's rows.
+-- ---------------------------------------------------------------------------------------
+do $$
+declare
+  t text;
+begin
+  foreach t in array array['jobs', 'job_events', 'idempotency_keys', 'critical_jobs',
+                           'dead_letter_jobs']
+  loop
+    execute format('alter table public.%I enable row level security', t);
+    execute format('alter table public.%I force row level security', t);
+    execute format(
+      'create policy tenant_isolation_policy on public.%I
+         using (tenant_id::text = current_setting(''app.current_tenant'', true))', t);
+  end loop;
+end
+$$;
+
+revoke all on public.jobs, public.job_events, public.idempotency_keys,
+  public.critical_jobs, public.dead_letter_jobs from anon, authenticated, public;
+grant select on public.jobs, public.job_events, public.idempotency_keys,
+  public.critical_jobs, public.dead_letter_jobs to authenticated;
+grant select, insert, update, delete on public.jobs, public.job_events,
+  public.idempotency_keys, public.critical_jobs, public.dead_letter_jobs to service_role;
+-- The API roles never insert events: job_events' identity sequence is service_role's only.
+revoke all on sequence public.job_events_id_seq from anon, authenticated, public;
+grant usage, select on sequence public.job_events_id_seq to service_role;
 
 do $$
 declare
   t text;
 begin
   foreach t in array array['queues', 'schedules', 'rate_limits', 'rate_limiters',
-                           'queue_metrics', 'alert_history']
+                           'queue_metrics', 'alert_history', 'outbox_messages',
+                           'enforcement_decisions']
   loop
     execute format('alter table public.%I enable row level security', t);
     execute format('alter table public.%I force row level security', t);
@@ -167,5 +470,3 @@ begin
   end loop;
 end
 $$;
-
-revoke all on function conveyor.seed_rate_limiters() from public;

@@ -1,15 +1,17 @@
--- Metrics and health of the Dragonfly queues (seed 002: publishes, claims, completes,
--- retries, failures per queue), for the worker functions' health answers, the doctor and
--- dashboards. service_role only: they aggregate across tenants.
+-- Observability of the job queues: stats and health on demand (queue_stats, conveyor_health:
+-- the worker functions' health answers, the doctor, dashboards), and two pg_cron jobs that run
+-- every minute: metric snapshots (public.queue_metrics) and alert rules (public.alert_history).
+-- service_role only: they aggregate across tenants.
+
+-- ---------------------------------------------------------------------------------------
+-- Stats and health (seed 002: publishes, claims, completes, retries, failures per queue)
 --
 -- Cost: depth/visible/oldest come from pgmq.metrics (one scan of each queue table, which is
 -- pgmq's own price and small: messages leave the queue when settled). Everything else reads
--- the ledger through indexes: in-flight jobs through a partial index on processing jobs, the
--- counters through job_events' created_at index (only the window's events are touched, not
--- the whole history), so a 1M-row ledger costs what the last hour costs.
-
-create index if not exists jobs_processing_queue_idx on public.jobs (queue_name)
-  where status = 'processing';
+-- the ledger through indexes: in-flight jobs through jobs_live_idx, the counters through
+-- job_events' created_at index (only the window's events are touched, not the whole
+-- history), so a 1M-row ledger costs what the last hour costs.
+-- ---------------------------------------------------------------------------------------
 
 create function public.queue_stats(p_since interval default '1 hour')
 returns table (
@@ -139,3 +141,274 @@ revoke all on function public.queue_stats(interval), public.conveyor_health()
   from public, anon, authenticated;
 grant execute on function public.queue_stats(interval), public.conveyor_health()
   to service_role;
+
+-- ---------------------------------------------------------------------------------------
+-- Metric snapshots: public.queue_metrics (seed 004), one row per pgmq queue and tenant every
+-- minute (pg_cron), or on demand with an explicit clock: depth (pending jobs), in_flight
+-- (processing), the age of the oldest job that is ready and waiting, and the jobs that
+-- finished in the interval since the previous snapshot (processed = completed, failed =
+-- dead-lettered/cancelled).
+--
+-- Read from the ledger, not from pgmq: the ledger knows the tenant and the outcome. Live
+-- jobs are few (they leave pending/processing when settled), and finished ones are read
+-- through jobs_finished_at_idx, so a snapshot costs the live set plus the last minute,
+-- never the history. A (queue, tenant) with nothing live and nothing finished in the
+-- interval writes no row: an idle system writes nothing.
+-- ---------------------------------------------------------------------------------------
+
+insert into conveyor.settings (key, value, description) values
+  ('metrics_retention_hours', '168', 'queue_metrics snapshots older than this are pruned')
+on conflict (key) do nothing;
+
+-- When snapshots were taken (also for idle minutes, so the next interval starts there).
+create table conveyor.metric_snapshots (
+  captured_at timestamptz primary key,
+  interval_sec int not null,
+  rows_written int not null
+);
+
+create function public.capture_queue_metrics(p_now timestamptz default null)
+returns int
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_prev timestamptz;
+  v_rows int;
+begin
+  -- Two concurrent calls (cron + an operator) must not both count the same interval.
+  perform pg_advisory_xact_lock(hashtext('conveyor.capture_queue_metrics'));
+  if exists (select 1 from conveyor.metric_snapshots s where s.captured_at >= v_now) then
+    return 0; -- this instant (or a later one) is already captured
+  end if;
+  select max(s.captured_at) into v_prev from conveyor.metric_snapshots s;
+  v_prev := coalesce(v_prev, v_now - interval '1 minute');
+
+  with live as (
+    select j.tenant_id, j.queue_name,
+           count(*) filter (where j.status = 'pending') as depth,
+           count(*) filter (where j.status = 'processing') as in_flight,
+           min(j.run_at) filter (where j.status = 'pending' and j.run_at <= v_now) as oldest
+    from public.jobs j
+    where j.status in ('pending', 'processing')
+    group by j.tenant_id, j.queue_name
+  ), done as (
+    select j.tenant_id, j.queue_name,
+           count(*) filter (where j.status = 'completed') as processed,
+           count(*) filter (where j.status = 'failed') as failed
+    from public.jobs j
+    where j.finished_at > v_prev and j.finished_at <= v_now
+      and j.status in ('completed', 'failed')
+    group by j.tenant_id, j.queue_name
+  )
+  insert into public.queue_metrics (tenant_id, queue_name, captured_at, depth, in_flight,
+                                    oldest_age_sec, processed, failed, interval_sec)
+  select coalesce(l.tenant_id, d.tenant_id), coalesce(l.queue_name, d.queue_name), v_now,
+         coalesce(l.depth, 0), coalesce(l.in_flight, 0),
+         greatest(0, floor(extract(epoch from v_now - l.oldest)))::int,
+         coalesce(d.processed, 0), coalesce(d.failed, 0),
+         ceil(extract(epoch from v_now - v_prev))::int
+  from live l
+  full join done d on d.tenant_id = l.tenant_id and d.queue_name = l.queue_name;
+  get diagnostics v_rows = row_count;
+
+  insert into conveyor.metric_snapshots (captured_at, interval_sec, rows_written)
+  values (v_now, ceil(extract(epoch from v_now - v_prev))::int, v_rows);
+
+  -- Retention: through the captured_at indexes.
+  delete from public.queue_metrics m
+  where m.captured_at < v_now - make_interval(hours => conveyor.setting_int('metrics_retention_hours')::int);
+  delete from conveyor.metric_snapshots s
+  where s.captured_at < v_now - make_interval(hours => conveyor.setting_int('metrics_retention_hours')::int);
+  return v_rows;
+end
+$$;
+
+comment on function public.capture_queue_metrics(timestamptz) is
+  'Writes one queue_metrics snapshot per (tenant, queue) with activity; returns the rows written.';
+
+revoke all on function public.capture_queue_metrics(timestamptz) from public, anon, authenticated;
+grant execute on function public.capture_queue_metrics(timestamptz) to service_role;
+
+-- ---------------------------------------------------------------------------------------
+-- Alert rules: public.alert_history (seed 004), rules evaluated every minute by pg_cron (or
+-- on demand with an explicit clock). A rule that holds for a (tenant, subject) raises ONE open alert (the
+-- alert_history_one_open unique index deduplicates; later evaluations refresh its value);
+-- when it no longer holds, the open alert is resolved. A rule that holds again later opens
+-- a new alert, so the history shows each episode.
+--
+-- Rules (subject = the pgmq queue, or the kind for dlq_growth):
+--   queue_depth   pending jobs in a queue                       >  threshold
+--   oldest_age    seconds the oldest ready job has waited       >  threshold
+--   dlq_growth    jobs dead-lettered in the last window_sec     >= threshold
+--   failure_rate  failed / (completed + failed) in the window   >= threshold, once at least
+--                 min_samples jobs finished in the window
+-- Thresholds live in conveyor.alert_rules (defaults) and conveyor.tenant_alert_rules
+-- (per-tenant overrides). The `dead_letter` alerts that process_dead_letters (0061) raises
+-- per dead-lettered message are that consumer's, and are left alone here.
+-- ---------------------------------------------------------------------------------------
+
+create table conveyor.alert_rules (
+  rule text primary key
+    check (rule in ('queue_depth', 'oldest_age', 'dlq_growth', 'failure_rate')),
+  threshold numeric not null check (threshold >= 0),
+  window_sec int not null default 300 check (window_sec > 0),
+  min_samples int not null default 0 check (min_samples >= 0),
+  severity text not null default 'warning' check (severity in ('info', 'warning', 'critical')),
+  enabled boolean not null default true,
+  description text not null
+);
+
+insert into conveyor.alert_rules (rule, threshold, window_sec, min_samples, severity, description)
+values
+  ('queue_depth', 1000, 300, 0, 'warning', 'more than `threshold` pending jobs in one queue'),
+  ('oldest_age', 300, 300, 0, 'warning', 'the oldest ready job has waited more than `threshold` seconds'),
+  ('dlq_growth', 5, 300, 0, 'critical', 'at least `threshold` jobs dead-lettered in `window_sec`'),
+  ('failure_rate', 0.2, 300, 10, 'warning',
+   'at least `threshold` of the jobs that finished in `window_sec` failed (min_samples finished)')
+on conflict (rule) do nothing;
+
+create table conveyor.tenant_alert_rules (
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  rule text not null references conveyor.alert_rules (rule) on delete cascade,
+  threshold numeric check (threshold >= 0),
+  window_sec int check (window_sec > 0),
+  min_samples int check (min_samples >= 0),
+  enabled boolean,
+  primary key (tenant_id, rule)
+);
+
+create function public.evaluate_alerts(p_now timestamptz default null)
+returns table (raised int, updated int, resolved int)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_raised int := 0;
+  v_updated int := 0;
+  v_resolved int := 0;
+begin
+  perform pg_advisory_xact_lock(hashtext('conveyor.evaluate_alerts'));
+
+  -- One statement: the breaches, then raise and resolve from the same set (no temp table:
+  -- this runs as a SECURITY DEFINER function every minute).
+  with rules as (
+    select t.id as tenant_id, r.rule, r.severity,
+           coalesce(o.threshold, r.threshold) as threshold,
+           coalesce(o.window_sec, r.window_sec) as window_sec,
+           coalesce(o.min_samples, r.min_samples) as min_samples
+    from public.tenants t
+    cross join conveyor.alert_rules r
+    left join conveyor.tenant_alert_rules o on o.tenant_id = t.id and o.rule = r.rule
+    where coalesce(o.enabled, r.enabled)
+  ), live as (
+    select j.tenant_id, j.queue_name, count(*) as depth,
+           extract(epoch from v_now - min(j.run_at) filter (where j.run_at <= v_now)) as oldest
+    from public.jobs j
+    where j.status = 'pending'
+    group by j.tenant_id, j.queue_name
+  ), dead as (
+    select d.tenant_id, d.kind, count(*) as n, r.threshold, r.severity, r.window_sec
+    from rules r
+    join public.dead_letter_jobs d
+      on d.tenant_id = r.tenant_id
+     and d.created_at > v_now - make_interval(secs => r.window_sec)
+     and d.created_at <= v_now
+    where r.rule = 'dlq_growth'
+    group by d.tenant_id, d.kind, r.threshold, r.severity, r.window_sec
+  ), finished as (
+    select j.tenant_id, j.queue_name,
+           count(*) filter (where j.status = 'failed') as failed,
+           count(*) as total, r.threshold, r.severity, r.window_sec, r.min_samples
+    from rules r
+    join public.jobs j
+      on j.tenant_id = r.tenant_id
+     and j.finished_at > v_now - make_interval(secs => r.window_sec)
+     and j.finished_at <= v_now
+     and j.status in ('completed', 'failed')
+    where r.rule = 'failure_rate'
+    group by j.tenant_id, j.queue_name, r.threshold, r.severity, r.window_sec, r.min_samples
+  ), breaches as (
+    select l.tenant_id, r.rule, l.queue_name as subject, r.severity, l.depth::numeric as value,
+           r.threshold,
+           format('%s pending jobs in %s (threshold %s)', l.depth, l.queue_name, r.threshold)
+             as message
+    from live l join rules r on r.tenant_id = l.tenant_id and r.rule = 'queue_depth'
+    where l.depth > r.threshold
+    union all
+    select l.tenant_id, r.rule, l.queue_name, r.severity, round(l.oldest), r.threshold,
+           format('the oldest ready job in %s has waited %s s (threshold %s s)',
+                  l.queue_name, round(l.oldest), r.threshold)
+    from live l join rules r on r.tenant_id = l.tenant_id and r.rule = 'oldest_age'
+    where l.oldest > r.threshold
+    union all
+    select d.tenant_id, 'dlq_growth', d.kind, d.severity, d.n, d.threshold,
+           format('%s %s jobs dead-lettered in the last %s s (threshold %s)',
+                  d.n, d.kind, d.window_sec, d.threshold)
+    from dead d
+    where d.n >= d.threshold
+    union all
+    select f.tenant_id, 'failure_rate', f.queue_name, f.severity,
+           round(f.failed::numeric / f.total, 4), f.threshold,
+           format('%s of %s jobs finished in %s in the last %s s failed (threshold %s)',
+                  f.failed, f.total, f.queue_name, f.window_sec, f.threshold)
+    from finished f
+    where f.total >= greatest(f.min_samples, 1)
+      and f.failed::numeric / f.total >= f.threshold
+  ), up as (
+    -- Raise: one open alert per (tenant, rule, subject); an open one gets the latest value.
+    insert into public.alert_history as a (tenant_id, rule, subject, severity, message, value,
+                                           threshold, raised_at)
+    select b.tenant_id, b.rule, b.subject, b.severity, b.message, b.value, b.threshold, v_now
+    from breaches b
+    on conflict (tenant_id, rule, subject) where status = 'open'
+    do update set value = excluded.value, message = excluded.message,
+                  threshold = excluded.threshold, severity = excluded.severity
+      where a.value is distinct from excluded.value
+         or a.threshold is distinct from excluded.threshold
+    returning a.xmax::text = '0' as is_new
+  ), res as (
+    -- Resolve: open alerts of these rules whose condition no longer holds.
+    update public.alert_history a
+    set status = 'resolved', resolved_at = v_now
+    where a.status = 'open'
+      and a.rule in (select r.rule from conveyor.alert_rules r)
+      and not exists (
+        select 1 from breaches b
+        where b.tenant_id = a.tenant_id and b.rule = a.rule and b.subject = a.subject)
+    returning a.id
+  )
+  select (select count(*) filter (where up.is_new) from up),
+         (select count(*) filter (where not up.is_new) from up),
+         (select count(*) from res)
+  into v_raised, v_updated, v_resolved;
+
+  return query select v_raised, v_updated, v_resolved;
+end
+$$;
+
+comment on function public.evaluate_alerts(timestamptz) is
+  'Raises one open alert per breached (tenant, rule, subject) and resolves those that cleared.';
+
+revoke all on function public.evaluate_alerts(timestamptz) from public, anon, authenticated;
+grant execute on function public.evaluate_alerts(timestamptz) to service_role;
+
+-- ---------------------------------------------------------------------------------------
+-- Every minute, where pg_cron exists (only in cron.database_name: the test template and
+-- other scratch databases built from these migrations have no scheduler). cron.schedule
+-- (name, …) upserts, so re-running this is harmless.
+-- ---------------------------------------------------------------------------------------
+do $$
+begin
+  if exists (select from pg_extension where extname = 'pg_cron') then
+    perform cron.schedule('conveyor-queue-metrics', '* * * * *',
+                          'select public.capture_queue_metrics()');
+    perform cron.schedule('conveyor-alerts', '* * * * *',
+                          'select * from public.evaluate_alerts()');
+  end if;
+end
+$$;

@@ -1,6 +1,6 @@
 -- Retention (RETENTION_HOURS, conveyor.settings.retention_hours): finished jobs and what
 -- hangs off them (events, idempotency keys, critical and dead-letter rows: ON DELETE CASCADE
--- in 0010), and the archive rows (pgmq a_ tables) of our queues, once older than the
+-- in 0011_tenant_tables.sql), and the archive rows (pgmq a_ tables) of our queues, once older than the
 -- retention. Live jobs (pending, processing) are never touched, however old. An
 -- idempotency key lives as long as its job, so a retry within the retention still gets
 -- the same id.

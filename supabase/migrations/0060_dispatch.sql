@@ -1,5 +1,6 @@
 -- Shared dispatch infrastructure: how workers are started, for every source of backlog
--- (content stages, 20251020120000_content_dispatcher.sql, and the pgmq job kinds).
+-- (content stages, 20251020120000_content_dispatcher.sql, and the pgmq job kinds), and how
+-- the dispatcher and the dead-letter consumer are called (cron, debounced kicks).
 --
 -- A worker invocation is the unit of concurrency. Starting a worker = one row in
 -- conveyor.worker_invocations + one net.http_post to the worker function, in the caller's
@@ -29,15 +30,10 @@ insert into conveyor.settings (key, value, description) values
   ('dispatcher_endpoint', '"/functions/v1/content-queue-dispatcher"',
    'the dispatcher function: a path (resolved against Vault project_url) or a full URL'),
   ('dispatcher_sweep_ms', '45000',
-   'with push_kicks off, how long a cron-started dispatcher keeps cycling while work is in flight')
+   'with push_kicks off, how long a cron-started dispatcher keeps cycling while work is in flight'),
+  ('dlq_worker_endpoint', '"/functions/v1/dlq-worker"',
+   'the dead-letter consumer function (a path resolves against Vault project_url)')
 on conflict (key) do nothing;
-
-create function conveyor.setting_text(p_key text) returns text
-language sql stable
-set search_path = ''
-as $$
-  select value #>> '{}' from conveyor.settings where key = p_key
-$$;
 
 -- Push kicks and push triggers are on unless the setting says otherwise.
 create function conveyor.push_enabled() returns boolean
@@ -47,22 +43,6 @@ as $$
   select coalesce((select (s.value #>> '{}')::boolean from conveyor.settings s
                    where s.key = 'push_kicks'), true)
 $$;
-
--- ---------------------------------------------------------------------------------------
--- Dispatch settings of the pgmq job kinds (the content stages have content_stage_config).
--- ---------------------------------------------------------------------------------------
-alter table conveyor.job_kinds
-  add column max_concurrency int not null default 2 check (max_concurrency >= 0),
-  add column trigger_batch_size int not null default 1 check (trigger_batch_size between 1 and 100),
-  add column enabled boolean not null default true;
-comment on column conveyor.job_kinds.max_concurrency is
-  'most worker invocations of this kind in flight (triggered or running) at once; 0 = none';
-comment on column conveyor.job_kinds.trigger_batch_size is
-  'workers the dispatcher starts per cycle for this kind';
-comment on column conveyor.job_kinds.enabled is
-  'false = the dispatcher starts no workers for this kind (messages stay queued)';
-comment on column conveyor.job_kinds.worker_slug is
-  'the worker function: triggered at /functions/v1/<worker_slug> under Vault project_url';
 
 -- ---------------------------------------------------------------------------------------
 -- Worker invocations
@@ -449,7 +429,8 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------
--- Calling the dispatcher: cron, and debounced kicks on enqueue.
+-- Calling the dispatcher and the dead-letter consumer: cron, and debounced kicks (on
+-- enqueue, on a content stage ready, on a dead letter).
 -- ---------------------------------------------------------------------------------------
 
 -- POSTs to the dispatcher (URL and key from Vault). A kick asks for one re-check once the
@@ -479,8 +460,24 @@ begin
 end
 $$;
 
--- One row per kick target ('queue:<kind>', 'content:<stage>'), pre-inserted, so a kick is a
--- plain UPDATE of an existing row.
+-- POSTs {"async": true, "source"} to the dead-letter consumer, dlq-worker (URL and key from
+-- Vault). q_dlq is not a job kind, so the dispatcher never starts it: a dead letter kicks it
+-- directly (0061_dead_letters.sql), and a per-minute cron sweep is the safety net.
+create function conveyor.invoke_dead_letter_worker(p_source text) returns bigint
+language plpgsql
+set search_path = ''
+as $$
+begin
+  return net.http_post(
+    url := conveyor.endpoint_url(conveyor.setting_text('dlq_worker_endpoint')),
+    body := jsonb_build_object('async', true, 'source', p_source),
+    headers := conveyor.service_headers(),
+    timeout_milliseconds := conveyor.setting_int('worker_request_timeout_ms')::int);
+end
+$$;
+
+-- One row per kick target ('queue:<kind>', 'content:<stage>', 'dlq'), pre-inserted, so a
+-- kick is a plain UPDATE of an existing row.
 create table conveyor.dispatch_kicks (
   target text primary key,
   last_kick_at timestamptz not null default '-infinity',
@@ -491,13 +488,15 @@ comment on table conveyor.dispatch_kicks is
 insert into conveyor.dispatch_kicks (target)
 select 'queue:' || k.kind from conveyor.job_kinds k
 on conflict (target) do nothing;
+insert into conveyor.dispatch_kicks (target) values ('dlq') on conflict (target) do nothing;
 
--- Debounced kick: at most one dispatcher call per target per kick_debounce_ms, sent by
--- pg_net after the caller commits. Callers inside the window read the row and do nothing
--- (an UPDATE locks only rows its WHERE accepts). SKIP LOCKED: while another transaction
--- holds this window's kick uncommitted, we do not wait for it (a long transaction that
--- enqueued would otherwise stall every other enqueue); its kick goes out at its commit.
--- Never fails the caller: without Vault secrets it warns and cron picks the work up.
+-- Debounced kick: at most one call per target per kick_debounce_ms, sent by pg_net after
+-- the caller commits: 'dlq' calls the dead-letter consumer, every other target the
+-- dispatcher. Callers inside the window read the row and do nothing (an UPDATE locks only
+-- rows its WHERE accepts). SKIP LOCKED: while another transaction holds this window's kick
+-- uncommitted, we do not wait for it (a long transaction that enqueued would otherwise stall
+-- every other enqueue); its kick goes out at its commit. Never fails the caller: without
+-- Vault secrets it warns and cron picks the work up.
 create function conveyor.kick(p_target text) returns boolean
 language plpgsql
 set search_path = ''
@@ -521,7 +520,6 @@ begin
   where k.target = c.target;
   v_won := found;
   if not v_won and not exists (select 1 from conveyor.dispatch_kicks k where k.target = p_target) then
-    -- A target kicked for the first time (e.g. a kind added later).
     insert into conveyor.dispatch_kicks (target, last_kick_at, kicks) values (p_target, v_now, 1)
     on conflict (target) do nothing;
     v_won := found;
@@ -530,9 +528,14 @@ begin
     return false;
   end if;
   begin
-    perform conveyor.invoke_dispatcher('kick', p_target);
+    if p_target = 'dlq' then
+      perform conveyor.invoke_dead_letter_worker('kick');
+    else
+      perform conveyor.invoke_dispatcher('kick', p_target);
+    end if;
   exception when others then
-    raise warning 'conveyor.kick: dispatcher not called (%); cron picks the work up', sqlerrm;
+    raise warning 'conveyor.kick: % not called (%); cron picks the work up',
+      case when p_target = 'dlq' then 'dlq-worker' else 'the dispatcher' end, sqlerrm;
     return false;
   end;
   return true;
@@ -561,7 +564,7 @@ begin
 end
 $$;
 
-revoke all on function conveyor.setting_text(text), conveyor.push_enabled(),
+revoke all on function conveyor.push_enabled(),
   conveyor.vault_secret(text), conveyor.endpoint_url(text), conveyor.service_headers(),
   conveyor.post_workers(text, text, text, int, text, timestamptz),
   conveyor.expire_invocations(text, text, timestamptz),
@@ -570,6 +573,7 @@ revoke all on function conveyor.setting_text(text), conveyor.push_enabled(),
   conveyor.trigger_workers(text, text, int, int, text, timestamptz),
   conveyor.lock_dispatch_target(text, text),
   conveyor.invoke_dispatcher(text, text),
+  conveyor.invoke_dead_letter_worker(text),
   conveyor.kick(text),
   conveyor.prune_invocations(timestamptz)
   from public;

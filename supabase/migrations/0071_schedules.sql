@@ -247,35 +247,19 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------
--- The schedules table (0011) gets its bookkeeping: `materialised_through` (every due time
--- at or before it has been fired or deliberately skipped), the last error, and a trigger
--- that validates the expression and keeps next_run_at.
+-- The schedules table's bookkeeping (public.schedules, 0011_tenant_tables.sql): a trigger
+-- validates the expression and keeps next_run_at, from `materialised_through` (every due
+-- time at or before it has been fired or deliberately skipped).
+--
+-- SECURITY DEFINER: the API roles may execute nothing in schema conveyor (security_lints
+-- holds that line), and a trigger runs with the caller's rights, so creating or re-timing a
+-- schedule through the API (service_role over REST, POST /rest/v1/schedules) would fail with
+-- 42501 on cron_next. It reads only the row it is given and the clock. EXECUTE stays revoked
+-- from PUBLIC: a trigger function cannot be called directly.
 -- ---------------------------------------------------------------------------------------
-alter table public.schedules
-  add column materialised_through timestamptz,
-  add column last_error text,
-  add constraint schedules_payload_object check (jsonb_typeof(payload) = 'object');
-
-comment on column public.schedules.cron is
-  '5-field cron expression, UTC: minute hour day-of-month month day-of-week (*, lists, ranges, steps).';
-comment on column public.schedules.last_run_at is 'The latest due time that was enqueued.';
-comment on column public.schedules.next_run_at is 'The next due time (the materialiser''s index).';
-comment on column public.schedules.materialised_through is
-  'Every due time at or before this was enqueued or skipped (paused, or beyond the catch-up bound).';
-
-create index schedules_next_run_at_idx on public.schedules (next_run_at);
-
-alter table conveyor.schedule_runs
-  add column error text;
-
--- Rows written before this migration (if any) continue from their last run.
-update public.schedules
-set materialised_through = coalesce(last_run_at, created_at),
-    next_run_at = conveyor.cron_next(cron, coalesce(last_run_at, created_at))
-where materialised_through is null;
-
 create function conveyor.schedules_before_write() returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin

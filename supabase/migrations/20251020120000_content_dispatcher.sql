@@ -300,7 +300,7 @@ begin
       using hint = 'accepted fields: ' || array_to_string(c_fields, ', ');
   end if;
   if jsonb_typeof(p -> 'idempotency_key') is distinct from 'string'
-     or btrim(p ->> 'idempotency_key') = '' then
+     or (p ->> 'idempotency_key') !~ '\S' then
     raise exception 'queue_content_job: missing idempotency_key';
   end if;
   v_key := p ->> 'idempotency_key';
@@ -318,19 +318,19 @@ begin
   if v_size > v_limit then
     raise exception 'queue_content_job: brief too large (% bytes, the limit is % bytes)', v_size, v_limit;
   end if;
-  if jsonb_typeof(v_brief -> 'topic') is distinct from 'string' or btrim(v_brief ->> 'topic') = '' then
+  if jsonb_typeof(v_brief -> 'topic') is distinct from 'string' or (v_brief ->> 'topic') !~ '\S' then
     raise exception 'queue_content_job: brief.topic is required (a non-empty string)';
   end if;
   if length(v_brief ->> 'topic') > 300 then
     raise exception 'queue_content_job: brief.topic is longer than 300 characters';
   end if;
   if coalesce(jsonb_typeof(v_brief -> 'audience'), 'null') <> 'null'
-     and (jsonb_typeof(v_brief -> 'audience') <> 'string' or btrim(v_brief ->> 'audience') = ''
+     and (jsonb_typeof(v_brief -> 'audience') <> 'string' or (v_brief ->> 'audience') !~ '\S'
           or length(v_brief ->> 'audience') > 200) then
     raise exception 'queue_content_job: brief.audience must be a non-empty string of at most 200 characters';
   end if;
   if coalesce(jsonb_typeof(v_brief -> 'title'), 'null') <> 'null'
-     and (jsonb_typeof(v_brief -> 'title') <> 'string' or btrim(v_brief ->> 'title') = ''
+     and (jsonb_typeof(v_brief -> 'title') <> 'string' or (v_brief ->> 'title') !~ '\S'
           or length(v_brief ->> 'title') > 200) then
     raise exception 'queue_content_job: brief.title must be a non-empty string of at most 200 characters';
   end if;
@@ -338,7 +338,7 @@ begin
      and (jsonb_typeof(v_brief -> 'keywords') <> 'array'
           or jsonb_array_length(v_brief -> 'keywords') > 25
           or exists (select 1 from jsonb_array_elements(v_brief -> 'keywords') e
-                     where jsonb_typeof(e) <> 'string' or btrim(e #>> '{}') = ''
+                     where jsonb_typeof(e) <> 'string' or (e #>> '{}') !~ '\S'
                         or length(e #>> '{}') > 100)) then
     raise exception 'queue_content_job: brief.keywords must be an array of at most 25 non-empty strings (each at most 100 characters)';
   end if;
@@ -346,7 +346,7 @@ begin
      and (jsonb_typeof(v_brief -> 'banned_words') <> 'array'
           or jsonb_array_length(v_brief -> 'banned_words') > 100
           or exists (select 1 from jsonb_array_elements(v_brief -> 'banned_words') e
-                     where jsonb_typeof(e) <> 'string' or btrim(e #>> '{}') = ''
+                     where jsonb_typeof(e) <> 'string' or (e #>> '{}') !~ '\S'
                         or length(e #>> '{}') > 100)) then
     raise exception 'queue_content_job: brief.banned_words must be an array of at most 100 non-empty strings (each at most 100 characters)';
   end if;

@@ -1,4 +1,4 @@
--- The cron matcher behind schedules (0071): parsing (5 fields, *, lists, ranges, steps,
+-- The cron matcher behind schedules (0071_schedules.sql): parsing (5 fields, *, lists, ranges, steps,
 -- errors), matching (UTC, the Vixie day-of-month/day-of-week rule), next/previous due time
 -- (month and year rollover, leap days, never), a brute-force cross-check of the search,
 -- and the schedules trigger that validates expressions.

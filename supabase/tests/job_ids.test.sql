@@ -1,4 +1,4 @@
--- Time-ordered job ids (0079).
+-- Time-ordered job ids (conveyor.new_job_id, 0011_tenant_tables.sql).
 begin;
 select plan(4);
 

@@ -1,4 +1,4 @@
--- operator_events (20261123120000_operator_events_newest.sql): the newest p_limit events of
+-- operator_events (20251101000000_operator_views.sql): the newest p_limit events of
 -- each source, or those after a given id, oldest first; the kind/stage filter; the limit
 -- check.
 begin;

@@ -1,4 +1,4 @@
--- public.queue_jobs(jsonb) (0058): batch enqueue through queue_job, one transaction.
+-- public.queue_jobs(jsonb) (0051_queue_job_expose.sql): batch enqueue, one transaction.
 begin;
 select plan(9);
 

@@ -1,4 +1,4 @@
--- public.queue_jobs(jsonb) set-based (0081): the same rows as queue_job per element, the
+-- public.queue_jobs(jsonb) set-based (0050, 0051): the same rows as queue_job per element, the
 -- same errors (with the element's index), idempotency within and across calls, ids in order.
 -- Concurrent calls are in tests/queue_jobs_test.ts.
 begin;
@@ -179,7 +179,7 @@ select is(pg_temp.err(format('select * from public.queue_jobs(%L::jsonb)',
 select is(pg_temp.written(), (select w from before_errors), 'none of the failed calls wrote anything');
 
 -- A failure in the writes (here a critical_max_attempts out of the jobs' CHECK range) rolls
--- the set-based writes back and is reported for its element, as 0058 did.
+-- the set-based writes back and is reported for its element (the per-element replay).
 update conveyor.settings set value = '500' where key = 'critical_max_attempts';
 select matches(pg_temp.err($$select * from public.queue_jobs('[
     {"idempotency_key":"w-0","kind":"enrich"},
@@ -189,9 +189,9 @@ select matches(pg_temp.err($$select * from public.queue_jobs('[
 select is(pg_temp.written(), (select w from before_errors), 'and writes nothing');
 update conveyor.settings set value = '5' where key = 'critical_max_attempts';
 
--- An API role reaching queue_jobs through a definer function of its own takes 0058's
--- per-element path: its tenant from the token, and the per-job enqueue rate limit (0070)
--- refusing the element that goes over it.
+-- An API role reaching queue_jobs through a definer function of its own takes the
+-- per-element path: its tenant from the token, and the per-job enqueue rate limit
+-- (0020_tenancy_pre_request.sql) refusing the element that goes over it.
 insert into public.tenants (id, name) values ('00000000-0000-0000-0000-0000000000cc', 'qjs-api');
 insert into public.rate_limits (tenant_id, scope, max_requests, window_seconds)
 values ('00000000-0000-0000-0000-0000000000cc', 'enqueue', 2, 3600);

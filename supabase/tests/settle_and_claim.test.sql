@@ -1,4 +1,4 @@
--- public.settle_and_claim_jobs (0077): settle_jobs then claim_jobs in one call.
+-- public.settle_and_claim_jobs (0053_queue_consume.sql): settle_jobs then claim_jobs in one call.
 begin;
 select plan(6);
 

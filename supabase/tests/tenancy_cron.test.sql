@@ -1,4 +1,4 @@
--- The per-minute pg_cron jobs of seed 004's service (0071-0073): schedules, queue_metrics
+-- The per-minute pg_cron jobs of seed 004's service (0055, 0071): schedules, queue_metrics
 -- snapshots and alert evaluation, registered in the database pg_cron serves (pg_prove runs
 -- against it) and pointing at the functions the suites test with an injected clock.
 begin;

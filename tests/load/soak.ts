@@ -25,9 +25,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import postgres, { type Sql } from "postgres";
+import { cliArgs, usageExit } from "../../tools/args.ts";
 import { freePort } from "../../tools/stack/proc.ts";
 import { REPO_ROOT } from "../../tools/stack/state.ts";
 import { stackInfo } from "../../tools/stack/supervisor.ts";
@@ -35,8 +35,24 @@ import { type ProcInfo, stackProcs } from "../../tools/test/procs.ts";
 import { type Api, postRpc } from "./driver.ts";
 import { lineChart, short } from "./svg.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
+const USAGE =
+  `usage: deno task soak [--minutes 10] [--rate 20] [--content-every 4] [--sample-sec 10]
+                      [--dir .stack/soak] [--out .artifacts/soak] [--keep]
+
+Steady mixed load through a private stack for --minutes, checked against the ledger; fails
+(exit 1) on a lost, duplicated or wrongly settled job, a drain that does not finish, or
+something that keeps growing. Report: <out>/latest/report.md (+ chart.svg, samples.json).
+
+  --minutes N        length of the load phase (default 10)
+  --rate N           queue jobs per second (default 20)
+  --content-every S  one content job every S seconds (default 4)
+  --sample-sec S     sampling interval (default 10)
+  --dir D            the private stack's folder (default .stack/soak)
+  --out D            where the report goes (default .artifacts/soak)
+  --keep             leave the stack running afterwards
+  -h, --help         this text`;
+
+const { values } = cliArgs(USAGE, {
   options: {
     minutes: { type: "string", default: "10" },
     rate: { type: "string", default: "20" },
@@ -54,11 +70,15 @@ const SAMPLE_S = Number(values["sample-sec"]);
 const DIR = resolve(REPO_ROOT, values.dir!);
 const OUT = resolve(REPO_ROOT, values.out!);
 const DRAIN_MS = 300_000;
-for (const [k, v] of [["minutes", MINUTES], ["rate", RATE], ["sample-sec", SAMPLE_S]] as const) {
-  if (!(v > 0)) {
-    console.error(`--${k} must be a positive number`);
-    Deno.exit(2);
-  }
+for (
+  const [k, v] of [
+    ["minutes", MINUTES],
+    ["rate", RATE],
+    ["content-every", CONTENT_EVERY_S],
+    ["sample-sec", SAMPLE_S],
+  ] as const
+) {
+  if (!(v > 0)) usageExit(`--${k} must be a positive number, got "${values[k]}"`);
 }
 
 const log = (l: string) => console.log(`[soak ${new Date().toISOString().slice(11, 19)}] ${l}`);

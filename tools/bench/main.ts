@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { cliArgs, usageExit } from "../args.ts";
 import { REPO_ROOT } from "../stack/state.ts";
 import { DBS, loadAvg, startEnv } from "./env.ts";
 import { buildPlan, FULL, QUICK, RUN_ORDER, type Sizes, SMOKE, WORKLOADS } from "./plan.ts";
@@ -231,9 +231,22 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
   return { summaries, markdownPath, svgPath, failed };
 }
 
+/** `deno task bench --help`. */
+export const USAGE =
+  `usage: deno task bench [--quick | --smoke] [--only X] [--reps N] [--out DIR] [--dir DIR]
+
+Conveyor next to pg-boss and graphile-worker on one throwaway PostgreSQL cluster.
+
+  --quick      small sizes, one repetition (a smoke check in under 3 minutes)
+  --smoke      tiny sizes (a faster local check)
+  --only X     only workloads / cases whose id starts with X (repeatable, comma list)
+  --reps N     repetitions (default 3, quick 1)
+  --out DIR    where benchmarks.md/.svg go (default docs/ for a full run, else .artifacts/bench/)
+  --dir DIR    the cluster's folder (default .stack/bench)
+  -h, --help   this text`;
+
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
+  const { values } = cliArgs(USAGE, {
     options: {
       quick: { type: "boolean", default: false },
       smoke: { type: "boolean", default: false },
@@ -243,18 +256,21 @@ if (import.meta.main) {
       dir: { type: "string" },
     },
   });
+  const reps = values.reps === undefined ? undefined : Number(values.reps);
+  if (reps !== undefined && !(Number.isInteger(reps) && reps >= 1)) {
+    usageExit(`--reps must be a whole number of at least 1, got "${values.reps}"`);
+  }
   try {
     const outcome = await runBench({
       mode: values.smoke ? "smoke" : values.quick ? "quick" : "full",
       only: values.only?.flatMap((o) => o.split(",")).filter(Boolean),
-      reps: values.reps ? Number(values.reps) : undefined,
+      reps,
       out: values.out,
       dir: values.dir,
     });
     Deno.exit(outcome.failed > 0 ? 1 : 0);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    console.error(`bench: ${e.message}`);
-    Deno.exit(2);
+    usageExit(e.message);
   }
 }

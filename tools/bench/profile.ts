@@ -20,14 +20,20 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { cliArgs, usageExit } from "../args.ts";
 import postgres from "postgres";
 import { DBS, startEnv } from "./env.ts";
 import { median as med } from "./stats.ts";
 import * as conveyor from "./systems/conveyor.ts";
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
+const USAGE =
+  `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--explain MS] [--dir D]
+       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir D]
+
+Profiles one Conveyor case on the bench environment (pg_stat_statements, auto_explain), or
+A/B-tests schema variants in one run. See the comment at the top of this file.`;
+
+const { values, positionals } = cliArgs(USAGE, {
   allowPositionals: true,
   options: {
     n: { type: "string", default: "20000" },
@@ -41,6 +47,18 @@ const { values, positionals } = parseArgs({
   },
 });
 const what = positionals[0] ?? "drain-sql";
+const CASES = [
+  "drain-sql",
+  "drain-rpc",
+  "enqueue-sql",
+  "enqueue-http",
+  "rpc-sql",
+  "rpc-http",
+  "batch",
+  "ab",
+  "ab-sql",
+];
+if (!CASES.includes(what)) usageExit(`unknown case "${what}" (one of ${CASES.join(", ")})`);
 const n = Number(values.n);
 const log = (l: string) => console.log(l);
 const env = await startEnv({ dir: values.dir, log });

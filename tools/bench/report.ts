@@ -345,7 +345,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
     "  runs it: supabase-js → the gateway (its own process, as the stack runs it) → `claim_jobs` /",
     "  `settle_jobs`, one round trip each per batch. *Direct SQL*: the same worker loop",
     "  (`_shared/worker_loop.ts`) calling the same two functions over postgres.js. Batch enqueue uses",
-    "  `public.queue_jobs(jsonb)` (migration 0058).",
+    "  `public.queue_jobs(jsonb)` (`0051_queue_job_expose.sql`).",
     "- **Runtimes.** Everything runs in Deno; pg-boss and graphile-worker are `npm:` imports pinned in",
     "  tools/bench/systems. The anchors ran them on Node 20; both declare Node ≥ 22. Deno's Node",
     "  compatibility layer (node-pg over Deno's sockets) may cost them something Node would not.",

@@ -9,12 +9,13 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
-import type {
-  DashboardData,
-  QueueRow,
-  StageRow,
+import {
+  type DashboardData,
+  type QueueRow,
+  type StageRow,
+  withWorkerUrls,
+  workerUrl,
 } from "../../supabase/functions/_shared/operator/data.ts";
 import {
   ago,
@@ -23,6 +24,7 @@ import {
   formatCount,
   oneLine,
 } from "../../supabase/functions/_shared/operator/format.ts";
+import { ArgsError, parseCli, usageLine } from "../args.ts";
 import { renderTable } from "./table.ts";
 import { resolveTarget, type Target, TargetError } from "./target.ts";
 
@@ -55,7 +57,7 @@ usage: deno task conveyor <command> [options]
   dashboard [--port N]
         serve the dashboard on http://127.0.0.1:N/ (default 8787) through a local proxy
         that adds the key: for hosted projects, which serve HTML only on custom domains
-  help
+  help, --help, -h
 
 Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (a hosted project), otherwise the local
 stack (.stack/local/state.json or CONVEYOR_STACK_DIR, else http://127.0.0.1:54321 with the
@@ -99,13 +101,12 @@ const OPTIONS = {
   url: { type: "string" },
   "service-key": { type: "string" },
   "stack-dir": { type: "string" },
-  help: { type: "boolean", short: "h" },
 } as const;
 
 type Flags = ReturnType<typeof parse>["values"];
 
 function parse(args: string[]) {
-  return parseArgs({ args, allowPositionals: true, strict: true, options: OPTIONS });
+  return parseCli(args, { allowPositionals: true, strict: true, options: OPTIONS });
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -192,7 +193,7 @@ function queueTable(rows: readonly QueueRow[]): string[] {
   ], rows);
 }
 
-function stageTable(rows: readonly StageRow[]): string[] {
+function stageTable(rows: readonly StageRow[], projectUrl: string): string[] {
   return renderTable<StageRow>([
     { header: "STAGE", value: (s) => s.stage },
     { header: "STATE", value: (s) => (s.enabled ? "on" : "PAUSED") },
@@ -207,6 +208,8 @@ function stageTable(rows: readonly StageRow[]): string[] {
       value: (s) => (s.last_error_at ? clockTime(s.last_error_at) : "-"),
       align: "right",
     },
+    // worker_endpoint resolved as the dispatcher does (a path against the project URL).
+    { header: "WORKERS AT", value: (s) => workerUrl(s.worker_endpoint, projectUrl) ?? "-" },
   ], rows);
 }
 
@@ -217,7 +220,7 @@ async function status(ctx: Ctx): Promise<void> {
     p_limit: 5,
   });
   if (ctx.flags.json) {
-    ctx.io.out(JSON.stringify(d, null, 2));
+    ctx.io.out(JSON.stringify(withWorkerUrls(d, ctx.target.url), null, 2));
     return;
   }
   const busy = (q: QueueRow) =>
@@ -235,7 +238,7 @@ async function status(ctx: Ctx): Promise<void> {
     io.out(`(${d.queues.length - queues.length} idle fast/bulk queues hidden: --all shows them)`);
   }
   io.out("");
-  for (const l of stageTable(d.stages)) io.out(l);
+  for (const l of stageTable(d.stages, ctx.target.url)) io.out(l);
   io.out("");
   const dl = d.dead_letters;
   const kinds = dl.by_kind.map((k) => `${k.kind} ${k.size}`).join(", ");
@@ -667,13 +670,15 @@ export async function main(
   try {
     parsed = parse(args);
   } catch (e) {
-    io.err(`error: ${(e as Error).message}\n\n${USAGE}`);
+    if (!(e instanceof ArgsError)) throw e;
+    // One line for a mistyped flag: the usage is a `--help` away.
+    io.err(usageLine(e.message));
     return 2;
   }
   const [cmd, ...rest] = parsed.positionals;
-  if (!cmd || cmd === "help" || parsed.values.help) {
-    (cmd || parsed.values.help ? io.out : io.err)(USAGE);
-    return cmd === "help" || parsed.values.help ? 0 : 2;
+  if (!cmd || cmd === "help" || parsed.help) {
+    (cmd || parsed.help ? io.out : io.err)(USAGE);
+    return cmd === "help" || parsed.help ? 0 : 2;
   }
   let name = cmd;
   let cmdArgs = rest;

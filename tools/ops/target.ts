@@ -5,14 +5,19 @@
  * 1. `--url` / `SUPABASE_URL` → that project; the key from `--service-key` or
  *    `SUPABASE_SERVICE_ROLE_KEY` (required then: a hosted project has no default key);
  * 2. otherwise the local stack: the API port from `<stack dir>/state.json` (the stack
- *    dir is `CONVEYOR_STACK_DIR` or `.stack/local`), else the standard 54321, and the
- *    local demo service-role key unless one is given.
+ *    dir is `CONVEYOR_STACK_DIR` or `.stack/local`), else `CONVEYOR_API_PORT`, else the
+ *    standard 54321, and the local demo service-role key unless one is given.
+ *
+ * A program run without read access to state.json (seed 001's
+ * `deno run --allow-net --allow-env scripts/trigger-content-dispatcher.ts`) does not read
+ * it: asking would prompt in a terminal and fail elsewhere. It falls back as above and says
+ * so in {@link Target.note}.
  *
  * @module
  */
 import { resolve } from "node:path";
 import { serviceRoleKey } from "../stack/keys.ts";
-import { readState, REPO_ROOT } from "../stack/state.ts";
+import { readState, REPO_ROOT, statePath } from "../stack/state.ts";
 
 /** Where the CLI points. */
 export interface Target {
@@ -23,6 +28,8 @@ export interface Target {
   /** For messages: "local stack (.stack/local)" or the host. */
   label: string;
   local: boolean;
+  /** Why the local stack's state was not read, when it could not be. */
+  note?: string;
 }
 
 /** A configuration problem, with the fix in the message. */
@@ -34,6 +41,7 @@ export class TargetError extends Error {
 export async function resolveTarget(
   flags: { url?: string; serviceKey?: string; stackDir?: string } = {},
   env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+  canRead: (path: string) => Promise<boolean> = mayRead,
 ): Promise<Target> {
   const url = flags.url ?? env("SUPABASE_URL");
   const givenKey = flags.serviceKey ?? env("SUPABASE_SERVICE_ROLE_KEY");
@@ -52,13 +60,25 @@ export async function resolveTarget(
     const local = parsed.hostname === "127.0.0.1" || parsed.hostname === "localhost";
     return { url: url.replace(/\/+$/, ""), key: givenKey, label: parsed.host, local };
   }
-  const dir = resolve(flags.stackDir ?? env("CONVEYOR_STACK_DIR") ?? `${REPO_ROOT}/.stack/local`);
-  const state = await readState(dir);
-  const port = state?.apiPort ?? 54321;
+  const dirFlag = flags.stackDir ?? env("CONVEYOR_STACK_DIR") ?? `${REPO_ROOT}/.stack/local`;
+  // resolve() of a relative folder reads the working directory: that needs read access too.
+  const readable = await canRead(dirFlag.startsWith("/") ? statePath(dirFlag) : ".");
+  const dir = readable ? resolve(dirFlag) : dirFlag;
+  const state = readable ? await readState(dir) : null;
+  const envPort = Number(env("CONVEYOR_API_PORT")) || undefined;
+  const port = state?.apiPort ?? envPort ?? 54321;
+  const where = state ? dir : envPort ? "CONVEYOR_API_PORT" : "default port";
   return {
     url: `http://127.0.0.1:${port}`,
     key: givenKey ?? await serviceRoleKey(),
-    label: state ? `local stack (${dir})` : "local stack (default port)",
+    label: `local stack (${where})`,
     local: true,
+    note: readable ? undefined : `no read access to ${statePath(dir)}, so the port of a stack ` +
+      `started with --api-port is unknown here (add --allow-read, or set SUPABASE_URL)`,
   };
+}
+
+/** True when this process may read `path` (never prompts). */
+async function mayRead(path: string): Promise<boolean> {
+  return (await Deno.permissions.query({ name: "read", path })).state === "granted";
 }

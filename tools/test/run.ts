@@ -12,15 +12,26 @@
  * @module
  */
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { cliArgs, usageExit } from "../args.ts";
 import { freePort } from "../stack/proc.ts";
 import { REPO_ROOT } from "../stack/state.ts";
 import { adminSql, setupDatabase, stackInfo } from "../stack/supervisor.ts";
 import { findPgBin } from "../stack/pg_binaries.ts";
 import { TEMPLATE_DB } from "./db.ts";
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
+const USAGE =
+  `usage: deno task test [--filter TEXT] [--only deno|sql] [--keep] [--stack-dir D] [files…]
+
+Starts a private stack (own folder, free ports), runs every Deno test and every pgTAP file
+(or only the given *_test.ts / *.test.sql files) and ends with "N passed, N failed".
+
+  --filter TEXT   only Deno tests whose name contains TEXT
+  --only deno|sql only the Deno tests, or only pgTAP
+  --keep          leave the stack running afterwards (its stop command is printed)
+  --stack-dir D   the stack's folder (default .stack/test); one per concurrent run
+  -h, --help      this text`;
+
+const { values, positionals } = cliArgs(USAGE, {
   allowPositionals: true,
   options: {
     filter: { type: "string" },
@@ -29,6 +40,10 @@ const { values, positionals } = parseArgs({
     "stack-dir": { type: "string" },
   },
 });
+
+if (values.only !== undefined && values.only !== "deno" && values.only !== "sql") {
+  usageExit(`--only must be deno or sql, got "${values.only}"`);
+}
 
 const deno = Deno.execPath();
 const dir = resolve(REPO_ROOT, values["stack-dir"] ?? ".stack/test");

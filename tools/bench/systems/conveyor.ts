@@ -313,7 +313,7 @@ function rpcSource(
   return source;
 }
 
-/** Does the database under test have settle_and_claim_jobs (0077)? */
+/** Does the database under test have settle_and_claim_jobs (an older checkout may not)? */
 async function hasSettleAndClaim(sql: postgres.Sql): Promise<boolean> {
   const [r] = await sql<{ ok: boolean }[]>`
     select exists (select 1 from pg_proc where proname = 'settle_and_claim_jobs') as ok`;

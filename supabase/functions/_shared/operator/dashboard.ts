@@ -198,6 +198,9 @@ ${meter(s.ready, readyPeak, COLORS.ready, `${s.ready} ready`)}
   }</span> errors · <span data-field="waiting_retry" data-value="${s.waiting_retry}">${
     formatCount(s.waiting_retry)
   }</span> retrying</div>
+<div class="stage-url muted" data-field="worker_url" title="worker_endpoint: ${s.worker_endpoint}">workers at <code>${
+    s.worker_url ?? s.worker_endpoint
+  }</code></div>
 </div>`;
 }
 
@@ -443,7 +446,7 @@ svg.wide{width:100%;height:auto}
 .stage-head{display:flex;justify-content:space-between;align-items:center;margin-bottom:4px}
 .stage-big{font-size:24px;font-weight:650;font-variant-numeric:tabular-nums}
 .stage-ready{margin-bottom:2px}.stage-cap{margin:8px 0 2px}
-.stage-stats{margin-top:6px}.err-count{color:var(--err);font-weight:600}
+.stage-stats{margin-top:6px}.stage-url{margin-top:6px;font-size:12px;overflow-wrap:anywhere}.stage-url code{font-size:11px}.err-count{color:var(--err);font-weight:600}
 .swatch.ready{background:var(--warn)}
 footer{color:var(--muted);font-size:13px;padding:4px 2px 24px}
 `;

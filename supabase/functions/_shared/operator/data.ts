@@ -46,7 +46,36 @@ export interface StageRow {
   completed_total: number;
   errors_total: number;
   last_error_at: string | null;
+  /** As stored: a path (resolved against Vault `project_url`) or a full http(s) URL. */
   worker_endpoint: string;
+  /**
+   * Where the stage's workers are called: {@link workerUrl} of `worker_endpoint`, added by
+   * the dashboard and the CLI (null when the project URL is unknown).
+   */
+  worker_url?: string | null;
+}
+
+/**
+ * Resolves a stage's `worker_endpoint` as `conveyor.endpoint_url()` does in SQL: a full
+ * http(s) URL as is, a path against the project URL (there Vault `project_url`; here the
+ * caller's SUPABASE_URL, the same project). Null for a path when `projectUrl` is unknown.
+ */
+export function workerUrl(endpoint: string, projectUrl: string | undefined | null): string | null {
+  if (/^https?:\/\//i.test(endpoint)) return endpoint;
+  const base = (projectUrl ?? "").trim().replace(/\/+$/, "");
+  if (!base) return null;
+  return `${base}${endpoint.startsWith("/") ? "" : "/"}${endpoint}`;
+}
+
+/** `d` with `worker_url` set on every stage (see {@link workerUrl}). */
+export function withWorkerUrls(
+  d: DashboardData,
+  projectUrl: string | undefined | null,
+): DashboardData {
+  return {
+    ...d,
+    stages: d.stages.map((s) => ({ ...s, worker_url: workerUrl(s.worker_endpoint, projectUrl) })),
+  };
 }
 
 /** One `error` event of the content pipeline. */

@@ -23,6 +23,7 @@ import {
   fetchDashboard,
   fetchMetricSamples,
   type MetricSample,
+  withWorkerUrls,
 } from "./data.ts";
 import { escapeHtml } from "./html.ts";
 import { EXPOSITION_CONTENT_TYPE, formatExposition } from "./prometheus.ts";
@@ -38,6 +39,8 @@ export interface DashboardDeps {
   site(): string;
   /** Auto-refresh period in seconds. */
   refreshSec: number;
+  /** The project URL stage worker paths resolve against (default: SUPABASE_URL). */
+  projectUrl(): string | undefined;
 }
 
 /** What the metrics handler needs. */
@@ -125,6 +128,7 @@ export function createDashboardHandler(
     credentials: deps.credentials ?? (() => credentialsFromEnv()),
     site: deps.site ?? siteFromEnv,
     refreshSec: deps.refreshSec ?? refreshFromEnv(),
+    projectUrl: deps.projectUrl ?? (() => Deno.env.get("SUPABASE_URL")),
   };
   return async (req) => {
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -173,7 +177,7 @@ export function createDashboardHandler(
     const minutes = parseMinutes(url.searchParams.get("minutes"));
     let data: DashboardData;
     try {
-      data = await d.load(minutes, 10);
+      data = withWorkerUrls(await d.load(minutes, 10), d.projectUrl());
     } catch (e) {
       const err = toError(e);
       console.error(`conveyor-dashboard: ${err.message}`);

@@ -5,6 +5,12 @@
  * `jobs.output` by the settle. A record without a usable email is cancelled (it can never
  * succeed, so retrying it would only waste attempts).
  *
+ * `fail_attempts: N` in the payload makes the first N attempts fail with a transient error
+ * before the record is enriched: a job that is retried with backoff and then succeeds (N
+ * below the job's max attempts, 3 by default) or is dead-lettered (N at or above it), for the
+ * tour and for drills, without breaking anything. The handler reads the attempt number the
+ * worker gives it (`job.attempt`, 1-based, counted by the ledger across workers).
+ *
  * @module
  */
 import { JobCancelError } from "../../errors.ts";
@@ -21,6 +27,39 @@ export interface EnrichInput {
   phone?: unknown;
   title?: unknown;
   website?: unknown;
+  /** Fail the first N attempts transiently (0..10); not part of the record. */
+  fail_attempts?: unknown;
+}
+
+/** Most attempts `fail_attempts` may fail (a critical job has 5). */
+export const MAX_FAIL_ATTEMPTS = 10;
+
+/** The error of an attempt that `fail_attempts` fails: an ordinary error, so it is retried. */
+export class TransientFailure extends Error {
+  override readonly name = "TransientFailure";
+}
+
+/**
+ * Throws {@link TransientFailure} while `attempt` ≤ `failAttempts`; JobCancelError when
+ * `failAttempts` is not a whole number in 0..{@link MAX_FAIL_ATTEMPTS} (retrying cannot fix it).
+ */
+export function failAttempt(failAttempts: unknown, attempt: number): void {
+  if (failAttempts === undefined) return;
+  if (
+    typeof failAttempts !== "number" || !Number.isInteger(failAttempts) || failAttempts < 0 ||
+    failAttempts > MAX_FAIL_ATTEMPTS
+  ) {
+    throw new JobCancelError(
+      `enrich: payload.fail_attempts must be a whole number from 0 to ${MAX_FAIL_ATTEMPTS}, got ${
+        JSON.stringify(failAttempts)
+      }`,
+    );
+  }
+  if (attempt <= failAttempts) {
+    throw new TransientFailure(
+      `enrich: transient failure on attempt ${attempt}, as payload.fail_attempts = ${failAttempts} asks`,
+    );
+  }
 }
 
 /** The normalised record. */
@@ -186,7 +225,9 @@ export const enrichHandler: JobHandler<EnrichInput, EnrichOutput | EnrichSkipped
     return Promise.reject(new JobCancelError("enrich: the payload must be a JSON object"));
   }
   try {
-    return Promise.resolve(enrich(job.payload));
+    const { fail_attempts: failAttempts, ...record } = job.payload;
+    failAttempt(failAttempts, job.attempt);
+    return Promise.resolve(enrich(record));
   } catch (e) {
     return Promise.reject(e);
   }

@@ -1,12 +1,19 @@
-import { assert, assertEquals, assertThrows } from "../../../../../tools/test/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertThrows,
+} from "../../../../../tools/test/assert.ts";
 import { JobCancelError } from "../../errors.ts";
 import type { Job } from "../adapter.ts";
 import {
   companyFromDomain,
   enrich,
+  enrichHandler,
   type EnrichInput,
   type EnrichOutput,
   splitName,
+  TransientFailure,
 } from "./enrich.ts";
 import { evaluate, makeEnforceHandler } from "./enforce.ts";
 import type { MessageProvider, OutboundMessage } from "./message_provider.ts";
@@ -18,13 +25,13 @@ function enrichFull(input: EnrichInput): EnrichOutput {
   return out;
 }
 
-function job<P>(payload: P, kind = "x"): Job<P> {
+function job<P>(payload: P, kind = "x", attempt = 1): Job<P> {
   return {
     id: "11111111-1111-4111-8111-111111111111",
     kind,
     tenantId: "00000000-0000-0000-0000-000000000000",
     priority: "normal",
-    attempt: 1,
+    attempt,
     maxAttempts: 3,
     payload,
     headers: null,
@@ -68,6 +75,41 @@ Deno.test("enrich() cancels a record without a usable email", () => {
   const e = assertThrows(() => enrich({ name: "No Email" }), "payload.email is required");
   assert(e instanceof JobCancelError);
   assert(assertThrows(() => enrich({ email: "not-an-email" })) instanceof JobCancelError);
+});
+
+Deno.test("enrich handler: fail_attempts N fails attempts 1..N transiently, then enriches", async () => {
+  const payload = { email: "Ada@Example.com", fail_attempts: 2 };
+  for (const attempt of [1, 2]) {
+    const e = await assertRejects(() => enrichHandler(job(payload, "enrich", attempt), ctx));
+    assert(e instanceof TransientFailure && !(e instanceof JobCancelError), e.name);
+    assertEquals(
+      e.message,
+      `enrich: transient failure on attempt ${attempt}, as payload.fail_attempts = 2 asks`,
+    );
+  }
+  const out = await enrichHandler(job(payload, "enrich", 3), ctx);
+  assert(!("skipped" in out));
+  assertEquals(out.contact.email, "ada@example.com");
+  // The option is not part of the record: alone, the payload is as empty as a ping.
+  assertEquals(await enrichHandler(job({ fail_attempts: 1 }, "enrich", 2), ctx), {
+    skipped: true,
+    reason: "empty payload: nothing to enrich",
+  });
+});
+
+Deno.test("enrich handler: a fail_attempts that is not a whole number in 0..10 is cancelled", async () => {
+  for (const bad of [-1, 1.5, 11, "2", null]) {
+    const e = await assertRejects(() =>
+      enrichHandler(job({ email: "a@b.co", fail_attempts: bad }, "enrich"), ctx)
+    );
+    assert(e instanceof JobCancelError, String(bad));
+    assertEquals(
+      e.message,
+      `enrich: payload.fail_attempts must be a whole number from 0 to 10, got ${
+        JSON.stringify(bad)
+      }`,
+    );
+  }
 });
 
 Deno.test("splitName() and companyFromDomain() handle the usual shapes", () => {
