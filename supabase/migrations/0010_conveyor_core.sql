@@ -30,7 +30,11 @@ insert into conveyor.settings (key, value, description) values
   ('backoff_base_ms', '1000', 'first retry delay (QUEUE_RETRY_BACKOFF_MS_BASE)'),
   ('backoff_max_ms', '60000', 'largest retry delay (QUEUE_RETRY_BACKOFF_MS_MAX)'),
   ('retention_hours', '72', 'finished jobs, events and archives older than this are pruned (RETENTION_HOURS)'),
-  ('max_delay_sec', '2592000', 'longest accepted delay of a job (30 days)')
+  ('max_delay_sec', '2592000', 'longest accepted delay of a job (30 days)'),
+  ('audit', '"lean"',
+   '''lean'': job_events records what the ledger cannot say (retries with their errors, failures, dead letters, cancels, redrives, snoozes, lost leases, refused settles, handler events); ''full'': also one event per enqueue, claim, success and release'),
+  ('archive_completed', 'false',
+   'true: a completed job''s pgmq message is archived (the queue''s a_ table) instead of deleted; the ledger keeps the record either way')
 on conflict (key) do nothing;
 
 create function conveyor.setting_int(p_key text) returns bigint
@@ -45,6 +49,14 @@ language sql stable
 set search_path = ''
 as $$
   select value #>> '{}' from conveyor.settings where key = p_key
+$$;
+
+-- Audit mode 'full': one job_events row per transition (see the 'audit' setting).
+create function conveyor.audit_full() returns boolean
+language sql stable
+set search_path = ''
+as $$
+  select coalesce((select s.value #>> '{}' from conveyor.settings s where s.key = 'audit'), 'lean') = 'full'
 $$;
 
 -- ---------------------------------------------------------------------------------------
@@ -189,7 +201,7 @@ language sql immutable
 set search_path = ''
 as $$ select 'q_dlq'::text $$;
 
-revoke all on function conveyor.setting_int(text), conveyor.setting_text(text),
+revoke all on function conveyor.setting_int(text), conveyor.setting_text(text), conveyor.audit_full(),
   conveyor.default_tenant_id(), conveyor.request_tenant_id(), conveyor.caller_role(),
   conveyor.resolve_tenant(uuid, text), conveyor.tier_queue(text, text), conveyor.dlq_name()
   from public;
