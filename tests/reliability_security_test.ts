@@ -10,7 +10,8 @@
  * changes anything.
  *
  * The catalog side (every SECURITY DEFINER function with search_path = '' and no PUBLIC
- * execute; splinter's lints) is `supabase/tests/security_lints.test.sql`; tenant isolation
+ * execute) is `supabase/tests/security_lints.test.sql`, Supabase's lints are `deno task
+ * lint:db` (tools/lint/); tenant isolation
  * in depth (filters, headers, forged claims, enqueue limits) is `tenancy_gateway_test.ts`.
  */
 import { parse as parseToml } from "smol-toml";

@@ -5,7 +5,8 @@
  *   FAIL <check>: <what is wrong> → <the command that fixes it>
  *   skip <check>: <why it was not checked>
  *
- * and exits 1 when any check failed (seed 000's doctor, in TypeScript).
+ * and exits 1 when any check failed (seed 000's doctor, in TypeScript). The database lints
+ * (Supabase's Advisors, tools/lint/) print one FAIL line per failing finding.
  *
  * Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (+ SUPABASE_DB_URL for the checks that
  * need SQL) when set, else the local stack (`.stack/local/state.json`, or the CLI's default
@@ -19,6 +20,8 @@ import postgres from "postgres";
 import { cliArgs } from "./args.ts";
 import { CONTENT_STAGES } from "../supabase/functions/_shared/content/types.ts";
 import { workerUrl } from "../supabase/functions/_shared/operator/data.ts";
+import { exposedSchemas, failing, loadAllowList, runLints, sortFindings } from "./lint/db_lints.ts";
+import { LINTS } from "./lint/lints.ts";
 import { listMigrations } from "./stack/migrate.ts";
 import { serviceRoleKey } from "./stack/keys.ts";
 import { liveState, REPO_ROOT, resolveOptions } from "./stack/state.ts";
@@ -244,8 +247,9 @@ export async function runDoctor(
       out.push(await checkMigrations(sql, opts.migrationsDir, resetFix));
       out.push(await checkVault(sql, t));
       out.push(await checkCron(sql, opts.migrationsDir, resetFix));
+      out.push(...(await checkLints(sql)));
     } else {
-      for (const c of ["migrations applied", "vault secrets", "cron jobs"]) {
+      for (const c of ["migrations applied", "vault secrets", "cron jobs", "database lints"]) {
         out.push({ check: c, status: "skip", detail: "needs SUPABASE_DB_URL" });
       }
     }
@@ -529,6 +533,42 @@ Checks a whole Conveyor deployment: one line per check, "ok", "skip" or
 Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (+ SUPABASE_DB_URL for the SQL checks),
 otherwise the local stack (.stack/local/state.json or CONVEYOR_STACK_DIR, else the ports
 54321/54322 and the local demo key).`;
+/**
+ * Supabase's database lints (`deno task lint:db`, the dashboard's Advisors) judged with
+ * supabase/lints.allow.json: one FAIL line per ERROR or unlisted WARN, with its fix.
+ */
+async function checkLints(sql: postgres.Sql): Promise<CheckResult[]> {
+  const check = "database lints";
+  try {
+    const report = await runLints(sql, {
+      schemas: await exposedSchemas(),
+      allow: await loadAllowList(),
+    });
+    const bad = sortFindings(report.findings.filter(failing));
+    if (bad.length === 0) {
+      const allowed = report.findings.filter((f) => f.allowed).length;
+      const info = report.findings.filter((f) => f.level === "INFO" && !f.allowed).length;
+      return [{
+        check,
+        status: "ok",
+        detail: `${LINTS.length} lints: ${allowed} findings allow-listed, ${info} info`,
+      }];
+    }
+    return bad.map((f) => ({
+      check,
+      status: "fail",
+      detail: `${f.level} ${f.lint} ${f.object}: ${f.detail}`,
+      fix: `${f.fix} (${f.remediation})`,
+    }));
+  } catch (e) {
+    return [{
+      check,
+      status: "fail",
+      detail: `could not run: ${(e as Error).message}`,
+      fix: 'deno task lint:db --db-url "$SUPABASE_DB_URL"',
+    }];
+  }
+}
 
 if (import.meta.main) {
   cliArgs(USAGE, {});

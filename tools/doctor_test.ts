@@ -37,6 +37,7 @@ const CHECKS = [
   "migrations applied",
   "vault secrets",
   "cron jobs",
+  "database lints",
   "worker functions",
   "stage endpoints",
   "operator endpoints",
@@ -56,9 +57,13 @@ async function doctorCli(url: string, dbUrl: string): Promise<{ code: number; li
   }).output();
   const text = new TextDecoder().decode(out.stdout);
   const lines = text.split("\n").filter((l) => l !== "");
-  // One line per check, in order, whatever its outcome.
+  // One line per check, in order, whatever its outcome; the database lints one per finding.
+  const lintFail = "FAIL database lints:";
+  const heads = lines.filter((l, i) =>
+    !(l.startsWith(lintFail) && lines[i - 1]?.startsWith(lintFail))
+  );
   assertEquals(
-    lines.map((l, i) => l.startsWith(`ok   ${CHECKS[i]}`) || l.startsWith(`FAIL ${CHECKS[i]}:`)),
+    heads.map((l, i) => l.startsWith(`ok   ${CHECKS[i]}`) || l.startsWith(`FAIL ${CHECKS[i]}:`)),
     CHECKS.map(() => true),
     text + new TextDecoder().decode(out.stderr),
   );
@@ -136,6 +141,7 @@ Deno.test({
         "migrations applied",
         "vault secrets",
         "cron jobs",
+        "database lints",
         "worker functions",
         "stage endpoints",
         "operator endpoints",
@@ -351,6 +357,42 @@ Deno.test({
     assertEquals([after.code, problems(after.lines)], [1, [
       "FAIL pg_net: extension pg_net is not installed → create extension pg_net with schema extensions; (Dashboard → Database → Extensions)",
       ...cloneLines,
+    ]]);
+  },
+});
+
+Deno.test({
+  name: "doctor: each lint ERROR or unlisted WARN is a database lints line, exit 1",
+  ...opts,
+  async fn() {
+    // As in the pg_net test: a fresh clone, whose pg_cron lines are asserted as they are.
+    await using db = await freshDb();
+    await db.sql`select vault.create_secret(${env.apiUrl}, 'project_url')`;
+    await db.sql`select vault.create_secret(${env.serviceRoleKey}, 'service_role_key')`;
+    const cronLines = [
+      "FAIL pg_cron: extension pg_cron is not installed → create extension pg_cron; (Dashboard → Database → Extensions; needs shared_preload_libraries)",
+      "FAIL cron jobs: pg_cron's cron.job is not available in this database → create extension pg_cron; then deno task db:reset",
+    ];
+    const before = await doctorCli(env.apiUrl, db.url);
+    assertEquals([before.code, problems(before.lines)], [1, cronLines]);
+    await db.sql.unsafe(`create view public.doctor_probe as select 1 as one;
+                         grant select on public.doctor_probe to anon;
+                         create function public.doctor_probe() returns int language sql
+                           as 'select 1';
+                         revoke execute on function public.doctor_probe() from public;`);
+    const after = await doctorCli(env.apiUrl, db.url);
+    const link = "https://supabase.com/docs/guides/database/database-linter?lint=";
+    assertEquals([after.code, problems(after.lines)], [1, [
+      ...cronLines,
+      "FAIL database lints: ERROR security_definer_view public.doctor_probe: view runs with its owner's rights → alter view public.doctor_probe set (security_invoker = true); " +
+      `(${link}0010_security_definer_view)`,
+      "FAIL database lints: WARN function_search_path_mutable public.doctor_probe(): no search_path setting → alter function public.doctor_probe() set search_path = ''; " +
+      `(${link}0011_function_search_path_mutable)`,
+      // the view is in GraphQL for anon, and for authenticated by public's default privileges
+      "FAIL database lints: WARN pg_graphql_anon_table_exposed public.doctor_probe: view in the GraphQL schema for anon → revoke select on public.doctor_probe from anon; " +
+      `(${link}0026_pg_graphql_anon_table_exposed)`,
+      "FAIL database lints: WARN pg_graphql_authenticated_table_exposed public.doctor_probe: view in the GraphQL schema for authenticated → revoke select on public.doctor_probe from authenticated; " +
+      `(${link}0027_pg_graphql_authenticated_table_exposed)`,
     ]]);
   },
 });
