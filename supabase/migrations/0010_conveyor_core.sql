@@ -74,11 +74,13 @@ values ('00000000-0000-0000-0000-000000000000', 'default')
 on conflict do nothing;
 
 -- Seed 004's policy (as on every tenant table, 0011_tenant_tables.sql), forced so the table
--- owner obeys it too. A tenant sees its own row; service_role bypasses RLS.
+-- owner obeys it too. A tenant sees its own row; service_role bypasses RLS. The setting is
+-- read in a sub-select, so it is evaluated once per statement, not once per row (Supabase's
+-- auth_rls_initplan lint); same meaning as the seed's text.
 alter table public.tenants enable row level security;
 alter table public.tenants force row level security;
 create policy tenant_isolation_policy on public.tenants
-  using (id::text = current_setting('app.current_tenant', true));
+  using (id::text = (select current_setting('app.current_tenant', true)));
 
 -- Supabase grants everything in public to the API roles by default: take it back, then
 -- grant what each role needs. anon: nothing. authenticated: read. service_role: manage.

@@ -139,9 +139,10 @@ create table public.job_events (
   payload jsonb not null default '{}',
   created_at timestamptz not null default now()
 );
--- No index on tenant_id: no query filters job_events on it (tenants read through RLS on
--- tenant_id::text, which such an index cannot serve; operators go by job, time or id).
+-- tenant_id backs the tenant foreign key (a tenant delete's RESTRICT check, Supabase's
+-- unindexed_foreign_keys lint): affordable now that a healthy job writes no events.
 create index job_events_job_id_idx on public.job_events (job_id);
+create index job_events_tenant_id_idx on public.job_events (tenant_id);
 create index job_events_created_at_idx on public.job_events (created_at);
 
 -- Seed 004's idempotency keys. The ledger's unique index (jobs_tenant_idempotency_key) is what
@@ -444,7 +445,7 @@ begin
     execute format('alter table public.%I force row level security', t);
     execute format(
       'create policy tenant_isolation_policy on public.%I
-         using (tenant_id::text = current_setting(''app.current_tenant'', true))', t);
+         using (tenant_id::text = (select current_setting(''app.current_tenant'', true)))', t);
   end loop;
 end
 $$;
@@ -471,7 +472,7 @@ begin
     execute format('alter table public.%I force row level security', t);
     execute format(
       'create policy tenant_isolation_policy on public.%I
-         using (tenant_id::text = current_setting(''app.current_tenant'', true))', t);
+         using (tenant_id::text = (select current_setting(''app.current_tenant'', true)))', t);
     execute format('revoke all on public.%I from anon, authenticated, public', t);
     execute format('grant select on public.%I to authenticated', t);
     execute format('grant select, insert, update, delete on public.%I to service_role', t);

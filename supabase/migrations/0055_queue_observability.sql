@@ -332,6 +332,9 @@ create table conveyor.tenant_alert_rules (
   primary key (tenant_id, rule)
 );
 
+-- Deleting a rule checks the overrides that name it through this index.
+create index tenant_alert_rules_rule_idx on conveyor.tenant_alert_rules (rule);
+
 create function public.evaluate_alerts(p_now timestamptz default null)
 returns table (raised int, updated int, resolved int)
 language plpgsql

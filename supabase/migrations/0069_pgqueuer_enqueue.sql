@@ -27,6 +27,9 @@ create table conveyor.pgqueuer_entrypoints (
 comment on table conveyor.pgqueuer_entrypoints is
   'Entrypoints fn_pgqueuer_enqueue accepts, and the job kind each one runs as.';
 
+-- Deleting a kind checks its entrypoints (ON DELETE of job_kinds) through this index.
+create index pgqueuer_entrypoints_kind_idx on conveyor.pgqueuer_entrypoints (kind);
+
 insert into conveyor.pgqueuer_entrypoints (entrypoint, kind) values
   ('fetch', 'fetch'),
   ('enrich', 'enrich'),
