@@ -1323,6 +1323,9 @@ declare
   v_put text := '';
   v_delete text := '';
 begin
+  -- Two transactions replacing the same functions at once fail ("tuple concurrently
+  -- updated"): one generation at a time.
+  perform pg_advisory_xact_lock(hashtext('conveyor.generate_queue_sql'));
   for v_queue in
     select conveyor.tier_queue(k.queue_name, t.tier)
     from conveyor.job_kinds k cross join unnest(array['fast', 'normal', 'bulk']) as t(tier)
@@ -1496,6 +1499,20 @@ CREATE FUNCTION conveyor.job_id_floor(p_at timestamp with time zone) RETURNS uui
     AS $$
   select encode(substring(int8send(floor(extract(epoch from p_at) * 1000)::bigint) from 3 for 6)
                 || '\x00000000000000000000'::bytea, 'hex')::uuid
+$$;
+
+--
+-- Name: job_kinds_removed(); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.job_kinds_removed() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform conveyor.generate_queue_sql();
+  return null;
+end
 $$;
 
 --
@@ -2325,18 +2342,27 @@ CREATE FUNCTION conveyor.raise_hint(p_queue text) RETURNS void
     SET search_path TO ''
     AS $$
 declare
+  v_key bigint := conveyor.hint_lock_key(p_queue);
   v_next timestamptz;
 begin
-  if not pg_try_advisory_xact_lock(conveyor.hint_lock_key(p_queue)) then
+  if not pg_try_advisory_lock(v_key) then
     return; -- a writer is busy with this queue: leave the hint as it is
   end if;
-  -- A statement of its own: its snapshot is taken with the lock held.
-  execute format('select min(vt) from pgmq.%I', 'q_' || p_queue) into v_next;
-  v_next := coalesce(v_next, 'infinity');
-  if v_next > clock_timestamp() then
-    update conveyor.queue_hints h set visible_from = v_next
-    where h.queue_name = p_queue and h.visible_from < v_next;
-  end if;
+  begin
+    -- A statement of its own: its snapshot is taken with the lock held.
+    execute format('select min(vt) from pgmq.%I', 'q_' || p_queue) into v_next;
+    v_next := coalesce(v_next, 'infinity');
+    if v_next > clock_timestamp() then
+      update conveyor.queue_hints h set visible_from = v_next
+      where h.queue_name = p_queue and h.visible_from < v_next
+        and h.ctid = (select x.ctid from conveyor.queue_hints x
+                      where x.queue_name = p_queue for update skip locked);
+    end if;
+  exception when others then
+    perform pg_advisory_unlock(v_key);
+    raise;
+  end;
+  perform pg_advisory_unlock(v_key);
 end
 $$;
 
@@ -3212,6 +3238,7 @@ begin
      and c.minute <= v_now
     where r.rule = 'failure_rate'
     group by c.tenant_id, c.queue_name, r.threshold, r.severity, r.window_sec, r.min_samples
+    having sum(c.completed + c.failed) > 0
   ), breaches as (
     select l.tenant_id, r.rule, l.queue_name as subject, r.severity, l.depth::numeric as value,
            r.threshold,
@@ -4083,8 +4110,8 @@ begin
     from conveyor.job_kinds k
     cross join (values ('fast', 1), ('normal', 2), ('bulk', 3)) as t(tier, ord)
   ), live as (
-    select l.queue_name, sum(l.ready) as ready, sum(l.waiting) as delayed,
-           sum(l.in_flight) as in_flight, min(l.oldest_ready) as oldest
+    select l.queue_name, sum(l.ready)::bigint as ready, sum(l.waiting)::bigint as delayed,
+           sum(l.in_flight)::bigint as in_flight, min(l.oldest_ready) as oldest
     from conveyor.live_jobs(v_now) l
     group by l.queue_name
   ), points as (
@@ -6612,6 +6639,12 @@ CREATE INDEX schedules_kind_idx ON public.schedules USING btree (kind);
 CREATE INDEX schedules_next_run_at_idx ON public.schedules USING btree (next_run_at);
 
 --
+-- Name: job_kinds job_kinds_removed; Type: TRIGGER; Schema: conveyor
+--
+
+CREATE TRIGGER job_kinds_removed AFTER DELETE ON conveyor.job_kinds FOR EACH STATEMENT EXECUTE FUNCTION conveyor.job_kinds_removed();
+
+--
 -- Name: content_job_events content_job_events_accumulate_totals; Type: TRIGGER; Schema: public
 --
 
@@ -7379,6 +7412,12 @@ REVOKE ALL ON FUNCTION conveyor.invoke_dispatcher(p_source text, p_target text) 
 --
 
 REVOKE ALL ON FUNCTION conveyor.job_id_floor(p_at timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION job_kinds_removed(); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.job_kinds_removed() FROM PUBLIC;
 
 --
 -- Name: FUNCTION kick(p_target text); Type: ACL; Schema: conveyor

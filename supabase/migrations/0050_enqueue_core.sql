@@ -260,9 +260,10 @@ $$;
 -- Whatever makes a message visible sooner (an enqueue, a retry, a snooze, a release, a
 -- redrive) lowers it under a SHARED advisory lock on the queue, held to its commit; a claim
 -- that found the tier empty raises it only under the EXCLUSIVE lock (a try-lock: it never
--- waits), after reading the earliest vt with a fresh snapshot. So a raise never hides a
--- message being written: its writer committed before the raise's snapshot (which sees the
--- message) or takes its lock after the raise committed (and lowers the hint again).
+-- waits), after reading the earliest vt with a fresh snapshot (conveyor.raise_hint, 0053).
+-- So a raise never hides a message being written: its writer committed before the raise's
+-- snapshot (which sees the message) or takes its lock after the raise (and finds the raised
+-- row, or waits for it, and lowers it again).
 create table conveyor.queue_hints (
   queue_name text primary key,
   visible_from timestamptz not null default '-infinity'

@@ -54,6 +54,9 @@ declare
   v_put text := '';
   v_delete text := '';
 begin
+  -- Two transactions replacing the same functions at once fail ("tuple concurrently
+  -- updated"): one generation at a time.
+  perform pg_advisory_xact_lock(hashtext('conveyor.generate_queue_sql'));
   for v_queue in
     select conveyor.tier_queue(k.queue_name, t.tier)
     from conveyor.job_kinds k cross join unnest(array['fast', 'normal', 'bulk']) as t(tier)
@@ -155,8 +158,24 @@ begin
 end
 $$;
 
+-- A kind removed: its queues leave the generated statements (which would otherwise name
+-- tables that are about to go).
+create or replace function conveyor.job_kinds_removed() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform conveyor.generate_queue_sql();
+  return null;
+end
+$$;
+
+drop trigger if exists job_kinds_removed on conveyor.job_kinds;
+create trigger job_kinds_removed after delete on conveyor.job_kinds
+  for each statement execute function conveyor.job_kinds_removed();
+
 select conveyor.ensure_kind_queues(kind) from conveyor.job_kinds order by kind;
 select conveyor.ensure_queue(conveyor.dlq_name());
 
 revoke all on function conveyor.ensure_queue(text), conveyor.generate_queue_sql(),
-  conveyor.ensure_kind_queues(text) from public;
+  conveyor.job_kinds_removed(), conveyor.ensure_kind_queues(text) from public;

@@ -486,25 +486,40 @@ $$;
 -- Claim and settle
 -- ---------------------------------------------------------------------------------------
 
--- A claim no higher layer can raise a hint for: when the read came back short and held
--- nothing back, remember when the tier can next hold a visible message (0050's protocol).
+-- A claim whose read came back short and held nothing back: remember when the tier can next
+-- hold a visible message (0050's protocol). The EXCLUSIVE lock is a session-level try-lock
+-- released at once, never held while anything else waits: a claim raises a hint and may then
+-- lower another in its settle, and holding the lock to commit let two such claims wait on
+-- each other ("deadlock detected" on the advisory locks, under 4 concurrent workers). Early
+-- release keeps the protocol: a writer that takes its shared lock after this one released
+-- its exclusive one finds the raised row (or waits for its commit) and lowers it again. The
+-- row update itself skips a row another transaction is changing, so nothing here waits.
 create function conveyor.raise_hint(p_queue text) returns void
 language plpgsql
 set search_path = ''
 as $$
 declare
+  v_key bigint := conveyor.hint_lock_key(p_queue);
   v_next timestamptz;
 begin
-  if not pg_try_advisory_xact_lock(conveyor.hint_lock_key(p_queue)) then
+  if not pg_try_advisory_lock(v_key) then
     return; -- a writer is busy with this queue: leave the hint as it is
   end if;
-  -- A statement of its own: its snapshot is taken with the lock held.
-  execute format('select min(vt) from pgmq.%I', 'q_' || p_queue) into v_next;
-  v_next := coalesce(v_next, 'infinity');
-  if v_next > clock_timestamp() then
-    update conveyor.queue_hints h set visible_from = v_next
-    where h.queue_name = p_queue and h.visible_from < v_next;
-  end if;
+  begin
+    -- A statement of its own: its snapshot is taken with the lock held.
+    execute format('select min(vt) from pgmq.%I', 'q_' || p_queue) into v_next;
+    v_next := coalesce(v_next, 'infinity');
+    if v_next > clock_timestamp() then
+      update conveyor.queue_hints h set visible_from = v_next
+      where h.queue_name = p_queue and h.visible_from < v_next
+        and h.ctid = (select x.ctid from conveyor.queue_hints x
+                      where x.queue_name = p_queue for update skip locked);
+    end if;
+  exception when others then
+    perform pg_advisory_unlock(v_key);
+    raise;
+  end;
+  perform pg_advisory_unlock(v_key);
 end
 $$;
 

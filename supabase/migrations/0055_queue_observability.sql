@@ -386,6 +386,7 @@ begin
      and c.minute <= v_now
     where r.rule = 'failure_rate'
     group by c.tenant_id, c.queue_name, r.threshold, r.severity, r.window_sec, r.min_samples
+    having sum(c.completed + c.failed) > 0
   ), breaches as (
     select l.tenant_id, r.rule, l.queue_name as subject, r.severity, l.depth::numeric as value,
            r.threshold,

@@ -138,8 +138,8 @@ begin
     from conveyor.job_kinds k
     cross join (values ('fast', 1), ('normal', 2), ('bulk', 3)) as t(tier, ord)
   ), live as (
-    select l.queue_name, sum(l.ready) as ready, sum(l.waiting) as delayed,
-           sum(l.in_flight) as in_flight, min(l.oldest_ready) as oldest
+    select l.queue_name, sum(l.ready)::bigint as ready, sum(l.waiting)::bigint as delayed,
+           sum(l.in_flight)::bigint as in_flight, min(l.oldest_ready) as oldest
     from conveyor.live_jobs(v_now) l
     group by l.queue_name
   ), points as (

@@ -3,6 +3,8 @@
 -- Concurrent calls are in tests/queue_jobs_test.ts.
 begin;
 select plan(31);
+-- The two paths must write the same rows, the 'enqueued' events included: audit 'full'.
+update conveyor.settings set value = '"full"' where key = 'audit';
 
 -- The error a call raises, as "SQLSTATE|message|detail|hint" (NULL when it succeeds).
 create function pg_temp.err(p_sql text) returns text language plpgsql as $$

@@ -109,6 +109,8 @@ declare
 begin
   select job_id into v_job from conveyor.enqueue(p_tenant, 'enrich', '{}', 'k-' || p_tenant,
                                                  p_critical => true);
+  -- A healthy enqueue writes no event (audit 'lean'): one the ledger cannot say.
+  insert into public.job_events (job_id, tenant_id, type) values (v_job, p_tenant, 'retry_scheduled');
   insert into public.queues (tenant_id, kind) values (p_tenant, 'enrich');
   insert into public.schedules (tenant_id, name, cron, kind) values (p_tenant, 's', '0 * * * *', 'enrich');
   insert into public.rate_limits (tenant_id, scope, max_requests, window_seconds)

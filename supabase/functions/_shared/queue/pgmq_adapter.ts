@@ -149,7 +149,10 @@ export class PgmqQueueAdapter implements QueueAdapter {
     let lastWorkAt = Date.now();
     // Every claim goes through settle_and_claim_jobs (with nothing to settle for the first
     // one): it beats the invocation's heart and says why it came back empty.
-    const settleAndClaim = async (results: Array<{ item: ClaimedRow; outcome: Outcome<R> }>, max: number) => {
+    const settleAndClaim = async (
+      results: Array<{ item: ClaimedRow; outcome: Outcome<R> }>,
+      max: number,
+    ) => {
       const r = await rpc<SettleAndClaim>(client, "settle_and_claim_jobs", {
         p_worker: worker,
         p_results: results.map((x) => settleEntry(x.item, x.outcome)),
