@@ -32,6 +32,7 @@ async function queueJob(sql: Sql, body: Record<string, unknown>): Promise<number
 interface Claimed {
   job_id: string;
   lease_id: string;
+  msg_id: number;
   attempt: number;
   priority: string;
   payload: Record<string, unknown>;
@@ -204,7 +205,7 @@ Deno.test("publish → claim → complete: the ledger row says it all, no events
   const msg = await queueJob(db.sql, { idempotency_key: "p1", kind: "enrich", payload: { a: 1 } });
   const [c] = await claim(db.sql, "enrich");
   assertEquals(c!.payload, { a: 1 });
-  assertEquals(c!.msg_id, msg, "the claim hands over the job's number");
+  assertEquals(Number(c!.msg_id), Number(msg), "the claim hands over the job's number");
   const [ok] = await db.sql`select public.complete_job(${c!.job_id}, ${c!.lease_id}, ${
     db.sql.json({ done: true })
   }) as ok`;

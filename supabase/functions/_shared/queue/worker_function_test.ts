@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../../../../tools/test/assert.ts";
+import { assertEquals, assertThrows } from "../../../../tools/test/assert.ts";
 import { testEnv } from "../../../../tools/test/env.ts";
 import { tempKind, testQueueConfig, testServiceClient } from "../../../../tools/test/queue.ts";
 import { loadQueueConfig } from "../config.ts";
