@@ -154,12 +154,12 @@ $$;
 --
 
 CREATE FUNCTION conveyor.caller_role() RETURNS text
-    LANGUAGE sql STABLE
-    SET search_path TO ''
+    LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
   select case
-    when current_setting('role') in ('none', '') then session_user::text
-    else current_setting('role')
+    when pg_catalog.current_setting('role') operator(pg_catalog.=) any (array['none', '']::pg_catalog.text[])
+      then pg_catalog."session_user"()::pg_catalog.text
+    else pg_catalog.current_setting('role')
   end
 $$;
 
@@ -210,17 +210,17 @@ $$;
 --
 
 CREATE FUNCTION conveyor.new_job_id() RETURNS uuid
-    LANGUAGE sql
-    SET search_path TO ''
+    LANGUAGE sql PARALLEL SAFE
     AS $$
-  select encode(
-    set_byte(
-      substring(int8send(floor(extract(epoch from clock_timestamp()) * 1000)::bigint) from 3 for 6)
-        || substring(g.r from 7),
+  select pg_catalog.encode(
+    pg_catalog.set_byte(
+      pg_catalog.substring(pg_catalog.int8send(pg_catalog.floor(
+        pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) operator(pg_catalog.*) 1000)::pg_catalog.int8), 3, 6)
+        operator(pg_catalog.||) pg_catalog.substring(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 7),
       6,
-      (get_byte(g.r, 6) & 15) | 112),
-    'hex')::uuid
-  from (select uuid_send(gen_random_uuid()) as r) g
+      (pg_catalog.get_byte(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 6) operator(pg_catalog.&) 15)
+        operator(pg_catalog.|) 112),
+    'hex')::pg_catalog.uuid
 $$;
 
 --
@@ -389,7 +389,9 @@ begin
     end;
     if cardinality(v_msgs) < v_left
        and coalesce(current_setting('conveyor.throttled', true), '') <> 'on' then
-      perform conveyor.raise_hint(v_queue);
+      -- Raised by conveyor.raise_hints at the end of the transaction.
+      perform set_config('conveyor.empty_tiers',
+        concat_ws(',', nullif(current_setting('conveyor.empty_tiers', true), ''), v_queue), true);
     end if;
     continue when cardinality(v_msgs) = 0;
 
@@ -979,9 +981,8 @@ $$;
 --
 
 CREATE FUNCTION conveyor.default_tenant_id() RETURNS uuid
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO ''
-    AS $$ select '00000000-0000-0000-0000-000000000000'::uuid $$;
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select '00000000-0000-0000-0000-000000000000'::pg_catalog.uuid $$;
 
 --
 -- Name: dispose_unclaimed(text, pgmq.message_record[], integer, timestamp with time zone); Type: FUNCTION; Schema: conveyor
@@ -1027,9 +1028,8 @@ $$;
 --
 
 CREATE FUNCTION conveyor.dlq_name() RETURNS text
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO ''
-    AS $$ select 'q_dlq'::text $$;
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select 'q_dlq'::pg_catalog.text $$;
 
 --
 -- Name: endpoint_url(text); Type: FUNCTION; Schema: conveyor
@@ -1111,8 +1111,13 @@ begin
 
   perform conveyor.q_put(v_queue, v_job.msg_id, v_run_at,
                          jsonb_build_object('tenant_id', p_tenant_id), p_headers);
-  perform conveyor.lower_hint(v_queue, v_run_at);
-  perform conveyor.count_jobs(p_tenant_id, v_queue, now(), p_enqueued => 1);
+  -- conveyor.lower_hint and conveyor.count_jobs, written out: this runs for every job.
+  perform pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v_queue));
+  update conveyor.queue_hints h set visible_from = v_run_at
+  where h.queue_name = v_queue and h.visible_from > v_run_at;
+  insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, enqueued)
+  values (date_trunc('minute', now()), pg_backend_pid(), p_tenant_id, v_queue, 1)
+  on conflict (minute, backend, tenant_id, queue_name) do update set enqueued = c.enqueued + 1;
 
   if p_critical then
     insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
@@ -1120,14 +1125,21 @@ begin
     insert into public.idempotency_keys (tenant_id, key, job_id)
     values (p_tenant_id, p_idempotency_key, v_job.id);
   end if;
-  if p_source = 'fn_pgqueuer_enqueue' or conveyor.audit_full() then
+  if p_source = 'fn_pgqueuer_enqueue'
+     or exists (select 1 from conveyor.settings s where s.key = 'audit' and s.value = '"full"') then
     insert into public.job_events (job_id, tenant_id, type, payload)
     values (v_job.id, p_tenant_id, 'enqueued', jsonb_build_object(
       'msg_id', v_job.msg_id, 'queue', v_queue, 'priority', p_priority,
       'run_at', v_run_at, 'source', p_source, 'critical', p_critical));
   end if;
-  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now.
-  if v_run_at <= now() then
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
+  -- its first check is made here, so a kick inside the debounce window costs one read.
+  if v_run_at <= now() and not exists (
+    select 1 from conveyor.dispatch_kicks k
+    where k.target = 'queue:' || p_kind
+      and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
+        (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
+        250) / 1000.0)) then
     perform conveyor.kick('queue:' || p_kind);
   end if;
 
@@ -1414,9 +1426,8 @@ $_$;
 --
 
 CREATE FUNCTION conveyor.hint_lock_key(p_queue text) RETURNS bigint
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO ''
-    AS $$ select hashtextextended('conveyor.queue_hint:' || p_queue, 0) $$;
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select pg_catalog.hashtextextended('conveyor.queue_hint:' operator(pg_catalog.||) p_queue, 0) $$;
 
 --
 -- Name: invocation_alive(uuid, timestamp with time zone); Type: FUNCTION; Schema: conveyor
@@ -1494,11 +1505,12 @@ $$;
 --
 
 CREATE FUNCTION conveyor.job_id_floor(p_at timestamp with time zone) RETURNS uuid
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO ''
+    LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
-  select encode(substring(int8send(floor(extract(epoch from p_at) * 1000)::bigint) from 3 for 6)
-                || '\x00000000000000000000'::bytea, 'hex')::uuid
+  select pg_catalog.encode(
+    pg_catalog.substring(pg_catalog.int8send(pg_catalog.floor(
+      pg_catalog.date_part('epoch', p_at) operator(pg_catalog.*) 1000)::pg_catalog.int8), 3, 6)
+      operator(pg_catalog.||) '\x00000000000000000000'::pg_catalog.bytea, 'hex')::pg_catalog.uuid
 $$;
 
 --
@@ -2334,35 +2346,31 @@ end
 $$;
 
 --
--- Name: raise_hint(text); Type: FUNCTION; Schema: conveyor
+-- Name: raise_hints(); Type: FUNCTION; Schema: conveyor
 --
 
-CREATE FUNCTION conveyor.raise_hint(p_queue text) RETURNS void
+CREATE FUNCTION conveyor.raise_hints() RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
-  v_key bigint := conveyor.hint_lock_key(p_queue);
+  v_queue text;
   v_next timestamptz;
 begin
-  if not pg_try_advisory_lock(v_key) then
-    return; -- a writer is busy with this queue: leave the hint as it is
-  end if;
-  begin
+  foreach v_queue in array string_to_array(
+    nullif(current_setting('conveyor.empty_tiers', true), ''), ',') loop
+    continue when not pg_try_advisory_xact_lock(conveyor.hint_lock_key(v_queue));
     -- A statement of its own: its snapshot is taken with the lock held.
-    execute format('select min(vt) from pgmq.%I', 'q_' || p_queue) into v_next;
+    execute format('select min(vt) from pgmq.%I', 'q_' || v_queue) into v_next;
     v_next := coalesce(v_next, 'infinity');
     if v_next > clock_timestamp() then
       update conveyor.queue_hints h set visible_from = v_next
-      where h.queue_name = p_queue and h.visible_from < v_next
+      where h.queue_name = v_queue and h.visible_from < v_next
         and h.ctid = (select x.ctid from conveyor.queue_hints x
-                      where x.queue_name = p_queue for update skip locked);
+                      where x.queue_name = v_queue for update skip locked);
     end if;
-  exception when others then
-    perform pg_advisory_unlock(v_key);
-    raise;
-  end;
-  perform pg_advisory_unlock(v_key);
+  end loop;
+  perform set_config('conveyor.empty_tiers', '', true);
 end
 $$;
 
@@ -2477,26 +2485,6 @@ begin
     delete from conveyor.dedupe_keys d where d.job_id = any (p_job_ids);
   end if;
   delete from conveyor.service_leases l where l.job_id = any (p_job_ids);
-end
-$$;
-
---
--- Name: request_tenant_id(); Type: FUNCTION; Schema: conveyor
---
-
-CREATE FUNCTION conveyor.request_tenant_id() RETURNS uuid
-    LANGUAGE plpgsql STABLE
-    SET search_path TO ''
-    AS $$
-declare
-  v text := nullif(current_setting('app.current_tenant', true), '');
-begin
-  if v is null then
-    return null;
-  end if;
-  return v::uuid;
-exception when invalid_text_representation then
-  return null;
 end
 $$;
 
@@ -2618,15 +2606,18 @@ COMMENT ON FUNCTION conveyor.resolve_dead_letter_alert() IS 'Resolves the open d
 CREATE FUNCTION conveyor.resolve_tenant(p_requested uuid, p_fn text) RETURNS uuid
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
   v_role text := conveyor.caller_role();
+  v_claim text := current_setting('app.current_tenant', true);
   v_tenant uuid;
 begin
+  if v_claim ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    v_tenant := v_claim::uuid;
+  end if;
   if v_role = 'anon' then
     raise exception '%: permission denied for anon', p_fn using errcode = '42501';
   elsif v_role = 'authenticated' then
-    v_tenant := conveyor.request_tenant_id();
     if v_tenant is null then
       raise exception '%: the token has no tenant_id claim', p_fn using errcode = '42501';
     end if;
@@ -2635,9 +2626,9 @@ begin
     end if;
     return v_tenant;
   end if;
-  return coalesce(p_requested, conveyor.request_tenant_id(), conveyor.default_tenant_id());
+  return coalesce(p_requested, v_tenant, conveyor.default_tenant_id());
 end
-$$;
+$_$;
 
 --
 -- Name: schedules_before_write(); Type: FUNCTION; Schema: conveyor
@@ -2782,12 +2773,11 @@ $$;
 --
 
 CREATE FUNCTION conveyor.tier_queue(p_queue text, p_priority text) RETURNS text
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO ''
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
   select case p_priority
-    when 'fast' then p_queue || '_fast'
-    when 'bulk' then p_queue || '_bulk'
+    when 'fast' then p_queue operator(pg_catalog.||) '_fast'
+    when 'bulk' then p_queue operator(pg_catalog.||) '_bulk'
     else p_queue
   end
 $$;
@@ -3103,6 +3093,7 @@ begin
     coalesce(p_now, clock_timestamp()),
     coalesce((p_policy ->> 'max_attempts')::int, conveyor.setting_int('max_attempts')::int),
     conveyor.audit_full(), null);
+  perform conveyor.raise_hints();
 end
 $$;
 
@@ -4527,10 +4518,16 @@ CREATE FUNCTION public.queue_job(jsonb) RETURNS bigint
 declare
   c_fn constant text := 'queue_job';
   v conveyor.queue_job_item;
+  v_limit bigint;
+  v_max_delay bigint;
   v_result record;
 begin
-  v := conveyor.parse_queue_job($1, conveyor.setting_int('payload_max_bytes'),
-                                conveyor.setting_int('max_delay_sec'));
+  -- Both limits in one read (each helper call costs more than the read itself).
+  select max((s.value #>> '{}')::bigint) filter (where s.key = 'payload_max_bytes'),
+         max((s.value #>> '{}')::bigint) filter (where s.key = 'max_delay_sec')
+  into v_limit, v_max_delay
+  from conveyor.settings s where s.key in ('payload_max_bytes', 'max_delay_sec');
+  v := conveyor.parse_queue_job($1, v_limit, v_max_delay);
   v.tenant_id := conveyor.queue_job_tenant(v.tenant_id);
   select * into v_result from conveyor.enqueue(
     p_tenant_id => v.tenant_id,
@@ -5009,6 +5006,7 @@ begin
     into v_settled
     from public.settle_jobs(p_worker, v_rest, coalesce(p_policy, '{}'::jsonb), p_now) s;
   end if;
+  perform conveyor.raise_hints();
   return jsonb_build_object(
     'settled', v_settled,
     'claimed', v_claimed,
@@ -7538,10 +7536,10 @@ REVOKE ALL ON FUNCTION conveyor.queue_ready_count(p_kind text, p_limit integer) 
 REVOKE ALL ON FUNCTION conveyor.raise_element_error(p_index integer, p_state text, p_msg text, p_detail text, p_hint text) FROM PUBLIC;
 
 --
--- Name: FUNCTION raise_hint(p_queue text); Type: ACL; Schema: conveyor
+-- Name: FUNCTION raise_hints(); Type: ACL; Schema: conveyor
 --
 
-REVOKE ALL ON FUNCTION conveyor.raise_hint(p_queue text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conveyor.raise_hints() FROM PUBLIC;
 
 --
 -- Name: FUNCTION read_queue(p_queue text, p_vt integer, p_qty integer, p_service text, p_now timestamp with time zone); Type: ACL; Schema: conveyor
@@ -7554,12 +7552,6 @@ REVOKE ALL ON FUNCTION conveyor.read_queue(p_queue text, p_vt integer, p_qty int
 --
 
 REVOKE ALL ON FUNCTION conveyor.release_job_holds(p_job_ids uuid[], p_finished boolean) FROM PUBLIC;
-
---
--- Name: FUNCTION request_tenant_id(); Type: ACL; Schema: conveyor
---
-
-REVOKE ALL ON FUNCTION conveyor.request_tenant_id() FROM PUBLIC;
 
 --
 -- Name: FUNCTION rescue_lost_jobs(p_now timestamp with time zone); Type: ACL; Schema: conveyor

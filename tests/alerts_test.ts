@@ -103,7 +103,9 @@ Deno.test("evaluate_alerts: queue depth raises one alert, refreshes it, resolves
     ["queue_depth", "q_enrich", "open", 4],
   ]);
 
-  const got = await claim(db.sql, "enrich", "w", 2);
+  // Leases that outlive the evaluation at t + 180 s (an expired lease makes its job ready).
+  const got = await db.sql`select * from public.claim_jobs(p_kind => 'enrich', p_worker => 'w',
+                                                          p_qty => 2, p_vt => 3600)`;
   assertEquals(got.length, 2);
   assertEquals(await evaluate(db.sql, at(t, 180)), [0, 0, 1], "depth 2 is not above 2: resolved");
   const [resolved] = await db.sql`

@@ -282,7 +282,7 @@ Deno.test({
 
       const tail = await cli(["tail", "--once", "--filter", "enrich"]);
       assertEquals(tail.code, 0, tail.err);
-      assertMatch(tail.out, new RegExp(`enrich\\s+completed\\s+${jobId.slice(0, 8)}`));
+      assertMatch(tail.out, new RegExp(`enrich\\s+redriven\\s+${jobId.slice(0, 8)}`));
     } finally {
       await cli(["stage", "resume", "enrich"]);
       await sql.end();

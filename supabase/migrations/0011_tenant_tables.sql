@@ -21,30 +21,33 @@
 -- random bits per millisecond); they reveal when a job was enqueued, which created_at says
 -- anyway, and tenancy never rests on the secrecy of an id (RLS enforces it).
 --
--- Bytes 0-5 the Unix time in ms (big-endian), the version nibble 7, and the rest from
--- gen_random_uuid() (whose variant bits 10 are kept).
+-- Bytes 0-5 the Unix time in ms (big-endian), the version nibble 7, and the rest random:
+-- bytes 6-15 of one gen_random_uuid() (whose variant bits 10 stay), the low nibble of byte 6
+-- from another. Inlined into the INSERTs whose default it is (no SET clause: see
+-- conveyor.default_tenant_id, 0010); every name in it is pg_catalog's.
 create function conveyor.new_job_id() returns uuid
-language sql volatile
-set search_path = ''
+language sql volatile parallel safe
 as $$
-  select encode(
-    set_byte(
-      substring(int8send(floor(extract(epoch from clock_timestamp()) * 1000)::bigint) from 3 for 6)
-        || substring(g.r from 7),
+  select pg_catalog.encode(
+    pg_catalog.set_byte(
+      pg_catalog.substring(pg_catalog.int8send(pg_catalog.floor(
+        pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) operator(pg_catalog.*) 1000)::pg_catalog.int8), 3, 6)
+        operator(pg_catalog.||) pg_catalog.substring(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 7),
       6,
-      (get_byte(g.r, 6) & 15) | 112),
-    'hex')::uuid
-  from (select uuid_send(gen_random_uuid()) as r) g
+      (pg_catalog.get_byte(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 6) operator(pg_catalog.&) 15)
+        operator(pg_catalog.|) 112),
+    'hex')::pg_catalog.uuid
 $$;
 
 -- The smallest job id created at p_at or later: ranges of public.jobs by creation time read
--- jobs_pkey (retention).
+-- jobs_pkey (retention). Inlined, as new_job_id.
 create function conveyor.job_id_floor(p_at timestamptz) returns uuid
-language sql immutable
-set search_path = ''
+language sql stable parallel safe
 as $$
-  select encode(substring(int8send(floor(extract(epoch from p_at) * 1000)::bigint) from 3 for 6)
-                || '\x00000000000000000000'::bytea, 'hex')::uuid
+  select pg_catalog.encode(
+    pg_catalog.substring(pg_catalog.int8send(pg_catalog.floor(
+      pg_catalog.date_part('epoch', p_at) operator(pg_catalog.*) 1000)::pg_catalog.int8), 3, 6)
+      operator(pg_catalog.||) '\x00000000000000000000'::pg_catalog.bytea, 'hex')::pg_catalog.uuid
 $$;
 
 revoke all on function conveyor.new_job_id(), conveyor.job_id_floor(timestamptz) from public;

@@ -260,10 +260,11 @@ $$;
 -- Whatever makes a message visible sooner (an enqueue, a retry, a snooze, a release, a
 -- redrive) lowers it under a SHARED advisory lock on the queue, held to its commit; a claim
 -- that found the tier empty raises it only under the EXCLUSIVE lock (a try-lock: it never
--- waits), after reading the earliest vt with a fresh snapshot (conveyor.raise_hint, 0053).
--- So a raise never hides a message being written: its writer committed before the raise's
--- snapshot (which sees the message) or takes its lock after the raise (and finds the raised
--- row, or waits for it, and lowers it again).
+-- waits) held to its commit, after reading the earliest vt with a fresh snapshot
+-- (conveyor.raise_hints, 0053). So a raise never hides a message being written: its writer
+-- committed before the raise's snapshot (which sees the message) or takes its lock after the
+-- raise committed (and its UPDATE, a statement after that lock, sees the raised value and
+-- lowers it again).
 create table conveyor.queue_hints (
   queue_name text primary key,
   visible_from timestamptz not null default '-infinity'
@@ -271,10 +272,10 @@ create table conveyor.queue_hints (
 comment on table conveyor.queue_hints is
   'Per tier queue: no message of it can be visible before visible_from (claims skip it until then).';
 
+-- The advisory lock key of a queue's hint. Inlined (see conveyor.default_tenant_id, 0010).
 create function conveyor.hint_lock_key(p_queue text) returns bigint
-language sql immutable
-set search_path = ''
-as $$ select hashtextextended('conveyor.queue_hint:' || p_queue, 0) $$;
+language sql immutable parallel safe
+as $$ select pg_catalog.hashtextextended('conveyor.queue_hint:' operator(pg_catalog.||) p_queue, 0) $$;
 
 create function conveyor.lower_hint(p_queue text, p_at timestamptz) returns void
 language plpgsql
@@ -387,8 +388,13 @@ begin
 
   perform conveyor.q_put(v_queue, v_job.msg_id, v_run_at,
                          jsonb_build_object('tenant_id', p_tenant_id), p_headers);
-  perform conveyor.lower_hint(v_queue, v_run_at);
-  perform conveyor.count_jobs(p_tenant_id, v_queue, now(), p_enqueued => 1);
+  -- conveyor.lower_hint and conveyor.count_jobs, written out: this runs for every job.
+  perform pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v_queue));
+  update conveyor.queue_hints h set visible_from = v_run_at
+  where h.queue_name = v_queue and h.visible_from > v_run_at;
+  insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, enqueued)
+  values (date_trunc('minute', now()), pg_backend_pid(), p_tenant_id, v_queue, 1)
+  on conflict (minute, backend, tenant_id, queue_name) do update set enqueued = c.enqueued + 1;
 
   if p_critical then
     insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
@@ -396,14 +402,21 @@ begin
     insert into public.idempotency_keys (tenant_id, key, job_id)
     values (p_tenant_id, p_idempotency_key, v_job.id);
   end if;
-  if p_source = 'fn_pgqueuer_enqueue' or conveyor.audit_full() then
+  if p_source = 'fn_pgqueuer_enqueue'
+     or exists (select 1 from conveyor.settings s where s.key = 'audit' and s.value = '"full"') then
     insert into public.job_events (job_id, tenant_id, type, payload)
     values (v_job.id, p_tenant_id, 'enqueued', jsonb_build_object(
       'msg_id', v_job.msg_id, 'queue', v_queue, 'priority', p_priority,
       'run_at', v_run_at, 'source', p_source, 'critical', p_critical));
   end if;
-  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now.
-  if v_run_at <= now() then
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
+  -- its first check is made here, so a kick inside the debounce window costs one read.
+  if v_run_at <= now() and not exists (
+    select 1 from conveyor.dispatch_kicks k
+    where k.target = 'queue:' || p_kind
+      and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
+        (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
+        250) / 1000.0)) then
     perform conveyor.kick('queue:' || p_kind);
   end if;
 

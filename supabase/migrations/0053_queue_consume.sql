@@ -486,40 +486,37 @@ $$;
 -- Claim and settle
 -- ---------------------------------------------------------------------------------------
 
--- A claim whose read came back short and held nothing back: remember when the tier can next
--- hold a visible message (0050's protocol). The EXCLUSIVE lock is a session-level try-lock
--- released at once, never held while anything else waits: a claim raises a hint and may then
--- lower another in its settle, and holding the lock to commit let two such claims wait on
--- each other ("deadlock detected" on the advisory locks, under 4 concurrent workers). Early
--- release keeps the protocol: a writer that takes its shared lock after this one released
--- its exclusive one finds the raised row (or waits for its commit) and lowers it again. The
--- row update itself skips a row another transaction is changing, so nothing here waits.
-create function conveyor.raise_hint(p_queue text) returns void
+-- Raises the hints of the tiers a claim found empty (0050's protocol): when each can next
+-- hold a visible message. Called as the LAST thing a claiming transaction does
+-- (settle_and_claim_jobs, claim_jobs): the EXCLUSIVE lock it takes is held to commit, so a
+-- writer that makes a message visible waits for this commit and then sees the raised hint
+-- (and lowers it), and holding it costs nothing, since nothing is waited for after it. Taken
+-- earlier, a claim that then settled a retry (a shared lock on another queue) could wait on a
+-- second claim doing the same the other way round ("deadlock detected" on the advisory
+-- locks, seen under 4 concurrent workers). A try-lock, and a row update that skips a locked
+-- row: this never waits.
+create function conveyor.raise_hints() returns void
 language plpgsql
 set search_path = ''
 as $$
 declare
-  v_key bigint := conveyor.hint_lock_key(p_queue);
+  v_queue text;
   v_next timestamptz;
 begin
-  if not pg_try_advisory_lock(v_key) then
-    return; -- a writer is busy with this queue: leave the hint as it is
-  end if;
-  begin
+  foreach v_queue in array string_to_array(
+    nullif(current_setting('conveyor.empty_tiers', true), ''), ',') loop
+    continue when not pg_try_advisory_xact_lock(conveyor.hint_lock_key(v_queue));
     -- A statement of its own: its snapshot is taken with the lock held.
-    execute format('select min(vt) from pgmq.%I', 'q_' || p_queue) into v_next;
+    execute format('select min(vt) from pgmq.%I', 'q_' || v_queue) into v_next;
     v_next := coalesce(v_next, 'infinity');
     if v_next > clock_timestamp() then
       update conveyor.queue_hints h set visible_from = v_next
-      where h.queue_name = p_queue and h.visible_from < v_next
+      where h.queue_name = v_queue and h.visible_from < v_next
         and h.ctid = (select x.ctid from conveyor.queue_hints x
-                      where x.queue_name = p_queue for update skip locked);
+                      where x.queue_name = v_queue for update skip locked);
     end if;
-  exception when others then
-    perform pg_advisory_unlock(v_key);
-    raise;
-  end;
-  perform pg_advisory_unlock(v_key);
+  end loop;
+  perform set_config('conveyor.empty_tiers', '', true);
 end
 $$;
 
@@ -584,7 +581,9 @@ begin
     end;
     if cardinality(v_msgs) < v_left
        and coalesce(current_setting('conveyor.throttled', true), '') <> 'on' then
-      perform conveyor.raise_hint(v_queue);
+      -- Raised by conveyor.raise_hints at the end of the transaction.
+      perform set_config('conveyor.empty_tiers',
+        concat_ws(',', nullif(current_setting('conveyor.empty_tiers', true), ''), v_queue), true);
     end if;
     continue when cardinality(v_msgs) = 0;
 
@@ -692,6 +691,7 @@ begin
     coalesce(p_now, clock_timestamp()),
     coalesce((p_policy ->> 'max_attempts')::int, conveyor.setting_int('max_attempts')::int),
     conveyor.audit_full(), null);
+  perform conveyor.raise_hints();
 end
 $$;
 
@@ -990,6 +990,7 @@ begin
     into v_settled
     from public.settle_jobs(p_worker, v_rest, coalesce(p_policy, '{}'::jsonb), p_now) s;
   end if;
+  perform conveyor.raise_hints();
   return jsonb_build_object(
     'settled', v_settled,
     'claimed', v_claimed,
@@ -1186,7 +1187,7 @@ revoke all on function conveyor.take_rate_limit(uuid, text, int, timestamptz),
   conveyor.dead_letter_orphan(text, pgmq.message_record),
   conveyor.dispose_unclaimed(text, pgmq.message_record[], int, timestamptz),
   conveyor.rescue_lost_jobs(timestamptz),
-  conveyor.raise_hint(text),
+  conveyor.raise_hints(),
   conveyor.claim(conveyor.job_kinds, text, int, int, timestamptz, int, boolean, uuid),
   conveyor.claim_args(text, text, int, int, jsonb),
   conveyor.complete_jobs(text, jsonb, timestamptz, boolean, boolean)

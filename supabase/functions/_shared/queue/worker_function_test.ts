@@ -60,7 +60,7 @@ Deno.test({
       0,
     ]]);
     const [visible] = await k.sql`
-      select count(*)::int as n from pgmq.${k.sql("q_" + k.kind)} where vt <= clock_timestamp()`;
+      select count(*)::int as n from pgmq.${k.sql("q_q_" + k.kind)} where vt <= clock_timestamp()`;
     assertEquals(visible!.n, 2, "the released jobs' messages are visible again at once");
   },
 });
