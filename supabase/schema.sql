@@ -2357,8 +2357,8 @@ declare
   v_queue text;
   v_next timestamptz;
 begin
-  foreach v_queue in array string_to_array(
-    nullif(current_setting('conveyor.empty_tiers', true), ''), ',') loop
+  foreach v_queue in array coalesce(string_to_array(
+    nullif(current_setting('conveyor.empty_tiers', true), ''), ','), '{}') loop
     continue when not pg_try_advisory_xact_lock(conveyor.hint_lock_key(v_queue));
     -- A statement of its own: its snapshot is taken with the lock held.
     execute format('select min(vt) from pgmq.%I', 'q_' || v_queue) into v_next;
