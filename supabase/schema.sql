@@ -128,6 +128,17 @@ end
 $$;
 
 --
+-- Name: audit_full(); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.audit_full() RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce((select s.value #>> '{}' from conveyor.settings s where s.key = 'audit'), 'lean') = 'full'
+$$;
+
+--
 -- Name: backoff_ms(integer, bigint, bigint); Type: FUNCTION; Schema: conveyor
 --
 
@@ -143,12 +154,12 @@ $$;
 --
 
 CREATE FUNCTION conveyor.caller_role() RETURNS text
-    LANGUAGE sql STABLE
-    SET search_path TO ''
+    LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
   select case
-    when current_setting('role') in ('none', '') then session_user::text
-    else current_setting('role')
+    when pg_catalog.current_setting('role') operator(pg_catalog.=) any (array['none', '']::pg_catalog.text[])
+      then pg_catalog."session_user"()::pg_catalog.text
+    else pg_catalog.current_setting('role')
   end
 $$;
 
@@ -164,6 +175,12 @@ declare
   v_now timestamptz := clock_timestamp();
   v_lim record;
 begin
+  -- The enqueue inserts with ON CONFLICT on the idempotency key, and a BEFORE INSERT trigger
+  -- runs before the conflict is seen: a replay of an existing key is not a new job.
+  if exists (select 1 from public.jobs j
+             where j.tenant_id = new.tenant_id and j.idempotency_key = new.idempotency_key) then
+    return new;
+  end if;
   update public.rate_limits r
   set window_started_at = case
         when v_now >= r.window_started_at + make_interval(secs => r.window_seconds)
@@ -185,6 +202,333 @@ begin
               v_lim.window_started_at + make_interval(secs => v_lim.window_seconds) - v_now)));
   end if;
   return new;
+end
+$$;
+
+--
+-- Name: new_job_id(); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.new_job_id() RETURNS uuid
+    LANGUAGE sql PARALLEL SAFE
+    AS $$
+  select pg_catalog.encode(
+    pg_catalog.set_byte(
+      pg_catalog.substring(pg_catalog.int8send(pg_catalog.floor(
+        pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) operator(pg_catalog.*) 1000)::pg_catalog.int8), 3, 6)
+        operator(pg_catalog.||) pg_catalog.substring(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 7),
+      6,
+      (pg_catalog.get_byte(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 6) operator(pg_catalog.&) 15)
+        operator(pg_catalog.|) 112),
+    'hex')::pg_catalog.uuid
+$$;
+
+--
+-- Name: jobs; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.jobs (
+    id uuid DEFAULT conveyor.new_job_id() NOT NULL,
+    tenant_id uuid NOT NULL,
+    msg_id bigint NOT NULL,
+    kind text NOT NULL,
+    queue_name text NOT NULL,
+    priority text DEFAULT 'normal'::text NOT NULL,
+    idempotency_key text NOT NULL,
+    dedupe_key text,
+    max_attempts integer,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    headers jsonb,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    started_at timestamp with time zone,
+    lease_id uuid,
+    locked_by text,
+    locked_until timestamp with time zone,
+    finished_at timestamp with time zone,
+    last_error text,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    output jsonb,
+    CONSTRAINT jobs_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT jobs_finished_iff_terminal CHECK (((status = ANY (ARRAY['completed'::text, 'failed'::text])) = (finished_at IS NOT NULL))),
+    CONSTRAINT jobs_lease_iff_processing CHECK (((status = 'processing'::text) = (lease_id IS NOT NULL))),
+    CONSTRAINT jobs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT jobs_priority_check CHECK ((priority = ANY (ARRAY['fast'::text, 'normal'::text, 'bulk'::text]))),
+    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text])))
+)
+WITH (fillfactor='70');
+
+ALTER TABLE ONLY public.jobs FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: TABLE jobs; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.jobs IS 'The job ledger: one row per enqueued job, written in the same transaction as its pgmq message.';
+
+--
+-- Name: COLUMN jobs.msg_id; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.jobs.msg_id IS 'The job''s number: what queue_job returns, unique across kinds and tiers, and its pgmq message id while the job is live.';
+
+--
+-- Name: check_same_request(public.jobs, text, jsonb, text, jsonb, boolean, text); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.check_same_request(p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb, p_critical boolean, p_fn text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if p_job.kind is distinct from p_kind or p_job.payload is distinct from p_payload
+     or p_job.priority is distinct from p_priority or p_job.headers is distinct from p_headers
+     or (p_job.max_attempts is not null) is distinct from p_critical then
+    raise exception '%: idempotency_key % is already used by job % with another request',
+      p_fn, p_job.idempotency_key, p_job.msg_id
+      using errcode = '23505',
+            detail = format('job %s: kind %s, priority %s', p_job.msg_id, p_job.kind, p_job.priority),
+            hint = 'send the same kind, payload, priority, headers and critical flag to get that job back, or use another key';
+  end if;
+end
+$$;
+
+--
+-- Name: job_kinds; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.job_kinds (
+    kind text NOT NULL,
+    queue_name text NOT NULL,
+    service_name text,
+    worker_slug text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    max_concurrency integer DEFAULT 2 NOT NULL,
+    trigger_batch_size integer DEFAULT 1 NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    CONSTRAINT job_kinds_kind_check CHECK ((kind ~ '^[a-z][a-z0-9_]{0,30}$'::text)),
+    CONSTRAINT job_kinds_max_concurrency_check CHECK ((max_concurrency >= 0)),
+    CONSTRAINT job_kinds_queue_name_check CHECK ((queue_name ~ '^[a-z][a-z0-9_]{0,30}$'::text)),
+    CONSTRAINT job_kinds_trigger_batch_size_check CHECK (((trigger_batch_size >= 1) AND (trigger_batch_size <= 100)))
+);
+
+--
+-- Name: COLUMN job_kinds.worker_slug; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.worker_slug IS 'the worker function: triggered at /functions/v1/<worker_slug> under Vault project_url';
+
+--
+-- Name: COLUMN job_kinds.max_concurrency; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.max_concurrency IS 'most worker invocations of this kind in flight (triggered or running) at once; 0 = none';
+
+--
+-- Name: COLUMN job_kinds.trigger_batch_size; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.trigger_batch_size IS 'workers the dispatcher starts per cycle for this kind';
+
+--
+-- Name: COLUMN job_kinds.enabled; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.enabled IS 'false = the dispatcher starts no workers for this kind (messages stay queued)';
+
+--
+-- Name: claim(conveyor.job_kinds, text, integer, integer, timestamp with time zone, integer, boolean, uuid); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.claim(p_kind conveyor.job_kinds, p_worker text, p_qty integer, p_vt integer, p_now timestamp with time zone, p_max integer, p_full boolean, p_invocation uuid) RETURNS SETOF conveyor.claimed_job
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_tiers text[] := array[p_kind.queue_name || '_fast', p_kind.queue_name,
+                          p_kind.queue_name || '_bulk'];
+  v_from timestamptz[];
+  v_queue text;
+  v_msgs pgmq.message_record[];
+  v_rows conveyor.claimed_job[];
+  v_left int := p_qty;
+begin
+  if p_invocation is not null and not conveyor.invocation_alive(p_invocation, p_now) then
+    perform set_config('conveyor.invocation_lost', 'on', true);
+    return;
+  end if;
+  select array[coalesce(max(h.visible_from) filter (where h.queue_name = v_tiers[1]), '-infinity'),
+               coalesce(max(h.visible_from) filter (where h.queue_name = v_tiers[2]), '-infinity'),
+               coalesce(max(h.visible_from) filter (where h.queue_name = v_tiers[3]), '-infinity')]
+  into v_from
+  from conveyor.queue_hints h where h.queue_name = any (v_tiers);
+
+  for i in 1 .. 3 loop
+    exit when v_left <= 0;
+    continue when v_from[i] > clock_timestamp();
+    v_queue := v_tiers[i];
+    -- The read runs in a subtransaction. FOR UPDATE SKIP LOCKED skips locked rows, but where
+    -- a row's newer version (left by a concurrent read, being deleted by that worker's settle)
+    -- is in the way, PostgreSQL follows the update chain and waits, and three such claims can
+    -- wait on each other ("deadlock detected ... while locking updated version of tuple",
+    -- seen under 10 concurrent workers with every version of this claim). The victim reads
+    -- nothing from this tier this time instead of failing the whole call.
+    begin
+      if p_kind.service_name is null then
+        select coalesce(array_agg(m), '{}') into v_msgs from conveyor.q_read(v_queue, p_vt, v_left) m;
+      else
+        select coalesce(array_agg(m), '{}') into v_msgs
+        from conveyor.read_queue(v_queue, p_vt, v_left, p_kind.service_name, p_now) m;
+      end if;
+    exception when deadlock_detected then
+      v_msgs := '{}';
+    end;
+    if cardinality(v_msgs) < v_left
+       and coalesce(current_setting('conveyor.throttled', true), '') <> 'on' then
+      -- Raised by conveyor.raise_hints at the end of the transaction.
+      perform set_config('conveyor.empty_tiers',
+        concat_ws(',', nullif(current_setting('conveyor.empty_tiers', true), ''), v_queue), true);
+    end if;
+    continue when cardinality(v_msgs) = 0;
+
+    with claimed as (
+      update public.jobs j
+      set status = 'processing',
+          attempts = j.attempts + 1,
+          lease_id = gen_random_uuid(),
+          locked_by = p_worker,
+          locked_until = m.vt,
+          started_at = coalesce(j.started_at, p_now),
+          updated_at = p_now
+      from unnest(v_msgs) m
+      where j.msg_id = m.msg_id
+        and j.status in ('pending', 'processing')
+        -- a job whose last attempt was lost does not run again: dispose_unclaimed
+        and case when j.attempts = 0 then true
+                 else j.attempts < coalesce(j.max_attempts,
+                   (select q.max_attempts from public.queues q
+                    where q.tenant_id = j.tenant_id and q.kind = j.kind), p_max) end
+      returning j.id, j.lease_id, j.kind, j.queue_name, j.msg_id, j.tenant_id, j.priority,
+                j.attempts, j.max_attempts, j.payload, j.headers, m.enqueued_at, j.locked_until
+    )
+    select coalesce(array_agg(row(c.*)::conveyor.claimed_job), '{}') into v_rows from claimed c;
+    if cardinality(v_rows) < cardinality(v_msgs) then
+      perform conveyor.dispose_unclaimed(v_queue,
+        array(select m from unnest(v_msgs) m
+              where m.msg_id <> all (array(select r.msg_id from unnest(v_rows) r))),
+        p_max, p_now);
+    end if;
+    continue when cardinality(v_rows) = 0;
+
+    insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, claimed)
+    select date_trunc('minute', p_now), pg_backend_pid(), r.tenant_id, v_queue, count(*)
+    from unnest(v_rows) r group by r.tenant_id
+    on conflict (minute, backend, tenant_id, queue_name) do update
+    set claimed = c.claimed + excluded.claimed;
+    if p_kind.service_name is not null then
+      insert into conveyor.service_leases (job_id, tenant_id, service_name, expires_at)
+      select r.job_id, r.tenant_id, p_kind.service_name, r.locked_until from unnest(v_rows) r
+      on conflict (job_id) do update set expires_at = excluded.expires_at;
+    end if;
+    if p_full then
+      insert into public.job_events (job_id, tenant_id, type, payload)
+      select r.job_id, r.tenant_id, 'claimed',
+             jsonb_build_object('attempt', r.attempt, 'worker', p_worker, 'msg_id', r.msg_id,
+                                'lease_id', r.lease_id, 'locked_until', r.locked_until)
+      from unnest(v_rows) r;
+    end if;
+    return query select * from unnest(v_rows);
+    v_left := v_left - cardinality(v_rows);
+  end loop;
+end
+$$;
+
+--
+-- Name: claim_args(text, text, integer, integer, jsonb); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.claim_args(p_kind text, p_worker text, p_qty integer, p_vt integer, p_policy jsonb) RETURNS conveyor.job_kinds
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_kind conveyor.job_kinds;
+begin
+  select * into v_kind from conveyor.job_kinds k where k.kind = p_kind;
+  if not found then
+    raise exception 'claim_jobs: unsupported kind %', p_kind;
+  end if;
+  if p_qty is null or p_qty < 1 or p_qty > 1000 then
+    raise exception 'claim_jobs: p_qty must be between 1 and 1000';
+  end if;
+  if p_vt < 1 or p_vt > 43200 then
+    raise exception 'claim_jobs: p_vt must be between 1 and 43200 seconds';
+  end if;
+  if coalesce(btrim(p_worker), '') = '' then
+    raise exception 'claim_jobs: p_worker must name the worker';
+  end if;
+  if p_policy is not null and jsonb_typeof(p_policy) <> 'object' then
+    raise exception 'claim_jobs: p_policy must be a JSON object';
+  end if;
+  return v_kind;
+end
+$$;
+
+--
+-- Name: complete_jobs(text, jsonb, timestamp with time zone, boolean, boolean); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.complete_jobs(p_worker text, p_results jsonb, p_now timestamp with time zone, p_archive boolean, p_full boolean) RETURNS uuid[]
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_done public.jobs[];
+  v_ids uuid[];
+  v_queue text;
+begin
+  with ok as (
+    update public.jobs j
+    set status = 'completed', finished_at = p_now, updated_at = p_now, output = r.output,
+        lease_id = null, locked_by = null, locked_until = null, last_error = null
+    from jsonb_to_recordset(p_results) as r(job_id uuid, lease_id uuid, status text, output jsonb)
+    where r.status = 'completed' and j.id = r.job_id and j.lease_id = r.lease_id
+      and j.status = 'processing' and j.locked_until > p_now
+    returning j.*
+  )
+  select array_agg(ok) into v_done from ok;
+  if v_done is null then
+    return '{}';
+  end if;
+  for v_queue in select distinct d.queue_name from unnest(v_done) d loop
+    if p_archive then
+      perform pgmq.archive(v_queue, array(select d.msg_id from unnest(v_done) d
+                                          where d.queue_name = v_queue));
+    else
+      perform conveyor.q_delete(v_queue, array(select d.msg_id from unnest(v_done) d
+                                               where d.queue_name = v_queue));
+    end if;
+  end loop;
+  select array_agg(d.id) into v_ids from unnest(v_done) d;
+  if exists (select 1 from unnest(v_done) d where d.dedupe_key is not null) then
+    delete from conveyor.dedupe_keys k where k.job_id = any (v_ids);
+  end if;
+  delete from conveyor.service_leases l where l.job_id = any (v_ids);
+  insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, completed)
+  select date_trunc('minute', p_now), pg_backend_pid(), d.tenant_id, d.queue_name, count(*)
+  from unnest(v_done) d group by d.tenant_id, d.queue_name
+  on conflict (minute, backend, tenant_id, queue_name) do update
+  set completed = c.completed + excluded.completed;
+  if p_full then
+    insert into public.job_events (job_id, tenant_id, type, payload)
+    select d.id, d.tenant_id, 'completed', jsonb_build_object('attempt', d.attempts, 'worker', p_worker)
+    from unnest(v_done) d;
+  end if;
+  return v_ids;
 end
 $$;
 
@@ -305,6 +649,39 @@ CREATE FUNCTION conveyor.content_stages() RETURNS text[]
     LANGUAGE sql IMMUTABLE
     SET search_path TO ''
     AS $$ select array['research', 'outline', 'draft', 'qa', 'export', 'complete']::text[] $$;
+
+--
+-- Name: count_jobs(uuid, text, timestamp with time zone, integer, integer, integer, integer, integer); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.count_jobs(p_tenant_id uuid, p_queue text, p_at timestamp with time zone, p_enqueued integer DEFAULT 0, p_claimed integer DEFAULT 0, p_completed integer DEFAULT 0, p_retried integer DEFAULT 0, p_failed integer DEFAULT 0) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  insert into conveyor.job_counts as c
+    (minute, backend, tenant_id, queue_name, enqueued, claimed, completed, retried, failed)
+  values (date_trunc('minute', p_at), pg_backend_pid(), p_tenant_id, p_queue,
+          p_enqueued, p_claimed, p_completed, p_retried, p_failed)
+  on conflict (minute, backend, tenant_id, queue_name) do update
+  set enqueued = c.enqueued + excluded.enqueued, claimed = c.claimed + excluded.claimed,
+      completed = c.completed + excluded.completed, retried = c.retried + excluded.retried,
+      failed = c.failed + excluded.failed
+$$;
+
+--
+-- Name: counted_jobs(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.counted_jobs(p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(queue_name text, tenant_id uuid, enqueued bigint, claimed bigint, completed bigint, retried bigint, failed bigint)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select c.queue_name, c.tenant_id, sum(c.enqueued)::bigint, sum(c.claimed)::bigint,
+         sum(c.completed)::bigint, sum(c.retried)::bigint, sum(c.failed)::bigint
+  from conveyor.job_counts c
+  where c.minute >= p_from and c.minute < p_to
+  group by c.queue_name, c.tenant_id
+$$;
 
 --
 -- Name: cron_day_matches(conveyor.cron_spec, date); Type: FUNCTION; Schema: conveyor
@@ -531,69 +908,6 @@ end
 $$;
 
 --
--- Name: new_job_id(); Type: FUNCTION; Schema: conveyor
---
-
-CREATE FUNCTION conveyor.new_job_id() RETURNS uuid
-    LANGUAGE sql
-    SET search_path TO ''
-    AS $$
-  select encode(
-    set_byte(
-      substring(int8send(floor(extract(epoch from clock_timestamp()) * 1000)::bigint) from 3 for 6)
-        || substring(g.r from 7),
-      6,
-      (get_byte(g.r, 6) & 15) | 112),
-    'hex')::uuid
-  from (select uuid_send(gen_random_uuid()) as r) g
-$$;
-
---
--- Name: jobs; Type: TABLE; Schema: public
---
-
-CREATE TABLE public.jobs (
-    id uuid DEFAULT conveyor.new_job_id() NOT NULL,
-    tenant_id uuid NOT NULL,
-    kind text NOT NULL,
-    queue_name text NOT NULL,
-    priority text DEFAULT 'normal'::text NOT NULL,
-    status text DEFAULT 'pending'::text NOT NULL,
-    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
-    headers jsonb,
-    idempotency_key text NOT NULL,
-    dedupe_key text,
-    msg_id bigint NOT NULL,
-    attempts integer DEFAULT 0 NOT NULL,
-    max_attempts integer,
-    last_error text,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
-    output jsonb,
-    lease_id uuid,
-    locked_by text,
-    locked_until timestamp with time zone,
-    run_at timestamp with time zone DEFAULT now() NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    CONSTRAINT jobs_attempts_check CHECK ((attempts >= 0)),
-    CONSTRAINT jobs_finished_iff_terminal CHECK (((status = ANY (ARRAY['completed'::text, 'failed'::text])) = (finished_at IS NOT NULL))),
-    CONSTRAINT jobs_lease_iff_processing CHECK (((status = 'processing'::text) = (lease_id IS NOT NULL))),
-    CONSTRAINT jobs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
-    CONSTRAINT jobs_priority_check CHECK ((priority = ANY (ARRAY['fast'::text, 'normal'::text, 'bulk'::text]))),
-    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text])))
-);
-
-ALTER TABLE ONLY public.jobs FORCE ROW LEVEL SECURITY;
-
---
--- Name: TABLE jobs; Type: COMMENT; Schema: public
---
-
-COMMENT ON TABLE public.jobs IS 'The job ledger: one row per enqueued job, written in the same transaction as its pgmq message.';
-
---
 -- Name: dead_letter(public.jobs, text, jsonb, timestamp with time zone); Type: FUNCTION; Schema: conveyor
 --
 
@@ -607,9 +921,10 @@ begin
   perform pgmq.archive(p_job.queue_name, p_job.msg_id);
   select m into v_dlq_msg from pgmq.send(
     queue_name => conveyor.dlq_name(),
-    msg => jsonb_build_object('job_id', p_job.id, 'tenant_id', p_job.tenant_id,
-                              'kind', p_job.kind, 'reason', p_reason,
-                              'attempts', p_job.attempts, 'payload', p_job.payload),
+    msg => jsonb_build_object('job_id', p_job.id, 'msg_id', p_job.msg_id,
+                              'tenant_id', p_job.tenant_id, 'kind', p_job.kind,
+                              'reason', p_reason, 'attempts', p_job.attempts,
+                              'payload', p_job.payload),
     headers => p_job.headers
   ) as m;
   insert into public.dead_letter_jobs (tenant_id, job_id, kind, queue_name, payload, reason,
@@ -620,6 +935,8 @@ begin
   set status = 'failed', finished_at = p_now, updated_at = p_now, lease_id = null,
       locked_by = null, locked_until = null, last_error = p_reason, errors = p_errors
   where id = p_job.id;
+  perform conveyor.release_job_holds(array[p_job.id], true);
+  perform conveyor.count_jobs(p_job.tenant_id, p_job.queue_name, p_now, p_failed => 1);
   insert into public.job_events (job_id, tenant_id, type, payload)
   values (p_job.id, p_job.tenant_id, 'dead_lettered',
           jsonb_build_object('reason', p_reason, 'attempts', p_job.attempts,
@@ -642,22 +959,77 @@ end
 $$;
 
 --
+-- Name: dead_letter_orphan(text, pgmq.message_record); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.dead_letter_orphan(p_queue text, p_msg pgmq.message_record) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform pgmq.send(conveyor.dlq_name(), jsonb_build_object(
+    'reason', format('orphan message: no job numbered %s in the ledger (queue %s)',
+                     p_msg.msg_id, p_queue),
+    'kind', p_msg.message ->> 'kind', 'tenant_id', p_msg.message ->> 'tenant_id',
+    'queue', p_queue, 'msg_id', p_msg.msg_id, 'message', p_msg.message));
+  perform pgmq.archive(p_queue, p_msg.msg_id);
+end
+$$;
+
+--
 -- Name: default_tenant_id(); Type: FUNCTION; Schema: conveyor
 --
 
 CREATE FUNCTION conveyor.default_tenant_id() RETURNS uuid
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select '00000000-0000-0000-0000-000000000000'::pg_catalog.uuid $$;
+
+--
+-- Name: dispose_unclaimed(text, pgmq.message_record[], integer, timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.dispose_unclaimed(p_queue text, p_msgs pgmq.message_record[], p_max integer, p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
     SET search_path TO ''
-    AS $$ select '00000000-0000-0000-0000-000000000000'::uuid $$;
+    AS $$
+declare
+  v_m pgmq.message_record;
+  v_job public.jobs;
+  v_limit int;
+begin
+  foreach v_m in array p_msgs loop
+    select * into v_job from public.jobs j where j.msg_id = v_m.msg_id for update;
+    if not found then
+      perform conveyor.dead_letter_orphan(p_queue, v_m);
+    elsif v_job.status in ('completed', 'failed') then
+      perform pgmq.delete(p_queue, v_m.msg_id);
+    else
+      select coalesce(v_job.max_attempts, q.max_attempts, p_max) into v_limit
+      from (select 1) one
+      left join public.queues q on q.tenant_id = v_job.tenant_id and q.kind = v_job.kind;
+      if v_job.attempts >= v_limit then
+        perform conveyor.dead_letter(
+          v_job,
+          format('worker lost: the lease of attempt %s expired without a settle', v_job.attempts),
+          v_job.errors || jsonb_build_array(jsonb_build_object(
+            'message', 'lease expired without a settle (worker lost)',
+            'stack', null, 'attempt', v_job.attempts, 'at', p_now)),
+          p_now);
+      else
+        perform pgmq.set_vt(p_queue, v_m.msg_id, 0);
+      end if;
+    end if;
+  end loop;
+end
+$$;
 
 --
 -- Name: dlq_name(); Type: FUNCTION; Schema: conveyor
 --
 
 CREATE FUNCTION conveyor.dlq_name() RETURNS text
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO ''
-    AS $$ select 'q_dlq'::text $$;
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select 'q_dlq'::pg_catalog.text $$;
 
 --
 -- Name: endpoint_url(text); Type: FUNCTION; Schema: conveyor
@@ -692,80 +1064,86 @@ CREATE FUNCTION conveyor.enqueue(p_tenant_id uuid, p_kind text, p_payload jsonb,
     AS $$
 declare
   v_queue text;
-  v_tier_queue text;
-  v_job_id uuid := conveyor.new_job_id();
-  v_msg_id bigint;
-  v_existing record;
-  v_max_attempts int;
+  v_job public.jobs;
   v_run_at timestamptz := coalesce(p_run_at, now());
+  v_max_attempts int;
 begin
-  select k.queue_name into v_queue from conveyor.job_kinds k where k.kind = p_kind;
+  select case p_priority when 'fast' then k.queue_name || '_fast'
+                         when 'bulk' then k.queue_name || '_bulk' else k.queue_name end
+  into v_queue
+  from conveyor.job_kinds k where k.kind = p_kind;
   if v_queue is null then
     raise exception '%: unsupported kind %', p_fn, p_kind;
   end if;
-  v_tier_queue := conveyor.tier_queue(v_queue, p_priority);
-
-  -- Claim the key first. ON CONFLICT waits for a concurrent holder of the same key to
-  -- commit or roll back, so of N identical calls exactly one proceeds and the others
-  -- return its job (race-free at READ COMMITTED). The FK to jobs is deferred: the job row
-  -- is written below, in this same transaction.
-  insert into public.idempotency_keys (tenant_id, key, job_id)
-  values (p_tenant_id, p_idempotency_key, v_job_id)
-  on conflict (tenant_id, key) do nothing;
-  if not found then
-    select j.id, j.msg_id into v_existing
-    from public.idempotency_keys ik
-    join public.jobs j on j.id = ik.job_id
-    where ik.tenant_id = p_tenant_id and ik.key = p_idempotency_key;
-    return query select v_existing.id, v_existing.msg_id, false;
-    return;
-  end if;
-
-  if p_dedupe_key is not null and exists (
-    select 1 from public.jobs j
-    where j.tenant_id = p_tenant_id and j.dedupe_key = p_dedupe_key
-      and j.status in ('pending', 'processing')
-  ) then
-    raise exception '%: dedupe_key % is already queued or running', p_fn, p_dedupe_key
-      using errcode = '23505',
-            hint = 'the key can be reused once that job has finished';
-  end if;
-
-  select m into v_msg_id
-  from pgmq.send(
-    queue_name => v_tier_queue,
-    msg => jsonb_build_object(
-      'job_id', v_job_id,
-      'tenant_id', p_tenant_id,
-      'kind', p_kind,
-      'payload', p_payload
-    ),
-    headers => p_headers,
-    delay => v_run_at
-  ) as m;
-
   if p_critical then
     v_max_attempts := conveyor.setting_int('critical_max_attempts');
   end if;
 
-  insert into public.jobs (id, tenant_id, kind, queue_name, priority, payload, headers,
-                           idempotency_key, dedupe_key, msg_id, max_attempts, run_at)
-  values (v_job_id, p_tenant_id, p_kind, v_tier_queue, p_priority, p_payload, p_headers,
-          p_idempotency_key, p_dedupe_key, v_msg_id, v_max_attempts, v_run_at);
+  -- ON CONFLICT waits for a concurrent holder of the same key to commit or roll back, so of
+  -- N identical calls exactly one inserts and the others read its job (race-free at READ
+  -- COMMITTED: the SELECT below is a statement of its own, with a snapshot that sees it).
+  insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
+                           dedupe_key, max_attempts, payload, headers, run_at)
+  values (p_tenant_id, nextval('conveyor.job_number_seq'), p_kind, v_queue, p_priority,
+          p_idempotency_key, p_dedupe_key, v_max_attempts, p_payload, p_headers, v_run_at)
+  on conflict (tenant_id, idempotency_key) do nothing
+  returning * into v_job;
+  if v_job.id is null then
+    select * into v_job from public.jobs j
+    where j.tenant_id = p_tenant_id and j.idempotency_key = p_idempotency_key;
+    perform conveyor.check_same_request(v_job, p_kind, p_payload, p_priority, p_headers,
+                                        p_critical, p_fn);
+    return query select v_job.id, v_job.msg_id, false;
+    return;
+  end if;
+
+  if p_dedupe_key is not null then
+    -- ON CONFLICT again: a racing call with the same key waits, then sees it taken.
+    insert into conveyor.dedupe_keys (tenant_id, dedupe_key, job_id)
+    values (p_tenant_id, p_dedupe_key, v_job.id)
+    on conflict do nothing;
+    if not found then
+      raise exception '%: dedupe_key % is already queued or running', p_fn, p_dedupe_key
+        using errcode = '23505',
+              hint = 'the key can be reused once that job has finished';
+    end if;
+  end if;
+
+  perform conveyor.q_put(v_queue, v_job.msg_id, v_run_at,
+                         jsonb_build_object('tenant_id', p_tenant_id), p_headers);
+  -- conveyor.lower_hint and conveyor.count_jobs, written out: this runs for every job.
+  perform pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v_queue));
+  update conveyor.queue_hints h set visible_from = v_run_at
+  where h.queue_name = v_queue and h.visible_from > v_run_at;
+  insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, enqueued)
+  values (date_trunc('minute', now()), pg_backend_pid(), p_tenant_id, v_queue, 1)
+  on conflict (minute, backend, tenant_id, queue_name) do update set enqueued = c.enqueued + 1;
 
   if p_critical then
     insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
-    values (p_tenant_id, v_job_id, p_idempotency_key, v_max_attempts);
+    values (p_tenant_id, v_job.id, p_idempotency_key, v_max_attempts);
+    insert into public.idempotency_keys (tenant_id, key, job_id)
+    values (p_tenant_id, p_idempotency_key, v_job.id);
+  end if;
+  if p_source = 'fn_pgqueuer_enqueue'
+     or exists (select 1 from conveyor.settings s where s.key = 'audit' and s.value = '"full"') then
+    insert into public.job_events (job_id, tenant_id, type, payload)
+    values (v_job.id, p_tenant_id, 'enqueued', jsonb_build_object(
+      'msg_id', v_job.msg_id, 'queue', v_queue, 'priority', p_priority,
+      'run_at', v_run_at, 'source', p_source, 'critical', p_critical));
+  end if;
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
+  -- its first check is made here, so a kick inside the debounce window costs one read.
+  if v_run_at <= now() and not exists (
+    select 1 from conveyor.dispatch_kicks k
+    where k.target = 'queue:' || p_kind
+      and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
+        (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
+        250) / 1000.0)) then
+    perform conveyor.kick('queue:' || p_kind);
   end if;
 
-  insert into public.job_events (job_id, tenant_id, type, payload)
-  values (v_job_id, p_tenant_id, 'enqueued', jsonb_build_object(
-    'msg_id', v_msg_id, 'queue', v_tier_queue, 'priority', p_priority,
-    'run_at', v_run_at, 'source', p_source, 'critical', p_critical));
-  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now.
-  perform conveyor.kick('queue:' || p_kind) where v_run_at <= now();
-
-  return query select v_job_id, v_msg_id, true;
+  return query select v_job.id, v_job.msg_id, true;
 end
 $$;
 
@@ -779,127 +1157,97 @@ CREATE FUNCTION conveyor.enqueue_items(p_items conveyor.queue_job_item[], p_sour
     AS $_$
 declare
   v_critical_attempts int := conveyor.setting_int('critical_max_attempts');
-  v_new_ord bigint[];
-  v_new_job uuid[];
+  v_new public.jobs[];
   v_queue text;
-  v_msg_job uuid[] := '{}';
-  v_msg_id bigint[] := '{}';
-  v_q_job uuid[];
-  v_q_id bigint[];
   v_ids bigint[];
 begin
-  -- 1. Claim the keys: one new job id per distinct (tenant, key), the first element with
-  -- that key being the job. As in conveyor.enqueue, ON CONFLICT waits for a concurrent
-  -- holder of a key to commit or roll back, so racing calls make one job per key. The rows
-  -- go in (tenant, key) order: every call takes its key locks in the same order, so two
-  -- batches with overlapping keys wait for each other instead of deadlocking. Any fixed
-  -- order will do, so the keys sort bytewise (COLLATE "C": no locale-aware comparisons;
-  -- equality is the same as the unique index's under any deterministic collation).
+  -- 1. The jobs: one per distinct (tenant, key), the first element with that key being the
+  -- job. As in conveyor.enqueue, ON CONFLICT waits for a concurrent holder of a key to commit
+  -- or roll back, so racing calls make one job per key. The rows go in (tenant, key) order:
+  -- every call takes its key locks in the same order, so two batches with overlapping keys
+  -- wait for each other instead of deadlocking. Any fixed order will do, so the keys sort
+  -- bytewise (COLLATE "C": equality is the same as the unique index's under any
+  -- deterministic collation). Job numbers follow array order.
   with firsts as (
-    select distinct on (e.tenant_id, e.idempotency_key collate "C")
-           e.tenant_id, e.idempotency_key, e.ordinality as ord
+    select distinct on (e.tenant_id, e.idempotency_key collate "C") e.*, e.ordinality as ord
     from unnest(p_items) with ordinality as e
     order by e.tenant_id, e.idempotency_key collate "C", e.ordinality
-  ), claimed as (
-    insert into public.idempotency_keys (tenant_id, key, job_id)
-    select f.tenant_id, f.idempotency_key, conveyor.new_job_id()
-    from firsts f
-    order by f.tenant_id, f.idempotency_key collate "C"
-    on conflict (tenant_id, key) do nothing
-    returning tenant_id, key, job_id
+  ), numbered as (
+    select f.*, nextval('conveyor.job_number_seq') as msg_id
+    from (select * from firsts order by ord) f
+  ), ins as (
+    insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
+                             max_attempts, payload, headers, run_at)
+    select n.tenant_id, n.msg_id, n.kind, n.queue_name, n.priority, n.idempotency_key,
+           case when n.critical then v_critical_attempts end, n.payload, n.headers, n.run_at
+    from numbered n
+    order by n.tenant_id, n.idempotency_key collate "C"
+    on conflict (tenant_id, idempotency_key) do nothing
+    returning *
   )
-  select array_agg(f.ord order by f.ord), array_agg(c.job_id order by f.ord)
-  into v_new_ord, v_new_job
-  from claimed c
-  join firsts f on f.tenant_id = c.tenant_id and f.idempotency_key = c.key;
+  select coalesce(array_agg(ins order by ins.msg_id), '{}') into v_new from ins;
 
-  if v_new_ord is not null then
-    -- 2. The pgmq messages, one INSERT per tier queue, in array order. Straight into the
-    -- queue table, as pgmq.send does (and as claim_jobs reads it, 0053): pgmq.send_batch
-    -- takes one delay for the whole batch, while each element has its own run_at. The
-    -- message is conveyor.enqueue's; its job_id maps the new msg_id back to the job.
-    for v_queue in
-      select e.queue_name
-      from unnest(v_new_ord) as n(ord)
-      join unnest(p_items) with ordinality as e on e.ordinality = n.ord
-      group by e.queue_name
-      order by min(n.ord)
-    loop
+  if cardinality(v_new) > 0 then
+    -- 2. The messages, one INSERT per tier queue (pgmq.send_batch takes one delay for the
+    -- whole batch, each element has its own run_at), under the jobs' numbers.
+    for v_queue in select distinct j.queue_name from unnest(v_new) j loop
       execute format(
-        $q$
-        with m as (
-          insert into pgmq.%I (vt, message, headers)
-          select e.run_at,
-                 jsonb_build_object('job_id', n.job_id, 'tenant_id', e.tenant_id,
-                                    'kind', e.kind, 'payload', e.payload),
-                 e.headers
-          from unnest($1::bigint[], $2::uuid[]) as n(ord, job_id)
-          join unnest($3::conveyor.queue_job_item[]) with ordinality as e
-            on e.ordinality = n.ord
-          where e.queue_name = $4
-          order by n.ord
-          returning msg_id, (message ->> 'job_id')::uuid as job_id
-        )
-        select array_agg(m.job_id), array_agg(m.msg_id) from m
-        $q$,
-        'q_' || v_queue)
-      into v_q_job, v_q_id
-      using v_new_ord, v_new_job, p_items, v_queue;
-      v_msg_job := v_msg_job || v_q_job;
-      v_msg_id := v_msg_id || v_q_id;
+        $q$insert into pgmq.%I (msg_id, vt, message, headers) overriding system value
+           select j.msg_id, j.run_at, jsonb_build_object('tenant_id', j.tenant_id), j.headers
+           from unnest($1::public.jobs[]) j
+           where j.queue_name = $2
+           order by j.msg_id$q$,
+        'q_' || v_queue) using v_new, v_queue;
+      perform conveyor.lower_hint(v_queue, (select min(j.run_at) from unnest(v_new) j
+                                            where j.queue_name = v_queue));
     end loop;
 
-    -- 3. The ledger: jobs, critical_jobs and the 'enqueued' events, in array order. One
-    -- statement: the foreign keys to jobs are checked at its end, when the jobs are there.
-    with x as (
-      select e.*, n.ord, n.job_id, m.msg_id
-      from unnest(v_new_ord, v_new_job) as n(ord, job_id)
-      join unnest(v_msg_job, v_msg_id) as m(job_id, msg_id) on m.job_id = n.job_id
-      join unnest(p_items) with ordinality as e on e.ordinality = n.ord
-    ), j as (
-      insert into public.jobs (id, tenant_id, kind, queue_name, priority, payload, headers,
-                               idempotency_key, msg_id, max_attempts, run_at)
-      select x.job_id, x.tenant_id, x.kind, x.queue_name, x.priority, x.payload, x.headers,
-             x.idempotency_key, x.msg_id, case when x.critical then v_critical_attempts end,
-             x.run_at
-      from x
-      order by x.ord
-    ), c as (
-      insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
-      select x.tenant_id, x.job_id, x.idempotency_key, v_critical_attempts
-      from x
-      where x.critical
-      order by x.ord
-    )
-    insert into public.job_events (job_id, tenant_id, type, payload)
-    select x.job_id, x.tenant_id, 'enqueued', jsonb_build_object(
-             'msg_id', x.msg_id, 'queue', x.queue_name, 'priority', x.priority,
-             'run_at', x.run_at, 'source', p_source, 'critical', x.critical)
-    from x
-    order by x.ord;
+    -- 3. Counts, critical jobs' rows, and the 'enqueued' events when auditing everything.
+    insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, enqueued)
+    select date_trunc('minute', now()), pg_backend_pid(), j.tenant_id, j.queue_name, count(*)
+    from unnest(v_new) j group by j.tenant_id, j.queue_name
+    on conflict (minute, backend, tenant_id, queue_name) do update
+    set enqueued = c.enqueued + excluded.enqueued;
+    insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
+    select j.tenant_id, j.id, j.idempotency_key, j.max_attempts
+    from unnest(v_new) j where j.max_attempts is not null order by j.msg_id;
+    insert into public.idempotency_keys (tenant_id, key, job_id)
+    select j.tenant_id, j.idempotency_key, j.id
+    from unnest(v_new) j where j.max_attempts is not null order by j.msg_id;
+    if conveyor.audit_full() then
+      insert into public.job_events (job_id, tenant_id, type, payload)
+      select j.id, j.tenant_id, 'enqueued', jsonb_build_object(
+               'msg_id', j.msg_id, 'queue', j.queue_name, 'priority', j.priority,
+               'run_at', j.run_at, 'source', p_source, 'critical', j.max_attempts is not null)
+      from unnest(v_new) j
+      order by j.msg_id;
+    end if;
 
-    -- 4. Wake the dispatcher for kinds with work due now: once per kind (conveyor.enqueue
-    -- kicks per job, and all but the first of those are debounced away).
+    -- 4. Wake the dispatcher for kinds with work due now: once per kind.
     perform conveyor.kick('queue:' || k.kind)
-    from (
-      select e.kind, min(n.ord) as first
-      from unnest(v_new_ord) as n(ord)
-      join unnest(p_items) with ordinality as e on e.ordinality = n.ord
-      where e.run_at <= now()
-      group by e.kind
-    ) k
+    from (select j.kind, min(j.msg_id) as first from unnest(v_new) j
+          where j.run_at <= now() group by j.kind) k
     order by k.first;
   end if;
 
-  -- 5. Every element's message id, new or existing. A statement of its own, so under READ
+  -- 5. Every element's job, new or existing: a statement of its own, so under READ
   -- COMMITTED its snapshot sees the keys that concurrent callers committed while step 1
-  -- waited for them (conveyor.enqueue reads them the same way).
+  -- waited for them. A key that names another request is refused.
+  if exists (
+    select 1
+    from unnest(p_items) e
+    join public.jobs j on j.tenant_id = e.tenant_id and j.idempotency_key = e.idempotency_key
+    where j.kind is distinct from e.kind or j.payload is distinct from e.payload
+       or j.priority is distinct from e.priority or j.headers is distinct from e.headers
+       or (j.max_attempts is not null) is distinct from e.critical
+  ) then
+    raise exception 'queue_jobs: an idempotency_key is already used with another request'
+      using errcode = '23505';
+  end if;
   select array_agg(j.msg_id order by e.ordinality)
   into v_ids
   from unnest(p_items) with ordinality as e
-  left join public.idempotency_keys ik
-    on ik.tenant_id = e.tenant_id and ik.key = e.idempotency_key
-  left join public.jobs j on j.id = ik.job_id;
+  left join public.jobs j on j.tenant_id = e.tenant_id and j.idempotency_key = e.idempotency_key;
   return v_ids;
 end
 $_$;
@@ -920,6 +1268,7 @@ begin
   foreach v_tier in array array['fast', 'normal', 'bulk'] loop
     perform conveyor.ensure_queue(conveyor.tier_queue(v_queue, v_tier));
   end loop;
+  perform conveyor.generate_queue_sql();
 end
 $$;
 
@@ -934,6 +1283,13 @@ CREATE FUNCTION conveyor.ensure_queue(p_queue text) RETURNS void
 begin
   if not exists (select 1 from pgmq.meta m where m.queue_name = p_queue) then
     perform pgmq.create(p_queue);
+    if p_queue <> conveyor.dlq_name() then
+      execute format('alter table pgmq.%I alter column msg_id restart with 1125899906842624',
+                     'q_' || p_queue);
+    end if;
+  end if;
+  if p_queue <> conveyor.dlq_name() then
+    insert into conveyor.queue_hints (queue_name) values (p_queue) on conflict do nothing;
   end if;
   -- With "Expose Queues via PostgREST" (pgmq_public) on, a queue table without RLS is
   -- readable by the API roles (Supabase lint 0019). No policies: only service_role and
@@ -961,6 +1317,142 @@ begin
     and i.expires_at <= p_now;
   get diagnostics v_n = row_count;
   return v_n;
+end
+$$;
+
+--
+-- Name: generate_queue_sql(); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.generate_queue_sql() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_queue text;
+  v_kw text := 'if';
+  v_read text := '';
+  v_put text := '';
+  v_delete text := '';
+begin
+  -- Two transactions replacing the same functions at once fail ("tuple concurrently
+  -- updated"): one generation at a time.
+  perform pg_advisory_xact_lock(hashtext('conveyor.generate_queue_sql'));
+  for v_queue in
+    select conveyor.tier_queue(k.queue_name, t.tier)
+    from conveyor.job_kinds k cross join unnest(array['fast', 'normal', 'bulk']) as t(tier)
+    where to_regclass(format('pgmq.%I', 'q_' || conveyor.tier_queue(k.queue_name, t.tier))) is not null
+    order by 1
+  loop
+    v_read := v_read || format($f$
+  %s p_queue = %L then
+    return query
+    update pgmq.%I m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.%I q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;$f$,
+      v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
+    v_put := v_put || format($f$
+  %s p_queue = %L then
+    insert into pgmq.%I (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);$f$,
+      v_kw, v_queue, 'q_' || v_queue);
+    v_delete := v_delete || format($f$
+  %s p_queue = %L then
+    delete from pgmq.%I m where m.msg_id = any (p_msg_ids);$f$,
+      v_kw, v_queue, 'q_' || v_queue);
+    v_kw := 'elsif';
+  end loop;
+  if v_kw = 'elsif' then
+    v_read := v_read || E'\n  else';
+    v_put := v_put || E'\n  else';
+    v_delete := v_delete || E'\n  else';
+  end if;
+
+  execute format($def$
+create or replace function conveyor.q_read(p_queue text, p_vt int, p_qty int)
+returns setof pgmq.message_record
+language plpgsql
+set search_path = ''
+as $body$
+-- Generated by conveyor.generate_queue_sql() (0052_queue_bootstrap.sql): do not edit.
+begin%s
+    return query select * from pgmq.read(p_queue, p_vt, p_qty);
+  %s
+end
+$body$$def$, v_read, case when v_kw = 'elsif' then 'end if;' else '' end);
+
+  execute format($def$
+create or replace function conveyor.q_put(
+  p_queue text, p_msg_id bigint, p_vt timestamptz, p_message jsonb, p_headers jsonb
+) returns void
+language plpgsql
+set search_path = ''
+as $body$
+-- Generated by conveyor.generate_queue_sql() (0052_queue_bootstrap.sql): do not edit.
+begin%s
+    execute format('insert into pgmq.%%I (msg_id, vt, message, headers) overriding system value values ($1, $2, $3, $4)',
+                   'q_' || p_queue) using p_msg_id, p_vt, p_message, p_headers;
+  %s
+end
+$body$$def$, v_put, case when v_kw = 'elsif' then 'end if;' else '' end);
+
+  execute format($def$
+create or replace function conveyor.q_delete(p_queue text, p_msg_ids bigint[])
+returns void
+language plpgsql
+set search_path = ''
+as $body$
+-- Generated by conveyor.generate_queue_sql() (0052_queue_bootstrap.sql): do not edit.
+begin%s
+    perform pgmq.delete(p_queue, p_msg_ids);
+  %s
+end
+$body$$def$, v_delete, case when v_kw = 'elsif' then 'end if;' else '' end);
+
+  revoke all on function conveyor.q_read(text, int, int),
+    conveyor.q_put(text, bigint, timestamptz, jsonb, jsonb),
+    conveyor.q_delete(text, bigint[]) from public;
+end
+$_$;
+
+--
+-- Name: hint_lock_key(text); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.hint_lock_key(p_queue text) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select pg_catalog.hashtextextended('conveyor.queue_hint:' operator(pg_catalog.||) p_queue, 0) $$;
+
+--
+-- Name: invocation_alive(uuid, timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.invocation_alive(p_invocation uuid, p_now timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_expires timestamptz;
+  v_lease int;
+begin
+  select i.expires_at into v_expires from conveyor.worker_invocations i
+  where i.id = p_invocation and i.status = 'running';
+  if v_expires is null or v_expires <= p_now then
+    return false;
+  end if;
+  v_lease := conveyor.setting_int('invocation_lease_sec')::int;
+  if v_expires < p_now + make_interval(secs => v_lease / 2.0) then
+    update conveyor.worker_invocations i
+    set expires_at = p_now + make_interval(secs => v_lease)
+    where i.id = p_invocation and i.status = 'running' and i.expires_at > p_now;
+  end if;
+  return true;
 end
 $$;
 
@@ -1009,6 +1501,33 @@ end
 $$;
 
 --
+-- Name: job_id_floor(timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.job_id_floor(p_at timestamp with time zone) RETURNS uuid
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  select pg_catalog.encode(
+    pg_catalog.substring(pg_catalog.int8send(pg_catalog.floor(
+      pg_catalog.date_part('epoch', p_at) operator(pg_catalog.*) 1000)::pg_catalog.int8), 3, 6)
+      operator(pg_catalog.||) '\x00000000000000000000'::pg_catalog.bytea, 'hex')::pg_catalog.uuid
+$$;
+
+--
+-- Name: job_kinds_removed(); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.job_kinds_removed() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform conveyor.generate_queue_sql();
+  return null;
+end
+$$;
+
+--
 -- Name: kick(text); Type: FUNCTION; Schema: conveyor
 --
 
@@ -1018,15 +1537,23 @@ CREATE FUNCTION conveyor.kick(p_target text) RETURNS boolean
     AS $$
 declare
   v_now timestamptz := clock_timestamp();
+  v_window interval;
+  v_last timestamptz;
+  v_push boolean;
   v_won boolean;
 begin
-  if not conveyor.push_enabled() then
+  select coalesce(bool_and((s.value #>> '{}')::boolean) filter (where s.key = 'push_kicks'), true),
+         make_interval(secs => coalesce(max((s.value #>> '{}')::numeric)
+                                          filter (where s.key = 'kick_debounce_ms'), 250) / 1000.0),
+         (select k.last_kick_at from conveyor.dispatch_kicks k where k.target = p_target)
+  into v_push, v_window, v_last
+  from conveyor.settings s where s.key in ('push_kicks', 'kick_debounce_ms');
+  if not v_push or v_last >= v_now - v_window then
     return false;
   end if;
   with c as (
     select k.target from conveyor.dispatch_kicks k
-    where k.target = p_target
-      and k.last_kick_at < v_now - make_interval(secs => conveyor.setting_int('kick_debounce_ms') / 1000.0)
+    where k.target = p_target and k.last_kick_at < v_now - v_window
     for update skip locked
   )
   update conveyor.dispatch_kicks k
@@ -1034,7 +1561,7 @@ begin
   from c
   where k.target = c.target;
   v_won := found;
-  if not v_won and not exists (select 1 from conveyor.dispatch_kicks k where k.target = p_target) then
+  if not v_won and v_last is null then
     insert into conveyor.dispatch_kicks (target, last_kick_at, kicks) values (p_target, v_now, 1)
     on conflict (target) do nothing;
     v_won := found;
@@ -1058,6 +1585,52 @@ end
 $$;
 
 --
+-- Name: live_jobs(timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.live_jobs(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(queue_name text, tenant_id uuid, ready bigint, waiting bigint, in_flight bigint, oldest_ready timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, clock_timestamp());
+  v_queue text;
+begin
+  for v_queue in
+    select h.queue_name from conveyor.queue_hints h
+    where to_regclass(format('pgmq.%I', 'q_' || h.queue_name)) is not null
+    order by 1
+  loop
+    return query execute format(
+      $q$with q as materialized (
+           select (m.message ->> 'tenant_id')::uuid as tenant_id, m.msg_id, m.vt, m.read_ct
+           from pgmq.%I m
+         ), a as (
+           select q.tenant_id, count(*) filter (where q.vt <= $1) as ready,
+                  count(*) filter (where q.vt > $1) as invisible,
+                  min(q.vt) filter (where q.vt <= $1) as oldest
+           from q group by q.tenant_id
+         ), f as (
+           select q.tenant_id, count(*) as n
+           from q join public.jobs j on j.msg_id = q.msg_id
+           where q.vt > $1 and q.read_ct > 0 and j.status = 'processing'
+           group by q.tenant_id
+         )
+         select %L::text, a.tenant_id, a.ready, a.invisible - coalesce(f.n, 0), coalesce(f.n, 0),
+                a.oldest
+         from a left join f on f.tenant_id is not distinct from a.tenant_id$q$,
+      'q_' || v_queue, v_queue) using v_now;
+  end loop;
+end
+$_$;
+
+--
+-- Name: FUNCTION live_jobs(p_now timestamp with time zone); Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON FUNCTION conveyor.live_jobs(p_now timestamp with time zone) IS 'Live jobs per tier queue and tenant, from the queues: ready, waiting (delayed or backing off), in flight, oldest ready since.';
+
+--
 -- Name: lock_dispatch_target(text, text); Type: FUNCTION; Schema: conveyor
 --
 
@@ -1076,6 +1649,21 @@ begin
     from public.content_stage_config c where c.stage = p_target for no key update;
   end if;
   return v_max;
+end
+$$;
+
+--
+-- Name: lower_hint(text, timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.lower_hint(p_queue text, p_at timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform pg_advisory_xact_lock_shared(conveyor.hint_lock_key(p_queue));
+  update conveyor.queue_hints h set visible_from = p_at
+  where h.queue_name = p_queue and h.visible_from > p_at;
 end
 $$;
 
@@ -1160,6 +1748,11 @@ begin
     end if;
     if v_run_at is null then
       raise exception 'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"';
+    end if;
+    -- A past timestamp means "now"; a negative interval is a mistake (as a negative
+    -- delay_seconds, or fn_pgqueuer_enqueue's negative execute_after).
+    if v_run_at < now() and p ->> 'execute_after' !~ '^\s*\d{4}-\d{2}-\d{2}' then
+      raise exception 'queue_job: execute_after must not be a negative interval';
     end if;
     if v_run_at > now() + make_interval(secs => p_max_delay) then
       raise exception 'queue_job: execute_after is more than % seconds away', p_max_delay;
@@ -1310,10 +1903,15 @@ begin
   end if;
   v_cutoff := coalesce(p_now, now()) - make_interval(hours => v_hours);
 
-  -- jobs_finished_at_idx (partial, finished jobs only) makes this a range scan.
+  -- A job finished before the cutoff was also created before it: a range of jobs_pkey (ids
+  -- are time-ordered, 0011_tenant_tables.sql), of which only jobs still live or finished
+  -- since stay behind. No index on finished_at is needed (it would make every settle a
+  -- non-HOT update).
   delete from public.jobs j
-  where j.finished_at < v_cutoff and j.status in ('completed', 'failed');
+  where j.id < conveyor.job_id_floor(v_cutoff)
+    and j.finished_at < v_cutoff and j.status in ('completed', 'failed');
   get diagnostics v_jobs = row_count;
+  delete from conveyor.job_counts c where c.minute < v_cutoff;
 
   -- Archives of our queues (every tier of every kind, and the dead-letter queue), through
   -- pgmq's archived_at index.
@@ -1399,6 +1997,247 @@ CREATE FUNCTION conveyor.push_enabled() RETURNS boolean
 $$;
 
 --
+-- Name: q_delete(text, bigint[]); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.q_delete(p_queue text, p_msg_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+-- Generated by conveyor.generate_queue_sql() (0052_queue_bootstrap.sql): do not edit.
+begin
+  if p_queue = 'q_enforce' then
+    delete from pgmq.q_q_enforce m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_enforce_bulk' then
+    delete from pgmq.q_q_enforce_bulk m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_enforce_fast' then
+    delete from pgmq.q_q_enforce_fast m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_enrich' then
+    delete from pgmq.q_q_enrich m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_enrich_bulk' then
+    delete from pgmq.q_q_enrich_bulk m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_enrich_fast' then
+    delete from pgmq.q_q_enrich_fast m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_fetch' then
+    delete from pgmq.q_q_fetch m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_fetch_bulk' then
+    delete from pgmq.q_q_fetch_bulk m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_fetch_fast' then
+    delete from pgmq.q_q_fetch_fast m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_outreach' then
+    delete from pgmq.q_q_outreach m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_outreach_bulk' then
+    delete from pgmq.q_q_outreach_bulk m where m.msg_id = any (p_msg_ids);
+  elsif p_queue = 'q_outreach_fast' then
+    delete from pgmq.q_q_outreach_fast m where m.msg_id = any (p_msg_ids);
+  else
+    perform pgmq.delete(p_queue, p_msg_ids);
+  end if;
+end
+$$;
+
+--
+-- Name: q_put(text, bigint, timestamp with time zone, jsonb, jsonb); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.q_put(p_queue text, p_msg_id bigint, p_vt timestamp with time zone, p_message jsonb, p_headers jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+-- Generated by conveyor.generate_queue_sql() (0052_queue_bootstrap.sql): do not edit.
+begin
+  if p_queue = 'q_enforce' then
+    insert into pgmq.q_q_enforce (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_enforce_bulk' then
+    insert into pgmq.q_q_enforce_bulk (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_enforce_fast' then
+    insert into pgmq.q_q_enforce_fast (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_enrich' then
+    insert into pgmq.q_q_enrich (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_enrich_bulk' then
+    insert into pgmq.q_q_enrich_bulk (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_enrich_fast' then
+    insert into pgmq.q_q_enrich_fast (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_fetch' then
+    insert into pgmq.q_q_fetch (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_fetch_bulk' then
+    insert into pgmq.q_q_fetch_bulk (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_fetch_fast' then
+    insert into pgmq.q_q_fetch_fast (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_outreach' then
+    insert into pgmq.q_q_outreach (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_outreach_bulk' then
+    insert into pgmq.q_q_outreach_bulk (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  elsif p_queue = 'q_outreach_fast' then
+    insert into pgmq.q_q_outreach_fast (msg_id, vt, message, headers) overriding system value
+    values (p_msg_id, p_vt, p_message, p_headers);
+  else
+    execute format('insert into pgmq.%I (msg_id, vt, message, headers) overriding system value values ($1, $2, $3, $4)',
+                   'q_' || p_queue) using p_msg_id, p_vt, p_message, p_headers;
+  end if;
+end
+$_$;
+
+--
+-- Name: q_read(text, integer, integer); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer) RETURNS SETOF pgmq.message_record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+-- Generated by conveyor.generate_queue_sql() (0052_queue_bootstrap.sql): do not edit.
+begin
+  if p_queue = 'q_enforce' then
+    return query
+    update pgmq.q_q_enforce m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_enforce q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_enforce_bulk' then
+    return query
+    update pgmq.q_q_enforce_bulk m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_enforce_bulk q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_enforce_fast' then
+    return query
+    update pgmq.q_q_enforce_fast m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_enforce_fast q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_enrich' then
+    return query
+    update pgmq.q_q_enrich m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_enrich q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_enrich_bulk' then
+    return query
+    update pgmq.q_q_enrich_bulk m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_enrich_bulk q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_enrich_fast' then
+    return query
+    update pgmq.q_q_enrich_fast m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_enrich_fast q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_fetch' then
+    return query
+    update pgmq.q_q_fetch m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_fetch q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_fetch_bulk' then
+    return query
+    update pgmq.q_q_fetch_bulk m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_fetch_bulk q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_fetch_fast' then
+    return query
+    update pgmq.q_q_fetch_fast m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_fetch_fast q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_outreach' then
+    return query
+    update pgmq.q_q_outreach m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_outreach q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_outreach_bulk' then
+    return query
+    update pgmq.q_q_outreach_bulk m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_outreach_bulk q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  elsif p_queue = 'q_outreach_fast' then
+    return query
+    update pgmq.q_q_outreach_fast m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    from (select q.msg_id from pgmq.q_q_outreach_fast q
+          where q.vt <= clock_timestamp()
+          order by q.msg_id
+          limit p_qty
+          for update skip locked) c
+    where m.msg_id = c.msg_id
+    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+  else
+    return query select * from pgmq.read(p_queue, p_vt, p_qty);
+  end if;
+end
+$$;
+
+--
 -- Name: queue_job_tenant(uuid); Type: FUNCTION; Schema: conveyor
 --
 
@@ -1473,6 +2312,7 @@ begin
       $q$select count(*)::int from (
            select 1 from pgmq.%I q
            where q.vt <= clock_timestamp()
+             and exists (select 1 from public.jobs j where j.msg_id = q.msg_id)
              and not exists (select 1 from public.queues p
                              where p.kind = $2 and p.paused
                                and p.tenant_id::text = q.message ->> 'tenant_id')
@@ -1506,6 +2346,35 @@ end
 $$;
 
 --
+-- Name: raise_hints(); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.raise_hints() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_queue text;
+  v_next timestamptz;
+begin
+  foreach v_queue in array coalesce(string_to_array(
+    nullif(current_setting('conveyor.empty_tiers', true), ''), ','), '{}') loop
+    continue when not pg_try_advisory_xact_lock(conveyor.hint_lock_key(v_queue));
+    -- A statement of its own: its snapshot is taken with the lock held.
+    execute format('select min(vt) from pgmq.%I', 'q_' || v_queue) into v_next;
+    v_next := coalesce(v_next, 'infinity');
+    if v_next > clock_timestamp() then
+      update conveyor.queue_hints h set visible_from = v_next
+      where h.queue_name = v_queue and h.visible_from < v_next
+        and h.ctid = (select x.ctid from conveyor.queue_hints x
+                      where x.queue_name = v_queue for update skip locked);
+    end if;
+  end loop;
+  perform set_config('conveyor.empty_tiers', '', true);
+end
+$$;
+
+--
 -- Name: read_queue(text, integer, integer, text, timestamp with time zone); Type: FUNCTION; Schema: conveyor
 --
 
@@ -1525,10 +2394,6 @@ declare
   v_granted int;
 begin
   if p_qty <= 0 then
-    return;
-  end if;
-  if p_service is null then
-    return query select * from pgmq.read(p_queue, p_vt, p_qty);
     return;
   end if;
 
@@ -1592,6 +2457,9 @@ begin
       v_ids := v_ids || v_group[1:v_granted];
     end if;
   end loop;
+  if cardinality(v_ids) < least(p_qty, cardinality(v_msg_ids)) then
+    perform set_config('conveyor.throttled', 'on', true);
+  end if;
   if cardinality(v_ids) = 0 then
     return;
   end if;
@@ -1605,65 +2473,96 @@ end
 $_$;
 
 --
--- Name: request_tenant_id(); Type: FUNCTION; Schema: conveyor
+-- Name: release_job_holds(uuid[], boolean); Type: FUNCTION; Schema: conveyor
 --
 
-CREATE FUNCTION conveyor.request_tenant_id() RETURNS uuid
-    LANGUAGE plpgsql STABLE
+CREATE FUNCTION conveyor.release_job_holds(p_job_ids uuid[], p_finished boolean) RETURNS void
+    LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
-declare
-  v text := nullif(current_setting('app.current_tenant', true), '');
 begin
-  if v is null then
-    return null;
+  if p_finished then
+    delete from conveyor.dedupe_keys d where d.job_id = any (p_job_ids);
   end if;
-  return v::uuid;
-exception when invalid_text_representation then
-  return null;
+  delete from conveyor.service_leases l where l.job_id = any (p_job_ids);
 end
 $$;
 
 --
--- Name: rescue_lost_jobs(text, integer, timestamp with time zone); Type: FUNCTION; Schema: conveyor
+-- Name: rescue_lost_jobs(timestamp with time zone); Type: FUNCTION; Schema: conveyor
 --
 
-CREATE FUNCTION conveyor.rescue_lost_jobs(p_kind text, p_max_attempts integer, p_now timestamp with time zone) RETURNS integer
+CREATE FUNCTION conveyor.rescue_lost_jobs(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $_$
 declare
-  v_cand record;
+  v_now timestamptz := coalesce(p_now, clock_timestamp());
+  v_since timestamptz;
+  v_max int := conveyor.setting_int('max_attempts')::int;
+  v_queue text;
+  v_m pgmq.message_record;
   v_job public.jobs;
-  v_locked bigint;
-  v_n int := 0;
+  v_limit int;
+  v_lost int := 0;
+  v_dead int := 0;
+  v_orphans int := 0;
 begin
-  for v_cand in
-    select j.id, j.queue_name, j.msg_id
-    from public.jobs j
-    left join public.queues q on q.tenant_id = j.tenant_id and q.kind = j.kind
-    where j.kind = p_kind and j.status = 'processing' and j.locked_until <= p_now
-      and j.attempts >= coalesce(j.max_attempts, q.max_attempts, p_max_attempts)
-    limit 100
+  select r.last_run_at - interval '1 minute' into v_since
+  from conveyor.maintenance_runs r where r.task = 'rescue' for update;
+  v_since := coalesce(v_since, '-infinity');
+  for v_queue in
+    select h.queue_name from conveyor.queue_hints h
+    where to_regclass(format('pgmq.%I', 'q_' || h.queue_name)) is not null
   loop
-    execute format('select msg_id from pgmq.%I where msg_id = $1 for update skip locked',
-                   'q_' || v_cand.queue_name)
-      into v_locked using v_cand.msg_id;
-    continue when v_locked is null;
-    select * into v_job from public.jobs j
-    where j.id = v_cand.id and j.status = 'processing' and j.locked_until <= p_now
-    for update skip locked;
-    continue when v_job.id is null;
-    perform conveyor.dead_letter(
-      v_job,
-      format('worker lost: the lease of attempt %s expired without a settle', v_job.attempts),
-      v_job.errors || jsonb_build_array(jsonb_build_object(
-        'message', 'lease expired without a settle (worker lost)',
-        'stack', null, 'attempt', v_job.attempts, 'at', p_now)),
-      p_now);
-    v_n := v_n + 1;
+    for v_m in execute format(
+      $q$select q.* from pgmq.%I q
+         where q.vt <= $1 and q.vt > $2
+           and (q.read_ct > 0 or not exists (select 1 from public.jobs j where j.msg_id = q.msg_id))
+         order by q.vt
+         limit 1000
+         for update skip locked$q$, 'q_' || v_queue) using v_now, v_since
+    loop
+      select * into v_job from public.jobs j where j.msg_id = v_m.msg_id for update skip locked;
+      if not found then
+        if not exists (select 1 from public.jobs j where j.msg_id = v_m.msg_id) then
+          perform conveyor.dead_letter_orphan(v_queue, v_m);
+          v_orphans := v_orphans + 1;
+        end if;
+        continue;
+      end if;
+      continue when v_job.status <> 'processing' or v_job.locked_until > v_now;
+      select coalesce(v_job.max_attempts, q.max_attempts, v_max) into v_limit
+      from (select 1) one
+      left join public.queues q on q.tenant_id = v_job.tenant_id and q.kind = v_job.kind;
+      if v_job.attempts >= v_limit then
+        perform conveyor.dead_letter(
+          v_job,
+          format('worker lost: the lease of attempt %s expired without a settle', v_job.attempts),
+          v_job.errors || jsonb_build_array(jsonb_build_object(
+            'message', 'lease expired without a settle (worker lost)',
+            'stack', null, 'attempt', v_job.attempts, 'at', v_now)),
+          v_now);
+        v_dead := v_dead + 1;
+      else
+        update public.jobs
+        set status = 'pending', lease_id = null, locked_by = null, locked_until = null,
+            updated_at = v_now, last_error = 'lease expired without a settle (worker lost)',
+            errors = v_job.errors || jsonb_build_array(jsonb_build_object(
+              'message', 'lease expired without a settle (worker lost)',
+              'stack', null, 'attempt', v_job.attempts, 'at', v_now))
+        where id = v_job.id;
+        perform conveyor.release_job_holds(array[v_job.id], false);
+        insert into public.job_events (job_id, tenant_id, type, payload)
+        values (v_job.id, v_job.tenant_id, 'lease_expired', jsonb_build_object(
+          'attempt', v_job.attempts, 'worker', v_job.locked_by));
+        v_lost := v_lost + 1;
+      end if;
+    end loop;
   end loop;
-  return v_n;
+  insert into conveyor.maintenance_runs (task, last_run_at) values ('rescue', v_now)
+  on conflict (task) do update set last_run_at = excluded.last_run_at;
+  return jsonb_build_object('lost', v_lost, 'dead_lettered', v_dead, 'orphans', v_orphans);
 end
 $_$;
 
@@ -1707,15 +2606,18 @@ COMMENT ON FUNCTION conveyor.resolve_dead_letter_alert() IS 'Resolves the open d
 CREATE FUNCTION conveyor.resolve_tenant(p_requested uuid, p_fn text) RETURNS uuid
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
   v_role text := conveyor.caller_role();
+  v_claim text := current_setting('app.current_tenant', true);
   v_tenant uuid;
 begin
+  if v_claim ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    v_tenant := v_claim::uuid;
+  end if;
   if v_role = 'anon' then
     raise exception '%: permission denied for anon', p_fn using errcode = '42501';
   elsif v_role = 'authenticated' then
-    v_tenant := conveyor.request_tenant_id();
     if v_tenant is null then
       raise exception '%: the token has no tenant_id claim', p_fn using errcode = '42501';
     end if;
@@ -1724,9 +2626,9 @@ begin
     end if;
     return v_tenant;
   end if;
-  return coalesce(p_requested, conveyor.request_tenant_id(), conveyor.default_tenant_id());
+  return coalesce(p_requested, v_tenant, conveyor.default_tenant_id());
 end
-$$;
+$_$;
 
 --
 -- Name: schedules_before_write(); Type: FUNCTION; Schema: conveyor
@@ -1855,10 +2757,8 @@ begin
   v_tokens := least(v_lim.capacity, v_lim.tokens_available
     + v_lim.refill_per_sec * greatest(0, extract(epoch from p_now - v_lim.refilled_at)));
   select count(*) into v_busy
-  from public.jobs j
-  join conveyor.job_kinds k on k.kind = j.kind
-  where j.tenant_id = p_tenant_id and k.service_name = p_service
-    and j.status = 'processing' and j.locked_until > p_now;
+  from conveyor.service_leases l
+  where l.tenant_id = p_tenant_id and l.service_name = p_service and l.expires_at > p_now;
   v_grant := greatest(0, least(p_want, floor(v_tokens)::int, v_lim.max_concurrent - v_busy));
   update public.rate_limiters r
   set tokens_available = v_tokens - v_grant,
@@ -1873,12 +2773,11 @@ $$;
 --
 
 CREATE FUNCTION conveyor.tier_queue(p_queue text, p_priority text) RETURNS text
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO ''
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
   select case p_priority
-    when 'fast' then p_queue || '_fast'
-    when 'bulk' then p_queue || '_bulk'
+    when 'fast' then p_queue operator(pg_catalog.||) '_fast'
+    when 'bulk' then p_queue operator(pg_catalog.||) '_bulk'
     else p_queue
   end
 $$;
@@ -2044,21 +2943,13 @@ begin
   v_prev := coalesce(v_prev, v_now - interval '1 minute');
 
   with live as (
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'pending') as depth,
-           count(*) filter (where j.status = 'processing') as in_flight,
-           min(j.run_at) filter (where j.status = 'pending' and j.run_at <= v_now) as oldest
-    from public.jobs j
-    where j.status in ('pending', 'processing')
-    group by j.tenant_id, j.queue_name
+    select l.tenant_id, l.queue_name, l.ready + l.waiting as depth, l.in_flight,
+           l.oldest_ready as oldest
+    from conveyor.live_jobs(v_now) l
   ), done as (
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'completed') as processed,
-           count(*) filter (where j.status = 'failed') as failed
-    from public.jobs j
-    where j.finished_at > v_prev and j.finished_at <= v_now
-      and j.status in ('completed', 'failed')
-    group by j.tenant_id, j.queue_name
+    select c.tenant_id, c.queue_name, c.completed as processed, c.failed
+    from conveyor.counted_jobs(date_trunc('minute', v_prev), date_trunc('minute', v_now)) c
+    where c.completed > 0 or c.failed > 0
   )
   insert into public.queue_metrics (tenant_id, queue_name, captured_at, depth, in_flight,
                                     oldest_age_sec, processed, failed, interval_sec)
@@ -2195,78 +3086,14 @@ CREATE FUNCTION public.claim_jobs(p_kind text, p_worker text, p_qty integer DEFA
     SET search_path TO ''
     AS $$
 declare
-  v_kind conveyor.job_kinds;
   v_vt int := coalesce(p_vt, conveyor.setting_int('visibility_sec')::int);
-  v_now timestamptz := coalesce(p_now, clock_timestamp());
-  v_max int := coalesce((p_policy ->> 'max_attempts')::int,
-                        conveyor.setting_int('max_attempts')::int);
-  v_tier text;
-  v_msgs pgmq.message_record[];
-  v_left int := p_qty;
-  v_n int;
+  v_kind conveyor.job_kinds := conveyor.claim_args(p_kind, p_worker, p_qty, v_vt, p_policy);
 begin
-  select * into v_kind from conveyor.job_kinds k where k.kind = p_kind;
-  if not found then
-    raise exception 'claim_jobs: unsupported kind %', p_kind;
-  end if;
-  if p_qty is null or p_qty < 1 or p_qty > 1000 then
-    raise exception 'claim_jobs: p_qty must be between 1 and 1000';
-  end if;
-  if v_vt < 1 or v_vt > 43200 then
-    raise exception 'claim_jobs: p_vt must be between 1 and 43200 seconds';
-  end if;
-  if coalesce(btrim(p_worker), '') = '' then
-    raise exception 'claim_jobs: p_worker must name the worker';
-  end if;
-  if p_policy is not null and jsonb_typeof(p_policy) <> 'object' then
-    raise exception 'claim_jobs: p_policy must be a JSON object';
-  end if;
-
-  perform conveyor.rescue_lost_jobs(p_kind, v_max, v_now);
-
-  foreach v_tier in array array['fast', 'normal', 'bulk'] loop
-    exit when v_left <= 0;
-    -- Read first, in a statement of its own: the UPDATE below then runs with a snapshot
-    -- taken after the read, so it sees the ledger row of every message the read returned
-    -- (both were committed together by conveyor.enqueue). In one statement the UPDATE kept
-    -- the statement's older snapshot while read_queue's inner statements saw newer commits:
-    -- a job enqueued meanwhile had its message hidden for a whole visibility timeout
-    -- without being claimed.
-    select coalesce(array_agg(m), '{}'::pgmq.message_record[]) into v_msgs
-    from conveyor.read_queue(conveyor.tier_queue(v_kind.queue_name, v_tier),
-                             v_vt, v_left, v_kind.service_name, v_now) m;
-    continue when cardinality(v_msgs) = 0;
-    return query
-    with msgs as (
-      select * from unnest(v_msgs)
-    ), claimed as (
-      update public.jobs j
-      set status = 'processing',
-          attempts = j.attempts + 1,
-          lease_id = gen_random_uuid(),
-          locked_by = p_worker,
-          locked_until = m.vt,
-          started_at = coalesce(j.started_at, v_now),
-          updated_at = v_now
-      from msgs m
-      where j.id = (m.message ->> 'job_id')::uuid
-        and j.msg_id = m.msg_id
-        and j.status in ('pending', 'processing')
-      returning j.id, j.lease_id, j.kind, j.queue_name, j.msg_id, j.tenant_id, j.priority,
-                j.attempts, j.max_attempts, j.payload, j.headers, m.enqueued_at, j.locked_until
-    ), events as (
-      insert into public.job_events (job_id, tenant_id, type, payload)
-      select c.id, c.tenant_id, 'claimed',
-             jsonb_build_object('attempt', c.attempts, 'worker', p_worker, 'msg_id', c.msg_id,
-                                'lease_id', c.lease_id, 'locked_until', c.locked_until)
-      from claimed c
-    )
-    select c.id, c.lease_id, c.kind, c.queue_name, c.msg_id, c.tenant_id, c.priority,
-           c.attempts, c.max_attempts, c.payload, c.headers, c.enqueued_at, c.locked_until
-    from claimed c;
-    get diagnostics v_n = row_count;
-    v_left := v_left - v_n;
-  end loop;
+  return query select * from conveyor.claim(v_kind, p_worker, p_qty, v_vt,
+    coalesce(p_now, clock_timestamp()),
+    coalesce((p_policy ->> 'max_attempts')::int, conveyor.setting_int('max_attempts')::int),
+    conveyor.audit_full(), null);
+  perform conveyor.raise_hints();
 end
 $$;
 
@@ -2377,11 +3204,10 @@ begin
     left join conveyor.tenant_alert_rules o on o.tenant_id = t.id and o.rule = r.rule
     where coalesce(o.enabled, r.enabled)
   ), live as (
-    select j.tenant_id, j.queue_name, count(*) as depth,
-           extract(epoch from v_now - min(j.run_at) filter (where j.run_at <= v_now)) as oldest
-    from public.jobs j
-    where j.status = 'pending'
-    group by j.tenant_id, j.queue_name
+    select l.tenant_id, l.queue_name, l.ready + l.waiting as depth,
+           extract(epoch from v_now - l.oldest_ready) as oldest
+    from conveyor.live_jobs(v_now) l
+    where l.ready + l.waiting > 0
   ), dead as (
     select d.tenant_id, d.kind, count(*) as n, r.threshold, r.severity, r.window_sec
     from rules r
@@ -2392,17 +3218,18 @@ begin
     where r.rule = 'dlq_growth'
     group by d.tenant_id, d.kind, r.threshold, r.severity, r.window_sec
   ), finished as (
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'failed') as failed,
-           count(*) as total, r.threshold, r.severity, r.window_sec, r.min_samples
+    -- The whole minutes of the window (job_counts' granularity), the current one included.
+    select c.tenant_id, c.queue_name, sum(c.failed) as failed,
+           sum(c.completed + c.failed) as total, r.threshold, r.severity, r.window_sec,
+           r.min_samples
     from rules r
-    join public.jobs j
-      on j.tenant_id = r.tenant_id
-     and j.finished_at > v_now - make_interval(secs => r.window_sec)
-     and j.finished_at <= v_now
-     and j.status in ('completed', 'failed')
+    join conveyor.job_counts c
+      on c.tenant_id = r.tenant_id
+     and c.minute >= date_trunc('minute', v_now - make_interval(secs => r.window_sec))
+     and c.minute <= v_now
     where r.rule = 'failure_rate'
-    group by j.tenant_id, j.queue_name, r.threshold, r.severity, r.window_sec, r.min_samples
+    group by c.tenant_id, c.queue_name, r.threshold, r.severity, r.window_sec, r.min_samples
+    having sum(c.completed + c.failed) > 0
   ), breaches as (
     select l.tenant_id, r.rule, l.queue_name as subject, r.severity, l.depth::numeric as value,
            r.threshold,
@@ -2494,10 +3321,10 @@ end
 $$;
 
 --
--- Name: extend_jobs(text, jsonb, integer); Type: FUNCTION; Schema: public
+-- Name: extend_jobs(text, jsonb, integer, uuid); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.extend_jobs(p_worker text, p_leases jsonb, p_vt integer DEFAULT NULL::integer) RETURNS TABLE(job_id uuid, locked_until timestamp with time zone)
+CREATE FUNCTION public.extend_jobs(p_worker text, p_leases jsonb, p_vt integer DEFAULT NULL::integer, p_invocation uuid DEFAULT NULL::uuid) RETURNS TABLE(job_id uuid, locked_until timestamp with time zone)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -2508,14 +3335,21 @@ begin
   if p_leases is null or jsonb_typeof(p_leases) <> 'array' then
     raise exception 'extend_jobs: p_leases must be a JSON array';
   end if;
+  if p_invocation is not null then
+    perform conveyor.invocation_alive(p_invocation, clock_timestamp());
+  end if;
   for v_job in
     select j.id, j.queue_name, j.msg_id
     from jsonb_to_recordset(p_leases) as x(job_id uuid, lease_id uuid)
     join public.jobs j on j.id = x.job_id and j.lease_id = x.lease_id
     where j.status = 'processing' and j.locked_until > clock_timestamp()
+      and j.locked_until < clock_timestamp() + make_interval(secs => v_vt / 2.0)
     for update of j
   loop
     perform pgmq.set_vt(v_job.queue_name, v_job.msg_id, v_vt);
+    update conveyor.service_leases l
+    set expires_at = clock_timestamp() + make_interval(secs => v_vt)
+    where l.job_id = v_job.id;
     return query
     update public.jobs j
     set locked_until = clock_timestamp() + make_interval(secs => v_vt), locked_by = p_worker,
@@ -2610,6 +3444,10 @@ begin
   if execute_after is null then
     raise exception 'fn_pgqueuer_enqueue: execute_after must be an interval such as ''10 seconds''';
   end if;
+  -- As queue_job refuses a negative delay_seconds or execute_after interval.
+  if execute_after < '0'::interval then
+    raise exception 'fn_pgqueuer_enqueue: execute_after must not be negative (got %)', execute_after;
+  end if;
   if now() + execute_after > now() + make_interval(secs => v_max_delay) then
     raise exception 'fn_pgqueuer_enqueue: execute_after is more than % seconds away', v_max_delay;
   end if;
@@ -2632,7 +3470,7 @@ begin
     -- PGQueuer has no idempotency key; dedupe_key is its (reusable) duplicate guard.
     p_idempotency_key => 'pgqueuer:' || gen_random_uuid(),
     p_priority => case when priority > 0 then 'fast' when priority < 0 then 'bulk' else 'normal' end,
-    p_run_at => now() + greatest(execute_after, '0'::interval),
+    p_run_at => now() + execute_after,
     p_headers => nullif(headers, 'null'::jsonb),
     p_dedupe_key => dedupe_key,
     p_source => c_fn,
@@ -2646,7 +3484,7 @@ $_$;
 -- Name: FUNCTION fn_pgqueuer_enqueue(entrypoint text, payload bytea, priority integer, execute_after interval, dedupe_key text, headers jsonb); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.fn_pgqueuer_enqueue(entrypoint text, payload bytea, priority integer, execute_after interval, dedupe_key text, headers jsonb) IS 'PGQueuer-compatible enqueue (seed 003): returns the pgmq message id of the new job.';
+COMMENT ON FUNCTION public.fn_pgqueuer_enqueue(entrypoint text, payload bytea, priority integer, execute_after interval, dedupe_key text, headers jsonb) IS 'PGQueuer-compatible enqueue (seed 003): returns the job''s number (its pgmq message id, unique across queues).';
 
 --
 -- Name: get_content_stage_backlog(timestamp with time zone); Type: FUNCTION; Schema: public
@@ -3119,23 +3957,13 @@ begin
     from conveyor.job_kinds k
     cross join (values ('fast'), ('normal'), ('bulk')) as t(tier)
   ), live as (
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'pending' and j.run_at <= v_now) as ready,
-           count(*) filter (where j.status = 'pending' and j.run_at > v_now) as delayed,
-           count(*) filter (where j.status = 'processing') as in_flight,
-           min(j.run_at) filter (where j.status = 'pending' and j.run_at <= v_now) as oldest
-    from public.jobs j
-    where j.status in ('pending', 'processing')
-    group by j.tenant_id, j.queue_name
+    select l.tenant_id, l.queue_name, l.ready, l.waiting as delayed, l.in_flight,
+           l.oldest_ready as oldest
+    from conveyor.live_jobs(v_now) l
   ), recent as (
-    -- Finished since the last snapshot: not in queue_totals yet.
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'completed') as processed,
-           count(*) filter (where j.status = 'failed') as failed
-    from public.jobs j
-    where j.finished_at > coalesce(v_last, '-infinity') and j.finished_at <= v_now
-      and j.status in ('completed', 'failed')
-    group by j.tenant_id, j.queue_name
+    -- Counted since the last snapshot's whole minutes: not in queue_totals yet.
+    select c.tenant_id, c.queue_name, c.completed as processed, c.failed
+    from conveyor.counted_jobs(date_trunc('minute', coalesce(v_last, '-infinity')), 'infinity') c
   ), keys as (
     -- Every queue of the default tenant (so a gauge is 0, not absent, before any traffic),
     -- and every (tenant, queue) with live jobs, recent or past throughput.
@@ -3261,13 +4089,11 @@ CREATE FUNCTION public.operator_queues(p_minutes integer DEFAULT 60) RETURNS TAB
 declare
   v_now timestamptz := clock_timestamp();
   v_start timestamptz;
-  v_last timestamptz;
 begin
   if p_minutes is null or p_minutes < 1 or p_minutes > 1440 then
     raise exception 'operator_queues: p_minutes must be between 1 and 1440';
   end if;
   v_start := date_trunc('minute', v_now) - make_interval(mins => p_minutes - 1);
-  select max(s.captured_at) into v_last from conveyor.metric_snapshots s;
   return query
   with queues as (
     select (row_number() over (order by k.kind, t.ord))::int as pos, k.kind, t.tier,
@@ -3275,27 +4101,14 @@ begin
     from conveyor.job_kinds k
     cross join (values ('fast', 1), ('normal', 2), ('bulk', 3)) as t(tier, ord)
   ), live as (
-    select j.queue_name,
-           count(*) filter (where j.status = 'pending' and j.run_at <= v_now) as ready,
-           count(*) filter (where j.status = 'pending' and j.run_at > v_now) as delayed,
-           count(*) filter (where j.status = 'processing') as in_flight,
-           min(j.run_at) filter (where j.status = 'pending' and j.run_at <= v_now) as oldest
-    from public.jobs j
-    where j.status in ('pending', 'processing')
-    group by j.queue_name
+    select l.queue_name, sum(l.ready)::bigint as ready, sum(l.waiting)::bigint as delayed,
+           sum(l.in_flight)::bigint as in_flight, min(l.oldest_ready) as oldest
+    from conveyor.live_jobs(v_now) l
+    group by l.queue_name
   ), points as (
-    select m.queue_name,
-           date_trunc('minute', m.captured_at - make_interval(secs => m.interval_sec / 2.0)) as bucket,
-           m.processed, m.failed
-    from public.queue_metrics m
-    where m.captured_at >= v_start
-    union all
-    select j.queue_name, date_trunc('minute', j.finished_at),
-           (j.status = 'completed')::int, (j.status = 'failed')::int
-    from public.jobs j
-    where j.finished_at > greatest(coalesce(v_last, '-infinity'), v_start)
-      and j.finished_at <= v_now
-      and j.status in ('completed', 'failed')
+    select c.queue_name, c.minute as bucket, c.completed as processed, c.failed
+    from conveyor.job_counts c
+    where c.minute >= v_start and c.minute <= v_now
   ), per_minute as (
     select p.queue_name, p.bucket, sum(p.processed) as processed, sum(p.failed) as failed
     from points p
@@ -3352,11 +4165,10 @@ begin
   end if;
   return query
   with busy as (
-    select j.tenant_id, k.service_name, count(*) as n
-    from public.jobs j
-    join conveyor.job_kinds k on k.kind = j.kind
-    where j.status = 'processing' and j.locked_until > v_now and k.service_name is not null
-    group by j.tenant_id, k.service_name
+    select l.tenant_id, l.service_name, count(*) as n
+    from conveyor.service_leases l
+    where l.expires_at > v_now
+    group by l.tenant_id, l.service_name
   ), lim as (
     select r.tenant_id, t.name, r.service_name,
            round(least(r.capacity, r.tokens_available
@@ -3706,10 +4518,16 @@ CREATE FUNCTION public.queue_job(jsonb) RETURNS bigint
 declare
   c_fn constant text := 'queue_job';
   v conveyor.queue_job_item;
+  v_limit bigint;
+  v_max_delay bigint;
   v_result record;
 begin
-  v := conveyor.parse_queue_job($1, conveyor.setting_int('payload_max_bytes'),
-                                conveyor.setting_int('max_delay_sec'));
+  -- Both limits in one read (each helper call costs more than the read itself).
+  select max((s.value #>> '{}')::bigint) filter (where s.key = 'payload_max_bytes'),
+         max((s.value #>> '{}')::bigint) filter (where s.key = 'max_delay_sec')
+  into v_limit, v_max_delay
+  from conveyor.settings s where s.key in ('payload_max_bytes', 'max_delay_sec');
+  v := conveyor.parse_queue_job($1, v_limit, v_max_delay);
   v.tenant_id := conveyor.queue_job_tenant(v.tenant_id);
   select * into v_result from conveyor.enqueue(
     p_tenant_id => v.tenant_id,
@@ -3831,13 +4649,30 @@ COMMENT ON FUNCTION public.queue_jobs(jsonb) IS 'Enqueue many jobs in one transa
 --
 
 CREATE FUNCTION public.queue_next_due_at(p_kind text) RETURNS timestamp with time zone
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
-    AS $$
-  select min(j.run_at)
-  from public.jobs j
-  where j.kind = p_kind and j.status = 'pending' and j.run_at > clock_timestamp()
-$$;
+    AS $_$
+declare
+  v_queue text;
+  v_at timestamptz;
+  v_min timestamptz;
+begin
+  for v_queue in
+    select conveyor.tier_queue(k.queue_name, t.tier)
+    from conveyor.job_kinds k cross join unnest(array['fast', 'normal', 'bulk']) as t(tier)
+    where k.kind = p_kind
+  loop
+    continue when to_regclass(format('pgmq.%I', 'q_' || v_queue)) is null;
+    execute format(
+      $q$select min(q.vt) from pgmq.%I q
+         where q.vt > clock_timestamp()
+           and exists (select 1 from public.jobs j where j.msg_id = q.msg_id and j.status = 'pending')$q$,
+      'q_' || v_queue) into v_at;
+    v_min := least(v_min, v_at);
+  end loop;
+  return v_min;
+end
+$_$;
 
 --
 -- Name: FUNCTION queue_next_due_at(p_kind text); Type: COMMENT; Schema: public
@@ -3855,7 +4690,7 @@ CREATE FUNCTION public.queue_stats(p_since interval DEFAULT '01:00:00'::interval
     AS $$
 #variable_conflict use_column
 declare
-  v_since timestamptz := now() - coalesce(p_since, interval '1 hour');
+  v_since timestamptz := date_trunc('minute', now() - coalesce(p_since, interval '1 hour'));
 begin
   if p_since is not null and p_since < interval '0' then
     raise exception 'queue_stats: p_since must not be negative';
@@ -3871,22 +4706,15 @@ begin
     select q.*, exists (select 1 from pgmq.meta m where m.queue_name = q.queue) as exists_
     from queues q
   ), flight as (
-    select j.queue_name, count(*) as n
-    from public.jobs j
-    where j.status = 'processing'
-    group by j.queue_name
+    select l.queue_name, sum(l.in_flight)::bigint as n
+    from conveyor.live_jobs(clock_timestamp()) l
+    group by l.queue_name
   ), ev as (
-    select j.queue_name,
-           count(*) filter (where e.type = 'enqueued') as publishes,
-           count(*) filter (where e.type = 'claimed') as claims,
-           count(*) filter (where e.type = 'completed') as completes,
-           count(*) filter (where e.type = 'retry_scheduled') as retries,
-           count(*) filter (where e.type = 'dead_lettered') as failures
-    from public.job_events e
-    join public.jobs j on j.id = e.job_id
-    where e.created_at >= v_since
-      and e.type in ('enqueued', 'claimed', 'completed', 'retry_scheduled', 'dead_lettered')
-    group by j.queue_name
+    select c.queue_name, sum(c.enqueued)::bigint as publishes, sum(c.claimed)::bigint as claims,
+           sum(c.completed)::bigint as completes, sum(c.retried)::bigint as retries,
+           sum(c.failed)::bigint as failures
+    from conveyor.counted_jobs(v_since, 'infinity') c
+    group by c.queue_name
   )
   select p.kind, p.tier, p.queue,
          m.queue_length, m.queue_visible_length, coalesce(f.n, 0), m.oldest_msg_age_sec,
@@ -3906,7 +4734,7 @@ $$;
 -- Name: FUNCTION queue_stats(p_since interval); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.queue_stats(p_since interval) IS 'Per kind and priority tier: depth, visible, in_flight, oldest_age_sec, and publishes/claims/completes/retries/failures over p_since.';
+COMMENT ON FUNCTION public.queue_stats(p_since interval) IS 'Per kind and priority tier: depth, visible, in_flight, oldest_age_sec, and publishes/claims/completes/retries/failures over the whole minutes since p_since.';
 
 --
 -- Name: raise_dead_letter_alert(uuid, text, text, timestamp with time zone); Type: FUNCTION; Schema: public
@@ -3974,11 +4802,10 @@ $$;
 CREATE FUNCTION public.redrive_dead_job(p_job_id uuid) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
   v_job public.jobs;
   v_dead public.dead_letter_jobs;
-  v_msg bigint;
 begin
   select * into v_job from public.jobs j where j.id = p_job_id for update;
   if not found then
@@ -3988,6 +4815,15 @@ begin
     raise exception 'redrive_dead_job: job % is %, only failed jobs can be redriven',
       p_job_id, v_job.status;
   end if;
+  if v_job.dedupe_key is not null then
+    insert into conveyor.dedupe_keys (tenant_id, dedupe_key, job_id)
+    values (v_job.tenant_id, v_job.dedupe_key, v_job.id)
+    on conflict do nothing;
+    if not found then
+      raise exception 'redrive_dead_job: dedupe_key % is already queued or running', v_job.dedupe_key
+        using errcode = '23505', hint = 'the job can be redriven once that job has finished';
+    end if;
+  end if;
   select * into v_dead from public.dead_letter_jobs d
   where d.job_id = p_job_id and d.redriven_at is null
   order by d.created_at desc limit 1;
@@ -3995,22 +4831,22 @@ begin
     perform pgmq.archive(conveyor.dlq_name(), v_dead.dlq_msg_id);
   end if;
   update public.dead_letter_jobs set redriven_at = now() where id = v_dead.id;
-  select m into v_msg from pgmq.send(
-    queue_name => v_job.queue_name,
-    msg => jsonb_build_object('job_id', v_job.id, 'tenant_id', v_job.tenant_id,
-                              'kind', v_job.kind, 'payload', v_job.payload),
-    headers => v_job.headers
-  ) as m;
+  execute format('delete from pgmq.%I where msg_id = $1', 'a_' || v_job.queue_name)
+    using v_job.msg_id;
+  perform conveyor.q_put(v_job.queue_name, v_job.msg_id, now(),
+                         jsonb_build_object('tenant_id', v_job.tenant_id), v_job.headers);
+  perform conveyor.lower_hint(v_job.queue_name, now());
   update public.jobs
-  set status = 'pending', attempts = 0, msg_id = v_msg, finished_at = null, run_at = now(),
+  set status = 'pending', attempts = 0, finished_at = null, run_at = now(),
       updated_at = now(), lease_id = null, locked_by = null, locked_until = null
   where id = v_job.id;
   insert into public.job_events (job_id, tenant_id, type, payload)
   values (v_job.id, v_job.tenant_id, 'redriven',
-          jsonb_build_object('msg_id', v_msg, 'dead_letter_id', v_dead.id));
-  return v_msg;
+          jsonb_build_object('msg_id', v_job.msg_id, 'dead_letter_id', v_dead.id));
+  perform conveyor.kick('queue:' || v_job.kind);
+  return v_job.msg_id;
 end
-$$;
+$_$;
 
 --
 -- Name: redrive_dead_letter_jobs(uuid, text, integer); Type: FUNCTION; Schema: public
@@ -4086,6 +4922,7 @@ CREATE FUNCTION public.release_jobs(p_worker text, p_leases jsonb) RETURNS TABLE
     AS $$
 declare
   v_job record;
+  v_full boolean := conveyor.audit_full();
 begin
   if p_leases is null or jsonb_typeof(p_leases) <> 'array' then
     raise exception 'release_jobs: p_leases must be a JSON array';
@@ -4098,51 +4935,91 @@ begin
     for update of j
   loop
     perform pgmq.set_vt(v_job.queue_name, v_job.msg_id, 0);
+    perform conveyor.lower_hint(v_job.queue_name, clock_timestamp());
     update public.jobs
     set status = 'pending', attempts = attempts - 1, lease_id = null, locked_by = null,
         locked_until = null, updated_at = now()
     where id = v_job.id;
-    insert into public.job_events (job_id, tenant_id, type, payload)
-    values (v_job.id, v_job.tenant_id, 'released', jsonb_build_object('worker', p_worker));
+    perform conveyor.release_job_holds(array[v_job.id], false);
+    if v_full then
+      insert into public.job_events (job_id, tenant_id, type, payload)
+      values (v_job.id, v_job.tenant_id, 'released', jsonb_build_object('worker', p_worker));
+    end if;
     return query select v_job.id;
   end loop;
 end
 $$;
 
 --
--- Name: settle_and_claim_jobs(text, jsonb, text, integer, integer, jsonb, timestamp with time zone); Type: FUNCTION; Schema: public
+-- Name: settle_and_claim_jobs(text, jsonb, text, integer, integer, jsonb, timestamp with time zone, uuid); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer DEFAULT 10, p_vt integer DEFAULT NULL::integer, p_policy jsonb DEFAULT '{}'::jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION public.settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer DEFAULT 10, p_vt integer DEFAULT NULL::integer, p_policy jsonb DEFAULT '{}'::jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_invocation uuid DEFAULT NULL::uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
-  v_settled jsonb;
+  v_now timestamptz := coalesce(p_now, clock_timestamp());
+  v_vt int := coalesce(p_vt, conveyor.setting_int('visibility_sec')::int);
+  v_kind conveyor.job_kinds := conveyor.claim_args(p_kind, p_worker, p_qty, v_vt, p_policy);
+  v_archive boolean;
+  v_full boolean;
+  v_n int;
+  v_done uuid[] := '{}';
+  v_settled jsonb := '[]';
   v_claimed jsonb;
+  v_rest jsonb;
 begin
-  -- Claim first, then settle: the claim's read then never has to step over this
-  -- transaction's own not-yet-committed archive deletes at the head of the queue (with
-  -- settle first, batches of 100 drained ~20 % slower than two separate calls). The jobs
-  -- being settled are still leased to this worker, their messages invisible: the claim
-  -- cannot take them again, unless a lease has already expired, and then the settle is
-  -- refused exactly as settle_jobs alone would refuse it.
-  select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb)
-  into v_claimed
-  from public.claim_jobs(p_kind, p_worker, p_qty, p_vt, p_now, coalesce(p_policy, '{}'::jsonb)) c;
-  select coalesce(jsonb_agg(jsonb_build_object('job_id', s.job_id, 'accepted', s.accepted,
-                                               'outcome', s.outcome)), '[]'::jsonb)
-  into v_settled
-  from public.settle_jobs(p_worker, p_results, coalesce(p_policy, '{}'::jsonb), p_now) s;
-  return jsonb_build_object('settled', v_settled, 'claimed', v_claimed);
+  if p_results is null or jsonb_typeof(p_results) <> 'array' then
+    raise exception 'settle_jobs: p_results must be a JSON array';
+  end if;
+  v_n := jsonb_array_length(p_results);
+  select coalesce(bool_or(s.key = 'archive_completed' and s.value = 'true'), false),
+         coalesce(bool_or(s.key = 'audit' and s.value = '"full"'), false)
+  into v_archive, v_full
+  from conveyor.settings s where s.key in ('archive_completed', 'audit');
+
+  if v_kind.service_name is not null and v_n > 0 then
+    v_done := conveyor.complete_jobs(p_worker, p_results, v_now, v_archive, v_full);
+  end if;
+  select coalesce(jsonb_agg(to_jsonb(c)), '[]') into v_claimed
+  from conveyor.claim(v_kind, p_worker, p_qty, v_vt, v_now,
+    coalesce((p_policy ->> 'max_attempts')::int, conveyor.setting_int('max_attempts')::int),
+    v_full, p_invocation) c;
+  if v_kind.service_name is null and v_n > 0 then
+    v_done := conveyor.complete_jobs(p_worker, p_results, v_now, v_archive, v_full);
+  end if;
+
+  if v_n > 0 then
+    select coalesce(jsonb_agg(jsonb_build_object('job_id', d, 'accepted', true,
+                                                 'outcome', 'completed')), '[]')
+    into v_settled from unnest(v_done) d;
+  end if;
+  if v_n > cardinality(v_done) then
+    -- What is not an accepted completion (failures, snoozes, refusals) is rare: settle_jobs
+    -- takes it one by one.
+    select jsonb_agg(e) into v_rest
+    from jsonb_array_elements(p_results) e
+    where not (e ->> 'status' = 'completed' and (e ->> 'job_id')::uuid = any (v_done));
+    select v_settled || coalesce(jsonb_agg(jsonb_build_object(
+             'job_id', s.job_id, 'accepted', s.accepted, 'outcome', s.outcome)), '[]')
+    into v_settled
+    from public.settle_jobs(p_worker, v_rest, coalesce(p_policy, '{}'::jsonb), p_now) s;
+  end if;
+  perform conveyor.raise_hints();
+  return jsonb_build_object(
+    'settled', v_settled,
+    'claimed', v_claimed,
+    'throttled', coalesce(current_setting('conveyor.throttled', true), '') = 'on',
+    'invocation_lost', coalesce(current_setting('conveyor.invocation_lost', true), '') = 'on');
 end
 $$;
 
 --
--- Name: FUNCTION settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone); Type: COMMENT; Schema: public
+-- Name: FUNCTION settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone, p_invocation uuid); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone) IS 'settle_jobs then claim_jobs in one transaction: the worker loop''s steady state in one round trip.';
+COMMENT ON FUNCTION public.settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone, p_invocation uuid) IS 'The worker loop''s steady state in one round trip: settle a batch and claim the next (claim first, or settle first for a rate-limited kind).';
 
 --
 -- Name: settle_content_stages(text, jsonb, jsonb, timestamp with time zone); Type: FUNCTION; Schema: public
@@ -4316,47 +5193,23 @@ CREATE FUNCTION public.settle_jobs(p_worker text, p_results jsonb, p_policy json
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, clock_timestamp());
-  v_max int := coalesce((p_policy ->> 'max_attempts')::int, conveyor.setting_int('max_attempts')::int);
-  v_base bigint := coalesce((p_policy ->> 'backoff_base_ms')::bigint, conveyor.setting_int('backoff_base_ms'));
-  v_cap bigint := coalesce((p_policy ->> 'backoff_max_ms')::bigint, conveyor.setting_int('backoff_max_ms'));
+  v_max int;
+  v_base bigint;
+  v_cap bigint;
   v_row record;
   v_job public.jobs;
   v_errors jsonb;
   v_limit int;
   v_delay_ms bigint;
-  v_done record;
-  v_accepted uuid[] := '{}'::uuid[];
+  v_vt timestamptz;
+  v_done uuid[];
 begin
   if p_results is null or jsonb_typeof(p_results) <> 'array' then
     raise exception 'settle_jobs: p_results must be a JSON array';
   end if;
-
-  -- Completions, set-based: the hot path.
-  for v_done in
-    with r as (
-      select x.job_id, x.lease_id, x.output
-      from jsonb_to_recordset(p_results) as x(job_id uuid, lease_id uuid, status text, output jsonb)
-      where x.status = 'completed'
-    ), ok as (
-      update public.jobs j
-      set status = 'completed', finished_at = v_now, updated_at = v_now, output = r.output,
-          lease_id = null, locked_by = null, locked_until = null
-      from r
-      where j.id = r.job_id and j.lease_id = r.lease_id and j.status = 'processing'
-        and j.locked_until > v_now
-      returning j.id, j.tenant_id, j.queue_name, j.msg_id, j.attempts
-    ), ev as (
-      insert into public.job_events (job_id, tenant_id, type, payload)
-      select ok.id, ok.tenant_id, 'completed', jsonb_build_object('attempt', ok.attempts, 'worker', p_worker)
-      from ok
-    )
-    select ok.queue_name, array_agg(ok.msg_id) as msg_ids, array_agg(ok.id) as job_ids
-    from ok group by ok.queue_name
-  loop
-    perform pgmq.archive(v_done.queue_name, v_done.msg_ids);
-    v_accepted := v_accepted || v_done.job_ids;
-    return query select unnest(v_done.job_ids), true, 'completed'::text;
-  end loop;
+  v_done := conveyor.complete_jobs(p_worker, p_results, v_now,
+    conveyor.setting_text('archive_completed') = 'true', conveyor.audit_full());
+  return query select d, true, 'completed'::text from unnest(v_done) d;
 
   -- Everything else, one by one (rare compared to completions).
   for v_row in
@@ -4364,7 +5217,7 @@ begin
     from jsonb_to_recordset(p_results)
       as x(job_id uuid, lease_id uuid, status text, error jsonb, snooze_seconds int)
   loop
-    if v_row.status = 'completed' and v_row.job_id = any(v_accepted) then
+    if v_row.status = 'completed' and v_row.job_id = any (v_done) then
       continue; -- accepted above
     end if;
     if v_row.status is null
@@ -4400,13 +5253,15 @@ begin
 
     if v_row.status = 'snoozed' then
       -- Reschedule without spending the attempt.
+      v_vt := v_now + make_interval(secs => greatest(0, coalesce(v_row.snooze_seconds, 0)));
       perform pgmq.set_vt(v_job.queue_name, v_job.msg_id,
         greatest(0, coalesce(v_row.snooze_seconds, 0)));
+      perform conveyor.lower_hint(v_job.queue_name, v_vt);
       update public.jobs
       set status = 'pending', attempts = attempts - 1, lease_id = null, locked_by = null,
-          locked_until = null, updated_at = v_now,
-          run_at = v_now + make_interval(secs => greatest(0, coalesce(v_row.snooze_seconds, 0)))
+          locked_until = null, updated_at = v_now, run_at = v_vt
       where id = v_job.id;
+      perform conveyor.release_job_holds(array[v_job.id], false);
       insert into public.job_events (job_id, tenant_id, type, payload)
       values (v_job.id, v_job.tenant_id, 'snoozed',
               jsonb_build_object('seconds', v_row.snooze_seconds, 'worker', p_worker));
@@ -4414,6 +5269,8 @@ begin
       continue;
     end if;
 
+    v_max := coalesce(v_max, (p_policy ->> 'max_attempts')::int,
+                      conveyor.setting_int('max_attempts')::int);
     select coalesce(v_job.max_attempts, q.max_attempts, v_max) into v_limit
     from (select 1) one
     left join public.queues q on q.tenant_id = v_job.tenant_id and q.kind = v_job.kind;
@@ -4426,14 +5283,22 @@ begin
         v_errors, v_now);
       return query select v_job.id, true, 'dead_lettered'::text;
     else
+      v_base := coalesce(v_base, (p_policy ->> 'backoff_base_ms')::bigint,
+                         conveyor.setting_int('backoff_base_ms'));
+      v_cap := coalesce(v_cap, (p_policy ->> 'backoff_max_ms')::bigint,
+                        conveyor.setting_int('backoff_max_ms'));
       v_delay_ms := conveyor.backoff_ms(v_job.attempts, v_base, v_cap);
+      v_vt := v_now + make_interval(secs => ceil(v_delay_ms / 1000.0));
       -- pgmq's visibility API is in whole seconds: round the backoff up.
       perform pgmq.set_vt(v_job.queue_name, v_job.msg_id, ceil(v_delay_ms / 1000.0)::int);
+      perform conveyor.lower_hint(v_job.queue_name, v_vt);
       update public.jobs
       set status = 'pending', lease_id = null, locked_by = null, locked_until = null,
           last_error = v_row.error ->> 'message', errors = v_errors, updated_at = v_now,
-          run_at = v_now + make_interval(secs => ceil(v_delay_ms / 1000.0))
+          run_at = v_vt
       where id = v_job.id;
+      perform conveyor.release_job_holds(array[v_job.id], false);
+      perform conveyor.count_jobs(v_job.tenant_id, v_job.queue_name, v_now, p_retried => 1);
       insert into public.job_events (job_id, tenant_id, type, payload)
       values (v_job.id, v_job.tenant_id, 'retry_scheduled', jsonb_build_object(
         'attempt', v_job.attempts, 'max_attempts', v_limit, 'delay_ms', v_delay_ms,
@@ -4480,7 +5345,10 @@ begin
   end if;
   update conveyor.worker_invocations
   set status = 'running', started_at = v_now, finished_at = null, worker = p_worker,
-      expires_at = v_now + make_interval(secs => conveyor.setting_int('invocation_run_sec'))
+      -- A queue worker's slot is a lease its heartbeats renew (conveyor.invocation_alive,
+      -- 0053): a worker that dies gives it back within invocation_lease_sec.
+      expires_at = v_now + make_interval(secs => conveyor.setting_int(
+        case when v_inv.source = 'queue' then 'invocation_lease_sec' else 'invocation_run_sec' end))
   where id = p_invocation_id;
   return true;
 end
@@ -4558,6 +5426,16 @@ CREATE TABLE conveyor.alert_rules (
 );
 
 --
+-- Name: dedupe_keys; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.dedupe_keys (
+    tenant_id uuid NOT NULL,
+    dedupe_key text NOT NULL,
+    job_id uuid NOT NULL
+);
+
+--
 -- Name: dispatch_kicks; Type: TABLE; Schema: conveyor
 --
 
@@ -4574,48 +5452,52 @@ CREATE TABLE conveyor.dispatch_kicks (
 COMMENT ON TABLE conveyor.dispatch_kicks IS 'Debounce state of dispatcher kicks: one row per target, updated at most once per kick_debounce_ms.';
 
 --
--- Name: job_kinds; Type: TABLE; Schema: conveyor
+-- Name: job_counts; Type: TABLE; Schema: conveyor
 --
 
-CREATE TABLE conveyor.job_kinds (
-    kind text NOT NULL,
+CREATE TABLE conveyor.job_counts (
+    minute timestamp with time zone NOT NULL,
+    backend integer NOT NULL,
+    tenant_id uuid NOT NULL,
     queue_name text NOT NULL,
-    service_name text,
-    worker_slug text NOT NULL,
-    description text DEFAULT ''::text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    max_concurrency integer DEFAULT 2 NOT NULL,
-    trigger_batch_size integer DEFAULT 1 NOT NULL,
-    enabled boolean DEFAULT true NOT NULL,
-    CONSTRAINT job_kinds_kind_check CHECK ((kind ~ '^[a-z][a-z0-9_]{0,30}$'::text)),
-    CONSTRAINT job_kinds_max_concurrency_check CHECK ((max_concurrency >= 0)),
-    CONSTRAINT job_kinds_queue_name_check CHECK ((queue_name ~ '^[a-z][a-z0-9_]{0,30}$'::text)),
-    CONSTRAINT job_kinds_trigger_batch_size_check CHECK (((trigger_batch_size >= 1) AND (trigger_batch_size <= 100)))
+    enqueued bigint DEFAULT 0 NOT NULL,
+    claimed bigint DEFAULT 0 NOT NULL,
+    completed bigint DEFAULT 0 NOT NULL,
+    retried bigint DEFAULT 0 NOT NULL,
+    failed bigint DEFAULT 0 NOT NULL
 );
 
 --
--- Name: COLUMN job_kinds.worker_slug; Type: COMMENT; Schema: conveyor
+-- Name: TABLE job_counts; Type: COMMENT; Schema: conveyor
 --
 
-COMMENT ON COLUMN conveyor.job_kinds.worker_slug IS 'the worker function: triggered at /functions/v1/<worker_slug> under Vault project_url';
+COMMENT ON TABLE conveyor.job_counts IS 'Jobs enqueued/claimed/completed/retried/failed per minute, tenant and queue (one row per backend: sum them).';
 
 --
--- Name: COLUMN job_kinds.max_concurrency; Type: COMMENT; Schema: conveyor
+-- Name: job_number_seq; Type: SEQUENCE; Schema: conveyor
 --
 
-COMMENT ON COLUMN conveyor.job_kinds.max_concurrency IS 'most worker invocations of this kind in flight (triggered or running) at once; 0 = none';
+CREATE SEQUENCE conveyor.job_number_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
 
 --
--- Name: COLUMN job_kinds.trigger_batch_size; Type: COMMENT; Schema: conveyor
+-- Name: maintenance_runs; Type: TABLE; Schema: conveyor
 --
 
-COMMENT ON COLUMN conveyor.job_kinds.trigger_batch_size IS 'workers the dispatcher starts per cycle for this kind';
+CREATE TABLE conveyor.maintenance_runs (
+    task text NOT NULL,
+    last_run_at timestamp with time zone NOT NULL
+);
 
 --
--- Name: COLUMN job_kinds.enabled; Type: COMMENT; Schema: conveyor
+-- Name: TABLE maintenance_runs; Type: COMMENT; Schema: conveyor
 --
 
-COMMENT ON COLUMN conveyor.job_kinds.enabled IS 'false = the dispatcher starts no workers for this kind (messages stay queued)';
+COMMENT ON TABLE conveyor.maintenance_runs IS 'When each maintenance task last ran (the rescue tick reads its own).';
 
 --
 -- Name: metric_snapshots; Type: TABLE; Schema: conveyor
@@ -4643,6 +5525,21 @@ CREATE TABLE conveyor.pgqueuer_entrypoints (
 --
 
 COMMENT ON TABLE conveyor.pgqueuer_entrypoints IS 'Entrypoints fn_pgqueuer_enqueue accepts, and the job kind each one runs as.';
+
+--
+-- Name: queue_hints; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.queue_hints (
+    queue_name text NOT NULL,
+    visible_from timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL
+);
+
+--
+-- Name: TABLE queue_hints; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON TABLE conveyor.queue_hints IS 'Per tier queue: no message of it can be visible before visible_from (claims skip it until then).';
 
 --
 -- Name: queue_totals; Type: TABLE; Schema: conveyor
@@ -4683,6 +5580,17 @@ CREATE TABLE conveyor.schedule_runs (
     job_id uuid,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     error text
+);
+
+--
+-- Name: service_leases; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.service_leases (
+    job_id uuid NOT NULL,
+    tenant_id uuid NOT NULL,
+    service_name text NOT NULL,
+    expires_at timestamp with time zone NOT NULL
 );
 
 --
@@ -5191,11 +6099,25 @@ ALTER TABLE ONLY conveyor.alert_rules
     ADD CONSTRAINT alert_rules_pkey PRIMARY KEY (rule);
 
 --
+-- Name: dedupe_keys dedupe_keys_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.dedupe_keys
+    ADD CONSTRAINT dedupe_keys_pkey PRIMARY KEY (tenant_id, dedupe_key);
+
+--
 -- Name: dispatch_kicks dispatch_kicks_pkey; Type: CONSTRAINT; Schema: conveyor
 --
 
 ALTER TABLE ONLY conveyor.dispatch_kicks
     ADD CONSTRAINT dispatch_kicks_pkey PRIMARY KEY (target);
+
+--
+-- Name: job_counts job_counts_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.job_counts
+    ADD CONSTRAINT job_counts_pkey PRIMARY KEY (minute, backend, tenant_id, queue_name);
 
 --
 -- Name: job_kinds job_kinds_pkey; Type: CONSTRAINT; Schema: conveyor
@@ -5212,6 +6134,13 @@ ALTER TABLE ONLY conveyor.job_kinds
     ADD CONSTRAINT job_kinds_queue_name_key UNIQUE (queue_name);
 
 --
+-- Name: maintenance_runs maintenance_runs_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.maintenance_runs
+    ADD CONSTRAINT maintenance_runs_pkey PRIMARY KEY (task);
+
+--
 -- Name: metric_snapshots metric_snapshots_pkey; Type: CONSTRAINT; Schema: conveyor
 --
 
@@ -5224,6 +6153,13 @@ ALTER TABLE ONLY conveyor.metric_snapshots
 
 ALTER TABLE ONLY conveyor.pgqueuer_entrypoints
     ADD CONSTRAINT pgqueuer_entrypoints_pkey PRIMARY KEY (entrypoint);
+
+--
+-- Name: queue_hints queue_hints_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.queue_hints
+    ADD CONSTRAINT queue_hints_pkey PRIMARY KEY (queue_name);
 
 --
 -- Name: queue_totals queue_totals_pkey; Type: CONSTRAINT; Schema: conveyor
@@ -5245,6 +6181,13 @@ ALTER TABLE ONLY conveyor.rate_limiter_defaults
 
 ALTER TABLE ONLY conveyor.schedule_runs
     ADD CONSTRAINT schedule_runs_pkey PRIMARY KEY (schedule_id, run_at);
+
+--
+-- Name: service_leases service_leases_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.service_leases
+    ADD CONSTRAINT service_leases_pkey PRIMARY KEY (job_id);
 
 --
 -- Name: settings settings_pkey; Type: CONSTRAINT; Schema: conveyor
@@ -5478,10 +6421,34 @@ ALTER TABLE ONLY public.tenants
     ADD CONSTRAINT tenants_pkey PRIMARY KEY (id);
 
 --
+-- Name: dedupe_keys_job_id_idx; Type: INDEX; Schema: conveyor
+--
+
+CREATE INDEX dedupe_keys_job_id_idx ON conveyor.dedupe_keys USING btree (job_id);
+
+--
+-- Name: pgqueuer_entrypoints_kind_idx; Type: INDEX; Schema: conveyor
+--
+
+CREATE INDEX pgqueuer_entrypoints_kind_idx ON conveyor.pgqueuer_entrypoints USING btree (kind);
+
+--
 -- Name: schedule_runs_job_id_idx; Type: INDEX; Schema: conveyor
 --
 
 CREATE INDEX schedule_runs_job_id_idx ON conveyor.schedule_runs USING btree (job_id);
+
+--
+-- Name: service_leases_tenant_service_idx; Type: INDEX; Schema: conveyor
+--
+
+CREATE INDEX service_leases_tenant_service_idx ON conveyor.service_leases USING btree (tenant_id, service_name);
+
+--
+-- Name: tenant_alert_rules_rule_idx; Type: INDEX; Schema: conveyor
+--
+
+CREATE INDEX tenant_alert_rules_rule_idx ON conveyor.tenant_alert_rules USING btree (rule);
 
 --
 -- Name: worker_invocations_finished_at_idx; Type: INDEX; Schema: conveyor
@@ -5610,22 +6577,22 @@ CREATE INDEX job_events_created_at_idx ON public.job_events USING btree (created
 CREATE INDEX job_events_job_id_idx ON public.job_events USING btree (job_id);
 
 --
--- Name: jobs_finished_at_idx; Type: INDEX; Schema: public
+-- Name: job_events_tenant_id_idx; Type: INDEX; Schema: public
 --
 
-CREATE INDEX jobs_finished_at_idx ON public.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL);
+CREATE INDEX job_events_tenant_id_idx ON public.job_events USING btree (tenant_id);
 
 --
--- Name: jobs_live_dedupe_key; Type: INDEX; Schema: public
+-- Name: jobs_msg_id_key; Type: INDEX; Schema: public
 --
 
-CREATE UNIQUE INDEX jobs_live_dedupe_key ON public.jobs USING btree (tenant_id, dedupe_key) WHERE ((dedupe_key IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'processing'::text])));
+CREATE UNIQUE INDEX jobs_msg_id_key ON public.jobs USING btree (msg_id);
 
 --
--- Name: jobs_live_idx; Type: INDEX; Schema: public
+-- Name: jobs_tenant_idempotency_key; Type: INDEX; Schema: public
 --
 
-CREATE INDEX jobs_live_idx ON public.jobs USING btree (status, kind, run_at) WHERE (status = ANY (ARRAY['pending'::text, 'processing'::text]));
+CREATE UNIQUE INDEX jobs_tenant_idempotency_key ON public.jobs USING btree (tenant_id, idempotency_key);
 
 --
 -- Name: outbox_messages_tenant_created_idx; Type: INDEX; Schema: public
@@ -5668,6 +6635,12 @@ CREATE INDEX schedules_kind_idx ON public.schedules USING btree (kind);
 --
 
 CREATE INDEX schedules_next_run_at_idx ON public.schedules USING btree (next_run_at);
+
+--
+-- Name: job_kinds job_kinds_removed; Type: TRIGGER; Schema: conveyor
+--
+
+CREATE TRIGGER job_kinds_removed AFTER DELETE ON conveyor.job_kinds FOR EACH STATEMENT EXECUTE FUNCTION conveyor.job_kinds_removed();
 
 --
 -- Name: content_job_events content_job_events_accumulate_totals; Type: TRIGGER; Schema: public
@@ -5730,6 +6703,13 @@ CREATE TRIGGER schedules_before_write BEFORE INSERT OR UPDATE OF cron ON public.
 CREATE TRIGGER tenants_seed_rate_limiters AFTER INSERT ON public.tenants FOR EACH ROW EXECUTE FUNCTION conveyor.seed_rate_limiters();
 
 --
+-- Name: dedupe_keys dedupe_keys_job_id_fkey; Type: FK CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.dedupe_keys
+    ADD CONSTRAINT dedupe_keys_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(id) ON DELETE CASCADE;
+
+--
 -- Name: pgqueuer_entrypoints pgqueuer_entrypoints_kind_fkey; Type: FK CONSTRAINT; Schema: conveyor
 --
 
@@ -5756,6 +6736,13 @@ ALTER TABLE ONLY conveyor.schedule_runs
 
 ALTER TABLE ONLY conveyor.schedule_runs
     ADD CONSTRAINT schedule_runs_schedule_id_fkey FOREIGN KEY (schedule_id) REFERENCES public.schedules(id) ON DELETE CASCADE;
+
+--
+-- Name: service_leases service_leases_job_id_fkey; Type: FK CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.service_leases
+    ADD CONSTRAINT service_leases_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(id) ON DELETE CASCADE;
 
 --
 -- Name: tenant_alert_rules tenant_alert_rules_rule_fkey; Type: FK CONSTRAINT; Schema: conveyor
@@ -5846,7 +6833,7 @@ ALTER TABLE ONLY public.enforcement_decisions
 --
 
 ALTER TABLE ONLY public.idempotency_keys
-    ADD CONSTRAINT idempotency_keys_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED;
+    ADD CONSTRAINT idempotency_keys_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(id) ON DELETE CASCADE;
 
 --
 -- Name: idempotency_keys idempotency_keys_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
@@ -6044,85 +7031,85 @@ ALTER TABLE public.schedules ENABLE ROW LEVEL SECURITY;
 -- Name: alert_history tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.alert_history USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.alert_history USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: critical_jobs tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.critical_jobs USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.critical_jobs USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: dead_letter_jobs tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.dead_letter_jobs USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.dead_letter_jobs USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: enforcement_decisions tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.enforcement_decisions USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.enforcement_decisions USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: idempotency_keys tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.idempotency_keys USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.idempotency_keys USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: job_events tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.job_events USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.job_events USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: jobs tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.jobs USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.jobs USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: outbox_messages tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.outbox_messages USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.outbox_messages USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: queue_metrics tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.queue_metrics USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.queue_metrics USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: queues tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.queues USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.queues USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: rate_limiters tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.rate_limiters USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.rate_limiters USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: rate_limits tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.rate_limits USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.rate_limits USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: schedules tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.schedules USING (((tenant_id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.schedules USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: tenants tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
-CREATE POLICY tenant_isolation_policy ON public.tenants USING (((id)::text = current_setting('app.current_tenant'::text, true)));
+CREATE POLICY tenant_isolation_policy ON public.tenants USING (((id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
 -- Name: tenants; Type: ROW SECURITY; Schema: public
@@ -6160,6 +7147,12 @@ REVOKE ALL ON FUNCTION conveyor.accumulate_queue_totals() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conveyor.accumulate_stage_event_totals() FROM PUBLIC;
 
 --
+-- Name: FUNCTION audit_full(); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.audit_full() FROM PUBLIC;
+
+--
 -- Name: FUNCTION backoff_ms(p_attempt integer, p_base_ms bigint, p_max_ms bigint); Type: ACL; Schema: conveyor
 --
 
@@ -6176,6 +7169,43 @@ REVOKE ALL ON FUNCTION conveyor.caller_role() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION conveyor.check_enqueue_rate_limit() FROM PUBLIC;
+
+--
+-- Name: FUNCTION new_job_id(); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.new_job_id() FROM PUBLIC;
+
+--
+-- Name: TABLE jobs; Type: ACL; Schema: public
+--
+
+GRANT ALL ON TABLE public.jobs TO service_role;
+GRANT SELECT ON TABLE public.jobs TO authenticated;
+
+--
+-- Name: FUNCTION check_same_request(p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb, p_critical boolean, p_fn text); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.check_same_request(p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb, p_critical boolean, p_fn text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION claim(p_kind conveyor.job_kinds, p_worker text, p_qty integer, p_vt integer, p_now timestamp with time zone, p_max integer, p_full boolean, p_invocation uuid); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.claim(p_kind conveyor.job_kinds, p_worker text, p_qty integer, p_vt integer, p_now timestamp with time zone, p_max integer, p_full boolean, p_invocation uuid) FROM PUBLIC;
+
+--
+-- Name: FUNCTION claim_args(p_kind text, p_worker text, p_qty integer, p_vt integer, p_policy jsonb); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.claim_args(p_kind text, p_worker text, p_qty integer, p_vt integer, p_policy jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION complete_jobs(p_worker text, p_results jsonb, p_now timestamp with time zone, p_archive boolean, p_full boolean); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.complete_jobs(p_worker text, p_results jsonb, p_now timestamp with time zone, p_archive boolean, p_full boolean) FROM PUBLIC;
 
 --
 -- Name: FUNCTION content_event(p_job_id uuid, p_stage text, p_status text, p_message text, p_details jsonb); Type: ACL; Schema: conveyor
@@ -6220,6 +7250,18 @@ REVOKE ALL ON FUNCTION conveyor.content_ready_count(p_stage text, p_now timestam
 REVOKE ALL ON FUNCTION conveyor.content_stages() FROM PUBLIC;
 
 --
+-- Name: FUNCTION count_jobs(p_tenant_id uuid, p_queue text, p_at timestamp with time zone, p_enqueued integer, p_claimed integer, p_completed integer, p_retried integer, p_failed integer); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.count_jobs(p_tenant_id uuid, p_queue text, p_at timestamp with time zone, p_enqueued integer, p_claimed integer, p_completed integer, p_retried integer, p_failed integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION counted_jobs(p_from timestamp with time zone, p_to timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.counted_jobs(p_from timestamp with time zone, p_to timestamp with time zone) FROM PUBLIC;
+
+--
 -- Name: FUNCTION cron_day_matches(p_spec conveyor.cron_spec, p_day date); Type: ACL; Schema: conveyor
 --
 
@@ -6262,19 +7304,6 @@ REVOKE ALL ON FUNCTION conveyor.cron_parse(p_expr text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION conveyor.cron_prev(p_expr text, p_at timestamp with time zone) FROM PUBLIC;
 
 --
--- Name: FUNCTION new_job_id(); Type: ACL; Schema: conveyor
---
-
-REVOKE ALL ON FUNCTION conveyor.new_job_id() FROM PUBLIC;
-
---
--- Name: TABLE jobs; Type: ACL; Schema: public
---
-
-GRANT ALL ON TABLE public.jobs TO service_role;
-GRANT SELECT ON TABLE public.jobs TO authenticated;
-
---
 -- Name: FUNCTION dead_letter(p_job public.jobs, p_reason text, p_errors jsonb, p_now timestamp with time zone); Type: ACL; Schema: conveyor
 --
 
@@ -6287,10 +7316,22 @@ REVOKE ALL ON FUNCTION conveyor.dead_letter(p_job public.jobs, p_reason text, p_
 REVOKE ALL ON FUNCTION conveyor.dead_letter_jobs_kick() FROM PUBLIC;
 
 --
+-- Name: FUNCTION dead_letter_orphan(p_queue text, p_msg pgmq.message_record); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.dead_letter_orphan(p_queue text, p_msg pgmq.message_record) FROM PUBLIC;
+
+--
 -- Name: FUNCTION default_tenant_id(); Type: ACL; Schema: conveyor
 --
 
 REVOKE ALL ON FUNCTION conveyor.default_tenant_id() FROM PUBLIC;
+
+--
+-- Name: FUNCTION dispose_unclaimed(p_queue text, p_msgs pgmq.message_record[], p_max integer, p_now timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.dispose_unclaimed(p_queue text, p_msgs pgmq.message_record[], p_max integer, p_now timestamp with time zone) FROM PUBLIC;
 
 --
 -- Name: FUNCTION dlq_name(); Type: ACL; Schema: conveyor
@@ -6335,6 +7376,24 @@ REVOKE ALL ON FUNCTION conveyor.ensure_queue(p_queue text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION conveyor.expire_invocations(p_source text, p_target text, p_now timestamp with time zone) FROM PUBLIC;
 
 --
+-- Name: FUNCTION generate_queue_sql(); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.generate_queue_sql() FROM PUBLIC;
+
+--
+-- Name: FUNCTION hint_lock_key(p_queue text); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.hint_lock_key(p_queue text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION invocation_alive(p_invocation uuid, p_now timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.invocation_alive(p_invocation uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+--
 -- Name: FUNCTION invoke_dead_letter_worker(p_source text); Type: ACL; Schema: conveyor
 --
 
@@ -6347,16 +7406,40 @@ REVOKE ALL ON FUNCTION conveyor.invoke_dead_letter_worker(p_source text) FROM PU
 REVOKE ALL ON FUNCTION conveyor.invoke_dispatcher(p_source text, p_target text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION job_id_floor(p_at timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.job_id_floor(p_at timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION job_kinds_removed(); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.job_kinds_removed() FROM PUBLIC;
+
+--
 -- Name: FUNCTION kick(p_target text); Type: ACL; Schema: conveyor
 --
 
 REVOKE ALL ON FUNCTION conveyor.kick(p_target text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION live_jobs(p_now timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.live_jobs(p_now timestamp with time zone) FROM PUBLIC;
+
+--
 -- Name: FUNCTION lock_dispatch_target(p_source text, p_target text); Type: ACL; Schema: conveyor
 --
 
 REVOKE ALL ON FUNCTION conveyor.lock_dispatch_target(p_source text, p_target text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION lower_hint(p_queue text, p_at timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.lower_hint(p_queue text, p_at timestamp with time zone) FROM PUBLIC;
 
 --
 -- Name: FUNCTION parse_queue_job(p jsonb, p_limit bigint, p_max_delay bigint); Type: ACL; Schema: conveyor
@@ -6411,6 +7494,24 @@ REVOKE ALL ON FUNCTION conveyor.prune_invocations(p_now timestamp with time zone
 REVOKE ALL ON FUNCTION conveyor.push_enabled() FROM PUBLIC;
 
 --
+-- Name: FUNCTION q_delete(p_queue text, p_msg_ids bigint[]); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.q_delete(p_queue text, p_msg_ids bigint[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION q_put(p_queue text, p_msg_id bigint, p_vt timestamp with time zone, p_message jsonb, p_headers jsonb); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.q_put(p_queue text, p_msg_id bigint, p_vt timestamp with time zone, p_message jsonb, p_headers jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION q_read(p_queue text, p_vt integer, p_qty integer); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer) FROM PUBLIC;
+
+--
 -- Name: FUNCTION queue_job_tenant(p_requested uuid); Type: ACL; Schema: conveyor
 --
 
@@ -6435,22 +7536,28 @@ REVOKE ALL ON FUNCTION conveyor.queue_ready_count(p_kind text, p_limit integer) 
 REVOKE ALL ON FUNCTION conveyor.raise_element_error(p_index integer, p_state text, p_msg text, p_detail text, p_hint text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION raise_hints(); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.raise_hints() FROM PUBLIC;
+
+--
 -- Name: FUNCTION read_queue(p_queue text, p_vt integer, p_qty integer, p_service text, p_now timestamp with time zone); Type: ACL; Schema: conveyor
 --
 
 REVOKE ALL ON FUNCTION conveyor.read_queue(p_queue text, p_vt integer, p_qty integer, p_service text, p_now timestamp with time zone) FROM PUBLIC;
 
 --
--- Name: FUNCTION request_tenant_id(); Type: ACL; Schema: conveyor
+-- Name: FUNCTION release_job_holds(p_job_ids uuid[], p_finished boolean); Type: ACL; Schema: conveyor
 --
 
-REVOKE ALL ON FUNCTION conveyor.request_tenant_id() FROM PUBLIC;
+REVOKE ALL ON FUNCTION conveyor.release_job_holds(p_job_ids uuid[], p_finished boolean) FROM PUBLIC;
 
 --
--- Name: FUNCTION rescue_lost_jobs(p_kind text, p_max_attempts integer, p_now timestamp with time zone); Type: ACL; Schema: conveyor
+-- Name: FUNCTION rescue_lost_jobs(p_now timestamp with time zone); Type: ACL; Schema: conveyor
 --
 
-REVOKE ALL ON FUNCTION conveyor.rescue_lost_jobs(p_kind text, p_max_attempts integer, p_now timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conveyor.rescue_lost_jobs(p_now timestamp with time zone) FROM PUBLIC;
 
 --
 -- Name: FUNCTION resolve_dead_letter_alert(); Type: ACL; Schema: conveyor
@@ -6605,11 +7712,11 @@ REVOKE ALL ON FUNCTION public.extend_content_stages(p_worker text, p_leases json
 GRANT ALL ON FUNCTION public.extend_content_stages(p_worker text, p_leases jsonb, p_lease_sec integer) TO service_role;
 
 --
--- Name: FUNCTION extend_jobs(p_worker text, p_leases jsonb, p_vt integer); Type: ACL; Schema: public
+-- Name: FUNCTION extend_jobs(p_worker text, p_leases jsonb, p_vt integer, p_invocation uuid); Type: ACL; Schema: public
 --
 
-REVOKE ALL ON FUNCTION public.extend_jobs(p_worker text, p_leases jsonb, p_vt integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.extend_jobs(p_worker text, p_leases jsonb, p_vt integer) TO service_role;
+REVOKE ALL ON FUNCTION public.extend_jobs(p_worker text, p_leases jsonb, p_vt integer, p_invocation uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.extend_jobs(p_worker text, p_leases jsonb, p_vt integer, p_invocation uuid) TO service_role;
 
 --
 -- Name: FUNCTION fail_job(p_job_id uuid, p_lease_id uuid, p_error text, p_policy jsonb); Type: ACL; Schema: public
@@ -6838,11 +7945,11 @@ REVOKE ALL ON FUNCTION public.release_jobs(p_worker text, p_leases jsonb) FROM P
 GRANT ALL ON FUNCTION public.release_jobs(p_worker text, p_leases jsonb) TO service_role;
 
 --
--- Name: FUNCTION settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone); Type: ACL; Schema: public
+-- Name: FUNCTION settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone, p_invocation uuid); Type: ACL; Schema: public
 --
 
-REVOKE ALL ON FUNCTION public.settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone) TO service_role;
+REVOKE ALL ON FUNCTION public.settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone, p_invocation uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.settle_and_claim_jobs(p_worker text, p_results jsonb, p_kind text, p_qty integer, p_vt integer, p_policy jsonb, p_now timestamp with time zone, p_invocation uuid) TO service_role;
 
 --
 -- Name: FUNCTION settle_content_stages(p_worker text, p_results jsonb, p_overrides jsonb, p_now timestamp with time zone); Type: ACL; Schema: public
@@ -7053,6 +8160,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 --   conveyor-content-retention | 27 * * * * | select conveyor.prune_content()
 --   conveyor-dead-letters | * * * * * | select conveyor.sweep_dead_letters()
 --   conveyor-queue-metrics | * * * * * | select public.capture_queue_metrics()
+--   conveyor-rescue | * * * * * | select conveyor.rescue_lost_jobs()
 --   conveyor-retention | 17 * * * * | select conveyor.prune()
 --   conveyor-schedules | * * * * * | select count(*) from public.materialise_schedules()
 --   planperfect-content-queue-dispatcher | */1 * * * * | select conveyor.invoke_dispatcher('cron')
@@ -7091,12 +8199,27 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 --     ('enrich', 'enrich')
 --     ('fetch', 'fetch')
 --     ('outreach', 'outreach')
+--   conveyor.queue_hints (queue_name, visible_from)
+--     ('q_enforce', '-infinity')
+--     ('q_enforce_bulk', '-infinity')
+--     ('q_enforce_fast', '-infinity')
+--     ('q_enrich', '-infinity')
+--     ('q_enrich_bulk', '-infinity')
+--     ('q_enrich_fast', '-infinity')
+--     ('q_fetch', '-infinity')
+--     ('q_fetch_bulk', '-infinity')
+--     ('q_fetch_fast', '-infinity')
+--     ('q_outreach', '-infinity')
+--     ('q_outreach_bulk', '-infinity')
+--     ('q_outreach_fast', '-infinity')
 --   conveyor.rate_limiter_defaults (service_name, tokens_available, max_concurrent, refill_per_sec)
 --     ('sendgrid', '50', '10', '5')
 --     ('solana_rpc', '25', '5', '2.5')
 --     ('stripe', '100', '10', '10')
 --     ('twilio', '10', '5', '1')
 --   conveyor.settings (key, value, description)
+--     ('archive_completed', 'false', 'true: a completed job''s pgmq message is archived (the queue''s a_ table) instead of deleted; the ledger keeps the record either way')
+--     ('audit', '"lean"', '''lean'': job_events records what the ledger cannot say (retries with their errors, failures, dead letters, cancels, redrives, snoozes, lost leases, refused settles, handler events); ''full'': also one event per enqueue, claim, success and release')
 --     ('backoff_base_ms', '1000', 'first retry delay (QUEUE_RETRY_BACKOFF_MS_BASE)')
 --     ('backoff_max_ms', '60000', 'largest retry delay (QUEUE_RETRY_BACKOFF_MS_MAX)')
 --     ('content_backoff_base_ms', '1000', 'first retry delay of a failed content stage')
@@ -7108,8 +8231,9 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 --     ('dispatcher_endpoint', '"/functions/v1/content-queue-dispatcher"', 'the dispatcher function: a path (resolved against Vault project_url) or a full URL')
 --     ('dispatcher_sweep_ms', '45000', 'with push_kicks off, how long a cron-started dispatcher keeps cycling while work is in flight')
 --     ('dlq_worker_endpoint', '"/functions/v1/dlq-worker"', 'the dead-letter consumer function (a path resolves against Vault project_url)')
+--     ('invocation_lease_sec', '15', 'a running queue worker holds its dispatch slot this long past its last heartbeat (its claims and extends beat)')
 --     ('invocation_retention_hours', '24', 'finished worker invocations older than this are pruned')
---     ('invocation_run_sec', '300', 'a started worker invocation not finished after this long is presumed dead and frees its slot')
+--     ('invocation_run_sec', '300', 'a started content stage worker not finished after this long is presumed dead (its slots are its leases)')
 --     ('invocation_ttl_sec', '30', 'a triggered worker invocation not started after this long is presumed lost and frees its slot')
 --     ('kick_debounce_ms', '250', 'at most one dispatcher kick per target in this many ms')
 --     ('max_attempts', '3', 'default attempts before dead-lettering (QUEUE_MAX_ATTEMPTS)')

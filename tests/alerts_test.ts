@@ -59,7 +59,9 @@ Deno.test("capture_queue_metrics: one row per queue and tenant with depth, in-fl
   await settle(db.sql, [got[0]!], "completed", at(t, 10));
   await settle(db.sql, [got[1]!], "cancelled", at(t, 10));
 
-  const first = await db.sql`select public.capture_queue_metrics(${at(t, 30)}) as n`;
+  // Outcomes are counted per whole minute (conveyor.job_counts): a snapshot 70 s after t covers
+  // the minute of the settles at t + 10 s, which has closed by then.
+  const first = await db.sql`select public.capture_queue_metrics(${at(t, 70)}) as n`;
   assertEquals(first[0]!.n, 2);
   const rows = await db.sql`
     select tenant_id::text, queue_name, depth::int, in_flight::int, processed::int, failed::int,
@@ -71,14 +73,14 @@ Deno.test("capture_queue_metrics: one row per queue and tenant with depth, in-fl
   ]);
 
   assertEquals(
-    (await db.sql`select public.capture_queue_metrics(${at(t, 30)}) as n`)[0]!.n,
+    (await db.sql`select public.capture_queue_metrics(${at(t, 70)}) as n`)[0]!.n,
     0,
     "the same instant is captured once",
   );
-  await db.sql`select public.capture_queue_metrics(${at(t, 90)})`;
+  await db.sql`select public.capture_queue_metrics(${at(t, 130)})`;
   const [next] = await db.sql`
     select processed::int, failed::int, interval_sec from public.queue_metrics
-    where tenant_id = ${a} and captured_at = ${at(t, 90)}`;
+    where tenant_id = ${a} and captured_at = ${at(t, 130)}`;
   assertEquals(
     [next!.processed, next!.failed, next!.interval_sec],
     [0, 0, 60],
@@ -101,7 +103,9 @@ Deno.test("evaluate_alerts: queue depth raises one alert, refreshes it, resolves
     ["queue_depth", "q_enrich", "open", 4],
   ]);
 
-  const got = await claim(db.sql, "enrich", "w", 2);
+  // Leases that outlive the evaluation at t + 180 s (an expired lease makes its job ready).
+  const got = await db.sql`select * from public.claim_jobs(p_kind => 'enrich', p_worker => 'w',
+                                                          p_qty => 2, p_vt => 3600)`;
   assertEquals(got.length, 2);
   assertEquals(await evaluate(db.sql, at(t, 180)), [0, 0, 1], "depth 2 is not above 2: resolved");
   const [resolved] = await db.sql`
@@ -138,8 +142,8 @@ Deno.test("evaluate_alerts: oldest age, DLQ growth and failure rate raise and re
     [1, 0, 0],
     "the waiting job is now 2 minutes old",
   );
-  // Past the window the failures and the dead letter are history; the old job is claimed.
-  await claim(db.sql, "enrich", "w", 5);
+  // Past the window the failures and the dead letter are history; the old job has run.
+  await settle(db.sql, await claim(db.sql, "enrich", "w", 5), "completed", new Date());
   assertEquals(await evaluate(db.sql, at(t, 400)), [0, 0, 3], "all three resolve");
   const statuses = await db.sql`
     select count(*) filter (where status = 'open')::int as open,

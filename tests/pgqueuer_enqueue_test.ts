@@ -143,6 +143,38 @@ Deno.test("fn_pgqueuer_enqueue: a live dedupe_key is refused with 409, and reusa
   await enqueue({ entrypoint: ep.entrypoint, dedupe_key: key });
 });
 
+Deno.test("fn_pgqueuer_enqueue: 100 racing calls with one dedupe_key make one job; every other call gets the documented 409", async () => {
+  await using ep = await tempEntrypoint();
+  const key = `race:${crypto.randomUUID()}`;
+  const answers = await Promise.all(
+    Array.from(
+      { length: 100 },
+      () =>
+        post(JSON.stringify({ entrypoint: ep.entrypoint, dedupe_key: key })).then(async (r) => ({
+          status: r.status,
+          text: await r.text(),
+        })),
+    ),
+  );
+  const ok = answers.filter((a) => a.status === 200);
+  const refused = answers.filter((a) => a.status === 409);
+  assertEquals(ok.length, 1, JSON.stringify(answers.filter((a) => a.status !== 409)));
+  assertEquals(refused.length, 99);
+  for (const r of refused) {
+    const body = JSON.parse(r.text);
+    assertEquals(body.code, "23505");
+    // Never the unique constraint's own text (with the tenant in its details).
+    assertEquals(
+      body.message,
+      `fn_pgqueuer_enqueue: dedupe_key ${key} is already queued or running`,
+    );
+  }
+  assertEquals(
+    Number((await ep.sql`select count(*) from public.jobs where kind = ${ep.kind}`)[0]!.count),
+    1,
+  );
+});
+
 Deno.test("fn_pgqueuer_enqueue: unknown entrypoint and oversize payload are 400 and write nothing; anon is refused", async () => {
   await using ep = await tempEntrypoint();
   const before = Number((await ep.sql`select count(*) from public.jobs`)[0]!.count);

@@ -157,9 +157,16 @@ Deno.test("claim_jobs: a job that cannot get a token stays visible, unclaimed an
   );
   assertEquals(msgs.map((m) => [m.read_ct, m.visible]), [[0, true], [0, true], [0, true]]);
   const [ev] = await db.sql`
-    select count(*)::int as n from public.job_events e join public.jobs j on j.id = e.job_id
-    where j.kind = ${kind} and e.type in ('claimed', 'dead_lettered', 'retry_scheduled')`;
-  assertEquals(ev!.n, 2, "only the two granted jobs were claimed; nothing failed");
+    select count(*) filter (where j.status = 'processing')::int as claimed,
+           count(*) filter (where j.attempts > 0)::int as attempted,
+           (select count(*)::int from public.job_events e join public.jobs x on x.id = e.job_id
+            where x.kind = ${kind} and e.type in ('dead_lettered', 'retry_scheduled')) as failed
+    from public.jobs j where j.kind = ${kind}`;
+  assertEquals(
+    [ev!.claimed, ev!.attempted, ev!.failed],
+    [2, 2, 0],
+    "only the two granted jobs were claimed; nothing failed",
+  );
   const [dead] = await db.sql`
     select count(*)::int as n from public.dead_letter_jobs where kind = ${kind}`;
   assertEquals(dead!.n, 0);

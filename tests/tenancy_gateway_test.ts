@@ -39,6 +39,9 @@ const TEN_TABLES = [
 /** Gives `tenant` at least one row in each of the ten tables; returns its critical job's id. */
 async function seedTenantRows(sql: Sql, tenant: string): Promise<string> {
   const { jobId } = await enqueue(sql, tenant, "enrich", { critical: true });
+  // A healthy enqueue writes no event (audit 'lean'): one the ledger cannot say.
+  await sql`insert into public.job_events (job_id, tenant_id, type, payload)
+            values (${jobId}, ${tenant}, 'retry_scheduled', '{"error": "seeded"}')`;
   await sql`insert into public.queues (tenant_id, kind) values (${tenant}, 'enrich')`;
   await sql`
     insert into public.schedules (tenant_id, name, cron, kind)
@@ -272,8 +275,14 @@ Deno.test("queue_job (gateway): bound to the token's tenant; service_role may na
   });
   assertEquals(explicit.status, 200, "its own id in the body is fine");
 
-  const again = await enq(s.tokenA, { kind: "enrich", idempotency_key: key, payload: { n: 2 } });
+  const again = await enq(s.tokenA, { kind: "enrich", idempotency_key: key, payload: { n: 1 } });
   assertEquals(again.body, own.body, "the same key in the same tenant returns the same id");
+  const other2 = await enq(s.tokenA, { kind: "enrich", idempotency_key: key, payload: { n: 2 } });
+  assertEquals(other2.status, 409, "the same key with another payload is refused");
+  assertEquals(
+    (other2.body as { message: string }).message,
+    `queue_job: idempotency_key ${key} is already used by job ${own.body} with another request`,
+  );
   const inB = await enq(s.tokenB, { kind: "enrich", idempotency_key: key });
   assertEquals(inB.status, 200);
   assert(inB.body !== own.body, "the same key in another tenant is another job");

@@ -559,6 +559,8 @@ Deno.test("alerts (gateway): evaluate_alerts raises a breached rule for tenant A
     p_kind: "enrich",
     p_worker: "gw-alerts",
     p_qty: 2,
+    // Leases that outlive the evaluation 2 minutes on (an expired lease makes its job ready).
+    p_vt: 3600,
   });
   assertEquals([claim.status, claim.error], [200, null]);
   assertEquals((claim.data as ClaimedRow[]).map((j) => j.tenant_id), [t.a, t.a]);

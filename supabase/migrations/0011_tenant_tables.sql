@@ -12,115 +12,127 @@
 -- clients never write directly (RPCs do, as service_role or as the definer).
 
 -- Job ids in time order (the UUIDv7 layout: 48-bit Unix milliseconds, version 7, then
--- random bits). Every transition inserts index entries keyed by the job id (jobs_pkey on
--- each non-HOT update, job_events_job_id_idx on each event); with random ids consecutive
--- jobs land on random leaf pages, so a drain of a large backlog dirties a different page per
--- job in indexes far larger than shared_buffers, each first touch after a checkpoint a
--- full-page image in the WAL (measured with 1M jobs waiting: 9.6 kB of WAL per job against
--- 3.9 kB with 10k, docs/benchmarks.md). Time-ordered ids keep jobs enqueued together on the
--- same pages, as the queue drains them in about that order. Still uuids, still unique (74
+-- random bits). Index entries keyed by the job id (jobs_pkey, job_events_job_id_idx) of jobs
+-- enqueued together then land on the same pages, as the queue drains them in about that
+-- order; with random ids a drain of a large backlog dirtied a different page per job in
+-- indexes far larger than shared_buffers, each first touch after a checkpoint a full-page
+-- image in the WAL (9.6 kB of WAL per job with 1M jobs waiting, against 3.9 kB with 10k).
+-- Retention also deletes by id range (conveyor.job_id_floor). Still uuids, still unique (74
 -- random bits per millisecond); they reveal when a job was enqueued, which created_at says
 -- anyway, and tenancy never rests on the secrecy of an id (RLS enforces it).
 --
--- Bytes 0-5 the Unix time in ms (big-endian), the version nibble 7, and the rest from
--- gen_random_uuid() (whose variant bits 10 are kept).
+-- Bytes 0-5 the Unix time in ms (big-endian), the version nibble 7, and the rest random:
+-- bytes 6-15 of one gen_random_uuid() (whose variant bits 10 stay), the low nibble of byte 6
+-- from another. Inlined into the INSERTs whose default it is (no SET clause: see
+-- conveyor.default_tenant_id, 0010); every name in it is pg_catalog's.
 create function conveyor.new_job_id() returns uuid
-language sql volatile
-set search_path = ''
+language sql volatile parallel safe
 as $$
-  select encode(
-    set_byte(
-      substring(int8send(floor(extract(epoch from clock_timestamp()) * 1000)::bigint) from 3 for 6)
-        || substring(g.r from 7),
+  select pg_catalog.encode(
+    pg_catalog.set_byte(
+      pg_catalog.substring(pg_catalog.int8send(pg_catalog.floor(
+        pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) operator(pg_catalog.*) 1000)::pg_catalog.int8), 3, 6)
+        operator(pg_catalog.||) pg_catalog.substring(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 7),
       6,
-      (get_byte(g.r, 6) & 15) | 112),
-    'hex')::uuid
-  from (select uuid_send(gen_random_uuid()) as r) g
+      (pg_catalog.get_byte(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 6) operator(pg_catalog.&) 15)
+        operator(pg_catalog.|) 112),
+    'hex')::pg_catalog.uuid
 $$;
 
-revoke all on function conveyor.new_job_id() from public;
+-- The smallest job id created at p_at or later: ranges of public.jobs by creation time read
+-- jobs_pkey (retention). Inlined, as new_job_id.
+create function conveyor.job_id_floor(p_at timestamptz) returns uuid
+language sql stable parallel safe
+as $$
+  select pg_catalog.encode(
+    pg_catalog.substring(pg_catalog.int8send(pg_catalog.floor(
+      pg_catalog.date_part('epoch', p_at) operator(pg_catalog.*) 1000)::pg_catalog.int8), 3, 6)
+      operator(pg_catalog.||) '\x00000000000000000000'::pg_catalog.bytea, 'hex')::pg_catalog.uuid
+$$;
+
+revoke all on function conveyor.new_job_id(), conveyor.job_id_floor(timestamptz) from public;
+
+-- The job number: one sequence for the messages of every Conveyor queue (every tier of every
+-- kind), so a message id names exactly one job across kinds and tiers. queue_job returns it,
+-- jobs.msg_id keeps it, and a job keeps its number for life (a redrive moves the same
+-- message back).
+create sequence conveyor.job_number_seq as bigint;
 
 -- ---------------------------------------------------------------------------------------
--- jobs: one row per enqueued job.
+-- jobs: one row per enqueued job: the record of a job (issue 16). Its pgmq message exists
+-- while the job is live (pending or processing) and carries only the tenant; the ledger
+-- carries the rest.
 --
 -- Job states (docs/state-machine.md):
 --   pending --claim--> processing --complete--> completed
 --                         |--fail (attempts left)--> pending (visible again after backoff)
+--                         |--lease expires (worker lost)--> pending (or failed: last attempt)
 --                         '--fail (no attempts left) / cancel--> failed (dead-lettered)
 --   failed --redrive--> pending
 -- finished_at is set exactly when the state is terminal (CHECK below).
+--
+-- Built for HOT updates. A claim and a settle are the two updates every job gets; both
+-- change only columns that no index covers, so with free room on the page (fillfactor) each
+-- writes a heap-only tuple and no index entry. The three indexes are on columns set once at
+-- enqueue: the id, the job number and the tenant's idempotency key. Nothing indexes status,
+-- finished_at or a dedupe key: the live jobs are their pgmq messages (which is where the
+-- dashboard, the metrics, the alerts and the rescue tick count them), finished jobs are
+-- counted per minute in conveyor.job_counts, and live dedupe keys have a table of their own
+-- (conveyor.dedupe_keys). The columns a claim or settle changes come last: where the WAL
+-- is not logical (wal_level replica), a same-page update's record leaves out the unchanged
+-- prefix of the row.
+--
+-- What reads jobs through which index:
+--   claim / settle / extend / release / redrive / CLI / inspect    jobs_pkey, jobs_msg_id_key
+--   "look a job up by the number queue_job returned"               jobs_msg_id_key
+--   enqueue's idempotency (ON CONFLICT)                            jobs_tenant_idempotency_key
+--   retention (created before the cutoff, then finished_at)        jobs_pkey range
+-- A tenant's own reads go through RLS, which compares tenant_id::text and can use no index:
+-- filter by id or msg_id. No index starts with tenant_id, so deleting a tenant checks its
+-- ON DELETE RESTRICT foreign keys with a sequential scan: a rare operator action, possible
+-- only once retention has removed the tenant's jobs.
 -- ---------------------------------------------------------------------------------------
 create table public.jobs (
   id uuid primary key default conveyor.new_job_id(),
   tenant_id uuid not null references public.tenants (id) on delete restrict,
+  msg_id bigint not null,
   kind text not null,
   queue_name text not null,
   priority text not null default 'normal' check (priority in ('fast', 'normal', 'bulk')),
-  status text not null default 'pending'
-    check (status in ('pending', 'processing', 'completed', 'failed')),
-  payload jsonb not null default '{}',
-  headers jsonb,
   idempotency_key text not null,
   dedupe_key text,
-  msg_id bigint not null,
-  attempts int not null default 0 check (attempts >= 0),
   max_attempts int check (max_attempts between 1 and 100),
-  last_error text,
-  errors jsonb not null default '[]',
-  output jsonb,
+  created_at timestamptz not null default now(),
+  payload jsonb not null default '{}',
+  headers jsonb,
+  -- What a claim or a settle changes:
+  status text not null default 'pending'
+    check (status in ('pending', 'processing', 'completed', 'failed')),
+  attempts int not null default 0 check (attempts >= 0),
+  run_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  started_at timestamptz,
   lease_id uuid,
   locked_by text,
   locked_until timestamptz,
-  run_at timestamptz not null default now(),
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  started_at timestamptz,
   finished_at timestamptz,
+  last_error text,
+  errors jsonb not null default '[]',
+  output jsonb,
   constraint jobs_finished_iff_terminal
     check ((status in ('completed', 'failed')) = (finished_at is not null)),
   constraint jobs_lease_iff_processing
     check ((status = 'processing') = (lease_id is not null))
-);
+) with (fillfactor = 70);
 comment on table public.jobs is
   'The job ledger: one row per enqueued job, written in the same transaction as its pgmq message.';
+comment on column public.jobs.msg_id is
+  'The job''s number: what queue_job returns, unique across kinds and tiers, and its pgmq message id while the job is live.';
 
--- The indexes on status cover live jobs only. A claim (pending -> processing) and a settle
--- (-> completed) are non-HOT updates (status is indexed), and a non-HOT update adds an
--- entry to every index whose predicate the new row version satisfies: full indexes on
--- status would take an entry at every transition of every job that ever ran, while what
--- reads them only wants the live ones. Index entries per job (enqueue + claim + complete):
--- jobs_pkey 3, jobs_live_idx 2, jobs_finished_at_idx 1; job_events 3 indexes x 3 events.
--- (tools/bench/notes.md item 6: 3,996 -> 3,486 bytes of WAL per job drained against the
--- earlier full indexes.)
---
--- What reads jobs through which index:
---   rescue_lost_jobs, queue_next_due_at, queue_stats / operator in-flight counts, the
---   metrics, dashboard and alert aggregates over the live set     jobs_live_idx
---   metrics, alerts, dashboard "finished in the window"; prune     jobs_finished_at_idx
---   enqueue's dedupe check                                         jobs_live_dedupe_key
---   claim / settle / extend / release / redrive / CLI / inspect    jobs_pkey
---   a tenant's RLS reads (tenant_id::text = app.current_tenant) with a status filter use
---   jobs_live_idx; nothing else serves the ::text form.
---
--- The price, accepted: no index on jobs or job_events starts with tenant_id, so deleting a
--- tenant checks their ON DELETE RESTRICT foreign keys with a sequential scan (0.2 s warm at
--- 1M jobs / 3M events). A rare operator action, possible only once retention has removed
--- the tenant's jobs, against an index entry on every transition of every job.
---
--- A migration runs in a transaction, where CREATE INDEX CONCURRENTLY is refused: on a large
--- ledger create jobs_live_idx CONCURRENTLY by hand first; `if not exists` then skips it.
-
--- The live jobs, by state, then kind, then due time: rescue_lost_jobs (status, kind),
--- queue_next_due_at (status, kind, run_at range), and every aggregate over the live set
--- (`status in ('pending', 'processing')` matches the predicate exactly; status = 'pending'
--- or 'processing' is a prefix). A job takes an entry at enqueue and at claim, and none when
--- it finishes.
-create index if not exists jobs_live_idx on public.jobs (status, kind, run_at)
-  where status in ('pending', 'processing');
-create index jobs_finished_at_idx on public.jobs (finished_at) where finished_at is not null;
--- PGQueuer-style dedupe: one live job per key; a finished job frees the key (seed 003).
-create unique index jobs_live_dedupe_key on public.jobs (tenant_id, dedupe_key)
-  where dedupe_key is not null and status in ('pending', 'processing');
+create unique index jobs_msg_id_key on public.jobs (msg_id);
+-- Same key, same job (seed 004's idempotency; ON CONFLICT in conveyor.enqueue). A key lives
+-- as long as its job (retention prunes both), so a late retry gets the same answer until then.
+create unique index jobs_tenant_idempotency_key on public.jobs (tenant_id, idempotency_key);
 
 create table public.job_events (
   id bigint generated always as identity primary key,
@@ -130,20 +142,20 @@ create table public.job_events (
   payload jsonb not null default '{}',
   created_at timestamptz not null default now()
 );
--- No index on tenant_id: no query filters job_events on it (tenants read through RLS on
--- tenant_id::text, which such an index cannot serve; operators go by job, time or id).
+-- tenant_id backs the tenant foreign key (a tenant delete's RESTRICT check, Supabase's
+-- unindexed_foreign_keys lint): affordable now that a healthy job writes no events.
 create index job_events_job_id_idx on public.job_events (job_id);
+create index job_events_tenant_id_idx on public.job_events (tenant_id);
 create index job_events_created_at_idx on public.job_events (created_at);
 
--- Idempotency: the authority for "same key, same job" (unique per tenant). A key lives as
--- long as its job (retention prunes both), so a late retry gets the same answer until then.
+-- Seed 004's idempotency keys. The ledger's unique index (jobs_tenant_idempotency_key) is what
+-- makes a key give the same job; this table records the keys of critical jobs (seed 004:
+-- "critical jobs with idempotency keys"), next to their critical_jobs row.
 create table public.idempotency_keys (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete restrict,
   key text not null,
-  -- Deferred: conveyor.enqueue claims the key before it writes the job (same transaction).
-  job_id uuid not null references public.jobs (id) on delete cascade
-    deferrable initially deferred,
+  job_id uuid not null references public.jobs (id) on delete cascade,
   created_at timestamptz not null default now(),
   constraint idempotency_keys_tenant_key unique (tenant_id, key)
 );
@@ -436,7 +448,7 @@ begin
     execute format('alter table public.%I force row level security', t);
     execute format(
       'create policy tenant_isolation_policy on public.%I
-         using (tenant_id::text = current_setting(''app.current_tenant'', true))', t);
+         using (tenant_id::text = (select current_setting(''app.current_tenant'', true)))', t);
   end loop;
 end
 $$;
@@ -463,7 +475,7 @@ begin
     execute format('alter table public.%I force row level security', t);
     execute format(
       'create policy tenant_isolation_policy on public.%I
-         using (tenant_id::text = current_setting(''app.current_tenant'', true))', t);
+         using (tenant_id::text = (select current_setting(''app.current_tenant'', true)))', t);
     execute format('revoke all on public.%I from anon, authenticated, public', t);
     execute format('grant select on public.%I to authenticated', t);
     execute format('grant select, insert, update, delete on public.%I to service_role', t);

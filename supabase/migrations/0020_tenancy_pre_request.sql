@@ -73,6 +73,12 @@ declare
   v_now timestamptz := clock_timestamp();
   v_lim record;
 begin
+  -- The enqueue inserts with ON CONFLICT on the idempotency key, and a BEFORE INSERT trigger
+  -- runs before the conflict is seen: a replay of an existing key is not a new job.
+  if exists (select 1 from public.jobs j
+             where j.tenant_id = new.tenant_id and j.idempotency_key = new.idempotency_key) then
+    return new;
+  end if;
   update public.rate_limits r
   set window_started_at = case
         when v_now >= r.window_started_at + make_interval(secs => r.window_seconds)

@@ -1,12 +1,14 @@
 -- Enqueue: validating a queue_job body, and the writes that put a job on a queue. Every way
 -- in uses these: queue_job and queue_jobs (0051), fn_pgqueuer_enqueue (0069), schedules
--- (0071). In ONE transaction a job claims its idempotency key, gets its pgmq message, its
--- ledger row and its first event (transactional publish), and kicks the dispatcher.
+-- (0071). In ONE transaction a job gets its ledger row (whose idempotency key decides) and
+-- its pgmq message under the job's number (transactional publish), and kicks the dispatcher.
 --
 -- Order: each function after the ones it calls.
 --   validation  parse_run_at, parse_queue_job, queue_job_tenant (0051's RPCs call the last two)
---   writes      enqueue (one job: every way in but queue_jobs), enqueue_items (a validated
---               array, set-based: queue_jobs)
+--   beside      dedupe_keys, job_counts (+ count_jobs), queue_hints (+ lower_hint)
+--   writes      check_same_request, enqueue (one job: every way in but queue_jobs),
+--               enqueue_items (a validated array, set-based: queue_jobs)
+-- conveyor.q_put, the message's INSERT, is generated per queue (0052_queue_bootstrap.sql);
 -- conveyor.kick, which both writes call, is the dispatcher's (0060_dispatch.sql).
 
 -- ---------------------------------------------------------------------------------------
@@ -144,6 +146,11 @@ begin
     if v_run_at is null then
       raise exception 'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"';
     end if;
+    -- A past timestamp means "now"; a negative interval is a mistake (as a negative
+    -- delay_seconds, or fn_pgqueuer_enqueue's negative execute_after).
+    if v_run_at < now() and p ->> 'execute_after' !~ '^\s*\d{4}-\d{2}-\d{2}' then
+      raise exception 'queue_job: execute_after must not be a negative interval';
+    end if;
     if v_run_at > now() + make_interval(secs => p_max_delay) then
       raise exception 'queue_job: execute_after is more than % seconds away', p_max_delay;
     end if;
@@ -192,13 +199,130 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------
+-- What the writes keep beside the ledger
+-- ---------------------------------------------------------------------------------------
+
+-- Live dedupe keys (seed 003's dedupe_key): one live job per (tenant, key). The row goes when
+-- the job finishes (conveyor.release_job_holds, 0053) and comes back with a redrive. A table
+-- of its own, written only by jobs that have a key, so that public.jobs carries no index on
+-- a column whose meaning changes with the job's state (which would make every claim and
+-- settle a non-HOT update).
+create table conveyor.dedupe_keys (
+  tenant_id uuid not null,
+  dedupe_key text not null,
+  job_id uuid not null references public.jobs (id) on delete cascade,
+  primary key (tenant_id, dedupe_key)
+);
+create index dedupe_keys_job_id_idx on conveyor.dedupe_keys (job_id);
+
+-- Jobs counted per minute, tenant and queue, as they are enqueued, claimed, completed,
+-- retried and failed: what "how many in this window" questions read (queue_stats, the metric
+-- snapshots, the dashboard, alerts), so public.jobs needs no index on finished_at. One row
+-- per backend (pg_backend_pid()) and minute: a backend runs one transaction at a time, so
+-- concurrent writers never wait for each other's row; readers sum the backends. A batch
+-- writes one row per (tenant, queue), not one per job. Pruned with the ledger.
+create table conveyor.job_counts (
+  minute timestamptz not null,
+  backend int not null,
+  tenant_id uuid not null,
+  queue_name text not null,
+  enqueued bigint not null default 0,
+  claimed bigint not null default 0,
+  completed bigint not null default 0,
+  retried bigint not null default 0,
+  failed bigint not null default 0,
+  primary key (minute, backend, tenant_id, queue_name)
+);
+comment on table conveyor.job_counts is
+  'Jobs enqueued/claimed/completed/retried/failed per minute, tenant and queue (one row per backend: sum them).';
+
+-- Adds to the counts of (tenant, queue) in p_at's minute, for this backend.
+create function conveyor.count_jobs(
+  p_tenant_id uuid, p_queue text, p_at timestamptz,
+  p_enqueued int default 0, p_claimed int default 0, p_completed int default 0,
+  p_retried int default 0, p_failed int default 0
+) returns void
+language sql
+set search_path = ''
+as $$
+  insert into conveyor.job_counts as c
+    (minute, backend, tenant_id, queue_name, enqueued, claimed, completed, retried, failed)
+  values (date_trunc('minute', p_at), pg_backend_pid(), p_tenant_id, p_queue,
+          p_enqueued, p_claimed, p_completed, p_retried, p_failed)
+  on conflict (minute, backend, tenant_id, queue_name) do update
+  set enqueued = c.enqueued + excluded.enqueued, claimed = c.claimed + excluded.claimed,
+      completed = c.completed + excluded.completed, retried = c.retried + excluded.retried,
+      failed = c.failed + excluded.failed
+$$;
+
+-- When each tier queue may next hold a visible message: a claim skips a tier whose time has
+-- not come without reading it (most kinds' fast and bulk tiers are empty nearly always).
+-- Whatever makes a message visible sooner (an enqueue, a retry, a snooze, a release, a
+-- redrive) lowers it under a SHARED advisory lock on the queue, held to its commit; a claim
+-- that found the tier empty raises it only under the EXCLUSIVE lock (a try-lock: it never
+-- waits) held to its commit, after reading the earliest vt with a fresh snapshot
+-- (conveyor.raise_hints, 0053). So a raise never hides a message being written: its writer
+-- committed before the raise's snapshot (which sees the message) or takes its lock after the
+-- raise committed (and its UPDATE, a statement after that lock, sees the raised value and
+-- lowers it again).
+create table conveyor.queue_hints (
+  queue_name text primary key,
+  visible_from timestamptz not null default '-infinity'
+);
+comment on table conveyor.queue_hints is
+  'Per tier queue: no message of it can be visible before visible_from (claims skip it until then).';
+
+-- The advisory lock key of a queue's hint. Inlined (see conveyor.default_tenant_id, 0010).
+create function conveyor.hint_lock_key(p_queue text) returns bigint
+language sql immutable parallel safe
+as $$ select pg_catalog.hashtextextended('conveyor.queue_hint:' operator(pg_catalog.||) p_queue, 0) $$;
+
+create function conveyor.lower_hint(p_queue text, p_at timestamptz) returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform pg_advisory_xact_lock_shared(conveyor.hint_lock_key(p_queue));
+  update conveyor.queue_hints h set visible_from = p_at
+  where h.queue_name = p_queue and h.visible_from > p_at;
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------
 -- Writes
 -- ---------------------------------------------------------------------------------------
 
--- One job. The idempotency key is claimed first, so of N identical calls exactly one
--- enqueues and the others get its job (created = false). A dedupe_key (seed 003) refuses a
--- second live job with the same key (23505, HTTP 409). The job id is time-ordered
--- (conveyor.new_job_id, 0011_tenant_tables.sql).
+-- An idempotency key already names a job: the same request gets that job's number back;
+-- another request under the same key is refused (23505, HTTP 409), as payment APIs refuse a
+-- key reused with other parameters, naming the job that holds it. "The same request": kind,
+-- payload, priority, headers and the critical flag (a delay is relative to the call, so it
+-- is not compared).
+create function conveyor.check_same_request(
+  p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb,
+  p_critical boolean, p_fn text
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if p_job.kind is distinct from p_kind or p_job.payload is distinct from p_payload
+     or p_job.priority is distinct from p_priority or p_job.headers is distinct from p_headers
+     or (p_job.max_attempts is not null) is distinct from p_critical then
+    raise exception '%: idempotency_key % is already used by job % with another request',
+      p_fn, p_job.idempotency_key, p_job.msg_id
+      using errcode = '23505',
+            detail = format('job %s: kind %s, priority %s', p_job.msg_id, p_job.kind, p_job.priority),
+            hint = 'send the same kind, payload, priority, headers and critical flag to get that job back, or use another key';
+  end if;
+end
+$$;
+
+-- One job. The ledger row comes first: its idempotency key (jobs_tenant_idempotency_key)
+-- decides, so of N identical calls exactly one enqueues and the others get its job
+-- (created = false). A dedupe_key (seed 003) refuses a second live job with the same key
+-- (23505, HTTP 409). Then the message, under the job's number (conveyor.job_number_seq),
+-- carrying only the tenant. The 'enqueued' event is written for fn_pgqueuer_enqueue (seed
+-- 003's function logs every job's initial state) and in audit 'full' mode.
 create function conveyor.enqueue(
   p_tenant_id uuid,
   p_kind text,
@@ -217,90 +341,96 @@ set search_path = ''
 as $$
 declare
   v_queue text;
-  v_tier_queue text;
-  v_job_id uuid := conveyor.new_job_id();
-  v_msg_id bigint;
-  v_existing record;
-  v_max_attempts int;
+  v_job public.jobs;
   v_run_at timestamptz := coalesce(p_run_at, now());
+  v_max_attempts int;
 begin
-  select k.queue_name into v_queue from conveyor.job_kinds k where k.kind = p_kind;
+  select case p_priority when 'fast' then k.queue_name || '_fast'
+                         when 'bulk' then k.queue_name || '_bulk' else k.queue_name end
+  into v_queue
+  from conveyor.job_kinds k where k.kind = p_kind;
   if v_queue is null then
     raise exception '%: unsupported kind %', p_fn, p_kind;
   end if;
-  v_tier_queue := conveyor.tier_queue(v_queue, p_priority);
-
-  -- Claim the key first. ON CONFLICT waits for a concurrent holder of the same key to
-  -- commit or roll back, so of N identical calls exactly one proceeds and the others
-  -- return its job (race-free at READ COMMITTED). The FK to jobs is deferred: the job row
-  -- is written below, in this same transaction.
-  insert into public.idempotency_keys (tenant_id, key, job_id)
-  values (p_tenant_id, p_idempotency_key, v_job_id)
-  on conflict (tenant_id, key) do nothing;
-  if not found then
-    select j.id, j.msg_id into v_existing
-    from public.idempotency_keys ik
-    join public.jobs j on j.id = ik.job_id
-    where ik.tenant_id = p_tenant_id and ik.key = p_idempotency_key;
-    return query select v_existing.id, v_existing.msg_id, false;
-    return;
-  end if;
-
-  if p_dedupe_key is not null and exists (
-    select 1 from public.jobs j
-    where j.tenant_id = p_tenant_id and j.dedupe_key = p_dedupe_key
-      and j.status in ('pending', 'processing')
-  ) then
-    raise exception '%: dedupe_key % is already queued or running', p_fn, p_dedupe_key
-      using errcode = '23505',
-            hint = 'the key can be reused once that job has finished';
-  end if;
-
-  select m into v_msg_id
-  from pgmq.send(
-    queue_name => v_tier_queue,
-    msg => jsonb_build_object(
-      'job_id', v_job_id,
-      'tenant_id', p_tenant_id,
-      'kind', p_kind,
-      'payload', p_payload
-    ),
-    headers => p_headers,
-    delay => v_run_at
-  ) as m;
-
   if p_critical then
     v_max_attempts := conveyor.setting_int('critical_max_attempts');
   end if;
 
-  insert into public.jobs (id, tenant_id, kind, queue_name, priority, payload, headers,
-                           idempotency_key, dedupe_key, msg_id, max_attempts, run_at)
-  values (v_job_id, p_tenant_id, p_kind, v_tier_queue, p_priority, p_payload, p_headers,
-          p_idempotency_key, p_dedupe_key, v_msg_id, v_max_attempts, v_run_at);
+  -- ON CONFLICT waits for a concurrent holder of the same key to commit or roll back, so of
+  -- N identical calls exactly one inserts and the others read its job (race-free at READ
+  -- COMMITTED: the SELECT below is a statement of its own, with a snapshot that sees it).
+  insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
+                           dedupe_key, max_attempts, payload, headers, run_at)
+  values (p_tenant_id, nextval('conveyor.job_number_seq'), p_kind, v_queue, p_priority,
+          p_idempotency_key, p_dedupe_key, v_max_attempts, p_payload, p_headers, v_run_at)
+  on conflict (tenant_id, idempotency_key) do nothing
+  returning * into v_job;
+  if v_job.id is null then
+    select * into v_job from public.jobs j
+    where j.tenant_id = p_tenant_id and j.idempotency_key = p_idempotency_key;
+    perform conveyor.check_same_request(v_job, p_kind, p_payload, p_priority, p_headers,
+                                        p_critical, p_fn);
+    return query select v_job.id, v_job.msg_id, false;
+    return;
+  end if;
+
+  if p_dedupe_key is not null then
+    -- ON CONFLICT again: a racing call with the same key waits, then sees it taken.
+    insert into conveyor.dedupe_keys (tenant_id, dedupe_key, job_id)
+    values (p_tenant_id, p_dedupe_key, v_job.id)
+    on conflict do nothing;
+    if not found then
+      raise exception '%: dedupe_key % is already queued or running', p_fn, p_dedupe_key
+        using errcode = '23505',
+              hint = 'the key can be reused once that job has finished';
+    end if;
+  end if;
+
+  perform conveyor.q_put(v_queue, v_job.msg_id, v_run_at,
+                         jsonb_build_object('tenant_id', p_tenant_id), p_headers);
+  -- conveyor.lower_hint and conveyor.count_jobs, written out: this runs for every job.
+  perform pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v_queue));
+  update conveyor.queue_hints h set visible_from = v_run_at
+  where h.queue_name = v_queue and h.visible_from > v_run_at;
+  insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, enqueued)
+  values (date_trunc('minute', now()), pg_backend_pid(), p_tenant_id, v_queue, 1)
+  on conflict (minute, backend, tenant_id, queue_name) do update set enqueued = c.enqueued + 1;
 
   if p_critical then
     insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
-    values (p_tenant_id, v_job_id, p_idempotency_key, v_max_attempts);
+    values (p_tenant_id, v_job.id, p_idempotency_key, v_max_attempts);
+    insert into public.idempotency_keys (tenant_id, key, job_id)
+    values (p_tenant_id, p_idempotency_key, v_job.id);
+  end if;
+  if p_source = 'fn_pgqueuer_enqueue'
+     or exists (select 1 from conveyor.settings s where s.key = 'audit' and s.value = '"full"') then
+    insert into public.job_events (job_id, tenant_id, type, payload)
+    values (v_job.id, p_tenant_id, 'enqueued', jsonb_build_object(
+      'msg_id', v_job.msg_id, 'queue', v_queue, 'priority', p_priority,
+      'run_at', v_run_at, 'source', p_source, 'critical', p_critical));
+  end if;
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
+  -- its first check is made here, so a kick inside the debounce window costs one read.
+  if v_run_at <= now() and not exists (
+    select 1 from conveyor.dispatch_kicks k
+    where k.target = 'queue:' || p_kind
+      and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
+        (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
+        250) / 1000.0)) then
+    perform conveyor.kick('queue:' || p_kind);
   end if;
 
-  insert into public.job_events (job_id, tenant_id, type, payload)
-  values (v_job_id, p_tenant_id, 'enqueued', jsonb_build_object(
-    'msg_id', v_msg_id, 'queue', v_tier_queue, 'priority', p_priority,
-    'run_at', v_run_at, 'source', p_source, 'critical', p_critical));
-  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now.
-  perform conveyor.kick('queue:' || p_kind) where v_run_at <= now();
-
-  return query select v_job_id, v_msg_id, true;
+  return query select v_job.id, v_job.msg_id, true;
 end
 $$;
 
--- The writes of conveyor.enqueue for a whole array of validated items, set-based: the same
--- rows (idempotency key, pgmq message, job, critical_jobs row, 'enqueued' event, kick) with
--- the same values, but one statement per table for the whole array (one per tier queue for
--- the messages) instead of a PL/pgSQL call per job: per-job calls cap a batch at about 7k
--- jobs/s (docs/benchmarks.md §2). Returns the message ids in the order of p_items, an
--- existing job's id for a key that is taken. Dedupe keys are not supported (queue_job has
--- none).
+-- conveyor.enqueue for a whole array of validated items, set-based: the same rows with the
+-- same values, but one statement per table for the whole array (one per tier queue for the
+-- messages) instead of a PL/pgSQL call per job, which capped a batch at about 7k jobs/s.
+-- Returns the job numbers in the order of p_items, an existing job's number for a key that is
+-- taken. An element whose key names another request is refused (23505); the caller
+-- (queue_jobs) replays element by element to name it. Dedupe keys are not supported
+-- (queue_job has none).
 create function conveyor.enqueue_items(
   p_items conveyor.queue_job_item[],
   p_source text default 'queue_job'
@@ -310,127 +440,97 @@ set search_path = ''
 as $$
 declare
   v_critical_attempts int := conveyor.setting_int('critical_max_attempts');
-  v_new_ord bigint[];
-  v_new_job uuid[];
+  v_new public.jobs[];
   v_queue text;
-  v_msg_job uuid[] := '{}';
-  v_msg_id bigint[] := '{}';
-  v_q_job uuid[];
-  v_q_id bigint[];
   v_ids bigint[];
 begin
-  -- 1. Claim the keys: one new job id per distinct (tenant, key), the first element with
-  -- that key being the job. As in conveyor.enqueue, ON CONFLICT waits for a concurrent
-  -- holder of a key to commit or roll back, so racing calls make one job per key. The rows
-  -- go in (tenant, key) order: every call takes its key locks in the same order, so two
-  -- batches with overlapping keys wait for each other instead of deadlocking. Any fixed
-  -- order will do, so the keys sort bytewise (COLLATE "C": no locale-aware comparisons;
-  -- equality is the same as the unique index's under any deterministic collation).
+  -- 1. The jobs: one per distinct (tenant, key), the first element with that key being the
+  -- job. As in conveyor.enqueue, ON CONFLICT waits for a concurrent holder of a key to commit
+  -- or roll back, so racing calls make one job per key. The rows go in (tenant, key) order:
+  -- every call takes its key locks in the same order, so two batches with overlapping keys
+  -- wait for each other instead of deadlocking. Any fixed order will do, so the keys sort
+  -- bytewise (COLLATE "C": equality is the same as the unique index's under any
+  -- deterministic collation). Job numbers follow array order.
   with firsts as (
-    select distinct on (e.tenant_id, e.idempotency_key collate "C")
-           e.tenant_id, e.idempotency_key, e.ordinality as ord
+    select distinct on (e.tenant_id, e.idempotency_key collate "C") e.*, e.ordinality as ord
     from unnest(p_items) with ordinality as e
     order by e.tenant_id, e.idempotency_key collate "C", e.ordinality
-  ), claimed as (
-    insert into public.idempotency_keys (tenant_id, key, job_id)
-    select f.tenant_id, f.idempotency_key, conveyor.new_job_id()
-    from firsts f
-    order by f.tenant_id, f.idempotency_key collate "C"
-    on conflict (tenant_id, key) do nothing
-    returning tenant_id, key, job_id
+  ), numbered as (
+    select f.*, nextval('conveyor.job_number_seq') as msg_id
+    from (select * from firsts order by ord) f
+  ), ins as (
+    insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
+                             max_attempts, payload, headers, run_at)
+    select n.tenant_id, n.msg_id, n.kind, n.queue_name, n.priority, n.idempotency_key,
+           case when n.critical then v_critical_attempts end, n.payload, n.headers, n.run_at
+    from numbered n
+    order by n.tenant_id, n.idempotency_key collate "C"
+    on conflict (tenant_id, idempotency_key) do nothing
+    returning *
   )
-  select array_agg(f.ord order by f.ord), array_agg(c.job_id order by f.ord)
-  into v_new_ord, v_new_job
-  from claimed c
-  join firsts f on f.tenant_id = c.tenant_id and f.idempotency_key = c.key;
+  select coalesce(array_agg(ins order by ins.msg_id), '{}') into v_new from ins;
 
-  if v_new_ord is not null then
-    -- 2. The pgmq messages, one INSERT per tier queue, in array order. Straight into the
-    -- queue table, as pgmq.send does (and as claim_jobs reads it, 0053): pgmq.send_batch
-    -- takes one delay for the whole batch, while each element has its own run_at. The
-    -- message is conveyor.enqueue's; its job_id maps the new msg_id back to the job.
-    for v_queue in
-      select e.queue_name
-      from unnest(v_new_ord) as n(ord)
-      join unnest(p_items) with ordinality as e on e.ordinality = n.ord
-      group by e.queue_name
-      order by min(n.ord)
-    loop
+  if cardinality(v_new) > 0 then
+    -- 2. The messages, one INSERT per tier queue (pgmq.send_batch takes one delay for the
+    -- whole batch, each element has its own run_at), under the jobs' numbers.
+    for v_queue in select distinct j.queue_name from unnest(v_new) j loop
       execute format(
-        $q$
-        with m as (
-          insert into pgmq.%I (vt, message, headers)
-          select e.run_at,
-                 jsonb_build_object('job_id', n.job_id, 'tenant_id', e.tenant_id,
-                                    'kind', e.kind, 'payload', e.payload),
-                 e.headers
-          from unnest($1::bigint[], $2::uuid[]) as n(ord, job_id)
-          join unnest($3::conveyor.queue_job_item[]) with ordinality as e
-            on e.ordinality = n.ord
-          where e.queue_name = $4
-          order by n.ord
-          returning msg_id, (message ->> 'job_id')::uuid as job_id
-        )
-        select array_agg(m.job_id), array_agg(m.msg_id) from m
-        $q$,
-        'q_' || v_queue)
-      into v_q_job, v_q_id
-      using v_new_ord, v_new_job, p_items, v_queue;
-      v_msg_job := v_msg_job || v_q_job;
-      v_msg_id := v_msg_id || v_q_id;
+        $q$insert into pgmq.%I (msg_id, vt, message, headers) overriding system value
+           select j.msg_id, j.run_at, jsonb_build_object('tenant_id', j.tenant_id), j.headers
+           from unnest($1::public.jobs[]) j
+           where j.queue_name = $2
+           order by j.msg_id$q$,
+        'q_' || v_queue) using v_new, v_queue;
+      perform conveyor.lower_hint(v_queue, (select min(j.run_at) from unnest(v_new) j
+                                            where j.queue_name = v_queue));
     end loop;
 
-    -- 3. The ledger: jobs, critical_jobs and the 'enqueued' events, in array order. One
-    -- statement: the foreign keys to jobs are checked at its end, when the jobs are there.
-    with x as (
-      select e.*, n.ord, n.job_id, m.msg_id
-      from unnest(v_new_ord, v_new_job) as n(ord, job_id)
-      join unnest(v_msg_job, v_msg_id) as m(job_id, msg_id) on m.job_id = n.job_id
-      join unnest(p_items) with ordinality as e on e.ordinality = n.ord
-    ), j as (
-      insert into public.jobs (id, tenant_id, kind, queue_name, priority, payload, headers,
-                               idempotency_key, msg_id, max_attempts, run_at)
-      select x.job_id, x.tenant_id, x.kind, x.queue_name, x.priority, x.payload, x.headers,
-             x.idempotency_key, x.msg_id, case when x.critical then v_critical_attempts end,
-             x.run_at
-      from x
-      order by x.ord
-    ), c as (
-      insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
-      select x.tenant_id, x.job_id, x.idempotency_key, v_critical_attempts
-      from x
-      where x.critical
-      order by x.ord
-    )
-    insert into public.job_events (job_id, tenant_id, type, payload)
-    select x.job_id, x.tenant_id, 'enqueued', jsonb_build_object(
-             'msg_id', x.msg_id, 'queue', x.queue_name, 'priority', x.priority,
-             'run_at', x.run_at, 'source', p_source, 'critical', x.critical)
-    from x
-    order by x.ord;
+    -- 3. Counts, critical jobs' rows, and the 'enqueued' events when auditing everything.
+    insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, enqueued)
+    select date_trunc('minute', now()), pg_backend_pid(), j.tenant_id, j.queue_name, count(*)
+    from unnest(v_new) j group by j.tenant_id, j.queue_name
+    on conflict (minute, backend, tenant_id, queue_name) do update
+    set enqueued = c.enqueued + excluded.enqueued;
+    insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
+    select j.tenant_id, j.id, j.idempotency_key, j.max_attempts
+    from unnest(v_new) j where j.max_attempts is not null order by j.msg_id;
+    insert into public.idempotency_keys (tenant_id, key, job_id)
+    select j.tenant_id, j.idempotency_key, j.id
+    from unnest(v_new) j where j.max_attempts is not null order by j.msg_id;
+    if conveyor.audit_full() then
+      insert into public.job_events (job_id, tenant_id, type, payload)
+      select j.id, j.tenant_id, 'enqueued', jsonb_build_object(
+               'msg_id', j.msg_id, 'queue', j.queue_name, 'priority', j.priority,
+               'run_at', j.run_at, 'source', p_source, 'critical', j.max_attempts is not null)
+      from unnest(v_new) j
+      order by j.msg_id;
+    end if;
 
-    -- 4. Wake the dispatcher for kinds with work due now: once per kind (conveyor.enqueue
-    -- kicks per job, and all but the first of those are debounced away).
+    -- 4. Wake the dispatcher for kinds with work due now: once per kind.
     perform conveyor.kick('queue:' || k.kind)
-    from (
-      select e.kind, min(n.ord) as first
-      from unnest(v_new_ord) as n(ord)
-      join unnest(p_items) with ordinality as e on e.ordinality = n.ord
-      where e.run_at <= now()
-      group by e.kind
-    ) k
+    from (select j.kind, min(j.msg_id) as first from unnest(v_new) j
+          where j.run_at <= now() group by j.kind) k
     order by k.first;
   end if;
 
-  -- 5. Every element's message id, new or existing. A statement of its own, so under READ
+  -- 5. Every element's job, new or existing: a statement of its own, so under READ
   -- COMMITTED its snapshot sees the keys that concurrent callers committed while step 1
-  -- waited for them (conveyor.enqueue reads them the same way).
+  -- waited for them. A key that names another request is refused.
+  if exists (
+    select 1
+    from unnest(p_items) e
+    join public.jobs j on j.tenant_id = e.tenant_id and j.idempotency_key = e.idempotency_key
+    where j.kind is distinct from e.kind or j.payload is distinct from e.payload
+       or j.priority is distinct from e.priority or j.headers is distinct from e.headers
+       or (j.max_attempts is not null) is distinct from e.critical
+  ) then
+    raise exception 'queue_jobs: an idempotency_key is already used with another request'
+      using errcode = '23505';
+  end if;
   select array_agg(j.msg_id order by e.ordinality)
   into v_ids
   from unnest(p_items) with ordinality as e
-  left join public.idempotency_keys ik
-    on ik.tenant_id = e.tenant_id and ik.key = e.idempotency_key
-  left join public.jobs j on j.id = ik.job_id;
+  left join public.jobs j on j.tenant_id = e.tenant_id and j.idempotency_key = e.idempotency_key;
   return v_ids;
 end
 $$;
@@ -438,6 +538,10 @@ $$;
 revoke all on function conveyor.parse_run_at(text, timestamptz),
   conveyor.parse_queue_job(jsonb, bigint, bigint),
   conveyor.queue_job_tenant(uuid),
+  conveyor.count_jobs(uuid, text, timestamptz, int, int, int, int, int),
+  conveyor.hint_lock_key(text),
+  conveyor.lower_hint(text, timestamptz),
+  conveyor.check_same_request(public.jobs, text, jsonb, text, jsonb, boolean, text),
   conveyor.enqueue(uuid, text, jsonb, text, text, timestamptz, jsonb, boolean, text, text, text),
   conveyor.enqueue_items(conveyor.queue_job_item[], text)
   from public;

@@ -21,10 +21,16 @@ as $$
 declare
   c_fn constant text := 'queue_job';
   v conveyor.queue_job_item;
+  v_limit bigint;
+  v_max_delay bigint;
   v_result record;
 begin
-  v := conveyor.parse_queue_job($1, conveyor.setting_int('payload_max_bytes'),
-                                conveyor.setting_int('max_delay_sec'));
+  -- Both limits in one read (each helper call costs more than the read itself).
+  select max((s.value #>> '{}')::bigint) filter (where s.key = 'payload_max_bytes'),
+         max((s.value #>> '{}')::bigint) filter (where s.key = 'max_delay_sec')
+  into v_limit, v_max_delay
+  from conveyor.settings s where s.key in ('payload_max_bytes', 'max_delay_sec');
+  v := conveyor.parse_queue_job($1, v_limit, v_max_delay);
   v.tenant_id := conveyor.queue_job_tenant(v.tenant_id);
   select * into v_result from conveyor.enqueue(
     p_tenant_id => v.tenant_id,

@@ -4,13 +4,82 @@
 -- service_role only: they aggregate across tenants.
 
 -- ---------------------------------------------------------------------------------------
+-- Where the numbers come from (issue 16: the ledger has no index on status or finished_at,
+-- so that claims and settles stay HOT updates):
+--   * live jobs are the messages in the kinds' tier queues (a job's message exists while it
+--     is pending or processing): conveyor.live_jobs counts them per queue and tenant (the
+--     tenant is the one thing a message carries). A message is ready when visible; an
+--     invisible one is in flight when its job is processing (looked up by number, for those
+--     invisible messages that were read: leases and retry backoffs), else waiting (a delay,
+--     a backoff, a snooze). One scan of each queue table: pgmq's own price, and small,
+--     since messages leave the queue when settled.
+--   * counts over a window (enqueued, claimed, completed, retried, failed) are the
+--     per-minute rows of conveyor.job_counts (0050).
+-- ---------------------------------------------------------------------------------------
+
+create function conveyor.live_jobs(p_now timestamptz default null)
+returns table (queue_name text, tenant_id uuid, ready bigint, waiting bigint, in_flight bigint,
+               oldest_ready timestamptz)
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, clock_timestamp());
+  v_queue text;
+begin
+  for v_queue in
+    select h.queue_name from conveyor.queue_hints h
+    where to_regclass(format('pgmq.%I', 'q_' || h.queue_name)) is not null
+    order by 1
+  loop
+    return query execute format(
+      $q$with q as materialized (
+           select (m.message ->> 'tenant_id')::uuid as tenant_id, m.msg_id, m.vt, m.read_ct
+           from pgmq.%I m
+         ), a as (
+           select q.tenant_id, count(*) filter (where q.vt <= $1) as ready,
+                  count(*) filter (where q.vt > $1) as invisible,
+                  min(q.vt) filter (where q.vt <= $1) as oldest
+           from q group by q.tenant_id
+         ), f as (
+           select q.tenant_id, count(*) as n
+           from q join public.jobs j on j.msg_id = q.msg_id
+           where q.vt > $1 and q.read_ct > 0 and j.status = 'processing'
+           group by q.tenant_id
+         )
+         select %L::text, a.tenant_id, a.ready, a.invisible - coalesce(f.n, 0), coalesce(f.n, 0),
+                a.oldest
+         from a left join f on f.tenant_id is not distinct from a.tenant_id$q$,
+      'q_' || v_queue, v_queue) using v_now;
+  end loop;
+end
+$$;
+
+comment on function conveyor.live_jobs(timestamptz) is
+  'Live jobs per tier queue and tenant, from the queues: ready, waiting (delayed or backing off), in flight, oldest ready since.';
+
+-- The job_counts of [p_from, p_to), per queue and tenant.
+create function conveyor.counted_jobs(p_from timestamptz, p_to timestamptz)
+returns table (queue_name text, tenant_id uuid, enqueued bigint, claimed bigint,
+               completed bigint, retried bigint, failed bigint)
+language sql
+stable
+set search_path = ''
+as $$
+  select c.queue_name, c.tenant_id, sum(c.enqueued)::bigint, sum(c.claimed)::bigint,
+         sum(c.completed)::bigint, sum(c.retried)::bigint, sum(c.failed)::bigint
+  from conveyor.job_counts c
+  where c.minute >= p_from and c.minute < p_to
+  group by c.queue_name, c.tenant_id
+$$;
+
+-- ---------------------------------------------------------------------------------------
 -- Stats and health (seed 002: publishes, claims, completes, retries, failures per queue)
 --
--- Cost: depth/visible/oldest come from pgmq.metrics (one scan of each queue table, which is
--- pgmq's own price and small: messages leave the queue when settled). Everything else reads
--- the ledger through indexes: in-flight jobs through jobs_live_idx, the counters through
--- job_events' created_at index (only the window's events are touched, not the whole
--- history), so a 1M-row ledger costs what the last hour costs.
+-- depth/visible/oldest come from pgmq.metrics (one scan of each queue table), in flight from
+-- conveyor.live_jobs, the counters from conveyor.job_counts over the whole minutes since
+-- p_since (minute granularity).
 -- ---------------------------------------------------------------------------------------
 
 create function public.queue_stats(p_since interval default '1 hour')
@@ -35,7 +104,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_since timestamptz := now() - coalesce(p_since, interval '1 hour');
+  v_since timestamptz := date_trunc('minute', now() - coalesce(p_since, interval '1 hour'));
 begin
   if p_since is not null and p_since < interval '0' then
     raise exception 'queue_stats: p_since must not be negative';
@@ -51,22 +120,15 @@ begin
     select q.*, exists (select 1 from pgmq.meta m where m.queue_name = q.queue) as exists_
     from queues q
   ), flight as (
-    select j.queue_name, count(*) as n
-    from public.jobs j
-    where j.status = 'processing'
-    group by j.queue_name
+    select l.queue_name, sum(l.in_flight)::bigint as n
+    from conveyor.live_jobs(clock_timestamp()) l
+    group by l.queue_name
   ), ev as (
-    select j.queue_name,
-           count(*) filter (where e.type = 'enqueued') as publishes,
-           count(*) filter (where e.type = 'claimed') as claims,
-           count(*) filter (where e.type = 'completed') as completes,
-           count(*) filter (where e.type = 'retry_scheduled') as retries,
-           count(*) filter (where e.type = 'dead_lettered') as failures
-    from public.job_events e
-    join public.jobs j on j.id = e.job_id
-    where e.created_at >= v_since
-      and e.type in ('enqueued', 'claimed', 'completed', 'retry_scheduled', 'dead_lettered')
-    group by j.queue_name
+    select c.queue_name, sum(c.enqueued)::bigint as publishes, sum(c.claimed)::bigint as claims,
+           sum(c.completed)::bigint as completes, sum(c.retried)::bigint as retries,
+           sum(c.failed)::bigint as failures
+    from conveyor.counted_jobs(v_since, 'infinity') c
+    group by c.queue_name
   )
   select p.kind, p.tier, p.queue,
          m.queue_length, m.queue_visible_length, coalesce(f.n, 0), m.oldest_msg_age_sec,
@@ -83,7 +145,7 @@ end
 $$;
 
 comment on function public.queue_stats(interval) is
-  'Per kind and priority tier: depth, visible, in_flight, oldest_age_sec, and publishes/claims/completes/retries/failures over p_since.';
+  'Per kind and priority tier: depth, visible, in_flight, oldest_age_sec, and publishes/claims/completes/retries/failures over the whole minutes since p_since.';
 
 -- conveyor_health: what a health check needs in one call. `ok` is false when an extension
 -- the queues need is missing or a queue table is gone.
@@ -137,6 +199,8 @@ $$;
 comment on function public.conveyor_health() is
   'Health of the queue layer: db reachable, time, extensions and versions, queues present.';
 
+revoke all on function conveyor.live_jobs(timestamptz),
+  conveyor.counted_jobs(timestamptz, timestamptz) from public;
 revoke all on function public.queue_stats(interval), public.conveyor_health()
   from public, anon, authenticated;
 grant execute on function public.queue_stats(interval), public.conveyor_health()
@@ -144,16 +208,12 @@ grant execute on function public.queue_stats(interval), public.conveyor_health()
 
 -- ---------------------------------------------------------------------------------------
 -- Metric snapshots: public.queue_metrics (seed 004), one row per pgmq queue and tenant every
--- minute (pg_cron), or on demand with an explicit clock: depth (pending jobs), in_flight
--- (processing), the age of the oldest job that is ready and waiting, and the jobs that
--- finished in the interval since the previous snapshot (processed = completed, failed =
--- dead-lettered/cancelled).
---
--- Read from the ledger, not from pgmq: the ledger knows the tenant and the outcome. Live
--- jobs are few (they leave pending/processing when settled), and finished ones are read
--- through jobs_finished_at_idx, so a snapshot costs the live set plus the last minute,
--- never the history. A (queue, tenant) with nothing live and nothing finished in the
--- interval writes no row: an idle system writes nothing.
+-- minute (pg_cron), or on demand with an explicit clock: depth (pending jobs: ready and
+-- waiting), in_flight (processing), the age of the oldest job that is ready and waiting
+-- (conveyor.live_jobs), and the jobs that finished in the whole minutes since the previous
+-- snapshot (conveyor.job_counts: processed = completed, failed = dead-lettered/cancelled).
+-- A (queue, tenant) with nothing live and nothing finished writes no row: an idle system
+-- writes nothing.
 -- ---------------------------------------------------------------------------------------
 
 insert into conveyor.settings (key, value, description) values
@@ -187,21 +247,13 @@ begin
   v_prev := coalesce(v_prev, v_now - interval '1 minute');
 
   with live as (
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'pending') as depth,
-           count(*) filter (where j.status = 'processing') as in_flight,
-           min(j.run_at) filter (where j.status = 'pending' and j.run_at <= v_now) as oldest
-    from public.jobs j
-    where j.status in ('pending', 'processing')
-    group by j.tenant_id, j.queue_name
+    select l.tenant_id, l.queue_name, l.ready + l.waiting as depth, l.in_flight,
+           l.oldest_ready as oldest
+    from conveyor.live_jobs(v_now) l
   ), done as (
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'completed') as processed,
-           count(*) filter (where j.status = 'failed') as failed
-    from public.jobs j
-    where j.finished_at > v_prev and j.finished_at <= v_now
-      and j.status in ('completed', 'failed')
-    group by j.tenant_id, j.queue_name
+    select c.tenant_id, c.queue_name, c.completed as processed, c.failed
+    from conveyor.counted_jobs(date_trunc('minute', v_prev), date_trunc('minute', v_now)) c
+    where c.completed > 0 or c.failed > 0
   )
   insert into public.queue_metrics (tenant_id, queue_name, captured_at, depth, in_flight,
                                     oldest_age_sec, processed, failed, interval_sec)
@@ -280,6 +332,9 @@ create table conveyor.tenant_alert_rules (
   primary key (tenant_id, rule)
 );
 
+-- Deleting a rule checks the overrides that name it through this index.
+create index tenant_alert_rules_rule_idx on conveyor.tenant_alert_rules (rule);
+
 create function public.evaluate_alerts(p_now timestamptz default null)
 returns table (raised int, updated int, resolved int)
 language plpgsql
@@ -306,11 +361,10 @@ begin
     left join conveyor.tenant_alert_rules o on o.tenant_id = t.id and o.rule = r.rule
     where coalesce(o.enabled, r.enabled)
   ), live as (
-    select j.tenant_id, j.queue_name, count(*) as depth,
-           extract(epoch from v_now - min(j.run_at) filter (where j.run_at <= v_now)) as oldest
-    from public.jobs j
-    where j.status = 'pending'
-    group by j.tenant_id, j.queue_name
+    select l.tenant_id, l.queue_name, l.ready + l.waiting as depth,
+           extract(epoch from v_now - l.oldest_ready) as oldest
+    from conveyor.live_jobs(v_now) l
+    where l.ready + l.waiting > 0
   ), dead as (
     select d.tenant_id, d.kind, count(*) as n, r.threshold, r.severity, r.window_sec
     from rules r
@@ -321,17 +375,18 @@ begin
     where r.rule = 'dlq_growth'
     group by d.tenant_id, d.kind, r.threshold, r.severity, r.window_sec
   ), finished as (
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'failed') as failed,
-           count(*) as total, r.threshold, r.severity, r.window_sec, r.min_samples
+    -- The whole minutes of the window (job_counts' granularity), the current one included.
+    select c.tenant_id, c.queue_name, sum(c.failed) as failed,
+           sum(c.completed + c.failed) as total, r.threshold, r.severity, r.window_sec,
+           r.min_samples
     from rules r
-    join public.jobs j
-      on j.tenant_id = r.tenant_id
-     and j.finished_at > v_now - make_interval(secs => r.window_sec)
-     and j.finished_at <= v_now
-     and j.status in ('completed', 'failed')
+    join conveyor.job_counts c
+      on c.tenant_id = r.tenant_id
+     and c.minute >= date_trunc('minute', v_now - make_interval(secs => r.window_sec))
+     and c.minute <= v_now
     where r.rule = 'failure_rate'
-    group by j.tenant_id, j.queue_name, r.threshold, r.severity, r.window_sec, r.min_samples
+    group by c.tenant_id, c.queue_name, r.threshold, r.severity, r.window_sec, r.min_samples
+    having sum(c.completed + c.failed) > 0
   ), breaches as (
     select l.tenant_id, r.rule, l.queue_name as subject, r.severity, l.depth::numeric as value,
            r.threshold,

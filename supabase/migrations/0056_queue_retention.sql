@@ -1,7 +1,7 @@
 -- Retention (RETENTION_HOURS, conveyor.settings.retention_hours): finished jobs and what
 -- hangs off them (events, idempotency keys, critical and dead-letter rows: ON DELETE CASCADE
--- in 0011_tenant_tables.sql), and the archive rows (pgmq a_ tables) of our queues, once older than the
--- retention. Live jobs (pending, processing) are never touched, however old. An
+-- in 0011_tenant_tables.sql), the per-minute counts (conveyor.job_counts) and the archive
+-- rows (pgmq a_ tables) of our queues, once older than the retention. Live jobs (pending, processing) are never touched, however old. An
 -- idempotency key lives as long as its job, so a retry within the retention still gets
 -- the same id.
 --
@@ -29,10 +29,15 @@ begin
   end if;
   v_cutoff := coalesce(p_now, now()) - make_interval(hours => v_hours);
 
-  -- jobs_finished_at_idx (partial, finished jobs only) makes this a range scan.
+  -- A job finished before the cutoff was also created before it: a range of jobs_pkey (ids
+  -- are time-ordered, 0011_tenant_tables.sql), of which only jobs still live or finished
+  -- since stay behind. No index on finished_at is needed (it would make every settle a
+  -- non-HOT update).
   delete from public.jobs j
-  where j.finished_at < v_cutoff and j.status in ('completed', 'failed');
+  where j.id < conveyor.job_id_floor(v_cutoff)
+    and j.finished_at < v_cutoff and j.status in ('completed', 'failed');
   get diagnostics v_jobs = row_count;
+  delete from conveyor.job_counts c where c.minute < v_cutoff;
 
   -- Archives of our queues (every tier of every kind, and the dead-letter queue), through
   -- pgmq's archived_at index.

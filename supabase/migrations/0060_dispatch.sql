@@ -23,7 +23,9 @@ insert into conveyor.settings (key, value, description) values
   ('invocation_ttl_sec', '30',
    'a triggered worker invocation not started after this long is presumed lost and frees its slot'),
   ('invocation_run_sec', '300',
-   'a started worker invocation not finished after this long is presumed dead and frees its slot'),
+   'a started content stage worker not finished after this long is presumed dead (its slots are its leases)'),
+  ('invocation_lease_sec', '15',
+   'a running queue worker holds its dispatch slot this long past its last heartbeat (its claims and extends beat)'),
   ('invocation_retention_hours', '24', 'finished worker invocations older than this are pruned'),
   ('worker_request_timeout_ms', '5000',
    'pg_net timeout of a worker trigger (workers answer 202 at once and work in the background)'),
@@ -191,8 +193,10 @@ end
 $$;
 
 -- Visible messages of a kind across its tiers, counted with a LIMIT (never a full scan:
--- pgmq.metrics() would count the whole table). Messages of a tenant that paused the kind
--- (public.queues.paused) are not ready: pausing is enforced here, at dispatch.
+-- pgmq.metrics() would count the whole table). Only messages of a job: an orphan (sent with
+-- pgmq.send, no job has its number) is no work and must not wake workers; a claim or the
+-- rescue tick removes it. Messages of a tenant that paused the kind (public.queues.paused)
+-- are not ready: pausing is enforced here, at dispatch.
 create function conveyor.queue_ready_count(p_kind text, p_limit int default 1000) returns int
 language plpgsql stable
 set search_path = ''
@@ -215,6 +219,7 @@ begin
       $q$select count(*)::int from (
            select 1 from pgmq.%I q
            where q.vt <= clock_timestamp()
+             and exists (select 1 from public.jobs j where j.msg_id = q.msg_id)
              and not exists (select 1 from public.queues p
                              where p.kind = $2 and p.paused
                                and p.tenant_id::text = q.message ->> 'tenant_id')
@@ -382,7 +387,10 @@ begin
   end if;
   update conveyor.worker_invocations
   set status = 'running', started_at = v_now, finished_at = null, worker = p_worker,
-      expires_at = v_now + make_interval(secs => conveyor.setting_int('invocation_run_sec'))
+      -- A queue worker's slot is a lease its heartbeats renew (conveyor.invocation_alive,
+      -- 0053): a worker that dies gives it back within invocation_lease_sec.
+      expires_at = v_now + make_interval(secs => conveyor.setting_int(
+        case when v_inv.source = 'queue' then 'invocation_lease_sec' else 'invocation_run_sec' end))
   where id = p_invocation_id;
   return true;
 end
@@ -492,26 +500,35 @@ insert into conveyor.dispatch_kicks (target) values ('dlq') on conflict (target)
 
 -- Debounced kick: at most one call per target per kick_debounce_ms, sent by pg_net after
 -- the caller commits: 'dlq' calls the dead-letter consumer, every other target the
--- dispatcher. Callers inside the window read the row and do nothing (an UPDATE locks only
--- rows its WHERE accepts). SKIP LOCKED: while another transaction holds this window's kick
--- uncommitted, we do not wait for it (a long transaction that enqueued would otherwise stall
--- every other enqueue); its kick goes out at its commit. Never fails the caller: without
--- Vault secrets it warns and cron picks the work up.
+-- dispatcher. It runs in every enqueue, so the common case is one plain read: inside the
+-- window (nearly always, under load) it returns without a lock or a write. The first caller
+-- after the window takes the row; SKIP LOCKED: while another transaction holds this
+-- window's kick uncommitted, we do not wait for it (a long transaction that enqueued would
+-- otherwise stall every other enqueue); its kick goes out at its commit. Never fails the
+-- caller: without Vault secrets it warns and cron picks the work up.
 create function conveyor.kick(p_target text) returns boolean
 language plpgsql
 set search_path = ''
 as $$
 declare
   v_now timestamptz := clock_timestamp();
+  v_window interval;
+  v_last timestamptz;
+  v_push boolean;
   v_won boolean;
 begin
-  if not conveyor.push_enabled() then
+  select coalesce(bool_and((s.value #>> '{}')::boolean) filter (where s.key = 'push_kicks'), true),
+         make_interval(secs => coalesce(max((s.value #>> '{}')::numeric)
+                                          filter (where s.key = 'kick_debounce_ms'), 250) / 1000.0),
+         (select k.last_kick_at from conveyor.dispatch_kicks k where k.target = p_target)
+  into v_push, v_window, v_last
+  from conveyor.settings s where s.key in ('push_kicks', 'kick_debounce_ms');
+  if not v_push or v_last >= v_now - v_window then
     return false;
   end if;
   with c as (
     select k.target from conveyor.dispatch_kicks k
-    where k.target = p_target
-      and k.last_kick_at < v_now - make_interval(secs => conveyor.setting_int('kick_debounce_ms') / 1000.0)
+    where k.target = p_target and k.last_kick_at < v_now - v_window
     for update skip locked
   )
   update conveyor.dispatch_kicks k
@@ -519,7 +536,7 @@ begin
   from c
   where k.target = c.target;
   v_won := found;
-  if not v_won and not exists (select 1 from conveyor.dispatch_kicks k where k.target = p_target) then
+  if not v_won and v_last is null then
     insert into conveyor.dispatch_kicks (target, last_kick_at, kicks) values (p_target, v_now, 1)
     on conflict (target) do nothing;
     v_won := found;

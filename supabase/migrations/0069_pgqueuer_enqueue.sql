@@ -27,6 +27,9 @@ create table conveyor.pgqueuer_entrypoints (
 comment on table conveyor.pgqueuer_entrypoints is
   'Entrypoints fn_pgqueuer_enqueue accepts, and the job kind each one runs as.';
 
+-- Deleting a kind checks its entrypoints (ON DELETE of job_kinds) through this index.
+create index pgqueuer_entrypoints_kind_idx on conveyor.pgqueuer_entrypoints (kind);
+
 insert into conveyor.pgqueuer_entrypoints (entrypoint, kind) values
   ('fetch', 'fetch'),
   ('enrich', 'enrich'),
@@ -70,6 +73,10 @@ begin
   if execute_after is null then
     raise exception 'fn_pgqueuer_enqueue: execute_after must be an interval such as ''10 seconds''';
   end if;
+  -- As queue_job refuses a negative delay_seconds or execute_after interval.
+  if execute_after < '0'::interval then
+    raise exception 'fn_pgqueuer_enqueue: execute_after must not be negative (got %)', execute_after;
+  end if;
   if now() + execute_after > now() + make_interval(secs => v_max_delay) then
     raise exception 'fn_pgqueuer_enqueue: execute_after is more than % seconds away', v_max_delay;
   end if;
@@ -92,7 +99,7 @@ begin
     -- PGQueuer has no idempotency key; dedupe_key is its (reusable) duplicate guard.
     p_idempotency_key => 'pgqueuer:' || gen_random_uuid(),
     p_priority => case when priority > 0 then 'fast' when priority < 0 then 'bulk' else 'normal' end,
-    p_run_at => now() + greatest(execute_after, '0'::interval),
+    p_run_at => now() + execute_after,
     p_headers => nullif(headers, 'null'::jsonb),
     p_dedupe_key => dedupe_key,
     p_source => c_fn,
@@ -103,7 +110,7 @@ end
 $$;
 
 comment on function public.fn_pgqueuer_enqueue(text, bytea, int, interval, text, jsonb) is
-  'PGQueuer-compatible enqueue (seed 003): returns the pgmq message id of the new job.';
+  'PGQueuer-compatible enqueue (seed 003): returns the job''s number (its pgmq message id, unique across queues).';
 
 revoke all on function public.fn_pgqueuer_enqueue(text, bytea, int, interval, text, jsonb)
   from public, anon;

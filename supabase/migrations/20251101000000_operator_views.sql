@@ -8,15 +8,14 @@
 -- across tenants, so they are service_role only.
 --
 -- Sources and their cost:
---   * live queue state (ready, delayed, in flight, oldest ready job) comes from the ledger's
---     pending/processing rows: the live set, never the history;
---   * throughput per minute comes from the queue_metrics snapshots pg_cron writes every
---     minute (0055), plus the jobs finished since the last snapshot (jobs_finished_at_idx,
---     at most a minute of work);
+--   * live queue state (ready, delayed, in flight, oldest ready job) comes from the queues
+--     (conveyor.live_jobs, 0055): the live set, never the history;
+--   * throughput per minute comes from conveyor.job_counts (0050), one row per minute and
+--     backend: at most p_minutes of rows;
 --   * counters for Prometheus must never go down, but retention deletes history. So:
 --     queue counters = conveyor.queue_totals (summed from every snapshot as it is written)
---     + the jobs finished since the last snapshot; stage counters = conveyor.stage_event_totals
---     (what retention deleted) + the events still present.
+--     + the minutes counted since the last snapshot; stage counters =
+--     conveyor.stage_event_totals (what retention deleted) + the events still present.
 --
 -- "Now" is clock_timestamp(), not the transaction's start: a panel read late in a long
 -- transaction (the SQL editor, a test) still shows what is true when it is read.
@@ -127,13 +126,11 @@ as $$
 declare
   v_now timestamptz := clock_timestamp();
   v_start timestamptz;
-  v_last timestamptz;
 begin
   if p_minutes is null or p_minutes < 1 or p_minutes > 1440 then
     raise exception 'operator_queues: p_minutes must be between 1 and 1440';
   end if;
   v_start := date_trunc('minute', v_now) - make_interval(mins => p_minutes - 1);
-  select max(s.captured_at) into v_last from conveyor.metric_snapshots s;
   return query
   with queues as (
     select (row_number() over (order by k.kind, t.ord))::int as pos, k.kind, t.tier,
@@ -141,27 +138,14 @@ begin
     from conveyor.job_kinds k
     cross join (values ('fast', 1), ('normal', 2), ('bulk', 3)) as t(tier, ord)
   ), live as (
-    select j.queue_name,
-           count(*) filter (where j.status = 'pending' and j.run_at <= v_now) as ready,
-           count(*) filter (where j.status = 'pending' and j.run_at > v_now) as delayed,
-           count(*) filter (where j.status = 'processing') as in_flight,
-           min(j.run_at) filter (where j.status = 'pending' and j.run_at <= v_now) as oldest
-    from public.jobs j
-    where j.status in ('pending', 'processing')
-    group by j.queue_name
+    select l.queue_name, sum(l.ready)::bigint as ready, sum(l.waiting)::bigint as delayed,
+           sum(l.in_flight)::bigint as in_flight, min(l.oldest_ready) as oldest
+    from conveyor.live_jobs(v_now) l
+    group by l.queue_name
   ), points as (
-    select m.queue_name,
-           date_trunc('minute', m.captured_at - make_interval(secs => m.interval_sec / 2.0)) as bucket,
-           m.processed, m.failed
-    from public.queue_metrics m
-    where m.captured_at >= v_start
-    union all
-    select j.queue_name, date_trunc('minute', j.finished_at),
-           (j.status = 'completed')::int, (j.status = 'failed')::int
-    from public.jobs j
-    where j.finished_at > greatest(coalesce(v_last, '-infinity'), v_start)
-      and j.finished_at <= v_now
-      and j.status in ('completed', 'failed')
+    select c.queue_name, c.minute as bucket, c.completed as processed, c.failed
+    from conveyor.job_counts c
+    where c.minute >= v_start and c.minute <= v_now
   ), per_minute as (
     select p.queue_name, p.bucket, sum(p.processed) as processed, sum(p.failed) as failed
     from points p
@@ -401,11 +385,10 @@ begin
   end if;
   return query
   with busy as (
-    select j.tenant_id, k.service_name, count(*) as n
-    from public.jobs j
-    join conveyor.job_kinds k on k.kind = j.kind
-    where j.status = 'processing' and j.locked_until > v_now and k.service_name is not null
-    group by j.tenant_id, k.service_name
+    select l.tenant_id, l.service_name, count(*) as n
+    from conveyor.service_leases l
+    where l.expires_at > v_now
+    group by l.tenant_id, l.service_name
   ), lim as (
     select r.tenant_id, t.name, r.service_name,
            round(least(r.capacity, r.tokens_available
@@ -522,23 +505,13 @@ begin
     from conveyor.job_kinds k
     cross join (values ('fast'), ('normal'), ('bulk')) as t(tier)
   ), live as (
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'pending' and j.run_at <= v_now) as ready,
-           count(*) filter (where j.status = 'pending' and j.run_at > v_now) as delayed,
-           count(*) filter (where j.status = 'processing') as in_flight,
-           min(j.run_at) filter (where j.status = 'pending' and j.run_at <= v_now) as oldest
-    from public.jobs j
-    where j.status in ('pending', 'processing')
-    group by j.tenant_id, j.queue_name
+    select l.tenant_id, l.queue_name, l.ready, l.waiting as delayed, l.in_flight,
+           l.oldest_ready as oldest
+    from conveyor.live_jobs(v_now) l
   ), recent as (
-    -- Finished since the last snapshot: not in queue_totals yet.
-    select j.tenant_id, j.queue_name,
-           count(*) filter (where j.status = 'completed') as processed,
-           count(*) filter (where j.status = 'failed') as failed
-    from public.jobs j
-    where j.finished_at > coalesce(v_last, '-infinity') and j.finished_at <= v_now
-      and j.status in ('completed', 'failed')
-    group by j.tenant_id, j.queue_name
+    -- Counted since the last snapshot's whole minutes: not in queue_totals yet.
+    select c.tenant_id, c.queue_name, c.completed as processed, c.failed
+    from conveyor.counted_jobs(date_trunc('minute', coalesce(v_last, '-infinity')), 'infinity') c
   ), keys as (
     -- Every queue of the default tenant (so a gauge is 0, not absent, before any traffic),
     -- and every (tenant, queue) with live jobs, recent or past throughput.

@@ -3,6 +3,8 @@
 -- check.
 begin;
 select plan(5);
+-- Every enqueue writes an event in audit 'full' (the default, 'lean', writes none for them).
+update conveyor.settings set value = '"full"' where key = 'audit';
 
 insert into conveyor.job_kinds (kind, queue_name, worker_slug, description, enabled)
 values ('t_opev', 'q_t_opev', 'test', 'operator_events test', false),

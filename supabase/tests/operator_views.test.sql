@@ -33,7 +33,8 @@ select is(
   'one row per tier');
 
 -- Snapshots: the throughput stays the same before and after one, and the totals grow by it.
-select public.capture_queue_metrics(now() + interval '1 second');
+-- A snapshot counts whole minutes (conveyor.job_counts): one taken when this minute has closed.
+select public.capture_queue_metrics(date_trunc('minute', now()) + interval '1 minute 1 second');
 select is(
   (select processed from public.operator_queues(60) where queue = 'q_t_opviews'), 1::bigint,
   'after a snapshot the window still counts the job once');

@@ -15,8 +15,8 @@ select is(
   'each element is enqueued as queue_job would (kind, priority)');
 select is(
   (select array_agg(x order by o)
-   from public.queue_jobs('[{"idempotency_key":"qjb-2","kind":"enforce"},
-                            {"idempotency_key":"qjb-1","kind":"enrich"}]'::jsonb)
+   from public.queue_jobs('[{"idempotency_key":"qjb-2","kind":"enforce","payload":{"i":2},"priority":"fast"},
+                            {"idempotency_key":"qjb-1","kind":"enrich","payload":{"i":1}}]'::jsonb)
         with ordinality as t(x, o)),
   (select array_agg(j.msg_id order by j.idempotency_key desc)
    from public.jobs j where j.idempotency_key in ('qjb-1', 'qjb-2')),

@@ -2,7 +2,9 @@
 -- same errors (with the element's index), idempotency within and across calls, ids in order.
 -- Concurrent calls are in tests/queue_jobs_test.ts.
 begin;
-select plan(31);
+select plan(32);
+-- The two paths must write the same rows, the 'enqueued' events included: audit 'full'.
+update conveyor.settings set value = '"full"' where key = 'audit';
 
 -- The error a call raises, as "SQLSTATE|message|detail|hint" (NULL when it succeeds).
 create function pg_temp.err(p_sql text) returns text language plpgsql as $$
@@ -21,7 +23,8 @@ exception when others then
 end
 $$;
 
--- Everything an enqueue writes, counted: {jobs, events, keys, critical rows, messages}.
+-- Everything an enqueue writes, counted: {jobs, events, keys (critical jobs only), critical rows,
+-- messages}.
 create function pg_temp.written() returns int[] language sql as $$
   select array[
     (select count(*)::int from public.jobs),
@@ -101,26 +104,31 @@ create temporary table dup_ids as
 select array_agg(t.id order by t.o) as ids
 from public.queue_jobs('[{"idempotency_key":"d-1","kind":"enrich","payload":{"n":1}},
                          {"idempotency_key":"d-2","kind":"enrich"},
-                         {"idempotency_key":"d-1","kind":"enforce","payload":{"n":2}},
-                         {"idempotency_key":"d-1","kind":"enrich","priority":"fast"}]'::jsonb)
+                         {"idempotency_key":"d-1","kind":"enrich","payload":{"n":1}},
+                         {"idempotency_key":"d-1","kind":"enrich","payload":{"n":1},"priority":"normal"}]'::jsonb)
      with ordinality as t(id, o);
 select is((select ids from dup_ids),
   (select array[a.msg_id, b.msg_id, a.msg_id, a.msg_id]
    from public.jobs a, public.jobs b where a.idempotency_key = 'd-1' and b.idempotency_key = 'd-2'),
-  'a key repeated within the array: every occurrence gets the id of the first');
+  'a key repeated within the array with the same request: every occurrence gets the id of the first');
 select is(
   (select string_agg(j.kind || ':' || j.priority || ':' || j.payload::text, ',')
    from public.jobs j where j.idempotency_key = 'd-1'),
-  'enrich:normal:{"n": 1}', 'and one job, the first occurrence''s');
+  'enrich:normal:{"n": 1}', 'and one job');
 select is(
   (select count(*)::int from public.job_events e join public.jobs j on j.id = e.job_id
    where j.idempotency_key in ('d-1', 'd-2')), 2, 'one event per job');
+select matches(pg_temp.err($$select * from public.queue_jobs('[
+    {"idempotency_key":"d-3","kind":"enrich","payload":{"n":1}},
+    {"idempotency_key":"d-3","kind":"enrich","payload":{"n":2}}]'::jsonb)$$),
+  '^23505\|queue_job: idempotency_key d-3 is already used by job \d+ with another request\|element 1 of the array \(0-based\); job \d+: kind enrich, priority normal\|send the same kind',
+  'the same key with another request within the array is queue_job''s error, naming the element');
 
 create temporary table mid as select pg_temp.written() as w;
 create temporary table mixed_ids as
 select array_agg(t.id order by t.o) as ids
 from public.queue_jobs('[{"idempotency_key":"m-1","kind":"enrich"},
-                         {"idempotency_key":"b-2","kind":"enforce"},
+                         {"idempotency_key":"b-2","kind":"enrich","priority":"bulk"},
                          {"idempotency_key":"m-2","kind":"enforce","priority":"bulk"},
                          {"idempotency_key":"d-2","kind":"enrich"}]'::jsonb)
      with ordinality as t(id, o);
@@ -134,8 +142,8 @@ select is((select ids from mixed_ids),
 select is((select array_agg(queue_name order by idempotency_key) from public.jobs
            where idempotency_key in ('m-1', 'm-2')),
   array['q_enrich', 'q_enforce_bulk'], 'the new ones as their elements say');
-select is(pg_temp.written(), (select array[w[1] + 2, w[2] + 2, w[3] + 2, w[4], w[5] + 2] from mid),
-  'and only the two new jobs were written');
+select is(pg_temp.written(), (select array[w[1] + 2, w[2] + 2, w[3], w[4], w[5] + 2] from mid),
+  'and only the two new jobs were written (no key rows: neither is critical)');
 insert into public.tenants (id, name) values ('00000000-0000-0000-0000-0000000000aa', 'qjs-other');
 select is(
   (select count(distinct t.id)::int from public.queue_jobs(
@@ -222,7 +230,7 @@ select throws_ok($$select public.queue_job('{"idempotency_key":"q-1","kind":5}')
 select throws_ok($$select public.queue_job('{"idempotency_key":"q-1","kind":"enrich","execute_after":"soon"}')$$,
   'P0001', 'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"',
   'queue_job: execute_after');
-select is(public.queue_job('{"idempotency_key":"b-3","kind":"enrich"}'),
+select is(public.queue_job('{"idempotency_key":"b-3","kind":"enrich","critical":true}'),
   (select msg_id from public.jobs where idempotency_key = 'b-3'),
   'queue_job returns a job queue_jobs made (one idempotency space)');
 

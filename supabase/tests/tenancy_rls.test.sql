@@ -34,13 +34,13 @@ select is(
      where p.schemaname = 'public' and p.tablename = x.t
        and p.policyname = 'tenant_isolation_policy'
        and p.permissive = 'PERMISSIVE' and p.cmd = 'ALL' and p.roles = array['public']::name[]
-       and p.qual = '((tenant_id)::text = current_setting(''app.current_tenant''::text, true))'
+       and p.qual = '((tenant_id)::text = ( SELECT current_setting(''app.current_tenant''::text, true) AS current_setting))'
        and p.with_check is null)),
-  null, 'the policy is seed 004''s: tenant_id::text = current_setting(''app.current_tenant'', true)');
+  null, 'the policy is seed 004''s, its setting read once per statement: tenant_id::text = (select current_setting(''app.current_tenant'', true))');
 select is(
   (select qual from pg_policies where schemaname = 'public' and tablename = 'tenants'
      and policyname = 'tenant_isolation_policy'),
-  '((id)::text = current_setting(''app.current_tenant''::text, true))',
+  '((id)::text = ( SELECT current_setting(''app.current_tenant''::text, true) AS current_setting))',
   'tenants carries the same policy on its id');
 select is(
   (select array_agg(t order by t) from tenant_tables x
@@ -109,6 +109,8 @@ declare
 begin
   select job_id into v_job from conveyor.enqueue(p_tenant, 'enrich', '{}', 'k-' || p_tenant,
                                                  p_critical => true);
+  -- A healthy enqueue writes no event (audit 'lean'): one the ledger cannot say.
+  insert into public.job_events (job_id, tenant_id, type) values (v_job, p_tenant, 'retry_scheduled');
   insert into public.queues (tenant_id, kind) values (p_tenant, 'enrich');
   insert into public.schedules (tenant_id, name, cron, kind) values (p_tenant, 's', '0 * * * *', 'enrich');
   insert into public.rate_limits (tenant_id, scope, max_requests, window_seconds)

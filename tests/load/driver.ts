@@ -15,7 +15,8 @@
  *    the test can SIGKILL (`worker_process.ts`, {@link spawnWorkerProcess}).
  * 4. {@link checkLedger}: after the drain, every planned job against the ledger: lost (no
  *    row, or not terminal), in the wrong terminal state, processing rows, messages left in
- *    the kind's queues, double completions (`completed` events), claims beyond the designed
+ *    the kind's queues, double completions (`completed` events, with audit 'full'), claims
+ *    (the ledger's attempts) beyond the designed
  *    attempts (redeliveries), settle refusals, and duplicates: jobs whose handler ran to
  *    success more than once (at-least-once shows here, and only where a fault was injected).
  *
@@ -532,7 +533,8 @@ export async function checkLedger(
     }>
   >`
     select j.idempotency_key as key, j.status, j.attempts, j.last_error,
-           count(*) filter (where e.type = 'claimed')::int as claims,
+           -- Claims that counted: the ledger's attempts (a release or snooze gives one back).
+           j.attempts as claims,
            count(*) filter (where e.type = 'completed')::int as completes,
            count(*) filter (where e.type = 'settle_refused')::int as refused
     from public.jobs j

@@ -405,7 +405,7 @@ async function main(): Promise<number> {
       Array<{ key: string; status: string; claims: number; completes: number; ms: number | null }>
     >`
       select j.idempotency_key as key, j.status,
-             count(*) filter (where e.type = 'claimed')::int as claims,
+             j.attempts as claims,
              count(*) filter (where e.type = 'completed')::int as completes,
              (extract(epoch from j.finished_at - j.run_at) * 1000)::float8 as ms
       from public.jobs j left join public.job_events e on e.job_id = j.id

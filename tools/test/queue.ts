@@ -30,6 +30,8 @@ export function testQueueConfig(env: Record<string, string> = {}): QueueConfig {
     QUEUE_BATCH_SIZE: "10",
     WORKER_BUDGET_MS: "20000",
     JOB_TIMEOUT_MS: "10000",
+    // A drain that finds its queue empty stops at once (tests that need the linger set it).
+    QUEUE_IDLE_LINGER_MS: "0",
     ...env,
   });
 }

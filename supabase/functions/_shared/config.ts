@@ -48,6 +48,9 @@ const schema = z.object({
   // A drain that found its queue empty waits for a job due this soon (delay, retry) instead
   // of leaving it to the next cron minute; 0 = never wait.
   QUEUE_DUE_WAIT_MAX_MS: envInt("QUEUE_DUE_WAIT_MAX_MS", 15_000, 0, 600_000),
+  // A drain whose queue ran dry keeps polling it this long (every 25 ms) before it stops, so
+  // a job enqueued meanwhile starts at once instead of waiting for a debounced kick; 0 = stop.
+  QUEUE_IDLE_LINGER_MS: envInt("QUEUE_IDLE_LINGER_MS", 1_000, 0, 60_000),
 });
 
 /** Validated queue configuration. */
@@ -66,6 +69,8 @@ export interface QueueConfig {
   jobTimeoutMs: number;
   /** Longest a drain waits, once its queue is empty, for a job that becomes due. */
   dueWaitMaxMs: number;
+  /** How long a drain keeps polling its empty queue before it stops. */
+  idleLingerMs: number;
 }
 
 /** Reads and validates the configuration; throws QueueError("config_invalid") naming the variable. */
@@ -104,5 +109,6 @@ export function loadQueueConfig(
     budgetMs: c.WORKER_BUDGET_MS,
     jobTimeoutMs: c.JOB_TIMEOUT_MS,
     dueWaitMaxMs: c.QUEUE_DUE_WAIT_MAX_MS,
+    idleLingerMs: c.QUEUE_IDLE_LINGER_MS,
   };
 }

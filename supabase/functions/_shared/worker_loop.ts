@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { sleep } from "./dispatch/background.ts";
 import { JobCancelError, JobSnoozeError, toError } from "./errors.ts";
 
 /** What happened to one item. */
@@ -32,6 +33,14 @@ export interface LoopSource<T, R = unknown> {
   extend?(items: T[]): Promise<void>;
   /** Hands back claimed items that will not run (shutdown). */
   release?(items: T[]): Promise<void>;
+  /**
+   * Optional: asked after a claim came back empty. A number = wait that many ms, then
+   * claim again (the source held work back for a rate limit, or lingers for work that may
+   * arrive); null = stop.
+   */
+  idle?(): number | null;
+  /** Optional: true once the source may claim no more (its dispatch slot has lapsed). */
+  lost?(): boolean;
 }
 
 /** Knobs of {@link runLoop}. */
@@ -61,7 +70,8 @@ export interface LoopSummary {
   snoozed: number;
   released: number;
   batches: number;
-  stoppedBy: "empty" | "budget" | "shutdown";
+  /** Why the loop ended; "lost" = the source's dispatch slot lapsed (see {@link LoopSource.lost}). */
+  stoppedBy: "empty" | "budget" | "shutdown" | "lost";
   durationMs: number;
 }
 
@@ -137,8 +147,17 @@ export async function runLoop<T, R>(
     const items = next ?? await source.claim(opts.batchSize);
     next = null;
     if (items.length === 0) {
-      s.stoppedBy = "empty";
-      break;
+      if (source.lost?.()) {
+        s.stoppedBy = "lost";
+        break;
+      }
+      const wait = source.idle?.() ?? null;
+      if (wait === null) {
+        s.stoppedBy = "empty";
+        break;
+      }
+      await sleep(wait, opts.signal);
+      continue;
     }
     s.batches++;
     s.claimed += items.length;

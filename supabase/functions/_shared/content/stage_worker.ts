@@ -21,7 +21,7 @@ import { z } from "../deps.ts";
 import { QueueError, toError } from "../errors.ts";
 import { errorResponse, json, readJsonObject, requireServiceRole } from "../http.ts";
 import { rpc, serviceClient } from "../supabase.ts";
-import { runLoop } from "../worker_loop.ts";
+import { type LoopSummary, runLoop } from "../worker_loop.ts";
 import { runInBackground, shutdownSignal, sleep, type WaitUntil } from "../dispatch/background.ts";
 import { loadStageWorkerConfig, type StageWorkerConfig } from "./config.ts";
 import { stageHandlers } from "./registry.ts";
@@ -47,7 +47,7 @@ export interface StageRunSummary {
   snoozed: number;
   released: number;
   retry_waits: number;
-  stopped_by: "empty" | "budget" | "shutdown" | "error";
+  stopped_by: LoopSummary["stoppedBy"] | "error";
   duration_ms: number;
 }
 

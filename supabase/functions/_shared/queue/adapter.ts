@@ -86,6 +86,11 @@ export interface ConsumeOptions {
   jobTimeoutMs?: number;
   /** Name recorded as the claimer (default: provider + random suffix). */
   workerId?: string;
+  /**
+   * The dispatcher's invocation this drain runs for: its claims and heartbeats keep the
+   * invocation's slot alive, and the drain stops claiming once the slot has lapsed.
+   */
+  invocationId?: string;
 }
 
 /** What one consume did. */

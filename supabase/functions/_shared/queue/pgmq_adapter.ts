@@ -44,6 +44,14 @@ interface ClaimedRow {
   locked_until: string;
 }
 
+/** What `settle_and_claim_jobs` answers. */
+interface SettleAndClaim {
+  settled: SettleRow[];
+  claimed: ClaimedRow[];
+  throttled?: boolean;
+  invocation_lost?: boolean;
+}
+
 /** A row of `settle_jobs`. */
 interface SettleRow {
   job_id: string;
@@ -63,6 +71,12 @@ interface DeadRow {
   alert_id: string | null;
   alert_count: number | null;
 }
+
+/** How long a drain whose jobs are held back by a rate limit waits before claiming again. */
+export const THROTTLED_WAIT_MS = 250;
+
+/** How often a drain polls its empty queue while it lingers (QUEUE_IDLE_LINGER_MS). */
+export const IDLE_POLL_MS = 25;
 
 /** Largest batch for which the loop settles and claims in one call (settle_and_claim_jobs). */
 export const COMBINED_MAX_BATCH = 25;
@@ -127,15 +141,35 @@ export class PgmqQueueAdapter implements QueueAdapter {
     const client = this.#client;
     const vt = this.#config.visibilitySec;
     const policy = this.#policy;
+    const invocation = opts.invocationId ?? null;
+    const lingerMs = this.#config.idleLingerMs;
+    // What the last claim said: work held back by a rate limit, the dispatch slot lapsed.
+    let throttled = false;
+    let lost = false;
+    let lastWorkAt = Date.now();
+    // Every claim goes through settle_and_claim_jobs (with nothing to settle for the first
+    // one): it beats the invocation's heart and says why it came back empty.
+    const settleAndClaim = async (
+      results: Array<{ item: ClaimedRow; outcome: Outcome<R> }>,
+      max: number,
+    ) => {
+      const r = await rpc<SettleAndClaim>(client, "settle_and_claim_jobs", {
+        p_worker: worker,
+        p_results: results.map((x) => settleEntry(x.item, x.outcome)),
+        p_kind: kind,
+        p_qty: max,
+        p_vt: vt,
+        p_policy: policy,
+        p_invocation: invocation,
+      });
+      warnRefused(worker, r.settled);
+      throttled = r.throttled === true;
+      lost = r.invocation_lost === true;
+      if (r.claimed.length > 0) lastWorkAt = Date.now();
+      return r.claimed;
+    };
     const source: LoopSource<ClaimedRow, R> = {
-      claim: (max) =>
-        rpc<ClaimedRow[]>(client, "claim_jobs", {
-          p_kind: kind,
-          p_worker: worker,
-          p_qty: max,
-          p_vt: vt,
-          p_policy: policy,
-        }),
+      claim: (max) => settleAndClaim([], max),
       run: (row, signal) => {
         const job: Job<P> = {
           id: row.job_id,
@@ -161,27 +195,13 @@ export class PgmqQueueAdapter implements QueueAdapter {
       // The steady state in one request: this batch's settle and the next claim. Only for
       // small batches: measured with tools/bench/profile.ts ab, it drains batches of 10
       // ~1.25× faster over HTTP, but batches of 100 ~15 % slower than two calls.
-      settleAndClaim: batch > COMBINED_MAX_BATCH ? undefined : async (results, max) => {
-        const r = await rpc<{ settled: SettleRow[]; claimed: ClaimedRow[] }>(
-          client,
-          "settle_and_claim_jobs",
-          {
-            p_worker: worker,
-            p_results: results.map((x) => settleEntry(x.item, x.outcome)),
-            p_kind: kind,
-            p_qty: max,
-            p_vt: vt,
-            p_policy: policy,
-          },
-        );
-        warnRefused(worker, r.settled);
-        return r.claimed;
-      },
+      settleAndClaim: batch > COMBINED_MAX_BATCH ? undefined : settleAndClaim,
       extend: async (rows) => {
         await rpc(client, "extend_jobs", {
           p_worker: worker,
           p_leases: rows.map((r) => ({ job_id: r.job_id, lease_id: r.lease_id })),
           p_vt: vt,
+          p_invocation: invocation,
         });
       },
       release: async (rows) => {
@@ -190,6 +210,14 @@ export class PgmqQueueAdapter implements QueueAdapter {
           p_leases: rows.map((r) => ({ job_id: r.job_id, lease_id: r.lease_id })),
         });
       },
+      // Jobs held back by a rate limit: come back when a token may be there. Otherwise linger
+      // a little for work that arrives just after the queue ran dry (it starts within a poll,
+      // not after the dispatcher's debounced kick).
+      idle: () => {
+        if (throttled) return THROTTLED_WAIT_MS;
+        return Date.now() - lastWorkAt < lingerMs ? IDLE_POLL_MS : null;
+      },
+      lost: () => lost,
     };
     return this.#track(kind, source, opts);
   }
@@ -222,8 +250,12 @@ export class PgmqQueueAdapter implements QueueAdapter {
   }
 
   #track<T, R>(kind: string, source: LoopSource<T, R>, opts: ConsumeOptions) {
-    // Three heartbeats per visibility timeout: a lease never lapses while its job runs.
-    const heartbeatMs = Math.max(1_000, Math.floor((this.#config.visibilitySec * 1000) / 3));
+    // A heartbeat every 5 s (or three per visibility timeout, if that is shorter): the
+    // invocation's slot (a 15 s lease) and the jobs' leases never lapse while jobs run.
+    const heartbeatMs = Math.max(
+      1_000,
+      Math.min(5_000, Math.floor((this.#config.visibilitySec * 1000) / 3)),
+    );
     return this.#loops.run(kind, source, opts, { heartbeatMs });
   }
 

@@ -256,7 +256,7 @@ export function makeWorkerHandler(
         if (!handler) {
           throw new QueueError("not_found", `no handler registered for kind "${kind}"`);
         }
-        s = await a.consume(kind, handler, { signal, workerId: worker });
+        s = await a.consume(kind, handler, { signal, workerId: worker, invocationId });
         if (s.stoppedBy === "empty") dueWake = await scheduleDueWake();
       }
       summary = toWorkerSummary(s);
