@@ -3538,6 +3538,42 @@ $$;
 COMMENT ON FUNCTION public.get_dispatch_backlog(p_now timestamp with time zone) IS 'Backlog of every dispatch target (content stages and job kinds) with config and counts, for the dispatcher.';
 
 --
+-- Name: inspect_content_job(uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.inspect_content_job(p_job_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.content_jobs;
+begin
+  select * into v_job from public.content_jobs j where j.id = p_job_id;
+  if not found then
+    raise exception 'inspect_content_job: no content job %', p_job_id using errcode = 'P0002';
+  end if;
+  return jsonb_build_object(
+    'job', to_jsonb(v_job),
+    'stages', coalesce((
+      select jsonb_agg(jsonb_build_object('stage', s.stage, 'status', s.status,
+                                          'attempts', s.attempts, 'max_attempts', s.max_attempts,
+                                          'last_error', s.last_error, 'errors', s.errors,
+                                          'finished_at', s.finished_at) order by s.id)
+      from public.content_job_stages s where s.job_id = p_job_id), '[]'::jsonb),
+    'events', coalesce((
+      select jsonb_agg(jsonb_build_object('stage', e.stage, 'status', e.status,
+                                          'message', e.message, 'at', e.created_at) order by e.id)
+      from public.content_job_events e where e.job_id = p_job_id), '[]'::jsonb));
+end
+$$;
+
+--
+-- Name: FUNCTION inspect_content_job(p_job_id uuid); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.inspect_content_job(p_job_id uuid) IS 'A content job with its stages (errors of every failed attempt) and its events, for operators.';
+
+--
 -- Name: inspect_dead_letter_job(uuid); Type: FUNCTION; Schema: public
 --
 
@@ -3819,6 +3855,7 @@ CREATE FUNCTION public.operator_dashboard(p_minutes integer DEFAULT 60, p_limit 
     'stage_errors', coalesce((select jsonb_agg(to_jsonb(e) order by e.created_at desc, e.id desc)
                               from public.operator_stage_errors(p_limit) e), '[]'::jsonb),
     'dead_letters', public.operator_dead_letters(p_limit),
+    'failed_content_jobs', public.operator_failed_content_jobs(p_limit),
     'rate_limiters', coalesce((select jsonb_agg(to_jsonb(r))
                                from public.operator_rate_limiters(50) r), '[]'::jsonb),
     'alerts', coalesce((select jsonb_agg(to_jsonb(a) order by (a.status = 'open') desc, a.raised_at desc)
@@ -3829,7 +3866,7 @@ $$;
 -- Name: FUNCTION operator_dashboard(p_minutes integer, p_limit integer); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.operator_dashboard(p_minutes integer, p_limit integer) IS 'Every dashboard panel as one JSON document: queues, stages, stage_errors, dead_letters, rate_limiters, alerts.';
+COMMENT ON FUNCTION public.operator_dashboard(p_minutes integer, p_limit integer) IS 'Every dashboard panel as one JSON document: queues, stages, stage_errors, dead_letters, failed_content_jobs, rate_limiters, alerts.';
 
 --
 -- Name: operator_dead_letters(integer); Type: FUNCTION; Schema: public
@@ -3937,6 +3974,52 @@ $$;
 --
 
 COMMENT ON FUNCTION public.operator_events(p_after_job_event bigint, p_after_content_event bigint, p_limit integer, p_filter text) IS 'job_events and content_job_events after the given ids (NULL: the newest p_limit of each), oldest first.';
+
+--
+-- Name: operator_failed_content_jobs(integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.operator_failed_content_jobs(p_limit integer DEFAULT 10) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 1000 then
+    raise exception 'operator_failed_content_jobs: p_limit must be between 1 and 1000';
+  end if;
+  return jsonb_build_object(
+    'size', (select count(*) from public.content_jobs j where j.status = 'failed'),
+    'by_stage', coalesce((
+      select jsonb_agg(jsonb_build_object('stage', k.stage, 'size', k.n)
+                       order by array_position(conveyor.content_stages(), k.stage))
+      from (select s.stage, count(*) as n
+            from public.content_jobs j
+            join public.content_job_stages s on s.job_id = j.id and s.status = 'failed'
+            where j.status = 'failed'
+            group by s.stage) k), '[]'::jsonb),
+    'latest', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'job_id', j.id, 'topic', j.brief ->> 'topic', 'stage', f.stage,
+               'attempts', f.attempts, 'max_attempts', f.max_attempts,
+               'last_error', j.last_error, 'failed_at', j.finished_at)
+             order by j.finished_at desc, j.id)
+      from (select * from public.content_jobs x
+            where x.status = 'failed'
+            order by x.finished_at desc, x.id
+            limit p_limit) j
+      left join lateral (
+        select s.stage, s.attempts, s.max_attempts from public.content_job_stages s
+        where s.job_id = j.id and s.status = 'failed'
+        order by s.id desc
+        limit 1) f on true), '[]'::jsonb));
+end
+$$;
+
+--
+-- Name: FUNCTION operator_failed_content_jobs(p_limit integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.operator_failed_content_jobs(p_limit integer) IS 'Failed content jobs: {size, by_stage: [{stage,size}], latest: [{job_id,topic,stage,attempts,max_attempts,last_error,failed_at}]}.';
 
 --
 -- Name: operator_metrics(); Type: FUNCTION; Schema: public
@@ -4796,6 +4879,112 @@ end
 $$;
 
 --
+-- Name: redrive_content_job(uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.redrive_content_job(p_job_id uuid) RETURNS TABLE(job_id uuid, stage text, workers_started integer)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := clock_timestamp();
+  v_job public.content_jobs;
+  v_row public.content_job_stages;
+  v_started int := 0;
+begin
+  -- The job row's lock serialises redrives of one job: a second one waits, then finds the
+  -- job running and is refused.
+  select * into v_job from public.content_jobs j where j.id = p_job_id for update;
+  if not found then
+    raise exception 'redrive_content_job: no content job %', p_job_id using errcode = 'P0002';
+  end if;
+  if v_job.status <> 'failed' then
+    raise exception 'redrive_content_job: content job % is %, only failed jobs can be redriven',
+      p_job_id, v_job.status;
+  end if;
+  select * into v_row from public.content_job_stages s
+  where s.job_id = p_job_id and s.status = 'failed'
+  order by s.id desc
+  limit 1
+  for update;
+  if not found then
+    raise exception 'redrive_content_job: content job % has no failed stage to retry from', p_job_id
+      using hint = 'its stages: select stage, status from content_job_stages where job_id = '''
+                   || p_job_id || '''';
+  end if;
+
+  update public.content_job_stages s
+  set status = 'ready', attempts = 0, available_at = v_now, finished_at = null,
+      updated_at = v_now
+  where s.id = v_row.id;
+  update public.content_jobs j
+  set status = 'running', current_stage = v_row.stage, finished_at = null, last_error = null,
+      updated_at = v_now
+  where j.id = p_job_id;
+  perform conveyor.content_event(p_job_id, v_row.stage, 'redriven',
+    format('%s runs again: attempts reset (it failed after %s of %s)', v_row.stage,
+           v_row.attempts, v_row.max_attempts),
+    jsonb_build_object('attempts', v_row.attempts, 'max_attempts', v_row.max_attempts,
+                       'last_error', v_row.last_error));
+
+  -- Push, as settle_content_stages does for the next stage: never fails the redrive.
+  if conveyor.push_enabled() then
+    begin
+      v_started := conveyor.trigger_content_workers(v_row.stage, 1, null, 'redrive', v_now);
+    exception when others then
+      raise warning 'redrive_content_job: no push to %: %', v_row.stage, sqlerrm;
+    end;
+  end if;
+  return query select p_job_id, v_row.stage, v_started;
+end
+$$;
+
+--
+-- Name: FUNCTION redrive_content_job(p_job_id uuid); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.redrive_content_job(p_job_id uuid) IS 'Retries a failed content job from its failed stage (attempts reset, its worker started). Returns the stage and the workers started.';
+
+--
+-- Name: redrive_content_jobs(text, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.redrive_content_jobs(p_stage text DEFAULT NULL::text, p_limit integer DEFAULT 100) RETURNS TABLE(job_id uuid, stage text, workers_started integer)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job uuid;
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 1000 then
+    raise exception 'redrive_content_jobs: p_limit must be between 1 and 1000';
+  end if;
+  if p_stage is not null and not (p_stage = any (conveyor.content_stages())) then
+    raise exception 'redrive_content_jobs: unknown stage %', p_stage
+      using hint = 'stages: ' || array_to_string(conveyor.content_stages(), ', ');
+  end if;
+  for v_job in
+    select j.id from public.content_jobs j
+    where j.status = 'failed'
+      and exists (select 1 from public.content_job_stages s
+                  where s.job_id = j.id and s.status = 'failed'
+                    and (p_stage is null or s.stage = p_stage))
+    order by j.finished_at, j.id
+    limit p_limit
+    for update of j skip locked
+  loop
+    return query select * from public.redrive_content_job(v_job);
+  end loop;
+end
+$$;
+
+--
+-- Name: FUNCTION redrive_content_jobs(p_stage text, p_limit integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.redrive_content_jobs(p_stage text, p_limit integer) IS 'Retries up to p_limit failed content jobs (of one failed stage, or all) from their failed stage.';
+
+--
 -- Name: redrive_dead_job(uuid); Type: FUNCTION; Schema: public
 --
 
@@ -5091,9 +5280,11 @@ begin
     end if;
 
     if v_status = 'completed' then
+      -- last_error is what is wrong NOW: a stage that succeeded after failed attempts (or
+      -- after a redrive) has none. The failures stay in errors and in the events.
       update public.content_job_stages s
       set status = 'completed', output = v_r.output, finished_at = v_now, updated_at = v_now,
-          lease_id = null, lease_owner = null, lease_expires_at = null
+          lease_id = null, lease_owner = null, lease_expires_at = null, last_error = null
       where s.id = v_row.id;
       perform conveyor.content_event(v_row.job_id, v_row.stage, 'completed',
         format('%s completed (attempt %s) by %s', v_row.stage, v_row.attempts, p_worker),
@@ -5110,7 +5301,7 @@ begin
       v_next := conveyor.content_next_stage(v_row.stage);
       if v_next is null then
         update public.content_jobs j
-        set status = 'completed', finished_at = v_now, updated_at = v_now
+        set status = 'completed', finished_at = v_now, updated_at = v_now, last_error = null
         where j.id = v_row.job_id and j.status not in ('completed', 'failed');
         perform conveyor.content_event(v_row.job_id, null, 'job_completed',
           'all stages completed', '{}');
@@ -5720,7 +5911,7 @@ CREATE TABLE public.content_job_events (
     message text,
     details jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    CONSTRAINT content_job_events_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'ready'::text, 'claimed'::text, 'completed'::text, 'error'::text, 'retry_scheduled'::text, 'failed'::text, 'lease_expired'::text, 'released'::text, 'snoozed'::text, 'settle_refused'::text, 'job_completed'::text, 'job_failed'::text])))
+    CONSTRAINT content_job_events_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'ready'::text, 'claimed'::text, 'completed'::text, 'error'::text, 'retry_scheduled'::text, 'failed'::text, 'lease_expired'::text, 'released'::text, 'snoozed'::text, 'settle_refused'::text, 'job_completed'::text, 'job_failed'::text, 'redriven'::text])))
 );
 
 --
@@ -7755,6 +7946,13 @@ REVOKE ALL ON FUNCTION public.get_dispatch_backlog(p_now timestamp with time zon
 GRANT ALL ON FUNCTION public.get_dispatch_backlog(p_now timestamp with time zone) TO service_role;
 
 --
+-- Name: FUNCTION inspect_content_job(p_job_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.inspect_content_job(p_job_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.inspect_content_job(p_job_id uuid) TO service_role;
+
+--
 -- Name: FUNCTION inspect_dead_letter_job(p_id uuid); Type: ACL; Schema: public
 --
 
@@ -7816,6 +8014,13 @@ GRANT ALL ON FUNCTION public.operator_dead_letters(p_limit integer) TO service_r
 
 REVOKE ALL ON FUNCTION public.operator_events(p_after_job_event bigint, p_after_content_event bigint, p_limit integer, p_filter text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.operator_events(p_after_job_event bigint, p_after_content_event bigint, p_limit integer, p_filter text) TO service_role;
+
+--
+-- Name: FUNCTION operator_failed_content_jobs(p_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.operator_failed_content_jobs(p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.operator_failed_content_jobs(p_limit integer) TO service_role;
 
 --
 -- Name: FUNCTION operator_metrics(); Type: ACL; Schema: public
@@ -7915,6 +8120,20 @@ GRANT ALL ON FUNCTION public.raise_dead_letter_alert(p_tenant_id uuid, p_kind te
 
 REVOKE ALL ON FUNCTION public.record_enforcement_decision(p_tenant_id uuid, p_job_id uuid, p_subject text, p_decision text, p_matched_rules jsonb, p_input jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.record_enforcement_decision(p_tenant_id uuid, p_job_id uuid, p_subject text, p_decision text, p_matched_rules jsonb, p_input jsonb) TO service_role;
+
+--
+-- Name: FUNCTION redrive_content_job(p_job_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.redrive_content_job(p_job_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.redrive_content_job(p_job_id uuid) TO service_role;
+
+--
+-- Name: FUNCTION redrive_content_jobs(p_stage text, p_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.redrive_content_jobs(p_stage text, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.redrive_content_jobs(p_stage text, p_limit integer) TO service_role;
 
 --
 -- Name: FUNCTION redrive_dead_job(p_job_id uuid); Type: ACL; Schema: public

@@ -152,7 +152,7 @@ create table public.content_job_events (
   stage text,
   status text not null check (status in ('queued', 'ready', 'claimed', 'completed', 'error',
     'retry_scheduled', 'failed', 'lease_expired', 'released', 'snoozed', 'settle_refused',
-    'job_completed', 'job_failed')),
+    'job_completed', 'job_failed', 'redriven')),
   message text,
   details jsonb not null default '{}',
   -- clock_timestamp(): events of one transaction keep their order
@@ -740,9 +740,11 @@ begin
     end if;
 
     if v_status = 'completed' then
+      -- last_error is what is wrong NOW: a stage that succeeded after failed attempts (or
+      -- after a redrive) has none. The failures stay in errors and in the events.
       update public.content_job_stages s
       set status = 'completed', output = v_r.output, finished_at = v_now, updated_at = v_now,
-          lease_id = null, lease_owner = null, lease_expires_at = null
+          lease_id = null, lease_owner = null, lease_expires_at = null, last_error = null
       where s.id = v_row.id;
       perform conveyor.content_event(v_row.job_id, v_row.stage, 'completed',
         format('%s completed (attempt %s) by %s', v_row.stage, v_row.attempts, p_worker),
@@ -759,7 +761,7 @@ begin
       v_next := conveyor.content_next_stage(v_row.stage);
       if v_next is null then
         update public.content_jobs j
-        set status = 'completed', finished_at = v_now, updated_at = v_now
+        set status = 'completed', finished_at = v_now, updated_at = v_now, last_error = null
         where j.id = v_row.job_id and j.status not in ('completed', 'failed');
         perform conveyor.content_event(v_row.job_id, null, 'job_completed',
           'all stages completed', '{}');
@@ -902,6 +904,149 @@ as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------
+-- Redrive: a failed job runs again from the stage that failed (operators only; the CLI's
+-- `deno task conveyor dlq redrive <content job id>`). The stages it completed keep their
+-- outputs, so nothing before the failed stage runs twice. The failed stage gets its
+-- attempts back and its worker is started at once through the same capacity-checked
+-- trigger a completed stage uses for the next one (push); when none can start (all slots
+-- busy, the stage paused, push_kicks off, Vault not set up) the dispatcher runs it.
+-- ---------------------------------------------------------------------------------------
+
+-- One job. Refuses an unknown id (P0002), a job that is not failed, and a failed job with
+-- no failed stage (its row removed or edited by hand: there is nothing to retry from).
+-- The job is running again with last_error cleared (nothing is wrong with it until a
+-- stage fails again); the stage keeps its last_error and errors (its history) until it
+-- completes. Returns the stage it runs again from and how many workers started now.
+create function public.redrive_content_job(p_job_id uuid)
+returns table (job_id uuid, stage text, workers_started int)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := clock_timestamp();
+  v_job public.content_jobs;
+  v_row public.content_job_stages;
+  v_started int := 0;
+begin
+  -- The job row's lock serialises redrives of one job: a second one waits, then finds the
+  -- job running and is refused.
+  select * into v_job from public.content_jobs j where j.id = p_job_id for update;
+  if not found then
+    raise exception 'redrive_content_job: no content job %', p_job_id using errcode = 'P0002';
+  end if;
+  if v_job.status <> 'failed' then
+    raise exception 'redrive_content_job: content job % is %, only failed jobs can be redriven',
+      p_job_id, v_job.status;
+  end if;
+  select * into v_row from public.content_job_stages s
+  where s.job_id = p_job_id and s.status = 'failed'
+  order by s.id desc
+  limit 1
+  for update;
+  if not found then
+    raise exception 'redrive_content_job: content job % has no failed stage to retry from', p_job_id
+      using hint = 'its stages: select stage, status from content_job_stages where job_id = '''
+                   || p_job_id || '''';
+  end if;
+
+  update public.content_job_stages s
+  set status = 'ready', attempts = 0, available_at = v_now, finished_at = null,
+      updated_at = v_now
+  where s.id = v_row.id;
+  update public.content_jobs j
+  set status = 'running', current_stage = v_row.stage, finished_at = null, last_error = null,
+      updated_at = v_now
+  where j.id = p_job_id;
+  perform conveyor.content_event(p_job_id, v_row.stage, 'redriven',
+    format('%s runs again: attempts reset (it failed after %s of %s)', v_row.stage,
+           v_row.attempts, v_row.max_attempts),
+    jsonb_build_object('attempts', v_row.attempts, 'max_attempts', v_row.max_attempts,
+                       'last_error', v_row.last_error));
+
+  -- Push, as settle_content_stages does for the next stage: never fails the redrive.
+  if conveyor.push_enabled() then
+    begin
+      v_started := conveyor.trigger_content_workers(v_row.stage, 1, null, 'redrive', v_now);
+    exception when others then
+      raise warning 'redrive_content_job: no push to %: %', v_row.stage, sqlerrm;
+    end;
+  end if;
+  return query select p_job_id, v_row.stage, v_started;
+end
+$$;
+comment on function public.redrive_content_job(uuid) is
+  'Retries a failed content job from its failed stage (attempts reset, its worker started). Returns the stage and the workers started.';
+
+-- Many jobs: up to p_limit failed jobs (oldest failure first), of one failed stage or of
+-- any, each through redrive_content_job. Jobs another transaction is redriving are skipped.
+create function public.redrive_content_jobs(p_stage text default null, p_limit int default 100)
+returns table (job_id uuid, stage text, workers_started int)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job uuid;
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 1000 then
+    raise exception 'redrive_content_jobs: p_limit must be between 1 and 1000';
+  end if;
+  if p_stage is not null and not (p_stage = any (conveyor.content_stages())) then
+    raise exception 'redrive_content_jobs: unknown stage %', p_stage
+      using hint = 'stages: ' || array_to_string(conveyor.content_stages(), ', ');
+  end if;
+  for v_job in
+    select j.id from public.content_jobs j
+    where j.status = 'failed'
+      and exists (select 1 from public.content_job_stages s
+                  where s.job_id = j.id and s.status = 'failed'
+                    and (p_stage is null or s.stage = p_stage))
+    order by j.finished_at, j.id
+    limit p_limit
+    for update of j skip locked
+  loop
+    return query select * from public.redrive_content_job(v_job);
+  end loop;
+end
+$$;
+comment on function public.redrive_content_jobs(text, int) is
+  'Retries up to p_limit failed content jobs (of one failed stage, or all) from their failed stage.';
+
+-- One content job as an operator inspects it: the job, its stages (each with every failed
+-- attempt's error) and its events, oldest first.
+create function public.inspect_content_job(p_job_id uuid)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.content_jobs;
+begin
+  select * into v_job from public.content_jobs j where j.id = p_job_id;
+  if not found then
+    raise exception 'inspect_content_job: no content job %', p_job_id using errcode = 'P0002';
+  end if;
+  return jsonb_build_object(
+    'job', to_jsonb(v_job),
+    'stages', coalesce((
+      select jsonb_agg(jsonb_build_object('stage', s.stage, 'status', s.status,
+                                          'attempts', s.attempts, 'max_attempts', s.max_attempts,
+                                          'last_error', s.last_error, 'errors', s.errors,
+                                          'finished_at', s.finished_at) order by s.id)
+      from public.content_job_stages s where s.job_id = p_job_id), '[]'::jsonb),
+    'events', coalesce((
+      select jsonb_agg(jsonb_build_object('stage', e.stage, 'status', e.status,
+                                          'message', e.message, 'at', e.created_at) order by e.id)
+      from public.content_job_events e where e.job_id = p_job_id), '[]'::jsonb));
+end
+$$;
+comment on function public.inspect_content_job(uuid) is
+  'A content job with its stages (errors of every failed attempt) and its events, for operators.';
+
+-- ---------------------------------------------------------------------------------------
 -- Retention: finished content jobs older than retention_hours (with their stages, events
 -- and exports), and old worker invocations.
 -- ---------------------------------------------------------------------------------------
@@ -941,7 +1086,10 @@ revoke all on function public.queue_content_job(jsonb),
   public.settle_content_stages(text, jsonb, jsonb, timestamptz),
   public.release_content_stages(text, jsonb),
   public.extend_content_stages(text, jsonb, int),
-  public.content_stage_next_ready_at(text)
+  public.content_stage_next_ready_at(text),
+  public.redrive_content_job(uuid),
+  public.redrive_content_jobs(text, int),
+  public.inspect_content_job(uuid)
   from public, anon, authenticated;
 grant execute on function public.queue_content_job(jsonb),
   public.get_content_stage_backlog(timestamptz),
@@ -951,7 +1099,10 @@ grant execute on function public.queue_content_job(jsonb),
   public.settle_content_stages(text, jsonb, jsonb, timestamptz),
   public.release_content_stages(text, jsonb),
   public.extend_content_stages(text, jsonb, int),
-  public.content_stage_next_ready_at(text)
+  public.content_stage_next_ready_at(text),
+  public.redrive_content_job(uuid),
+  public.redrive_content_jobs(text, int),
+  public.inspect_content_job(uuid)
   to service_role;
 
 -- ---------------------------------------------------------------------------------------

@@ -452,6 +452,59 @@ comment on function public.operator_alerts(int) is
   'The open alerts, then the latest resolved ones (p_limit in all), with the tenant name.';
 
 -- ---------------------------------------------------------------------------------------
+-- Failed content jobs (issue 19): the content pipeline's dead jobs, shown by the dashboard
+-- and `conveyor dlq list` with the command that retries them from their failed stage
+-- (redrive_content_job, 20251020120000_content_dispatcher.sql). Its own privileges below.
+-- ---------------------------------------------------------------------------------------
+
+-- {size, by_stage: [{stage, size}], latest: [{job_id, topic, stage, attempts, max_attempts,
+-- last_error, failed_at}]}: the failed jobs (content_jobs_status_idx), per failed stage,
+-- and the newest p_limit with the stage they failed at.
+create function public.operator_failed_content_jobs(p_limit int default 10)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 1000 then
+    raise exception 'operator_failed_content_jobs: p_limit must be between 1 and 1000';
+  end if;
+  return jsonb_build_object(
+    'size', (select count(*) from public.content_jobs j where j.status = 'failed'),
+    'by_stage', coalesce((
+      select jsonb_agg(jsonb_build_object('stage', k.stage, 'size', k.n)
+                       order by array_position(conveyor.content_stages(), k.stage))
+      from (select s.stage, count(*) as n
+            from public.content_jobs j
+            join public.content_job_stages s on s.job_id = j.id and s.status = 'failed'
+            where j.status = 'failed'
+            group by s.stage) k), '[]'::jsonb),
+    'latest', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'job_id', j.id, 'topic', j.brief ->> 'topic', 'stage', f.stage,
+               'attempts', f.attempts, 'max_attempts', f.max_attempts,
+               'last_error', j.last_error, 'failed_at', j.finished_at)
+             order by j.finished_at desc, j.id)
+      from (select * from public.content_jobs x
+            where x.status = 'failed'
+            order by x.finished_at desc, x.id
+            limit p_limit) j
+      left join lateral (
+        select s.stage, s.attempts, s.max_attempts from public.content_job_stages s
+        where s.job_id = j.id and s.status = 'failed'
+        order by s.id desc
+        limit 1) f on true), '[]'::jsonb));
+end
+$$;
+comment on function public.operator_failed_content_jobs(int) is
+  'Failed content jobs: {size, by_stage: [{stage,size}], latest: [{job_id,topic,stage,attempts,max_attempts,last_error,failed_at}]}.';
+
+revoke all on function public.operator_failed_content_jobs(int) from public, anon, authenticated;
+grant execute on function public.operator_failed_content_jobs(int) to service_role;
+
+-- ---------------------------------------------------------------------------------------
 -- Every panel in one round trip
 -- ---------------------------------------------------------------------------------------
 create function public.operator_dashboard(p_minutes int default 60, p_limit int default 10)
@@ -472,13 +525,14 @@ as $$
     'stage_errors', coalesce((select jsonb_agg(to_jsonb(e) order by e.created_at desc, e.id desc)
                               from public.operator_stage_errors(p_limit) e), '[]'::jsonb),
     'dead_letters', public.operator_dead_letters(p_limit),
+    'failed_content_jobs', public.operator_failed_content_jobs(p_limit),
     'rate_limiters', coalesce((select jsonb_agg(to_jsonb(r))
                                from public.operator_rate_limiters(50) r), '[]'::jsonb),
     'alerts', coalesce((select jsonb_agg(to_jsonb(a) order by (a.status = 'open') desc, a.raised_at desc)
                         from public.operator_alerts(p_limit) a), '[]'::jsonb))
 $$;
 comment on function public.operator_dashboard(int, int) is
-  'Every dashboard panel as one JSON document: queues, stages, stage_errors, dead_letters, rate_limiters, alerts.';
+  'Every dashboard panel as one JSON document: queues, stages, stage_errors, dead_letters, failed_content_jobs, rate_limiters, alerts.';
 
 -- ---------------------------------------------------------------------------------------
 -- Prometheus samples

@@ -11,7 +11,10 @@
  */
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import {
+  contentRedriveCommand,
   type DashboardData,
+  type FailedContentJobRow,
+  type FailedContentJobs,
   type QueueRow,
   type StageRow,
   withWorkerUrls,
@@ -42,12 +45,17 @@ usage: deno task conveyor <command> [options]
   enqueue content <brief-json | --topic TEXT> [--idempotency-key K]
         start a content job (research → … → complete); prints the job id
   dlq list [--kind K] [--tenant UUID] [--limit N] [--json]
-        dead letters not yet redriven, newest first
-  dlq show <dead-letter-id | job-id> [--json]
-        one dead letter: every attempt's error, the payload, the job's events
-  dlq redrive <dead-letter-id | job-id>...      put dead jobs back in their queue
-  dlq redrive --kind K [--limit N] | --all      … all of a kind, or all of them
-        (attempts reset; a worker is started at once)
+        dead letters not yet redriven, newest first, then the failed content jobs
+        (not with --kind or --tenant; --json: the dead letters)
+  dlq show <dead-letter-id | job-id | content-job-id> [--json]
+        one dead letter: every attempt's error, the payload, the job's events;
+        a content job: its stages, every failed attempt's error, its events
+  dlq redrive <dead-letter-id | job-id | content-job-id>...
+        put dead jobs back in their queue; a failed content job runs again from
+        the stage that failed (its earlier stages' outputs are kept)
+  dlq redrive --kind K | --stage S [--limit N] | --all [--tenant UUID]
+        … all dead jobs of a kind, all content jobs failed at a stage, or both
+        (attempts reset; a worker is started at once; --tenant: dead letters only)
   stage pause <stage | kind>                    the dispatcher starts no more workers
   stage resume <stage | kind>                   … starts them again (now, not next minute)
   stage scale <stage | kind> <max-concurrency> [--batch N]
@@ -92,6 +100,7 @@ const OPTIONS = {
   tenant: { type: "string" },
   topic: { type: "string" },
   kind: { type: "string" },
+  stage: { type: "string" },
   limit: { type: "string" },
   batch: { type: "string" },
   filter: { type: "string" },
@@ -244,6 +253,9 @@ async function status(ctx: Ctx): Promise<void> {
   const kinds = dl.by_kind.map((k) => `${k.kind} ${k.size}`).join(", ");
   const open = d.alerts.filter((a) => a.status === "open");
   io.out(`Dead letters: ${formatCount(dl.size)}${kinds ? ` (${kinds})` : ""}`);
+  const fc = d.failed_content_jobs;
+  const stages = fc.by_stage.map((s) => `${s.stage} ${s.size}`).join(", ");
+  io.out(`Failed content jobs: ${formatCount(fc.size)}${stages ? ` (${stages})` : ""}`);
   io.out(`Open alerts: ${open.length}${open.length ? "" : ""}`);
   for (const a of open) {
     io.out(
@@ -332,32 +344,70 @@ async function dlqList(ctx: Ctx): Promise<void> {
   }
   if (rows.length === 0) {
     ctx.io.out("The dead-letter queue is empty.");
-    return;
+  } else {
+    for (
+      const l of renderTable<DeadLetter>([
+        { header: "ID", value: (r) => r.id },
+        {
+          header: "WHEN (UTC)",
+          value: (r) => `${r.created_at.slice(0, 10)} ${clockTime(r.created_at)}`,
+        },
+        { header: "KIND", value: (r) => r.kind },
+        { header: "JOB", value: (r) => r.job_id },
+        { header: "ATTEMPTS", value: (r) => r.attempts },
+        { header: "ERROR", value: (r) => r.reason, max: 70 },
+      ], rows)
+    ) ctx.io.out(l);
+    ctx.io.out(`${rows.length} dead letter(s). Redrive: deno task conveyor dlq redrive <id>`);
   }
-  for (
-    const l of renderTable<DeadLetter>([
-      { header: "ID", value: (r) => r.id },
-      {
-        header: "WHEN (UTC)",
-        value: (r) => `${r.created_at.slice(0, 10)} ${clockTime(r.created_at)}`,
-      },
-      { header: "KIND", value: (r) => r.kind },
-      { header: "JOB", value: (r) => r.job_id },
-      { header: "ATTEMPTS", value: (r) => r.attempts },
-      { header: "ERROR", value: (r) => r.reason, max: 70 },
-    ], rows)
-  ) ctx.io.out(l);
-  ctx.io.out(`${rows.length} dead letter(s). Redrive: deno task conveyor dlq redrive <id>`);
+  // Content jobs belong to no tenant and no kind: a filtered list is about dead letters.
+  if (!ctx.flags.kind && !ctx.flags.tenant) await failedContentList(ctx, limit);
 }
 
-/** Finds the dead letter an id names: a dead-letter id, or a job id (its newest one). */
-async function findDeadLetter(ctx: Ctx, id: string): Promise<string> {
+/** The failed content jobs after the dead letters (only when there are any). */
+async function failedContentList(ctx: Ctx, limit: number): Promise<void> {
+  const fc = await call<FailedContentJobs>(ctx, "operator_failed_content_jobs", {
+    p_limit: limit,
+  });
+  if (fc.latest.length === 0) return;
+  ctx.io.out("");
+  for (
+    const l of renderTable<FailedContentJobRow>([
+      { header: "CONTENT JOB", value: (r) => r.job_id },
+      {
+        header: "FAILED (UTC)",
+        value: (r) => `${r.failed_at.slice(0, 10)} ${clockTime(r.failed_at)}`,
+      },
+      { header: "STAGE", value: (r) => r.stage ?? "?" },
+      { header: "ATTEMPTS", value: (r) => r.attempts ?? "?" },
+      { header: "TOPIC", value: (r) => r.topic ?? "", max: 30 },
+      { header: "ERROR", value: (r) => r.last_error ?? "", max: 60 },
+    ], fc.latest)
+  ) ctx.io.out(l);
+  ctx.io.out(
+    `${fc.size} failed content job(s). Retry from the failed stage: ${
+      contentRedriveCommand("<content job id>")
+    }`,
+  );
+}
+
+/** What an id given to `dlq show` / `dlq redrive` names. */
+type DlqTarget = { type: "dead_letter"; id: string } | { type: "content"; id: string };
+
+/**
+ * Finds what an id names: a dead-letter id or a job id (its newest dead letter), else a
+ * content job id. Job and content job ids are separate random uuids: they never collide.
+ */
+async function findDlqTarget(ctx: Ctx, id: string): Promise<DlqTarget> {
   const { data, error } = await ctx.db.from("dead_letter_jobs").select("id, job_id")
     .or(`id.eq.${id},job_id.eq.${id}`).order("created_at", { ascending: false }).limit(1);
   if (error) throw new CliError(`dead_letter_jobs: ${error.message}`);
-  if (data?.[0]) return data[0].id as string;
+  if (data?.[0]) return { type: "dead_letter", id: data[0].id as string };
+  const content = await ctx.db.from("content_jobs").select("id").eq("id", id).limit(1);
+  if (content.error) throw new CliError(`content_jobs: ${content.error.message}`);
+  if (content.data?.[0]) return { type: "content", id };
   throw new CliError(
-    `no dead letter or dead job with id ${id}`,
+    `no dead letter, dead job or content job with id ${id}`,
     1,
     "list them with: deno task conveyor dlq list",
   );
@@ -365,8 +415,10 @@ async function findDeadLetter(ctx: Ctx, id: string): Promise<string> {
 
 async function dlqShow(ctx: Ctx): Promise<void> {
   const [idArg] = ctx.args;
-  if (!idArg) throw usageError("dlq show needs a dead-letter id or a job id");
-  const id = await findDeadLetter(ctx, uuidArg(idArg, "the id"));
+  if (!idArg) throw usageError("dlq show needs a dead-letter id, a job id or a content job id");
+  const target = await findDlqTarget(ctx, uuidArg(idArg, "the id"));
+  if (target.type === "content") return await contentShow(ctx, target.id);
+  const id = target.id;
   const d = await call<{
     dead_letter: DeadLetter;
     job: {
@@ -405,6 +457,72 @@ async function dlqShow(ctx: Ctx): Promise<void> {
   }
 }
 
+/** `inspect_content_job()`. */
+interface ContentInspection {
+  job: {
+    id: string;
+    status: string;
+    current_stage: string | null;
+    brief: Record<string, unknown>;
+    last_error: string | null;
+    max_attempts: number;
+    created_at: string;
+    finished_at: string | null;
+  };
+  stages: Array<{
+    stage: string;
+    status: string;
+    attempts: number;
+    max_attempts: number;
+    last_error: string | null;
+    errors: Array<{ message?: string; attempt?: number; at?: string }>;
+    finished_at: string | null;
+  }>;
+  events: Array<{ stage: string | null; status: string; message: string | null; at: string }>;
+}
+
+/** `dlq show <content job id>`: the job, its stages and their errors, its events. */
+async function contentShow(ctx: Ctx, id: string): Promise<void> {
+  const d = await call<ContentInspection>(ctx, "inspect_content_job", { p_job_id: id });
+  if (ctx.flags.json) {
+    ctx.io.out(JSON.stringify(d, null, 2));
+    return;
+  }
+  const { io } = ctx;
+  const j = d.job;
+  const failed = d.stages.findLast((s) => s.status === "failed");
+  io.out(`content job ${j.id}`);
+  io.out(
+    `  status     ${j.status}${failed ? ` at stage ${failed.stage}` : ""}` +
+      `${j.finished_at ? ` since ${j.finished_at}` : ""}`,
+  );
+  io.out(`  topic      ${String(j.brief.topic ?? "")}`);
+  if (j.last_error) io.out(`  last error ${j.last_error}`);
+  io.out("stages:");
+  for (const s of d.stages) {
+    io.out(
+      `  ${s.stage.padEnd(9)} ${s.status.padEnd(11)} attempt ${s.attempts} of ${s.max_attempts}`,
+    );
+  }
+  io.out("errors:");
+  for (const s of d.stages) {
+    for (const e of s.errors ?? []) {
+      io.out(`  ${s.stage} attempt ${e.attempt ?? "?"} at ${e.at ?? "?"}: ${e.message ?? ""}`);
+    }
+  }
+  io.out("events:");
+  for (const e of d.events) {
+    io.out(`  ${e.at}  ${(e.stage ?? "job").padEnd(9)} ${e.status.padEnd(16)} ${e.message ?? ""}`);
+  }
+  if (j.status === "failed") {
+    io.out(
+      failed
+        ? `Retry from ${failed.stage}: ${contentRedriveCommand(j.id)}`
+        : "No stage of it is failed: there is nothing to retry from.",
+    );
+  }
+}
+
 async function startWorker(ctx: Ctx, kind: string): Promise<string> {
   try {
     const n = await call<number>(ctx, "trigger_queue_worker", {
@@ -420,11 +538,43 @@ async function startWorker(ctx: Ctx, kind: string): Promise<string> {
   }
 }
 
+/** What `redrive_content_job` / `redrive_content_jobs` return, a row per job. */
+interface ContentRedrive {
+  job_id: string;
+  stage: string;
+  workers_started: number;
+}
+
+/** The worker part of a content redrive's line. */
+function contentWorkerNote(stage: string, started: number): string {
+  return started > 0
+    ? `${stage} worker started`
+    : `no ${stage} worker started now (all slots busy, the stage paused or push kicks off); the dispatcher runs it`;
+}
+
+/** Redrives the failed content jobs of a stage (--stage) or of every stage (--all). */
+async function contentRedriveMany(ctx: Ctx, stage: string | null, limit: number): Promise<void> {
+  const rows = await call<ContentRedrive[]>(ctx, "redrive_content_jobs", {
+    p_stage: stage,
+    p_limit: limit,
+  });
+  const started = rows.reduce((n, r) => n + r.workers_started, 0);
+  ctx.io.out(`redrove ${rows.length} content job(s); ${started} stage worker(s) started`);
+}
+
 async function dlqRedrive(ctx: Ctx): Promise<void> {
   const { io, flags } = ctx;
-  if (flags.kind || flags.all) {
-    if (ctx.args.length) throw usageError("give ids, or --kind / --all, not both");
+  const modes = [flags.kind, flags.stage, flags.all].filter(Boolean).length;
+  if (modes > 1) throw usageError("give one of --kind, --stage or --all");
+  if (modes === 1) {
+    if (ctx.args.length) throw usageError("give ids, or --kind / --stage / --all, not both");
     const limit = intFlag(flags.limit, "limit", 1, 1000) ?? (flags.all ? 1000 : 100);
+    if (flags.stage) {
+      if (flags.tenant) {
+        throw usageError("--tenant applies to dead letters: content jobs have none");
+      }
+      return await contentRedriveMany(ctx, flags.stage, limit);
+    }
     const rows = await call<Array<{ job_id: string; msg_id: number }>>(
       ctx,
       "redrive_dead_letter_jobs",
@@ -439,16 +589,30 @@ async function dlqRedrive(ctx: Ctx): Promise<void> {
       const kinds = flags.kind ? [flags.kind] : await kindsOfJobs(ctx, rows.map((r) => r.job_id));
       for (const k of kinds) io.out(await startWorker(ctx, k));
     }
+    if (flags.all && !flags.tenant) await contentRedriveMany(ctx, null, limit);
     return;
   }
-  if (ctx.args.length === 0) throw usageError("dlq redrive needs ids, --kind K or --all");
+  if (ctx.args.length === 0) {
+    throw usageError("dlq redrive needs ids, --kind K, --stage S or --all");
+  }
   let failed = 0;
   for (const raw of ctx.args) {
     try {
-      const id = await findDeadLetter(ctx, uuidArg(raw, "the id"));
+      const target = await findDlqTarget(ctx, uuidArg(raw, "the id"));
+      if (target.type === "content") {
+        const [r] = await call<ContentRedrive[]>(ctx, "redrive_content_job", {
+          p_job_id: target.id,
+        });
+        io.out(
+          `content job ${r!.job_id} redriven from ${r!.stage} (attempts reset); ${
+            contentWorkerNote(r!.stage, r!.workers_started)
+          }`,
+        );
+        continue;
+      }
       const { data, error } = await ctx.db.from("dead_letter_jobs").select("job_id, kind").eq(
         "id",
-        id,
+        target.id,
       ).limit(1);
       if (error || !data?.[0]) {
         throw new CliError(`dead_letter_jobs: ${error?.message ?? "not found"}`);

@@ -13,14 +13,16 @@
  * @module
  */
 import { capacityBar, COLORS, meter, throughputChart } from "./charts.ts";
-import type {
-  AlertRow,
-  DashboardData,
-  DeadLetters,
-  QueueRow,
-  RateLimiterRow,
-  StageErrorRow,
-  StageRow,
+import {
+  type AlertRow,
+  contentRedriveCommand,
+  type DashboardData,
+  type DeadLetters,
+  type FailedContentJobs,
+  type QueueRow,
+  type RateLimiterRow,
+  type StageErrorRow,
+  type StageRow,
 } from "./data.ts";
 import { ago, clockTime, formatAge, formatCount, oneLine, shortId } from "./format.ts";
 import { html, type HtmlValue, type SafeHtml, trusted } from "./html.ts";
@@ -223,6 +225,53 @@ function stageErrorItem(e: StageErrorRow, now: string): SafeHtml {
   `;
 }
 
+/**
+ * The failed content jobs with the exact command that retries each from its failed stage.
+ * A command, not a button: the dashboard is read-only by design (GET only, its CSP has
+ * `form-action 'none'`, and a DASHBOARD_SECRET opened on a shared screen must not be able
+ * to change anything), so a retry goes through the CLI or the service_role RPC.
+ */
+function failedContentJobs(fc: FailedContentJobs, now: string): SafeHtml {
+  if (fc.latest.length === 0) {
+    return html`<p class="muted" id="failed-content-jobs">No failed content jobs.</p>`;
+  }
+  return html`
+    <table id="failed-content-jobs">
+      <thead>
+        <tr>
+          <th>Failed</th>
+          <th>Stage</th>
+          <th>Job</th>
+          <th class="num">Attempts</th>
+          <th>Last error</th>
+          <th>Retry from the failed stage</th>
+        </tr>
+      </thead>
+      <tbody>${fc.latest.map((r) =>
+        html`
+          <tr data-content-job="${r.job_id}" data-stage="${r.stage ?? ""}">
+            <td title="${r.failed_at}">${ago(r.failed_at, now)}</td>
+            <td>${r.stage ?? "?"}</td>
+            <td><code title="${r.job_id}">${shortId(r.job_id)}</code>${r.topic
+              ? html`
+                <div class="muted">${oneLine(r.topic, 60)}</div>
+              `
+              : null}</td>
+            <td class="num">${r.attempts ?? "?"} of ${r.max_attempts ?? "?"}</td>
+            <td class="error-text">${oneLine(r.last_error, 300)}</td>
+            <td>${r.stage
+              ? html`<code data-field="redrive_command">${contentRedriveCommand(r.job_id)}</code>`
+              : html`<span class="muted">no failed stage to retry from</span>`}</td>
+          </tr>
+        `
+      )}</tbody>
+    </table>
+    <p
+      class="muted">${fc
+        .size} failed in all. Each runs again from the stage that failed, with its attempts reset; the stages before keep their outputs. Over the API (service_role): <code>POST /rest/v1/rpc/redrive_content_job {"p_job_id": "&lt;job id&gt;"}</code>; every job failed at a stage: <code>deno task conveyor dlq redrive --stage &lt;stage&gt;</code> (see docs/content.md).</p>
+  `;
+}
+
 function stagesPanel(d: DashboardData): SafeHtml {
   const readyPeak = Math.max(1, ...d.stages.map((s) => s.ready));
   return html`
@@ -236,6 +285,9 @@ function stagesPanel(d: DashboardData): SafeHtml {
         d.stage_errors.map((e) => stageErrorItem(e, d.generated_at))
       }</ul>`
       : html`<p class="muted" id="stage-errors">No error events.</p>`}
+    <h3>Failed jobs <span data-field="failed_content_jobs" data-value="${d.failed_content_jobs
+      .size}">${formatCount(d.failed_content_jobs.size)}</span></h3>
+    ${failedContentJobs(d.failed_content_jobs, d.generated_at)}
     </section>
   `;
 }

@@ -112,6 +112,35 @@ export interface DeadLetters {
   latest: DeadLetterRow[];
 }
 
+/**
+ * One failed content job: the stage it failed at (null only when its stage rows were
+ * edited by hand, and then it cannot be redriven) and why.
+ */
+export interface FailedContentJobRow {
+  job_id: string;
+  topic: string | null;
+  stage: string | null;
+  attempts: number | null;
+  max_attempts: number | null;
+  last_error: string | null;
+  failed_at: string;
+}
+
+/** The failed content jobs: the content pipeline's dead jobs. */
+export interface FailedContentJobs {
+  size: number;
+  by_stage: Array<{ stage: string; size: number }>;
+  latest: FailedContentJobRow[];
+}
+
+/**
+ * The command that retries a failed content job from its failed stage (the RPC behind it:
+ * `redrive_content_job(p_job_id)`, service_role only).
+ */
+export function contentRedriveCommand(jobId: string): string {
+  return `deno task conveyor dlq redrive ${jobId}`;
+}
+
 /** One token bucket. */
 export interface RateLimiterRow {
   tenant_id: string;
@@ -149,6 +178,7 @@ export interface DashboardData {
   stages: StageRow[];
   stage_errors: StageErrorRow[];
   dead_letters: DeadLetters;
+  failed_content_jobs: FailedContentJobs;
   rate_limiters: RateLimiterRow[];
   alerts: AlertRow[];
 }

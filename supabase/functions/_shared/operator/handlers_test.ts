@@ -77,6 +77,28 @@ function sampleData(): DashboardData {
         acknowledged_at: null,
       }],
     },
+    failed_content_jobs: {
+      size: 2,
+      by_stage: [{ stage: "qa", size: 1 }],
+      latest: [{
+        job_id: "dddddddd-2222-3333-4444-555555555555",
+        topic: EVIL,
+        stage: "qa",
+        attempts: 3,
+        max_attempts: 3,
+        last_error: EVIL,
+        failed_at: "2026-01-01T11:55:00Z",
+      }, {
+        // A failed job whose stage rows were edited by hand: nothing to retry from.
+        job_id: "eeeeeeee-2222-3333-4444-555555555555",
+        topic: null,
+        stage: null,
+        attempts: null,
+        max_attempts: null,
+        last_error: "lost",
+        failed_at: "2026-01-01T11:54:00Z",
+      }],
+    },
     rate_limiters: [{
       tenant_id: "00000000-0000-0000-0000-000000000000",
       tenant: "default",
@@ -196,6 +218,33 @@ Deno.test("conveyor-dashboard: each stage card shows where its workers are calle
     [data.stages[0].worker_endpoint, data.stages[0].worker_url],
     ["/functions/v1/research-worker", "https://abc.supabase.co/functions/v1/research-worker"],
   );
+});
+
+Deno.test("conveyor-dashboard: failed content jobs are listed with the exact command that retries each", async () => {
+  const body = await (await dashboard()(get("", { authorization: `Bearer ${KEY}` }))).text();
+  assert(
+    body.includes(
+      '<code data-field="redrive_command">deno task conveyor dlq redrive dddddddd-2222-3333-4444-555555555555</code>',
+    ),
+    body,
+  );
+  assertMatch(body, /data-field="failed_content_jobs" data-value="2"/);
+  assertMatch(
+    body,
+    /<tr data-content-job="eeeeeeee-2222-3333-4444-555555555555" data-stage="">[\s\S]*?no failed stage to retry from[\s\S]*?<\/tr>/,
+  );
+  assertEquals(body.match(/data-field="redrive_command"/g)!.length, 1);
+  assert(
+    body.includes(
+      '<code>POST /rest/v1/rpc/redrive_content_job {"p_job_id": "&lt;job id&gt;"}</code>',
+    ),
+  );
+  const empty = sampleData();
+  empty.failed_content_jobs = { size: 0, by_stage: [], latest: [] };
+  const none = await (await dashboard(() => Promise.resolve(empty))(
+    get("?fragment=1", { authorization: `Bearer ${KEY}` }),
+  )).text();
+  assert(none.includes('<p class="muted" id="failed-content-jobs">No failed content jobs.</p>'));
 });
 
 Deno.test("workerUrl() resolves a path against the project URL like conveyor.endpoint_url()", () => {
