@@ -22,8 +22,7 @@ import { DeliveryCounter, percentile, sleep } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import * as conveyor from "./conveyor.ts";
 
-/** The noisy tenant is the default tenant (what the pre-fill enqueues for). */
-const TENANT_A = "00000000-0000-0000-0000-000000000000";
+/** The light tenants (the noisy one, A, is the default tenant the pre-fill enqueues for). */
 const TENANT_B = "b0000000-0000-4000-8000-00000000000b";
 const TENANT_C = "c0000000-0000-4000-8000-00000000000c";
 
