@@ -157,22 +157,22 @@ async function noisyRun(env: BenchEnv, sizes: NoisySizes): Promise<RunResult> {
     const ticks = Math.round(sizes.seconds * LIGHT_RATE);
     const start = performance.now();
     window = { from: start, to: start + sizes.seconds * 1000 };
-    const calls: Promise<unknown>[] = [];
     for (let k = 0; k < ticks; k++) {
       const at = start + (k * 1000) / LIGHT_RATE;
       const wait = at - performance.now();
       if (wait > 0) await sleep(wait);
-      for (const [tenant, id] of [["B", TENANT_B], ["C", TENANT_C]] as const) {
+      // B's and C's job of this tick at once, each on its own connection (a postgres.js query
+      // runs when awaited, so each is awaited here, not collected for later).
+      await Promise.all((["B", "C"] as const).map((tenant) => {
         const body = {
           idempotency_key: `${tag}-${tenant}-${k}`,
           kind: conveyor.KIND,
-          tenant_id: id,
+          tenant_id: tenant === "B" ? TENANT_B : TENANT_C,
           payload: { t0: performance.now(), tenant },
         };
-        calls.push(enq`select public.queue_job(${enq.json(body as postgres.JSONValue)}) as id`);
-      }
+        return enq`select public.queue_job(${enq.json(body as postgres.JSONValue)}) as id`;
+      }));
     }
-    await Promise.all(calls);
     const end = performance.now();
     window = { from: start, to: end };
     // Every light job has to start (with fairness off, behind all of A's backlog).
