@@ -81,9 +81,10 @@ comment on table conveyor.tenant_weights is
   'Fair share weight per tenant (default 1): its share of claims while other tenants have ready work too.';
 
 -- What each tenant was served while it shared a kind or stage with others ('queue:<kind>',
--- 'content:<stage>'), in jobs. Striped: a claim adds to a row of the (target, tenant) that no
--- concurrent claim holds (FOR UPDATE SKIP LOCKED), or adds a row, so claims never wait on
--- each other; readers sum the stripes (as many as claims ever ran at once).
+-- 'content:<stage>'), in jobs (less what a pull-back took off: conveyor.fair_account).
+-- Striped: a claim adds to a row of the (target, tenant) that no concurrent claim holds (FOR
+-- UPDATE SKIP LOCKED), or adds a row, so claims never wait on each other; readers sum the
+-- stripes (about as many as claims ever ran at once).
 create table conveyor.fair_served (
   target text not null,
   tenant_id uuid not null references public.tenants (id) on delete cascade,
@@ -198,11 +199,17 @@ begin
 end
 $$;
 
--- As in 0052 (q_read, q_put, q_delete), plus the two statements of the fair claim:
+-- As in 0052 (q_read, q_put, q_delete), plus the three statements of the fair claim:
 --   conveyor.q_tenants(queue, limit): every tenant with a message in the queue and its
 --     earliest vt, one index descent per tenant (a loose index scan of the tenant index);
---   conveyor.q_read_tenant(queue, tenant, vt, qty): q_read for one tenant's messages, the
---     longest ready first (the tenant index's order).
+--   conveyor.q_ready_counts(queue, tenants, cap): how many ready messages each of these
+--     tenants has, counted up to cap (at most cap index entries each, no locks);
+--   conveyor.q_read_tenants(queue, tenants, qtys, vt): q_read for several tenants at once,
+--     each its own number of messages, the longest ready first (the tenant index's order).
+-- Readiness is written as the row comparison (tenant, vt) <= (t, now), which with the
+-- tenant's equality means vt <= now: only the tenant index can serve it, so the planner
+-- never reads a rare tenant's messages by walking pgmq's vt index through everyone else's
+-- (with few tenants, it estimates each to hold a large share of the queue).
 create or replace function conveyor.generate_queue_sql() returns void
 language plpgsql
 set search_path = ''
@@ -214,7 +221,8 @@ declare
   v_put text := '';
   v_delete text := '';
   v_tenants text := '';
-  v_read_tenant text := '';
+  v_counts text := '';
+  v_read_tenants text := '';
   v_end text;
 begin
   -- Two transactions replacing the same functions at once fail ("tuple concurrently
@@ -265,17 +273,32 @@ begin
         limit 1) n)
     select t.tenant, t.vt from t limit p_limit;$f$,
       v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
-    v_read_tenant := v_read_tenant || format($f$
+    v_counts := v_counts || format($f$
+  %s p_queue = %L then
+    return query
+    select a.t, (select count(*)::int
+                 from (select 1 from pgmq.%I q
+                       where (q.message ->> 'tenant_id') = a.t
+                         and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+                       order by (q.message ->> 'tenant_id'), q.vt
+                       limit p_cap) c)
+    from unnest(p_tenants) as a(t);$f$,
+      v_kw, v_queue, 'q_' || v_queue);
+    v_read_tenants := v_read_tenants || format($f$
   %s p_queue = %L then
     return query
     update pgmq.%I m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.%I q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
+    where m.msg_id = any (array(
+      select x.msg_id
+      from unnest(p_tenants, p_qtys) as a(t, n)
+      cross join lateral (
+        select q.msg_id from pgmq.%I q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit a.n
+        for update skip locked) x))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;$f$,
       v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
     v_kw := 'elsif';
@@ -285,7 +308,8 @@ begin
     v_put := v_put || E'\n  else';
     v_delete := v_delete || E'\n  else';
     v_tenants := v_tenants || E'\n  else';
-    v_read_tenant := v_read_tenant || E'\n  else';
+    v_counts := v_counts || E'\n  else';
+    v_read_tenants := v_read_tenants || E'\n  else';
   end if;
   v_end := case when v_kw = 'elsif' then 'end if;' else '' end;
 
@@ -354,8 +378,27 @@ end
 $body$$def$, v_tenants, v_end);
 
   execute format($def$
-create or replace function conveyor.q_read_tenant(p_queue text, p_tenant text, p_vt int, p_qty int)
-returns setof pgmq.message_record
+create or replace function conveyor.q_ready_counts(p_queue text, p_tenants text[], p_cap int)
+returns table (tenant_key text, ready int)
+language plpgsql
+set search_path = ''
+as $body$
+-- Generated by conveyor.generate_queue_sql(): do not edit.
+begin%s
+    return query execute format(
+      'select a.t, (select count(*)::int from (select 1 from pgmq.%%1$I q'
+      ' where (q.message ->> ''tenant_id'') = a.t'
+      ' and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())'
+      ' order by (q.message ->> ''tenant_id''), q.vt limit $2) c)'
+      ' from unnest($1) as a(t)', 'q_' || p_queue) using p_tenants, p_cap;
+  %s
+end
+$body$$def$, v_counts, v_end);
+
+  execute format($def$
+create or replace function conveyor.q_read_tenants(
+  p_queue text, p_tenants text[], p_qtys int[], p_vt int
+) returns setof pgmq.message_record
 language plpgsql
 set search_path = ''
 as $body$
@@ -363,22 +406,24 @@ as $body$
 begin%s
     return query execute format(
       'update pgmq.%%1$I m'
-      ' set vt = clock_timestamp() + make_interval(secs => $2), read_ct = m.read_ct + 1'
-      ' from (select q.msg_id from pgmq.%%1$I q'
-      '       where (q.message ->> ''tenant_id'') = $1 and q.vt <= clock_timestamp()'
-      '       order by q.vt limit $3 for update skip locked) c'
-      ' where m.msg_id = c.msg_id'
+      ' set vt = clock_timestamp() + make_interval(secs => $3), read_ct = m.read_ct + 1'
+      ' where m.msg_id = any (array(select x.msg_id from unnest($1, $2) as a(t, n) cross join lateral ('
+      '   select q.msg_id from pgmq.%%1$I q'
+      '   where (q.message ->> ''tenant_id'') = a.t'
+      '   and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())'
+      '   order by (q.message ->> ''tenant_id''), q.vt limit a.n for update skip locked) x))'
       ' returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers',
-      'q_' || p_queue) using p_tenant, p_vt, p_qty;
+      'q_' || p_queue) using p_tenants, p_qtys, p_vt;
   %s
 end
-$body$$def$, v_read_tenant, v_end);
+$body$$def$, v_read_tenants, v_end);
 
   revoke all on function conveyor.q_read(text, int, int),
     conveyor.q_put(text, bigint, timestamptz, jsonb, jsonb),
     conveyor.q_delete(text, bigint[]),
     conveyor.q_tenants(text, int),
-    conveyor.q_read_tenant(text, text, int, int) from public;
+    conveyor.q_ready_counts(text, text[], int),
+    conveyor.q_read_tenants(text, text[], int[], int) from public;
 end
 $gen$;
 
@@ -1073,99 +1118,90 @@ $$;
 -- ---------------------------------------------------------------------------------------
 
 -- How a claim's p_n slots go to the tenants with ready work (p_tenants, with the time their
--- longest-waiting ready job became visible), for the kind or stage p_target. Each tenant's
--- virtual time is its served jobs ÷ its weight, counted at most fair_share_lag above the
--- lowest; its k-th slot (from 0) comes at virtual time + k ÷ weight, and the p_n earliest
--- slots are taken (ties: the longest-waiting tenant first, then tenant id). Only the p_n
--- tenants with the earliest first slot can get one, so only they are expanded. Returns each
--- tenant that got slots, in the order of its first slot.
+-- longest-waiting ready job became visible and how many ready jobs each has, p_caps), for
+-- the kind or stage p_target. Each tenant's virtual time is its served jobs ÷ its weight
+-- (conveyor.fair_served, conveyor.tenant_weights), counted at most fair_share_lag above the
+-- lowest; its k-th slot (from 0, below its cap) comes at virtual time + k ÷ weight, and the
+-- p_n earliest slots are taken (ties: the longest-waiting tenant first, then tenant id).
+-- Only the p_n tenants with the earliest first slot can get one, so only they are expanded.
+-- Returns every tenant of p_tenants with its slots (0 for none), in the order of its first
+-- slot, and `pull`: how much to take off its served count so that the lag bound lasts
+-- (conveyor.fair_account applies it). Bounded lag, made to last: past service stops counting
+-- against a tenant beyond fair_share_lag, and a newcomer is at most that far ahead. A pull is
+-- computed from the committed counts, so one claim of the target at a time computes pulls (a
+-- transaction advisory try-lock taken before the read: the others skip it, never wait);
+-- concurrent claims pulling the same tenant back from the same counts would pull it back
+-- once each, and their corrections would grow without bound. PL/pgSQL, not SQL: its plan is
+-- cached for the session (a SQL function with a SET clause is planned again at every call).
 create function conveyor.fair_allocate(
-  p_target text, p_tenants uuid[], p_oldest timestamptz[], p_n int
-) returns table (tenant_id uuid, slots int)
-language sql stable
-set search_path = ''
-as $$
-  with t as (
-    select u.tenant_id, u.oldest, coalesce(w.weight, 1) as weight,
-           coalesce((select sum(s.served) from conveyor.fair_served s
-                     where s.target = p_target and s.tenant_id = u.tenant_id), 0)
-             / coalesce(w.weight, 1) as vt
-    from unnest(p_tenants, p_oldest) as u(tenant_id, oldest)
-    left join conveyor.tenant_weights w on w.tenant_id = u.tenant_id
-  ), e as (
-    select t.tenant_id, t.oldest, t.weight,
-           least(t.vt, min(t.vt) over () + coalesce(
-             (select (s.value #>> '{}')::numeric from conveyor.settings s
-              where s.key = 'fair_share_lag'), 100)) as ev
-    from t
-  ), firsts as (
-    select e.* from e order by e.ev, e.oldest, e.tenant_id limit p_n
-  ), slots as (
-    select f.tenant_id, f.oldest, f.ev + k / f.weight as at
-    from firsts f cross join generate_series(0, p_n - 1) as k
-    order by 3, 2, 1
-    limit p_n
-  )
-  select s.tenant_id, count(*)::int
-  from slots s
-  group by s.tenant_id
-  order by min(s.at), min(s.oldest), s.tenant_id
-$$;
-
--- Records a fair claim on p_target: p_tenants[i] got p_counts[i] jobs; p_candidates are the
--- tenants that had ready work. Bounded lag, made to last: a candidate whose virtual time is
--- more than fair_share_lag above the lowest candidate's is pulled back to exactly that
--- (fair_allocate counted it so for this claim), so past service stops counting against a
--- tenant beyond that, and a newcomer is at most that far ahead. Each tenant's change is added
--- to a stripe row no concurrent claim holds (FOR UPDATE SKIP LOCKED), else to a new stripe
--- (this backend's pid): claims never wait on each other. Two claims pulling the same tenant
--- back at once pull it back twice; the next claim's pull-back bounds the spread again.
-create function conveyor.fair_account(
-  p_target text, p_candidates uuid[], p_tenants uuid[], p_counts int[]
-) returns void
+  p_target text, p_tenants uuid[], p_oldest timestamptz[], p_caps int[], p_n int
+) returns table (tenant_id uuid, slots int, pull bigint)
 language plpgsql
 set search_path = ''
 as $$
 declare
-  v_t uuid;
-  v_delta bigint;
+  v_pull boolean := pg_try_advisory_xact_lock(hashtextextended('conveyor.fair:' || p_target, 0));
 begin
-  for v_t, v_delta in
-    with c as (
-      select u.tenant_id, coalesce(w.weight, 1) as weight,
-             coalesce((select sum(s.served) from conveyor.fair_served s
-                       where s.target = p_target and s.tenant_id = u.tenant_id), 0) as served
-      from unnest(p_candidates) as u(tenant_id)
-      left join conveyor.tenant_weights w on w.tenant_id = u.tenant_id
-    ), v as (
-      select c.*, c.served / c.weight as vt,
-             min(c.served / c.weight) over () + coalesce(
-               (select (s.value #>> '{}')::numeric from conveyor.settings s
-                where s.key = 'fair_share_lag'), 100) as ceiling
-      from c
-    ), pull as (
-      select v.tenant_id, floor(v.ceiling * v.weight)::bigint - v.served as delta
-      from v where v.vt > v.ceiling
-    ), served as (
-      select u.tenant_id, sum(u.n)::bigint as delta
-      from unnest(p_tenants, p_counts) as u(tenant_id, n) group by u.tenant_id
-    )
-    select d.tenant_id, sum(d.delta)::bigint
-    from (select * from pull union all select * from served) d
-    group by d.tenant_id
-    having sum(d.delta) <> 0
-    order by d.tenant_id
-  loop
-    update conveyor.fair_served f set served = f.served + v_delta
+  -- A statement of its own after the lock: its snapshot sees the pulls committed by the
+  -- claims that held it before.
+  return query
+  with t as materialized (
+    select u.tenant_id, u.oldest, u.cap, coalesce(w.weight, 1) as weight,
+           coalesce((select sum(s.served) from conveyor.fair_served s
+                     where s.target = p_target and s.tenant_id = u.tenant_id), 0) as served
+    from unnest(p_tenants, p_oldest, p_caps) as u(tenant_id, oldest, cap)
+    left join conveyor.tenant_weights w on w.tenant_id = u.tenant_id
+  ), e as (
+    select t.*, t.served / t.weight as vt,
+           min(t.served / t.weight) over () + coalesce(
+             (select (s.value #>> '{}')::numeric from conveyor.settings s
+              where s.key = 'fair_share_lag'), 100) as ceiling
+    from t
+  ), firsts as (
+    select e.*, least(e.vt, e.ceiling) as ev from e
+    where e.cap > 0
+    order by least(e.vt, e.ceiling), e.oldest, e.tenant_id
+    limit p_n
+  ), slots as (
+    select f.tenant_id, f.oldest, f.ev + k / f.weight as at
+    from firsts f cross join lateral generate_series(0, least(f.cap, p_n) - 1) as k
+    order by 3, 2, 1
+    limit p_n
+  ), got as (
+    select s.tenant_id, count(*)::int as n, min(s.at) as first
+    from slots s group by s.tenant_id
+  )
+  select e.tenant_id, coalesce(g.n, 0),
+         case when v_pull and e.vt > e.ceiling
+              then (floor(e.ceiling * e.weight) - e.served)::bigint else 0::bigint end
+  from e left join got g on g.tenant_id = e.tenant_id
+  order by g.first nulls last, e.oldest, e.tenant_id;
+end
+$$;
+
+-- Records a fair claim on p_target: adds p_deltas[i] to p_tenants[i]'s served count (what it
+-- was served, less its pull from conveyor.fair_allocate), each to a stripe row no concurrent
+-- claim holds (FOR UPDATE SKIP LOCKED), else to a new stripe: claims never wait on each other.
+create function conveyor.fair_account(p_target text, p_tenants uuid[], p_deltas bigint[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  for i in 1 .. coalesce(cardinality(p_tenants), 0) loop
+    continue when coalesce(p_deltas[i], 0) = 0;
+    update conveyor.fair_served f set served = f.served + p_deltas[i]
     where f.ctid = (select x.ctid from conveyor.fair_served x
-                    where x.target = p_target and x.tenant_id = v_t
+                    where x.target = p_target and x.tenant_id = p_tenants[i]
                     limit 1
                     for update skip locked);
-    if not found then
-      insert into conveyor.fair_served as f (target, tenant_id, stripe, served)
-      values (p_target, v_t, pg_backend_pid(), v_delta)
-      on conflict (target, tenant_id, stripe) do update set served = f.served + excluded.served;
-    end if;
+    -- Every stripe is held by a concurrent claim: a new one (a random number: a fixed one,
+    -- such as the backend's pid, could be a row another claim holds, and then we would wait).
+    while not found loop
+      insert into conveyor.fair_served (target, tenant_id, stripe, served)
+      values (p_target, p_tenants[i], floor(random() * 2147483647)::int, p_deltas[i])
+      on conflict do nothing;
+    end loop;
   end loop;
 end
 $$;
@@ -1194,8 +1230,9 @@ begin
   execute format(
     $q$select coalesce(array_agg(c.msg_id order by c.vt), '{}')
        from (select q.msg_id, q.vt from pgmq.%I q
-             where (q.message ->> 'tenant_id') = $2 and q.vt <= clock_timestamp()
-             order by q.vt
+             where (q.message ->> 'tenant_id') = $2
+               and ((q.message ->> 'tenant_id'), q.vt) <= ($2, clock_timestamp())
+             order by (q.message ->> 'tenant_id'), q.vt
              limit $1
              for update skip locked) c$q$, 'q_' || p_queue)
     into v_ids using p_qty, p_tenant;
@@ -1311,12 +1348,14 @@ $$;
 -- Which jobs (docs/fairness.md): with the kind's fair_share on, the claim first finds the
 -- tenants with ready messages in each tier (conveyor.q_tenants: one index descent per tenant
 -- with live messages). With at most one, or with fair_share off, it reads oldest first, fast
--- before normal before bulk. With two or more, conveyor.fair_allocate shares the batch
--- between them and each tenant's slots are read from its own messages, fast before normal
--- before bulk; what each got is added to conveyor.fair_served. Keys held back (parked) or
--- messages that could not be claimed leave slots free: the tier (plain) or the tenants
--- (fair) are read again, at most four times. A claim that claims nothing wakes the parked
--- jobs of keys with free slots.
+-- before normal before bulk (the plain claim). With two or more, it counts each one's ready
+-- messages (up to the batch), conveyor.fair_allocate shares the batch between them, and each
+-- tenant's share is read from its own messages, fast before normal before bulk: one read per
+-- tier for all the tenants (conveyor.q_read_tenants); what each got is added to
+-- conveyor.fair_served. Slots left free (a concurrent claim took the messages first, keys
+-- parked them, their jobs could not be claimed) are shared again, at most three rounds; in the
+-- plain claim a tier is read again at most four times when keys parked jobs of a full read. A
+-- claim that claims nothing wakes the parked jobs of keys with free slots.
 --
 -- Each read is a statement of its own in a subtransaction: FOR UPDATE SKIP LOCKED skips
 -- locked rows, but where a row's newer version (left by a concurrent read, being deleted by
@@ -1350,21 +1389,28 @@ declare
   v_reads int;
   v_fair boolean := p_kind.fair_share;
   v_target text := 'queue:' || p_kind.kind;
+  -- Fair share: per tier, the tenants with ready messages and their earliest vt; then per
+  -- candidate tenant (v_cand), its earliest vt over the tiers and its ready count per tier.
   v_ten text[];
   v_vts timestamptz[];
+  v_t1 text[] := '{}';
+  v_t2 text[] := '{}';
+  v_t3 text[] := '{}';
   v_all_ten text[] := '{}';
   v_all_vt timestamptz[] := '{}';
-  v_all_bit int[] := '{}';
   v_cand uuid[];
-  v_all uuid[];
   v_oldest timestamptz[];
-  v_bits int[];
-  v_alloc record;
-  v_idx int;
-  v_want int;
+  v_c1 int[];
+  v_c2 int[];
+  v_c3 int[];
+  v_ci int[];
+  v_at uuid[];
+  v_rem int[];
+  v_ask_t text[];
+  v_ask_n int[];
   v_round int := 0;
+  v_pull bigint[];
   v_served uuid[] := '{}';
-  v_counts int[] := '{}';
 begin
   if p_invocation is not null and not conveyor.invocation_alive(p_invocation, p_now) then
     perform set_config('conveyor.invocation_lost', 'on', true);
@@ -1397,18 +1443,16 @@ begin
       else
         v_all_ten := v_all_ten || v_ten;
         v_all_vt := v_all_vt || v_vts;
-        v_all_bit := v_all_bit || array_fill(1 << (i - 1), array[cardinality(v_ten)]);
+        if i = 1 then v_t1 := v_ten; elsif i = 2 then v_t2 := v_ten; else v_t3 := v_ten; end if;
       end if;
     end loop;
     select coalesce(array_agg(x.tenant order by x.tenant), '{}'),
-           coalesce(array_agg(x.oldest order by x.tenant), '{}'),
-           coalesce(array_agg(x.bits order by x.tenant), '{}')
-    into v_cand, v_oldest, v_bits
-    from (select u.tenant::uuid as tenant, min(u.vt) as oldest, bit_or(u.bit) as bits
-          from unnest(v_all_ten, v_all_vt, v_all_bit) as u(tenant, vt, bit)
+           coalesce(array_agg(x.oldest order by x.tenant), '{}')
+    into v_cand, v_oldest
+    from (select u.tenant::uuid as tenant, min(u.vt) as oldest
+          from unnest(v_all_ten, v_all_vt) as u(tenant, vt)
           group by u.tenant::uuid) x;
     v_fair := cardinality(v_cand) > 1;
-    v_all := v_cand;
   end if;
 
   if not v_fair then
@@ -1449,10 +1493,23 @@ begin
       end loop;
     end loop;
   else
+    -- How many ready messages each candidate has in each tier, up to the batch.
+    for i in 1 .. 3 loop
+      v_ten := case i when 1 then v_t1 when 2 then v_t2 else v_t3 end;
+      if cardinality(v_ten) = 0 then
+        v_ci := array_fill(0, array[cardinality(v_cand)]);
+      else
+        select coalesce(array_agg(coalesce(r.ready, 0) order by c.ord), '{}') into v_ci
+        from unnest(v_cand) with ordinality as c(t, ord)
+        left join conveyor.q_ready_counts(v_tiers[i], v_ten, p_qty) r on r.tenant_key = c.t::text;
+      end if;
+      if i = 1 then v_c1 := v_ci; elsif i = 2 then v_c2 := v_ci; else v_c3 := v_ci; end if;
+    end loop;
     if p_kind.service_name is not null then
       -- Every limiter row this claim may take tokens from, at once and in tenant order, as
       -- read_queue's first call does (0053): claimers never wait on each other in opposite
-      -- orders. Holding some already (an earlier claim in this transaction): never wait.
+      -- orders. Holding some already (an earlier claim in this transaction): never wait, and
+      -- a tenant whose row another claim holds gets nothing this time.
       if coalesce(current_setting('conveyor.limiter_locks_held', true), '') = '' then
         perform 1 from (select r.tenant_id from public.rate_limiters r
                         where r.service_name = p_kind.service_name and r.tenant_id = any (v_cand)
@@ -1460,63 +1517,85 @@ begin
                         for update) l;
         perform set_config('conveyor.limiter_locks_held', 'on', true);
       else
-        select coalesce(array_agg(c.t), '{}'), coalesce(array_agg(c.o), '{}'),
-               coalesce(array_agg(c.b), '{}')
-        into v_cand, v_oldest, v_bits
-        from unnest(v_cand, v_oldest, v_bits) as c(t, o, b)
-        where not exists (select 1 from public.rate_limiters r
-                          where r.service_name = p_kind.service_name and r.tenant_id = c.t)
-           or exists (select 1 from (select r.tenant_id from public.rate_limiters r
-                                     where r.service_name = p_kind.service_name
-                                       and r.tenant_id = c.t
-                                     for update skip locked) l);
+        select array_agg(case when c.t = any (l.locked) or not (c.t = any (l.limited)) then c.n1 else 0 end order by c.o),
+               array_agg(case when c.t = any (l.locked) or not (c.t = any (l.limited)) then c.n2 else 0 end order by c.o),
+               array_agg(case when c.t = any (l.locked) or not (c.t = any (l.limited)) then c.n3 else 0 end order by c.o)
+        into v_c1, v_c2, v_c3
+        from unnest(v_cand, v_c1, v_c2, v_c3) with ordinality as c(t, n1, n2, n3, o)
+        cross join (select
+            coalesce(array(select r.tenant_id from public.rate_limiters r
+                           where r.service_name = p_kind.service_name and r.tenant_id = any (v_cand)), '{}') as limited,
+            coalesce(array(select r.tenant_id from public.rate_limiters r
+                           where r.service_name = p_kind.service_name and r.tenant_id = any (v_cand)
+                           order by r.tenant_id
+                           for update skip locked), '{}') as locked) l;
       end if;
     end if;
     loop
-      exit when v_left <= 0 or v_round >= 4 or cardinality(v_cand) = 0;
+      exit when v_left <= 0 or v_round >= 3;
       v_round := v_round + 1;
-      for v_alloc in
-        select a.tenant_id, a.slots from conveyor.fair_allocate(v_target, v_cand, v_oldest, v_left) a
-      loop
+      -- The batch shared by virtual time, each tenant's ready messages its cap. The pulls of
+      -- the first round are what fair_account takes off (later rounds read the same counts).
+      select coalesce(array_agg(a.tenant_id order by a.o) filter (where a.slots > 0), '{}'),
+             coalesce(array_agg(a.slots order by a.o) filter (where a.slots > 0), '{}'),
+             coalesce(v_pull, array_agg(a.pull order by a.tenant_id))
+      into v_at, v_rem, v_pull
+      from conveyor.fair_allocate(v_target, v_cand, v_oldest,
+        array(select n1 + n2 + n3 from unnest(v_c1, v_c2, v_c3) as c(n1, n2, n3)), v_left)
+        with ordinality as a(tenant_id, slots, pull, o);
+      exit when cardinality(v_at) = 0;
+      for i in 1 .. 3 loop
         exit when v_left <= 0;
-        v_idx := array_position(v_cand, v_alloc.tenant_id);
-        v_want := least(v_alloc.slots, v_left);
-        for i in 1 .. 3 loop
-          exit when v_want <= 0;
-          continue when v_bits[v_idx] & (1 << (i - 1)) = 0;
-          begin
-            if p_kind.service_name is null then
-              select coalesce(array_agg(m), '{}') into v_msgs
-              from conveyor.q_read_tenant(v_tiers[i], v_alloc.tenant_id::text, p_vt, v_want) m;
-            else
-              select coalesce(array_agg(m), '{}') into v_msgs
-              from conveyor.read_queue_tenant(v_tiers[i], v_alloc.tenant_id::text, p_vt, v_want,
-                                              p_kind.service_name, p_now) m;
-            end if;
-          exception when deadlock_detected then
-            v_msgs := '{}';
-          end;
-          v_n := cardinality(v_msgs);
-          if v_n < v_want then
-            -- Nothing more of this tenant in this tier for this claim.
-            v_bits[v_idx] := v_bits[v_idx] & ~(1 << (i - 1));
+        v_ci := case i when 1 then v_c1 when 2 then v_c2 else v_c3 end;
+        -- Each tenant's share of this tier: what it still has to get, up to what it has here.
+        select coalesce(array_agg(a.t::text order by a.o), '{}'), coalesce(array_agg(a.take order by a.o), '{}')
+        into v_ask_t, v_ask_n
+        from (select u.t, u.o, least(u.rem, v_ci[array_position(v_cand, u.t)]) as take
+              from unnest(v_at, v_rem) with ordinality as u(t, rem, o)) a
+        where a.take > 0;
+        continue when cardinality(v_ask_t) = 0;
+        begin
+          if p_kind.service_name is null then
+            select coalesce(array_agg(m), '{}') into v_msgs
+            from conveyor.q_read_tenants(v_tiers[i], v_ask_t, v_ask_n, p_vt) m;
+          else
+            select coalesce(array_agg(m), '{}') into v_msgs
+            from unnest(v_ask_t, v_ask_n) as a(t, n)
+            cross join lateral conveyor.read_queue_tenant(v_tiers[i], a.t, p_vt, a.n,
+                                                          p_kind.service_name, p_now) m;
           end if;
-          continue when v_n = 0;
-          v_rows := conveyor.claim_messages(p_kind, v_tiers[i], v_msgs, p_worker, p_now, p_max, p_full);
-          if cardinality(v_rows) > 0 then
-            return query select * from unnest(v_rows);
-            v_want := v_want - cardinality(v_rows);
-            v_left := v_left - cardinality(v_rows);
-            v_served := v_served || v_alloc.tenant_id;
-            v_counts := v_counts || cardinality(v_rows);
-          end if;
-        end loop;
+        exception when deadlock_detected then
+          v_msgs := '{}';
+        end;
+        -- What was read is not ready any more; a tenant that gave less than asked has no
+        -- more in this tier for this claim (taken by a concurrent claim, or held back by
+        -- its rate limit).
+        v_ci := array(
+          select case when a.n is null then c.n
+                      when coalesce(r.n, 0) < a.n then 0
+                      else c.n - coalesce(r.n, 0) end
+          from unnest(v_cand, v_ci) with ordinality as c(t, n, o)
+          left join unnest(v_ask_t, v_ask_n) as a(t, n) on a.t = c.t::text
+          left join (select m.message ->> 'tenant_id' as t, count(*)::int as n
+                     from unnest(v_msgs) m group by 1) r on r.t = c.t::text
+          order by c.o);
+        if i = 1 then v_c1 := v_ci; elsif i = 2 then v_c2 := v_ci; else v_c3 := v_ci; end if;
+        continue when cardinality(v_msgs) = 0;
+        v_rows := conveyor.claim_messages(p_kind, v_tiers[i], v_msgs, p_worker, p_now, p_max, p_full);
+        continue when cardinality(v_rows) = 0;
+        return query select * from unnest(v_rows);
+        v_left := v_left - cardinality(v_rows);
+        v_served := v_served || array(select r.tenant_id from unnest(v_rows) r);
+        v_rem := array(
+          select u.rem - (select count(*)::int from unnest(v_rows) r where r.tenant_id = u.t)
+          from unnest(v_at, v_rem) with ordinality as u(t, rem, o) order by u.o);
       end loop;
-      select coalesce(array_agg(c.t), '{}'), coalesce(array_agg(c.o), '{}'), coalesce(array_agg(c.b), '{}')
-      into v_cand, v_oldest, v_bits
-      from unnest(v_cand, v_oldest, v_bits) as c(t, o, b) where c.b <> 0;
     end loop;
-    perform conveyor.fair_account(v_target, v_all, v_served, v_counts);
+    -- v_cand is in tenant order, as v_pull.
+    perform conveyor.fair_account(v_target, v_cand,
+      array(select coalesce(c.pull, 0) + (select count(*) from unnest(v_served) s where s = c.t)
+            from unnest(v_cand, v_pull) with ordinality as c(t, pull, o)
+            order by c.o));
   end if;
 
   if v_left = p_qty and exists (select 1 from conveyor.key_waiters w where w.kind = p_kind.kind) then
@@ -1769,8 +1848,8 @@ revoke all on function conveyor.job_message(uuid, text, int),
   conveyor.release_keys(bigint[]),
   conveyor.wake_free_keys(conveyor.job_kinds, timestamptz),
   conveyor.admit_keyed(conveyor.job_kinds, text, pgmq.message_record[], timestamptz),
-  conveyor.fair_allocate(text, uuid[], timestamptz[], int),
-  conveyor.fair_account(text, uuid[], uuid[], int[]),
+  conveyor.fair_allocate(text, uuid[], timestamptz[], int[], int),
+  conveyor.fair_account(text, uuid[], bigint[]),
   conveyor.read_queue_tenant(text, text, int, int, text, timestamptz),
   conveyor.claim_messages(conveyor.job_kinds, text, pgmq.message_record[], text, timestamptz, int, boolean)
   from public;
@@ -1949,9 +2028,9 @@ comment on function public.queue_content_job(jsonb) is
 -- (content_fair_share) and two or more tenants have ready items: the lowest virtual time, as
 -- for job kinds (conveyor.fair_allocate with one slot), found with a loose index scan of
 -- content_job_stages_ready_tenant_idx. `pick` NULL: take the oldest ready item; `candidates`:
--- the tenants with ready items (for conveyor.fair_account).
+-- the tenants with ready items, in tenant order, and their `pulls` (for conveyor.fair_account).
 create function conveyor.content_fair_tenant(p_stage text, p_now timestamptz)
-returns table (pick uuid, candidates uuid[])
+returns table (pick uuid, candidates uuid[], pulls bigint[])
 language plpgsql
 set search_path = ''
 as $$
@@ -1975,7 +2054,8 @@ begin
       order by s.tenant_id, s.available_at
       limit 1) n
   )
-  select coalesce(array_agg(x.tenant_id), '{}'), coalesce(array_agg(x.available_at), '{}')
+  select coalesce(array_agg(x.tenant_id order by x.tenant_id), '{}'),
+         coalesce(array_agg(x.available_at order by x.tenant_id), '{}')
   into v_tenants, v_oldest
   from (select * from t limit coalesce(conveyor.setting_int('fair_share_max_tenants')::int, 1000)) x
   where x.available_at <= p_now;
@@ -1983,8 +2063,10 @@ begin
     return;
   end if;
   return query
-  select a.tenant_id, v_tenants
-  from conveyor.fair_allocate('content:' || p_stage, v_tenants, v_oldest, 1) a;
+  select (array_agg(a.tenant_id) filter (where a.slots > 0))[1], v_tenants,
+         array_agg(a.pull order by a.tenant_id)
+  from conveyor.fair_allocate('content:' || p_stage, v_tenants, v_oldest,
+                              array_fill(1, array[cardinality(v_tenants)]), 1) a;
 end
 $$;
 
@@ -2012,6 +2094,7 @@ declare
   v_msg text;
   v_tenant uuid;
   v_cands uuid[];
+  v_pulls bigint[];
 begin
   if coalesce(btrim(p_worker), '') = '' then
     raise exception 'claim_content_stage: p_worker must name the worker';
@@ -2058,7 +2141,7 @@ begin
       end if;
     else
       v_row := null;
-      select f.pick, f.candidates into v_tenant, v_cands
+      select f.pick, f.candidates, f.pulls into v_tenant, v_cands, v_pulls
       from conveyor.content_fair_tenant(p_stage, v_now) f;
       if v_tenant is not null then
         select * into v_row from public.content_job_stages s
@@ -2079,7 +2162,9 @@ begin
         return;
       end if;
       if v_tenant is not null then
-        perform conveyor.fair_account('content:' || p_stage, v_cands, array[v_row.tenant_id], array[1]);
+        perform conveyor.fair_account('content:' || p_stage, v_cands,
+          array(select c.pull + case when c.t = v_row.tenant_id then 1 else 0 end
+                from unnest(v_cands, v_pulls) with ordinality as c(t, pull, o) order by c.o));
       end if;
     end if;
 
