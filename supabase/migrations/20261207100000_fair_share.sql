@@ -199,17 +199,95 @@ begin
 end
 $$;
 
--- As in 0052 (q_read, q_put, q_delete), plus the three statements of the fair claim:
---   conveyor.q_tenants(queue, limit): every tenant with a message in the queue and its
+-- As in 0052 (q_read, q_put, q_delete), plus the two statements of the fair claim:
+--   conveyor.q_tenants(queue, limit): every tenant with a message in the tier queue and its
 --     earliest vt, one index descent per tenant (a loose index scan of the tenant index);
---   conveyor.q_ready_counts(queue, tenants, cap): how many ready messages each of these
---     tenants has, counted up to cap (at most cap index entries each, no locks);
---   conveyor.q_read_tenants(queue, tenants, qtys, vt): q_read for several tenants at once,
---     each its own number of messages, the longest ready first (the tenant index's order).
+--   conveyor.q_read_fair(queue, tenants, ev, weights, oldest, tiers, qty, vt), per kind (queue
+--     = the kind's normal tier): reads up to qty ready messages of each tenant from each tier
+--     (locked, FOR UPDATE SKIP LOCKED, the longest ready first), numbers each tenant's in
+--     tier order (fast, normal, bulk) then by vt, gives the k-th (from 0) the time
+--     ev + k ÷ weight, keeps the qty earliest (ties: the tenant whose ready job waited longest,
+--     then tenant id) and makes those invisible for vt seconds: a weighted fair share of the
+--     batch in one statement, each tenant getting at most what it has ready. The rows read but
+--     not kept stay locked until the claim commits and are skipped by concurrent claims.
 -- Readiness is written as the row comparison (tenant, vt) <= (t, now), which with the
 -- tenant's equality means vt <= now: only the tenant index can serve it, so the planner
 -- never reads a rare tenant's messages by walking pgmq's vt index through everyone else's
 -- (with few tenants, it estimates each to hold a large share of the queue).
+-- The statement of conveyor.q_read_fair for a kind's normal tier queue p_queue (its tier
+-- tables named in it), or, with p_dynamic, the same statement as a format() template for
+-- EXECUTE (a kind not generated yet).
+create function conveyor.fair_read_sql(p_queue text, p_dynamic boolean) returns text
+language plpgsql immutable
+set search_path = ''
+as $$
+declare
+  v_sql text := $q$
+    with a as (
+      select * from unnest(%1$s, %2$s, %3$s, %4$s) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%9$s q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit %6$s
+        for update skip locked) x
+      where (%5$s)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%10$s q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit %6$s
+        for update skip locked) x
+      where (%5$s)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%11$s q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit %6$s
+        for update skip locked) x
+      where (%5$s)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit %6$s
+    ), u1 as (
+      update pgmq.%9$s m set vt = clock_timestamp() + make_interval(secs => %7$s), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.%10$s m set vt = clock_timestamp() + make_interval(secs => %7$s), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.%11$s m set vt = clock_timestamp() + make_interval(secs => %7$s), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3$q$;
+begin
+  if p_dynamic then
+    -- For EXECUTE: parameters $1 to $7, and %1$I to %3$I for the three tables, which the
+    -- caller's format() fills in.
+    return format(v_sql, '$1', '$2', '$3', '$4', '$5', '$6', '$7', null,
+                  '%1$I', '%2$I', '%3$I');
+  end if;
+  return format(v_sql, 'p_tenants', 'p_ev', 'p_weight', 'p_oldest', 'p_tiers', 'p_qty', 'p_vt',
+                null, quote_ident('q_' || p_queue || '_fast'), quote_ident('q_' || p_queue),
+                quote_ident('q_' || p_queue || '_bulk'));
+end
+$$;
+
 create or replace function conveyor.generate_queue_sql() returns void
 language plpgsql
 set search_path = ''
@@ -221,8 +299,9 @@ declare
   v_put text := '';
   v_delete text := '';
   v_tenants text := '';
-  v_counts text := '';
-  v_read_tenants text := '';
+  v_fair text := '';
+  v_fkw text := 'if';
+  v_kq text;
   v_end text;
 begin
   -- Two transactions replacing the same functions at once fail ("tuple concurrently
@@ -273,34 +352,6 @@ begin
         limit 1) n)
     select t.tenant, t.vt from t limit p_limit;$f$,
       v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
-    v_counts := v_counts || format($f$
-  %s p_queue = %L then
-    return query
-    select a.t, (select count(*)::int
-                 from (select 1 from pgmq.%I q
-                       where (q.message ->> 'tenant_id') = a.t
-                         and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
-                       order by (q.message ->> 'tenant_id'), q.vt
-                       limit p_cap) c)
-    from unnest(p_tenants) as a(t);$f$,
-      v_kw, v_queue, 'q_' || v_queue);
-    v_read_tenants := v_read_tenants || format($f$
-  %s p_queue = %L then
-    return query
-    update pgmq.%I m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    where m.msg_id = any (array(
-      select x.msg_id
-      from unnest(p_tenants, p_qtys) as a(t, n)
-      cross join lateral (
-        select q.msg_id from pgmq.%I q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
-        order by (q.message ->> 'tenant_id'), q.vt
-        limit a.n
-        for update skip locked) x))
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;$f$,
-      v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
     v_kw := 'elsif';
   end loop;
   if v_kw = 'elsif' then
@@ -308,10 +359,26 @@ begin
     v_put := v_put || E'\n  else';
     v_delete := v_delete || E'\n  else';
     v_tenants := v_tenants || E'\n  else';
-    v_counts := v_counts || E'\n  else';
-    v_read_tenants := v_read_tenants || E'\n  else';
   end if;
   v_end := case when v_kw = 'elsif' then 'end if;' else '' end;
+
+  -- The fair read, per kind whose three tier queues exist.
+  for v_kq in
+    select k.queue_name from conveyor.job_kinds k
+    where to_regclass(format('pgmq.%I', 'q_' || k.queue_name || '_fast')) is not null
+      and to_regclass(format('pgmq.%I', 'q_' || k.queue_name)) is not null
+      and to_regclass(format('pgmq.%I', 'q_' || k.queue_name || '_bulk')) is not null
+    order by 1
+  loop
+    v_fair := v_fair || format($f$
+  %1$s p_queue = %2$L then
+    return query %3$s;$f$,
+      v_fkw, v_kq, conveyor.fair_read_sql(v_kq, false));
+    v_fkw := 'elsif';
+  end loop;
+  if v_fkw = 'elsif' then
+    v_fair := v_fair || E'\n  else';
+  end if;
 
   execute format($def$
 create or replace function conveyor.q_read(p_queue text, p_vt int, p_qty int)
@@ -378,52 +445,31 @@ end
 $body$$def$, v_tenants, v_end);
 
   execute format($def$
-create or replace function conveyor.q_ready_counts(p_queue text, p_tenants text[], p_cap int)
-returns table (tenant_key text, ready int)
+create or replace function conveyor.q_read_fair(
+  p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamptz[],
+  p_tiers boolean[], p_qty int, p_vt int
+) returns table (tier int, msg_id bigint, read_ct int, enqueued_at timestamptz,
+                 vt timestamptz, message jsonb, headers jsonb)
 language plpgsql
 set search_path = ''
 as $body$
 -- Generated by conveyor.generate_queue_sql(): do not edit.
+#variable_conflict use_column
 begin%s
-    return query execute format(
-      'select a.t, (select count(*)::int from (select 1 from pgmq.%%1$I q'
-      ' where (q.message ->> ''tenant_id'') = a.t'
-      ' and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())'
-      ' order by (q.message ->> ''tenant_id''), q.vt limit $2) c)'
-      ' from unnest($1) as a(t)', 'q_' || p_queue) using p_tenants, p_cap;
+    return query execute format(%L, 'q_' || p_queue || '_fast', 'q_' || p_queue,
+                                'q_' || p_queue || '_bulk')
+      using p_tenants, p_ev, p_weight, p_oldest, p_tiers, p_qty, p_vt;
   %s
 end
-$body$$def$, v_counts, v_end);
-
-  execute format($def$
-create or replace function conveyor.q_read_tenants(
-  p_queue text, p_tenants text[], p_qtys int[], p_vt int
-) returns setof pgmq.message_record
-language plpgsql
-set search_path = ''
-as $body$
--- Generated by conveyor.generate_queue_sql(): do not edit.
-begin%s
-    return query execute format(
-      'update pgmq.%%1$I m'
-      ' set vt = clock_timestamp() + make_interval(secs => $3), read_ct = m.read_ct + 1'
-      ' where m.msg_id = any (array(select x.msg_id from unnest($1, $2) as a(t, n) cross join lateral ('
-      '   select q.msg_id from pgmq.%%1$I q'
-      '   where (q.message ->> ''tenant_id'') = a.t'
-      '   and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())'
-      '   order by (q.message ->> ''tenant_id''), q.vt limit a.n for update skip locked) x))'
-      ' returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers',
-      'q_' || p_queue) using p_tenants, p_qtys, p_vt;
-  %s
-end
-$body$$def$, v_read_tenants, v_end);
+$body$$def$, v_fair, conveyor.fair_read_sql(null, true),
+   case when v_fkw = 'elsif' then 'end if;' else '' end);
 
   revoke all on function conveyor.q_read(text, int, int),
     conveyor.q_put(text, bigint, timestamptz, jsonb, jsonb),
     conveyor.q_delete(text, bigint[]),
     conveyor.q_tenants(text, int),
-    conveyor.q_ready_counts(text, text[], int),
-    conveyor.q_read_tenants(text, text[], int[], int) from public;
+    conveyor.q_read_fair(text, text[], numeric[], numeric[], timestamptz[], boolean[], int, int)
+    from public;
 end
 $gen$;
 
@@ -1117,25 +1163,18 @@ $$;
 -- Fair share at claim
 -- ---------------------------------------------------------------------------------------
 
--- How a claim's p_n slots go to the tenants with ready work (p_tenants, with the time their
--- longest-waiting ready job became visible and how many ready jobs each has, p_caps), for
--- the kind or stage p_target. Each tenant's virtual time is its served jobs ÷ its weight
--- (conveyor.fair_served, conveyor.tenant_weights), counted at most fair_share_lag above the
--- lowest; its k-th slot (from 0, below its cap) comes at virtual time + k ÷ weight, and the
--- p_n earliest slots are taken (ties: the longest-waiting tenant first, then tenant id).
--- Only the p_n tenants with the earliest first slot can get one, so only they are expanded.
--- Returns every tenant of p_tenants with its slots (0 for none), in the order of its first
--- slot, and `pull`: how much to take off its served count so that the lag bound lasts
+-- Where the tenants with ready work (p_tenants) stand on the kind or stage p_target: each
+-- one's virtual time `ev` (its served jobs ÷ its weight, from conveyor.fair_served and
+-- conveyor.tenant_weights, counted at most fair_share_lag above the lowest), its weight, and
+-- `pull`: how much to take off its served count so that the lag bound lasts
 -- (conveyor.fair_account applies it). Bounded lag, made to last: past service stops counting
 -- against a tenant beyond fair_share_lag, and a newcomer is at most that far ahead. A pull is
 -- computed from the committed counts, so one claim of the target at a time computes pulls (a
 -- transaction advisory try-lock taken before the read: the others skip it, never wait);
 -- concurrent claims pulling the same tenant back from the same counts would pull it back
--- once each, and their corrections would grow without bound. PL/pgSQL, not SQL: its plan is
--- cached for the session (a SQL function with a SET clause is planned again at every call).
-create function conveyor.fair_allocate(
-  p_target text, p_tenants uuid[], p_oldest timestamptz[], p_caps int[], p_n int
-) returns table (tenant_id uuid, slots int, pull bigint)
+-- once each, and their corrections would grow without bound. Rows in tenant order.
+create function conveyor.fair_state(p_target text, p_tenants uuid[])
+returns table (tenant_id uuid, ev numeric, weight numeric, pull bigint)
 language plpgsql
 set search_path = ''
 as $$
@@ -1146,10 +1185,10 @@ begin
   -- claims that held it before.
   return query
   with t as materialized (
-    select u.tenant_id, u.oldest, u.cap, coalesce(w.weight, 1) as weight,
+    select u.tenant_id, coalesce(w.weight, 1) as weight,
            coalesce((select sum(s.served) from conveyor.fair_served s
                      where s.target = p_target and s.tenant_id = u.tenant_id), 0) as served
-    from unnest(p_tenants, p_oldest, p_caps) as u(tenant_id, oldest, cap)
+    from unnest(p_tenants) as u(tenant_id)
     left join conveyor.tenant_weights w on w.tenant_id = u.tenant_id
   ), e as (
     select t.*, t.served / t.weight as vt,
@@ -1157,30 +1196,17 @@ begin
              (select (s.value #>> '{}')::numeric from conveyor.settings s
               where s.key = 'fair_share_lag'), 100) as ceiling
     from t
-  ), firsts as (
-    select e.*, least(e.vt, e.ceiling) as ev from e
-    where e.cap > 0
-    order by least(e.vt, e.ceiling), e.oldest, e.tenant_id
-    limit p_n
-  ), slots as (
-    select f.tenant_id, f.oldest, f.ev + k / f.weight as at
-    from firsts f cross join lateral generate_series(0, least(f.cap, p_n) - 1) as k
-    order by 3, 2, 1
-    limit p_n
-  ), got as (
-    select s.tenant_id, count(*)::int as n, min(s.at) as first
-    from slots s group by s.tenant_id
   )
-  select e.tenant_id, coalesce(g.n, 0),
+  select e.tenant_id, least(e.vt, e.ceiling), e.weight,
          case when v_pull and e.vt > e.ceiling
               then (floor(e.ceiling * e.weight) - e.served)::bigint else 0::bigint end
-  from e left join got g on g.tenant_id = e.tenant_id
-  order by g.first nulls last, e.oldest, e.tenant_id;
+  from e
+  order by e.tenant_id;
 end
 $$;
 
 -- Records a fair claim on p_target: adds p_deltas[i] to p_tenants[i]'s served count (what it
--- was served, less its pull from conveyor.fair_allocate), each to a stripe row no concurrent
+-- was served, less its pull from conveyor.fair_state), each to a stripe row no concurrent
 -- claim holds (FOR UPDATE SKIP LOCKED), else to a new stripe: claims never wait on each other.
 create function conveyor.fair_account(p_target text, p_tenants uuid[], p_deltas bigint[])
 returns void
@@ -1348,14 +1374,15 @@ $$;
 -- Which jobs (docs/fairness.md): with the kind's fair_share on, the claim first finds the
 -- tenants with ready messages in each tier (conveyor.q_tenants: one index descent per tenant
 -- with live messages). With at most one, or with fair_share off, it reads oldest first, fast
--- before normal before bulk (the plain claim). With two or more, it counts each one's ready
--- messages (up to the batch), conveyor.fair_allocate shares the batch between them, and each
--- tenant's share is read from its own messages, fast before normal before bulk: one read per
--- tier for all the tenants (conveyor.q_read_tenants); what each got is added to
--- conveyor.fair_served. Slots left free (a concurrent claim took the messages first, keys
--- parked them, their jobs could not be claimed) are shared again, at most three rounds; in the
--- plain claim a tier is read again at most four times when keys parked jobs of a full read. A
--- claim that claims nothing wakes the parked jobs of keys with free slots.
+-- before normal before bulk (the plain claim). With two or more, conveyor.fair_state gives
+-- each one's virtual time and weight, and conveyor.q_read_fair shares the batch between them
+-- in one statement: each tenant's share read from its own messages, fast before normal before
+-- bulk, none getting more than it has ready; what each got is added to conveyor.fair_served.
+-- (A rate-limited kind reads tenant by tenant, conveyor.read_queue_tenant, for the shares the
+-- same slot order gives.) Slots left free because keys parked jobs, or because jobs could not
+-- be claimed, are shared again, at most three rounds; in the plain claim a tier is read again
+-- at most four times when keys parked jobs of a full read. A claim that claims nothing wakes
+-- the parked jobs of keys with free slots.
 --
 -- Each read is a statement of its own in a subtransaction: FOR UPDATE SKIP LOCKED skips
 -- locked rows, but where a row's newer version (left by a concurrent read, being deleted by
@@ -1393,23 +1420,21 @@ declare
   -- candidate tenant (v_cand), its earliest vt over the tiers and its ready count per tier.
   v_ten text[];
   v_vts timestamptz[];
-  v_t1 text[] := '{}';
-  v_t2 text[] := '{}';
-  v_t3 text[] := '{}';
   v_all_ten text[] := '{}';
   v_all_vt timestamptz[] := '{}';
   v_cand uuid[];
+  v_all uuid[];
   v_oldest timestamptz[];
-  v_c1 int[];
-  v_c2 int[];
-  v_c3 int[];
-  v_ci int[];
-  v_at uuid[];
-  v_rem int[];
-  v_ask_t text[];
-  v_ask_n int[];
-  v_round int := 0;
+  v_ev numeric[];
+  v_w numeric[];
   v_pull bigint[];
+  v_m1 pgmq.message_record[];
+  v_m2 pgmq.message_record[];
+  v_m3 pgmq.message_record[];
+  v_got int;
+  v_t uuid;
+  v_out uuid[] := '{}';
+  v_round int := 0;
   v_served uuid[] := '{}';
 begin
   if p_invocation is not null and not conveyor.invocation_alive(p_invocation, p_now) then
@@ -1443,7 +1468,6 @@ begin
       else
         v_all_ten := v_all_ten || v_ten;
         v_all_vt := v_all_vt || v_vts;
-        if i = 1 then v_t1 := v_ten; elsif i = 2 then v_t2 := v_ten; else v_t3 := v_ten; end if;
       end if;
     end loop;
     select coalesce(array_agg(x.tenant order by x.tenant), '{}'),
@@ -1493,18 +1517,12 @@ begin
       end loop;
     end loop;
   else
-    -- How many ready messages each candidate has in each tier, up to the batch.
-    for i in 1 .. 3 loop
-      v_ten := case i when 1 then v_t1 when 2 then v_t2 else v_t3 end;
-      if cardinality(v_ten) = 0 then
-        v_ci := array_fill(0, array[cardinality(v_cand)]);
-      else
-        select coalesce(array_agg(coalesce(r.ready, 0) order by c.ord), '{}') into v_ci
-        from unnest(v_cand) with ordinality as c(t, ord)
-        left join conveyor.q_ready_counts(v_tiers[i], v_ten, p_qty) r on r.tenant_key = c.t::text;
-      end if;
-      if i = 1 then v_c1 := v_ci; elsif i = 2 then v_c2 := v_ci; else v_c3 := v_ci; end if;
-    end loop;
+    -- Where each candidate stands: virtual time, weight, pull (in v_cand's tenant order).
+    select array_agg(f.ev order by f.tenant_id), array_agg(f.weight order by f.tenant_id),
+           array_agg(f.pull order by f.tenant_id)
+    into v_ev, v_w, v_pull
+    from conveyor.fair_state(v_target, v_cand) f;
+    v_all := v_cand;
     if p_kind.service_name is not null then
       -- Every limiter row this claim may take tokens from, at once and in tenant order, as
       -- read_queue's first call does (0053): claimers never wait on each other in opposite
@@ -1517,84 +1535,108 @@ begin
                         for update) l;
         perform set_config('conveyor.limiter_locks_held', 'on', true);
       else
-        select array_agg(case when c.t = any (l.locked) or not (c.t = any (l.limited)) then c.n1 else 0 end order by c.o),
-               array_agg(case when c.t = any (l.locked) or not (c.t = any (l.limited)) then c.n2 else 0 end order by c.o),
-               array_agg(case when c.t = any (l.locked) or not (c.t = any (l.limited)) then c.n3 else 0 end order by c.o)
-        into v_c1, v_c2, v_c3
-        from unnest(v_cand, v_c1, v_c2, v_c3) with ordinality as c(t, n1, n2, n3, o)
-        cross join (select
-            coalesce(array(select r.tenant_id from public.rate_limiters r
-                           where r.service_name = p_kind.service_name and r.tenant_id = any (v_cand)), '{}') as limited,
-            coalesce(array(select r.tenant_id from public.rate_limiters r
-                           where r.service_name = p_kind.service_name and r.tenant_id = any (v_cand)
-                           order by r.tenant_id
-                           for update skip locked), '{}') as locked) l;
+        select coalesce(array_agg(c.t order by c.t), '{}'), coalesce(array_agg(c.o order by c.t), '{}'),
+               coalesce(array_agg(c.e order by c.t), '{}'), coalesce(array_agg(c.w order by c.t), '{}'),
+               coalesce(array_agg(c.p order by c.t), '{}')
+        into v_cand, v_oldest, v_ev, v_w, v_pull
+        from unnest(v_cand, v_oldest, v_ev, v_w, v_pull) as c(t, o, e, w, p)
+        where not exists (select 1 from public.rate_limiters r
+                          where r.service_name = p_kind.service_name and r.tenant_id = c.t)
+           or exists (select 1 from (select r.tenant_id from public.rate_limiters r
+                                     where r.service_name = p_kind.service_name
+                                       and r.tenant_id = c.t
+                                     for update skip locked) l);
       end if;
     end if;
     loop
       exit when v_left <= 0 or v_round >= 3;
       v_round := v_round + 1;
-      -- The batch shared by virtual time, each tenant's ready messages its cap. The pulls of
-      -- the first round are what fair_account takes off (later rounds read the same counts).
-      select coalesce(array_agg(a.tenant_id order by a.o) filter (where a.slots > 0), '{}'),
-             coalesce(array_agg(a.slots order by a.o) filter (where a.slots > 0), '{}'),
-             coalesce(v_pull, array_agg(a.pull order by a.tenant_id))
-      into v_at, v_rem, v_pull
-      from conveyor.fair_allocate(v_target, v_cand, v_oldest,
-        array(select n1 + n2 + n3 from unnest(v_c1, v_c2, v_c3) as c(n1, n2, n3)), v_left)
-        with ordinality as a(tenant_id, slots, pull, o);
-      exit when cardinality(v_at) = 0;
-      for i in 1 .. 3 loop
-        exit when v_left <= 0;
-        v_ci := case i when 1 then v_c1 when 2 then v_c2 else v_c3 end;
-        -- Each tenant's share of this tier: what it still has to get, up to what it has here.
-        select coalesce(array_agg(a.t::text order by a.o), '{}'), coalesce(array_agg(a.take order by a.o), '{}')
-        into v_ask_t, v_ask_n
-        from (select u.t, u.o, least(u.rem, v_ci[array_position(v_cand, u.t)]) as take
-              from unnest(v_at, v_rem) with ordinality as u(t, rem, o)) a
-        where a.take > 0;
-        continue when cardinality(v_ask_t) = 0;
+      v_got := 0;
+      if p_kind.service_name is null then
+        -- The batch shared in one statement, each tenant's share from its own messages.
         begin
-          if p_kind.service_name is null then
-            select coalesce(array_agg(m), '{}') into v_msgs
-            from conveyor.q_read_tenants(v_tiers[i], v_ask_t, v_ask_n, p_vt) m;
-          else
-            select coalesce(array_agg(m), '{}') into v_msgs
-            from unnest(v_ask_t, v_ask_n) as a(t, n)
-            cross join lateral conveyor.read_queue_tenant(v_tiers[i], a.t, p_vt, a.n,
-                                                          p_kind.service_name, p_now) m;
-          end if;
+          select coalesce(array_agg(row(r.msg_id, r.read_ct, r.enqueued_at, r.vt, r.message,
+                                        r.headers)::pgmq.message_record order by r.msg_id)
+                            filter (where r.tier = 1), '{}'),
+                 coalesce(array_agg(row(r.msg_id, r.read_ct, r.enqueued_at, r.vt, r.message,
+                                        r.headers)::pgmq.message_record order by r.msg_id)
+                            filter (where r.tier = 2), '{}'),
+                 coalesce(array_agg(row(r.msg_id, r.read_ct, r.enqueued_at, r.vt, r.message,
+                                        r.headers)::pgmq.message_record order by r.msg_id)
+                            filter (where r.tier = 3), '{}')
+          into v_m1, v_m2, v_m3
+          from conveyor.q_read_fair(p_kind.queue_name, array(select c::text from unnest(v_cand) c),
+                                    v_ev, v_w, v_oldest, v_open, v_left, p_vt) r;
         exception when deadlock_detected then
-          v_msgs := '{}';
+          v_m1 := '{}'; v_m2 := '{}'; v_m3 := '{}';
         end;
-        -- What was read is not ready any more; a tenant that gave less than asked has no
-        -- more in this tier for this claim (taken by a concurrent claim, or held back by
-        -- its rate limit).
-        v_ci := array(
-          select case when a.n is null then c.n
-                      when coalesce(r.n, 0) < a.n then 0
-                      else c.n - coalesce(r.n, 0) end
-          from unnest(v_cand, v_ci) with ordinality as c(t, n, o)
-          left join unnest(v_ask_t, v_ask_n) as a(t, n) on a.t = c.t::text
-          left join (select m.message ->> 'tenant_id' as t, count(*)::int as n
-                     from unnest(v_msgs) m group by 1) r on r.t = c.t::text
-          order by c.o);
-        if i = 1 then v_c1 := v_ci; elsif i = 2 then v_c2 := v_ci; else v_c3 := v_ci; end if;
-        continue when cardinality(v_msgs) = 0;
-        v_rows := conveyor.claim_messages(p_kind, v_tiers[i], v_msgs, p_worker, p_now, p_max, p_full);
+      else
+        -- Tenant by tenant: each one's share by the same slot order (its ready jobs unknown: up
+        -- to the batch), read through its rate limit, fast before normal before bulk. A tenant
+        -- that gives less than its share (throttled, or out of ready jobs) is out of the next
+        -- round.
+        v_m1 := '{}'; v_m2 := '{}'; v_m3 := '{}';
+        for v_t, v_n in
+          select x.t, count(*)::int
+          from (select c.t, c.o, c.e + k / c.w as at
+                from unnest(v_cand, v_oldest, v_ev, v_w) as c(t, o, e, w)
+                cross join generate_series(0, v_left - 1) as k
+                order by 3, 2, 1
+                limit v_left) x
+          group by x.t
+          order by min(x.at), min(x.o), x.t
+        loop
+          for i in 1 .. 3 loop
+            exit when v_n <= 0;
+            continue when not v_open[i];
+            begin
+              select coalesce(array_agg(m), '{}') into v_msgs
+              from conveyor.read_queue_tenant(v_tiers[i], v_t::text, p_vt, v_n,
+                                              p_kind.service_name, p_now) m;
+            exception when deadlock_detected then
+              v_msgs := '{}';
+            end;
+            v_n := v_n - cardinality(v_msgs);
+            if i = 1 then v_m1 := v_m1 || v_msgs;
+            elsif i = 2 then v_m2 := v_m2 || v_msgs;
+            else v_m3 := v_m3 || v_msgs; end if;
+          end loop;
+          if v_n > 0 then
+            v_out := v_out || v_t;
+          end if;
+        end loop;
+      end if;
+      v_msgs := v_m1 || v_m2 || v_m3;
+      exit when cardinality(v_msgs) = 0;
+      for i in 1 .. 3 loop
+        continue when cardinality(case i when 1 then v_m1 when 2 then v_m2 else v_m3 end) = 0;
+        v_rows := conveyor.claim_messages(p_kind, v_tiers[i],
+          case i when 1 then v_m1 when 2 then v_m2 else v_m3 end,
+          p_worker, p_now, p_max, p_full);
         continue when cardinality(v_rows) = 0;
         return query select * from unnest(v_rows);
         v_left := v_left - cardinality(v_rows);
+        v_got := v_got + cardinality(v_rows);
         v_served := v_served || array(select r.tenant_id from unnest(v_rows) r);
-        v_rem := array(
-          select u.rem - (select count(*)::int from unnest(v_rows) r where r.tenant_id = u.t)
-          from unnest(v_at, v_rem) with ordinality as u(t, rem, o) order by u.o);
       end loop;
+      -- Again when keys parked jobs out of what was read (the next read gets the jobs behind
+      -- them), or, for a rate-limited kind, for the tenants that could take more.
+      if p_kind.service_name is not null and cardinality(v_out) > 0 then
+        select coalesce(array_agg(c.t order by c.t), '{}'), coalesce(array_agg(c.o order by c.t), '{}'),
+               coalesce(array_agg(c.e order by c.t), '{}'), coalesce(array_agg(c.w order by c.t), '{}')
+        into v_cand, v_oldest, v_ev, v_w
+        from unnest(v_cand, v_oldest, v_ev, v_w) as c(t, o, e, w)
+        where not (c.t = any (v_out));
+        v_out := '{}';
+        continue when cardinality(v_cand) > 0;
+        exit;
+      end if;
+      exit when v_got = cardinality(v_msgs)
+        or not exists (select 1 from unnest(v_msgs) m where m.message ? 'concurrency_key');
     end loop;
-    -- v_cand is in tenant order, as v_pull.
-    perform conveyor.fair_account(v_target, v_cand,
+    perform conveyor.fair_account(v_target, v_all,
       array(select coalesce(c.pull, 0) + (select count(*) from unnest(v_served) s where s = c.t)
-            from unnest(v_cand, v_pull) with ordinality as c(t, pull, o)
+            from unnest(v_all, v_pull) with ordinality as c(t, pull, o)
             order by c.o));
   end if;
 
@@ -1848,7 +1890,8 @@ revoke all on function conveyor.job_message(uuid, text, int),
   conveyor.release_keys(bigint[]),
   conveyor.wake_free_keys(conveyor.job_kinds, timestamptz),
   conveyor.admit_keyed(conveyor.job_kinds, text, pgmq.message_record[], timestamptz),
-  conveyor.fair_allocate(text, uuid[], timestamptz[], int[], int),
+  conveyor.fair_state(text, uuid[]),
+  conveyor.fair_read_sql(text, boolean),
   conveyor.fair_account(text, uuid[], bigint[]),
   conveyor.read_queue_tenant(text, text, int, int, text, timestamptz),
   conveyor.claim_messages(conveyor.job_kinds, text, pgmq.message_record[], text, timestamptz, int, boolean)
@@ -2026,7 +2069,7 @@ comment on function public.queue_content_job(jsonb) is
 
 -- The tenant whose ready item of a stage a claim takes next, when fair share is on
 -- (content_fair_share) and two or more tenants have ready items: the lowest virtual time, as
--- for job kinds (conveyor.fair_allocate with one slot), found with a loose index scan of
+-- for job kinds (conveyor.fair_state), the tenants found with a loose index scan of
 -- content_job_stages_ready_tenant_idx. `pick` NULL: take the oldest ready item; `candidates`:
 -- the tenants with ready items, in tenant order, and their `pulls` (for conveyor.fair_account).
 create function conveyor.content_fair_tenant(p_stage text, p_now timestamptz)
@@ -2062,11 +2105,12 @@ begin
   if cardinality(v_tenants) < 2 then
     return;
   end if;
+  -- The lowest virtual time; ties: the longest waiting, then tenant id.
   return query
-  select (array_agg(a.tenant_id) filter (where a.slots > 0))[1], v_tenants,
-         array_agg(a.pull order by a.tenant_id)
-  from conveyor.fair_allocate('content:' || p_stage, v_tenants, v_oldest,
-                              array_fill(1, array[cardinality(v_tenants)]), 1) a;
+  select (array_agg(f.tenant_id order by f.ev, o.oldest, f.tenant_id))[1], v_tenants,
+         array_agg(f.pull order by f.tenant_id)
+  from conveyor.fair_state('content:' || p_stage, v_tenants) f
+  join unnest(v_tenants, v_oldest) as o(t, oldest) on o.t = f.tenant_id;
 end
 $$;
 
