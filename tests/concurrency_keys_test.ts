@@ -8,11 +8,15 @@
  * waking, overrides, lease expiry) are in supabase/tests/concurrency_keys.test.sql.
  */
 import type { Sql } from "postgres";
-import { assert, assertEquals, assertRejects } from "../tools/test/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../tools/test/assert.ts";
 import { connect, freshDb } from "../tools/test/db.ts";
 import { testEnv } from "../tools/test/env.ts";
 import { tempKind, testQueueConfig, testServiceClient } from "../tools/test/queue.ts";
+import { parseExposition, sampleValue } from "../tools/test/prometheus.ts";
+import { main } from "../tools/ops/cli.ts";
 import { PgmqQueueAdapter } from "../supabase/functions/_shared/queue/pgmq_adapter.ts";
+import { DEFAULT_TENANT, quietKind } from "./operator_fixtures.ts";
+import { createTenant } from "./tenant_fixtures.ts";
 
 const env = testEnv();
 
@@ -248,4 +252,83 @@ Deno.test("QueueAdapter.publish passes concurrencyKey and concurrencyLimit on; q
   } finally {
     await adapter.shutdown();
   }
+});
+
+Deno.test({
+  name:
+    "tenants and keys are visible: conveyor status, the dashboard data and Prometheus show the shared kind and the key at its limit",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using k = await quietKind();
+    const sql = k.sql;
+    const other = await createTenant(sql, "keys-visible");
+    for (let i = 0; i < 3; i++) {
+      await post("queue_job", {
+        idempotency_key: `vis:${k.kind}:${i}`,
+        kind: k.kind,
+        payload: { i },
+        concurrency_key: "user:7",
+      });
+    }
+    // One job of user:7 runs, the other two are parked; then another tenant's job is ready.
+    const claimed = await sql`select job_id from public.claim_jobs(${k.kind}, 'w-vis', 10, 600)`;
+    assertEquals(claimed.length, 1);
+    await post("queue_job", {
+      idempotency_key: `vis:${k.kind}:other`,
+      kind: k.kind,
+      payload: {},
+      tenant_id: other,
+    });
+
+    const out: string[] = [];
+    const code = await main(["status", "--tenants"], { out: (l) => out.push(l), err: () => {} }, {
+      env: (n) =>
+        ({ SUPABASE_URL: env.apiUrl, SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey } as Record<
+          string,
+          string
+        >)[n],
+    });
+    const text = out.join("\n");
+    assertEquals(code, 0, text);
+    assertMatch(text, /^Concurrency keys with parked jobs or at their limit$/m);
+    assertMatch(text, new RegExp(`^${k.kind}\\s+default\\s+user:7\\s+1/1\\s+2\\s`, "m"));
+    assertMatch(text, new RegExp(`^${k.kind}\\s+keys-visible-`, "m"));
+
+    const res = await fetch(`${env.apiUrl}/functions/v1/conveyor-metrics`, {
+      headers: { authorization: `Bearer ${env.serviceRoleKey}` },
+    });
+    const fams = parseExposition(await res.text());
+    assertEquals(
+      sampleValue(fams, "conveyor_concurrency_keys_at_limit", {
+        kind: k.kind,
+        tenant_id: DEFAULT_TENANT,
+      }),
+      1,
+    );
+    assertEquals(
+      sampleValue(fams, "conveyor_concurrency_key_waiting_jobs", {
+        kind: k.kind,
+        tenant_id: DEFAULT_TENANT,
+      }),
+      2,
+    );
+    assertEquals(
+      sampleValue(fams, "conveyor_tenant_ready_jobs", {
+        source: "queue",
+        target: k.kind,
+        tenant_id: other,
+      }),
+      1,
+    );
+    assertEquals(
+      sampleValue(fams, "conveyor_tenant_running_jobs", {
+        source: "queue",
+        target: k.kind,
+        tenant_id: DEFAULT_TENANT,
+      }),
+      1,
+    );
+    await sql`delete from public.jobs where tenant_id = ${other}`;
+  },
 });

@@ -52,7 +52,7 @@
 insert into conveyor.settings (key, value, description) values
   ('fair_share_lag', '100',
    'fair share: the most a tenant''s virtual time (jobs served ÷ weight) may be above the lowest of the tenants with ready work; a claim pulls it back to that (so past service counts against a tenant for at most this many jobs, and a newcomer is at most this far ahead)'),
-  ('fair_share_recheck_ms', '20',
+  ('fair_share_recheck_ms', '25',
    'fair share: a session that found one tenant with ready jobs of a kind claims oldest first for the rest of this many milliseconds without looking again (a second tenant waits at most that long to be seen)'),
   ('fair_share_max_tenants', '1000',
    'fair share: most tenants with live messages a claim looks at per tier queue (in tenant id order)'),
@@ -1438,6 +1438,7 @@ declare
   v_out uuid[] := '{}';
   v_round int := 0;
   v_served uuid[] := '{}';
+  v_solo text;
 begin
   if p_invocation is not null and not conveyor.invocation_alive(p_invocation, p_now) then
     perform set_config('conveyor.invocation_lost', 'on', true);
@@ -1452,13 +1453,14 @@ begin
     v_open[i] := v_from[i] <= clock_timestamp();
   end loop;
 
-  -- A tenant alone a moment ago (this session's last look at the kind, within
-  -- fair_share_recheck_ms) is still taken to be alone: the plain claim, without looking. A
-  -- second tenant's jobs wait at most that long for the first claim of any session that looks
-  -- again; a tenant alone saves the look on most claims.
-  if v_fair and current_setting('conveyor.fair_solo', true) = p_kind.kind || ' ' ||
-       floor(extract(epoch from clock_timestamp()) * 1000
-             / greatest(coalesce(conveyor.setting_int('fair_share_recheck_ms'), 20), 1))::text then
+  -- A tenant alone a moment ago (this session's last look at the kind, less than
+  -- fair_share_recheck_ms ago) is still taken to be alone: the plain claim, without looking.
+  -- A second tenant's jobs wait at most that long for the first session that looks again
+  -- (sessions look again at different times: each from its own last look); a tenant alone
+  -- saves the look on most claims. conveyor.fair_solo = '<kind> <until, epoch ms>'.
+  v_solo := current_setting('conveyor.fair_solo', true);
+  if v_fair and split_part(v_solo, ' ', 1) = p_kind.kind
+     and nullif(split_part(v_solo, ' ', 2), '')::bigint > floor(extract(epoch from clock_timestamp()) * 1000) then
     v_fair := false;
   elsif v_fair then
     -- Who has ready work, tier by tier. The hint of a tier with no ready tenant is raised at
@@ -1487,10 +1489,10 @@ begin
           from unnest(v_all_ten, v_all_vt) as u(tenant, vt)
           group by u.tenant::uuid) x;
     v_fair := cardinality(v_cand) > 1;
-    -- Remembered for this session until the end of the current fair_share_recheck_ms slice.
+    -- Remembered for this session for fair_share_recheck_ms.
     perform set_config('conveyor.fair_solo', case when v_fair then '' else p_kind.kind || ' ' ||
-      floor(extract(epoch from clock_timestamp()) * 1000
-            / greatest(coalesce(conveyor.setting_int('fair_share_recheck_ms'), 20), 1))::text end,
+      (floor(extract(epoch from clock_timestamp()) * 1000)
+       + coalesce(conveyor.setting_int('fair_share_recheck_ms'), 25))::bigint::text end,
       false);
   end if;
 

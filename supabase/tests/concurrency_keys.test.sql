@@ -6,7 +6,7 @@
 -- over the job's own over the kind's default. Racing claims across sessions:
 -- tests/concurrency_keys_test.ts. A kind of its own (k_keys), dropped with the transaction.
 begin;
-select plan(56);
+select plan(57);
 
 update conveyor.settings set value = 'false' where key = 'push_kicks';
 insert into conveyor.job_kinds (kind, queue_name, worker_slug, description, enabled)
@@ -87,6 +87,9 @@ select is((select count(*)::int from pgmq.q_q_k_keys q join public.jobs j on j.m
            where j.idempotency_key in ('u1-b', 'u1-c') and q.vt > clock_timestamp()), 2,
   '... invisible: they are not read again');
 select is(pg_temp.running('user:1'), 1, 'user:1 has one lease');
+select is((select array[running::text, max_running::text, waiting::text, at_limit::text]
+           from public.operator_concurrency_keys(100) where kind = 'k_keys' and concurrency_key = 'user:1'),
+  array['1', '1', '2', 'true'], 'operator_concurrency_keys: user:1 runs 1 of 1, 2 parked, at its limit');
 select isnt(pg_temp.job('free-c'), null, 'a job without a key enqueued after them');
 select is(pg_temp.claim(10), 'free-c', 'is claimed: the parked jobs hold up nobody');
 

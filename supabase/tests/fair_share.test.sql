@@ -6,7 +6,7 @@
 -- tenant id, as documented: A (aaaa…) before B (bbbb…).
 -- Kinds of their own (f_*), created and dropped with the transaction.
 begin;
-select plan(36);
+select plan(40);
 
 update conveyor.settings set value = 'false' where key = 'push_kicks';
 insert into public.tenants (id, name) values
@@ -195,6 +195,24 @@ select throws_ok($$select public.queue_content_job('{"idempotency_key":"fair-bad
 select throws_ok($$select public.queue_content_job('{"idempotency_key":"fair-bad","brief":{"topic":"x"},"tenant_id":"dddddddd-dddd-4ddd-8ddd-dddddddddddd"}')$$,
   'P0001', 'queue_content_job: unknown tenant dddddddd-dddd-4ddd-8ddd-dddddddddddd',
   'queue_content_job: an unknown tenant');
+
+-- A starving tenant ------------------------------------------------------------------------------
+insert into conveyor.job_kinds (kind, queue_name, worker_slug, description, enabled, fair_share)
+values ('f_starve', 'q_f_starve', 'test', 'starving test kind', false, false);
+select conveyor.ensure_kind_queues('f_starve');
+select is(pg_temp.jobs('f_starve', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 5)
+          + pg_temp.jobs('f_starve', 'bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 1), 6,
+  'f_starve (fair share off): A has 5 jobs, B one');
+update pgmq.q_q_f_starve set vt = clock_timestamp() - interval '10 minutes'
+where message ->> 'tenant_id' = 'bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb';
+select is(pg_temp.claim('f_starve', 2), 'AA', 'A''s jobs are claimed, oldest first by number');
+select is((select array_agg(tenant || ':' || starving order by tenant) from public.operator_tenants(5)
+           where target = 'f_starve'),
+  array['fair-a:false', 'fair-b:true'],
+  'operator_tenants: B, ready for 10 minutes while A''s jobs run, is starving; A is not');
+select is((select others_median_age_sec < 60 and oldest_ready_age_sec >= 600 from public.operator_tenants(5)
+           where target = 'f_starve' and tenant = 'fair-b'), true,
+  '... its oldest ready job against the other tenants'' median');
 
 select * from finish();
 rollback;
