@@ -91,7 +91,7 @@ Deno.test("concurrency keys: 8 racing workers with kills never run more than the
   const worker = async (w: number) => {
     const sql: Sql = connect(db.url, 1);
     let batch: Claimed[] = [];
-    let claims = 0;
+    let batches = 0;
     try {
       while (!done) {
         const results = batch.map((b) => ({
@@ -103,11 +103,11 @@ Deno.test("concurrency keys: 8 racing workers with kills never run more than the
           select public.settle_and_claim_jobs(${"w" + w}, ${sql.json(results)}, ${kind}, 4, 2,
             '{"max_attempts": 10}') as r`;
         batch = r!.r.claimed;
-        claims++;
         if (batch.length === 0) {
           await sleep(10);
           continue;
         }
+        batches++;
         for (const b of batch) {
           const n = (running.get(b.payload.key) ?? 0) + 1;
           running.set(b.payload.key, n);
@@ -117,7 +117,7 @@ Deno.test("concurrency keys: 8 racing workers with kills never run more than the
         for (const b of batch) running.set(b.payload.key, running.get(b.payload.key)! - 1);
         // Workers 0 and 1 are killed mid-batch now and then: their jobs are never settled and
         // come back when their 2 s leases expire.
-        if (w < 2 && claims % 15 === 0) {
+        if (w < 2 && batches % 15 === 0) {
           kills++;
           batch = [];
         }

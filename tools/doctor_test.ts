@@ -41,6 +41,7 @@ const CHECKS = [
   "worker functions",
   "stage endpoints",
   "operator endpoints",
+  "tenants",
 ];
 
 /** `deno task doctor` against `url` (+ `dbUrl`): its exit status and output lines. */

@@ -17,16 +17,18 @@
 --     which also gives that tenant's earliest vt, so whether it has a ready job.
 --   * With one tenant ready (or fairness off: conveyor.job_kinds.fair_share), the claim is the
 --     plain claim (oldest messages first, fast before normal before bulk) and writes nothing
---     more: a tenant alone gets the whole throughput for two index descents per tier.
+--     more; a session that found a tenant alone does not look again for
+--     fair_share_recheck_ms, so a tenant alone pays for discovery on a fraction of its claims.
 --   * With two or more, each tenant's virtual time is what it was served divided by its
---     weight (conveyor.tenant_weights, default 1), read from conveyor.fair_served; a tenant
---     whose virtual time is more than `fair_share_lag` above the lowest counts as exactly that
---     far above it (so a tenant served heavily yesterday is not starved today, and a newcomer
---     gets at most that head start). The batch goes slot by slot to the lowest virtual time
---     (ties: the tenant whose ready job waited longest, then tenant id) and each tenant's slots
---     are read from its own messages through the index, fast before normal before bulk:
---     priorities keep their meaning within a tenant. Served counts are added to striped rows
---     (a claim updates a row no concurrent claim holds, so claims never wait on each other).
+--     weight (conveyor.tenant_weights, default 1), read from conveyor.fair_served, and at most
+--     fair_share_lag above the lowest (a tenant further ahead is pulled back: a tenant served
+--     heavily yesterday is not starved today, and a newcomer gets at most that head start).
+--     One statement (conveyor.q_read_fair, generated per kind) reads up to a batch of each
+--     tenant's ready messages, gives each tenant's k-th the time virtual time + k / weight
+--     (its fast messages first: priorities keep their meaning within a tenant) and keeps the
+--     batch's earliest (ties: the tenant whose ready job waited longest, then tenant id).
+--     Served counts are added to striped rows (a claim updates a row no concurrent claim
+--     holds, so claims never wait on each other).
 --
 -- Concurrency keys:
 --   * queue_job's optional concurrency_key (and concurrency_limit) go into the ledger
@@ -1589,9 +1591,10 @@ begin
         end;
       else
         -- Tenant by tenant: each one's share by the same slot order (its ready jobs unknown: up
-        -- to the batch), read through its rate limit, fast before normal before bulk. A tenant
-        -- that gives less than its share (throttled, or out of ready jobs) is out of the next
-        -- round.
+        -- to the batch), read through its rate limit, fast before normal before bulk, and each
+        -- read claimed at once: its service slots (conveyor.service_leases) are then counted
+        -- busy by the tenant's next read. A tenant that gives less than its share (throttled,
+        -- or out of ready jobs) is out of the next round.
         v_m1 := '{}'; v_m2 := '{}'; v_m3 := '{}';
         for v_t, v_n in
           select x.t, count(*)::int
@@ -1614,9 +1617,15 @@ begin
               v_msgs := '{}';
             end;
             v_n := v_n - cardinality(v_msgs);
-            if i = 1 then v_m1 := v_m1 || v_msgs;
-            elsif i = 2 then v_m2 := v_m2 || v_msgs;
-            else v_m3 := v_m3 || v_msgs; end if;
+            continue when cardinality(v_msgs) = 0;
+            v_rows := conveyor.claim_messages(p_kind, v_tiers[i], v_msgs, p_worker, p_now,
+                                              p_max, p_full);
+            continue when cardinality(v_rows) = 0;
+            return query select * from unnest(v_rows);
+            v_left := v_left - cardinality(v_rows);
+            v_got := v_got + cardinality(v_rows);
+            v_served := v_served || array(select r.tenant_id from unnest(v_rows) r);
+            v_m1 := v_m1 || v_msgs;
           end loop;
           if v_n > 0 then
             v_out := v_out || v_t;
@@ -1625,7 +1634,8 @@ begin
       end if;
       v_msgs := v_m1 || v_m2 || v_m3;
       exit when cardinality(v_msgs) = 0;
-      for i in 1 .. 3 loop
+      -- (A rate-limited kind's reads were claimed as they were read; v_m1 holds all of them.)
+      for i in 1 .. case when p_kind.service_name is null then 3 else 0 end loop
         continue when cardinality(case i when 1 then v_m1 when 2 then v_m2 else v_m3 end) = 0;
         v_rows := conveyor.claim_messages(p_kind, v_tiers[i],
           case i when 1 then v_m1 when 2 then v_m2 else v_m3 end,
