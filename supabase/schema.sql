@@ -497,21 +497,27 @@ declare
   v_reads int;
   v_fair boolean := p_kind.fair_share;
   v_target text := 'queue:' || p_kind.kind;
+  -- Fair share: per tier, the tenants with ready messages and their earliest vt; then per
+  -- candidate tenant (v_cand), its earliest vt over the tiers and its ready count per tier.
   v_ten text[];
   v_vts timestamptz[];
   v_all_ten text[] := '{}';
   v_all_vt timestamptz[] := '{}';
-  v_all_bit int[] := '{}';
   v_cand uuid[];
   v_all uuid[];
   v_oldest timestamptz[];
-  v_bits int[];
-  v_alloc record;
-  v_idx int;
-  v_want int;
+  v_ev numeric[];
+  v_w numeric[];
+  v_pull bigint[];
+  v_m1 pgmq.message_record[];
+  v_m2 pgmq.message_record[];
+  v_m3 pgmq.message_record[];
+  v_got int;
+  v_t uuid;
+  v_out uuid[] := '{}';
   v_round int := 0;
   v_served uuid[] := '{}';
-  v_counts int[] := '{}';
+  v_solo text;
 begin
   if p_invocation is not null and not conveyor.invocation_alive(p_invocation, p_now) then
     perform set_config('conveyor.invocation_lost', 'on', true);
@@ -526,7 +532,16 @@ begin
     v_open[i] := v_from[i] <= clock_timestamp();
   end loop;
 
-  if v_fair then
+  -- A tenant alone a moment ago (this session's last look at the kind, less than
+  -- fair_share_recheck_ms ago) is still taken to be alone: the plain claim, without looking.
+  -- A second tenant's jobs wait at most that long for the first session that looks again
+  -- (sessions look again at different times: each from its own last look); a tenant alone
+  -- saves the look on most claims. conveyor.fair_solo = '<kind> <until, epoch ms>'.
+  v_solo := current_setting('conveyor.fair_solo', true);
+  if v_fair and split_part(v_solo, ' ', 1) = p_kind.kind
+     and nullif(split_part(v_solo, ' ', 2), '')::bigint > floor(extract(epoch from clock_timestamp()) * 1000) then
+    v_fair := false;
+  elsif v_fair then
     -- Who has ready work, tier by tier. The hint of a tier with no ready tenant is raised at
     -- the end of the transaction (conveyor.raise_hints, which checks the tier itself: a
     -- message without a tenant, an orphan, keeps it low, and the plain read below, with one
@@ -544,18 +559,20 @@ begin
       else
         v_all_ten := v_all_ten || v_ten;
         v_all_vt := v_all_vt || v_vts;
-        v_all_bit := v_all_bit || array_fill(1 << (i - 1), array[cardinality(v_ten)]);
       end if;
     end loop;
     select coalesce(array_agg(x.tenant order by x.tenant), '{}'),
-           coalesce(array_agg(x.oldest order by x.tenant), '{}'),
-           coalesce(array_agg(x.bits order by x.tenant), '{}')
-    into v_cand, v_oldest, v_bits
-    from (select u.tenant::uuid as tenant, min(u.vt) as oldest, bit_or(u.bit) as bits
-          from unnest(v_all_ten, v_all_vt, v_all_bit) as u(tenant, vt, bit)
+           coalesce(array_agg(x.oldest order by x.tenant), '{}')
+    into v_cand, v_oldest
+    from (select u.tenant::uuid as tenant, min(u.vt) as oldest
+          from unnest(v_all_ten, v_all_vt) as u(tenant, vt)
           group by u.tenant::uuid) x;
     v_fair := cardinality(v_cand) > 1;
-    v_all := v_cand;
+    -- Remembered for this session for fair_share_recheck_ms.
+    perform set_config('conveyor.fair_solo', case when v_fair then '' else p_kind.kind || ' ' ||
+      (floor(extract(epoch from clock_timestamp()) * 1000)
+       + coalesce(conveyor.setting_int('fair_share_recheck_ms'), 25))::bigint::text end,
+      false);
   end if;
 
   if not v_fair then
@@ -596,10 +613,17 @@ begin
       end loop;
     end loop;
   else
+    -- Where each candidate stands: virtual time, weight, pull (in v_cand's tenant order).
+    select array_agg(f.ev order by f.tenant_id), array_agg(f.weight order by f.tenant_id),
+           array_agg(f.pull order by f.tenant_id)
+    into v_ev, v_w, v_pull
+    from conveyor.fair_state(v_target, v_cand) f;
+    v_all := v_cand;
     if p_kind.service_name is not null then
       -- Every limiter row this claim may take tokens from, at once and in tenant order, as
       -- read_queue's first call does (0053): claimers never wait on each other in opposite
-      -- orders. Holding some already (an earlier claim in this transaction): never wait.
+      -- orders. Holding some already (an earlier claim in this transaction): never wait, and
+      -- a tenant whose row another claim holds gets nothing this time.
       if coalesce(current_setting('conveyor.limiter_locks_held', true), '') = '' then
         perform 1 from (select r.tenant_id from public.rate_limiters r
                         where r.service_name = p_kind.service_name and r.tenant_id = any (v_cand)
@@ -607,10 +631,11 @@ begin
                         for update) l;
         perform set_config('conveyor.limiter_locks_held', 'on', true);
       else
-        select coalesce(array_agg(c.t), '{}'), coalesce(array_agg(c.o), '{}'),
-               coalesce(array_agg(c.b), '{}')
-        into v_cand, v_oldest, v_bits
-        from unnest(v_cand, v_oldest, v_bits) as c(t, o, b)
+        select coalesce(array_agg(c.t order by c.t), '{}'), coalesce(array_agg(c.o order by c.t), '{}'),
+               coalesce(array_agg(c.e order by c.t), '{}'), coalesce(array_agg(c.w order by c.t), '{}'),
+               coalesce(array_agg(c.p order by c.t), '{}')
+        into v_cand, v_oldest, v_ev, v_w, v_pull
+        from unnest(v_cand, v_oldest, v_ev, v_w, v_pull) as c(t, o, e, w, p)
         where not exists (select 1 from public.rate_limiters r
                           where r.service_name = p_kind.service_name and r.tenant_id = c.t)
            or exists (select 1 from (select r.tenant_id from public.rate_limiters r
@@ -620,50 +645,103 @@ begin
       end if;
     end if;
     loop
-      exit when v_left <= 0 or v_round >= 4 or cardinality(v_cand) = 0;
+      exit when v_left <= 0 or v_round >= 3;
       v_round := v_round + 1;
-      for v_alloc in
-        select a.tenant_id, a.slots from conveyor.fair_allocate(v_target, v_cand, v_oldest, v_left) a
-      loop
-        exit when v_left <= 0;
-        v_idx := array_position(v_cand, v_alloc.tenant_id);
-        v_want := least(v_alloc.slots, v_left);
-        for i in 1 .. 3 loop
-          exit when v_want <= 0;
-          continue when v_bits[v_idx] & (1 << (i - 1)) = 0;
-          begin
-            if p_kind.service_name is null then
+      v_got := 0;
+      if p_kind.service_name is null then
+        -- The batch shared in one statement, each tenant's share from its own messages.
+        begin
+          select coalesce(array_agg(row(r.msg_id, r.read_ct, r.enqueued_at, r.vt, r.message,
+                                        r.headers)::pgmq.message_record order by r.msg_id)
+                            filter (where r.tier = 1), '{}'),
+                 coalesce(array_agg(row(r.msg_id, r.read_ct, r.enqueued_at, r.vt, r.message,
+                                        r.headers)::pgmq.message_record order by r.msg_id)
+                            filter (where r.tier = 2), '{}'),
+                 coalesce(array_agg(row(r.msg_id, r.read_ct, r.enqueued_at, r.vt, r.message,
+                                        r.headers)::pgmq.message_record order by r.msg_id)
+                            filter (where r.tier = 3), '{}')
+          into v_m1, v_m2, v_m3
+          from conveyor.q_read_fair(p_kind.queue_name, array(select c::text from unnest(v_cand) c),
+                                    v_ev, v_w, v_oldest, v_open, v_left, p_vt) r;
+        exception when deadlock_detected then
+          v_m1 := '{}'; v_m2 := '{}'; v_m3 := '{}';
+        end;
+      else
+        -- Tenant by tenant: each one's share by the same slot order (its ready jobs unknown: up
+        -- to the batch), read through its rate limit, fast before normal before bulk, and each
+        -- read claimed at once: its service slots (conveyor.service_leases) are then counted
+        -- busy by the tenant's next read. A tenant that gives less than its share (throttled,
+        -- or out of ready jobs) is out of the next round.
+        v_m1 := '{}'; v_m2 := '{}'; v_m3 := '{}';
+        for v_t, v_n in
+          select x.t, count(*)::int
+          from (select c.t, c.o, c.e + k / c.w as at
+                from unnest(v_cand, v_oldest, v_ev, v_w) as c(t, o, e, w)
+                cross join generate_series(0, v_left - 1) as k
+                order by 3, 2, 1
+                limit v_left) x
+          group by x.t
+          order by min(x.at), min(x.o), x.t
+        loop
+          for i in 1 .. 3 loop
+            exit when v_n <= 0;
+            continue when not v_open[i];
+            begin
               select coalesce(array_agg(m), '{}') into v_msgs
-              from conveyor.q_read_tenant(v_tiers[i], v_alloc.tenant_id::text, p_vt, v_want) m;
-            else
-              select coalesce(array_agg(m), '{}') into v_msgs
-              from conveyor.read_queue_tenant(v_tiers[i], v_alloc.tenant_id::text, p_vt, v_want,
+              from conveyor.read_queue_tenant(v_tiers[i], v_t::text, p_vt, v_n,
                                               p_kind.service_name, p_now) m;
-            end if;
-          exception when deadlock_detected then
-            v_msgs := '{}';
-          end;
-          v_n := cardinality(v_msgs);
-          if v_n < v_want then
-            -- Nothing more of this tenant in this tier for this claim.
-            v_bits[v_idx] := v_bits[v_idx] & ~(1 << (i - 1));
-          end if;
-          continue when v_n = 0;
-          v_rows := conveyor.claim_messages(p_kind, v_tiers[i], v_msgs, p_worker, p_now, p_max, p_full);
-          if cardinality(v_rows) > 0 then
+            exception when deadlock_detected then
+              v_msgs := '{}';
+            end;
+            v_n := v_n - cardinality(v_msgs);
+            continue when cardinality(v_msgs) = 0;
+            v_rows := conveyor.claim_messages(p_kind, v_tiers[i], v_msgs, p_worker, p_now,
+                                              p_max, p_full);
+            continue when cardinality(v_rows) = 0;
             return query select * from unnest(v_rows);
-            v_want := v_want - cardinality(v_rows);
             v_left := v_left - cardinality(v_rows);
-            v_served := v_served || v_alloc.tenant_id;
-            v_counts := v_counts || cardinality(v_rows);
+            v_got := v_got + cardinality(v_rows);
+            v_served := v_served || array(select r.tenant_id from unnest(v_rows) r);
+            v_m1 := v_m1 || v_msgs;
+          end loop;
+          if v_n > 0 then
+            v_out := v_out || v_t;
           end if;
         end loop;
+      end if;
+      v_msgs := v_m1 || v_m2 || v_m3;
+      exit when cardinality(v_msgs) = 0;
+      -- (A rate-limited kind's reads were claimed as they were read; v_m1 holds all of them.)
+      for i in 1 .. case when p_kind.service_name is null then 3 else 0 end loop
+        continue when cardinality(case i when 1 then v_m1 when 2 then v_m2 else v_m3 end) = 0;
+        v_rows := conveyor.claim_messages(p_kind, v_tiers[i],
+          case i when 1 then v_m1 when 2 then v_m2 else v_m3 end,
+          p_worker, p_now, p_max, p_full);
+        continue when cardinality(v_rows) = 0;
+        return query select * from unnest(v_rows);
+        v_left := v_left - cardinality(v_rows);
+        v_got := v_got + cardinality(v_rows);
+        v_served := v_served || array(select r.tenant_id from unnest(v_rows) r);
       end loop;
-      select coalesce(array_agg(c.t), '{}'), coalesce(array_agg(c.o), '{}'), coalesce(array_agg(c.b), '{}')
-      into v_cand, v_oldest, v_bits
-      from unnest(v_cand, v_oldest, v_bits) as c(t, o, b) where c.b <> 0;
+      -- Again when keys parked jobs out of what was read (the next read gets the jobs behind
+      -- them), or, for a rate-limited kind, for the tenants that could take more.
+      if p_kind.service_name is not null and cardinality(v_out) > 0 then
+        select coalesce(array_agg(c.t order by c.t), '{}'), coalesce(array_agg(c.o order by c.t), '{}'),
+               coalesce(array_agg(c.e order by c.t), '{}'), coalesce(array_agg(c.w order by c.t), '{}')
+        into v_cand, v_oldest, v_ev, v_w
+        from unnest(v_cand, v_oldest, v_ev, v_w) as c(t, o, e, w)
+        where not (c.t = any (v_out));
+        v_out := '{}';
+        continue when cardinality(v_cand) > 0;
+        exit;
+      end if;
+      exit when v_got = cardinality(v_msgs)
+        or not exists (select 1 from unnest(v_msgs) m where m.message ? 'concurrency_key');
     end loop;
-    perform conveyor.fair_account(v_target, v_all, v_served, v_counts);
+    perform conveyor.fair_account(v_target, v_all,
+      array(select coalesce(c.pull, 0) + (select count(*) from unnest(v_served) s where s = c.t)
+            from unnest(v_all, v_pull) with ordinality as c(t, pull, o)
+            order by c.o));
   end if;
 
   if v_left = p_qty and exists (select 1 from conveyor.key_waiters w where w.kind = p_kind.kind) then
@@ -926,7 +1004,7 @@ $$;
 -- Name: content_fair_tenant(text, timestamp with time zone); Type: FUNCTION; Schema: conveyor
 --
 
-CREATE FUNCTION conveyor.content_fair_tenant(p_stage text, p_now timestamp with time zone) RETURNS TABLE(pick uuid, candidates uuid[])
+CREATE FUNCTION conveyor.content_fair_tenant(p_stage text, p_now timestamp with time zone) RETURNS TABLE(pick uuid, candidates uuid[], pulls bigint[])
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -950,16 +1028,20 @@ begin
       order by s.tenant_id, s.available_at
       limit 1) n
   )
-  select coalesce(array_agg(x.tenant_id), '{}'), coalesce(array_agg(x.available_at), '{}')
+  select coalesce(array_agg(x.tenant_id order by x.tenant_id), '{}'),
+         coalesce(array_agg(x.available_at order by x.tenant_id), '{}')
   into v_tenants, v_oldest
   from (select * from t limit coalesce(conveyor.setting_int('fair_share_max_tenants')::int, 1000)) x
   where x.available_at <= p_now;
   if cardinality(v_tenants) < 2 then
     return;
   end if;
+  -- The lowest virtual time; ties: the longest waiting, then tenant id.
   return query
-  select a.tenant_id, v_tenants
-  from conveyor.fair_allocate('content:' || p_stage, v_tenants, v_oldest, 1) a;
+  select (array_agg(f.tenant_id order by f.ev, o.oldest, f.tenant_id))[1], v_tenants,
+         array_agg(f.pull order by f.tenant_id)
+  from conveyor.fair_state('content:' || p_stage, v_tenants) f
+  join unnest(v_tenants, v_oldest) as o(t, oldest) on o.t = f.tenant_id;
 end
 $$;
 
@@ -1699,90 +1781,140 @@ end
 $$;
 
 --
--- Name: fair_account(text, uuid[], uuid[], integer[]); Type: FUNCTION; Schema: conveyor
+-- Name: fair_account(text, uuid[], bigint[]); Type: FUNCTION; Schema: conveyor
 --
 
-CREATE FUNCTION conveyor.fair_account(p_target text, p_candidates uuid[], p_tenants uuid[], p_counts integer[]) RETURNS void
+CREATE FUNCTION conveyor.fair_account(p_target text, p_tenants uuid[], p_deltas bigint[]) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
-declare
-  v_t uuid;
-  v_delta bigint;
 begin
-  for v_t, v_delta in
-    with c as (
-      select u.tenant_id, coalesce(w.weight, 1) as weight,
-             coalesce((select sum(s.served) from conveyor.fair_served s
-                       where s.target = p_target and s.tenant_id = u.tenant_id), 0) as served
-      from unnest(p_candidates) as u(tenant_id)
-      left join conveyor.tenant_weights w on w.tenant_id = u.tenant_id
-    ), v as (
-      select c.*, c.served / c.weight as vt,
-             min(c.served / c.weight) over () + coalesce(
-               (select (s.value #>> '{}')::numeric from conveyor.settings s
-                where s.key = 'fair_share_lag'), 100) as ceiling
-      from c
-    ), pull as (
-      select v.tenant_id, floor(v.ceiling * v.weight)::bigint - v.served as delta
-      from v where v.vt > v.ceiling
-    ), served as (
-      select u.tenant_id, sum(u.n)::bigint as delta
-      from unnest(p_tenants, p_counts) as u(tenant_id, n) group by u.tenant_id
-    )
-    select d.tenant_id, sum(d.delta)::bigint
-    from (select * from pull union all select * from served) d
-    group by d.tenant_id
-    having sum(d.delta) <> 0
-    order by d.tenant_id
-  loop
-    update conveyor.fair_served f set served = f.served + v_delta
+  for i in 1 .. coalesce(cardinality(p_tenants), 0) loop
+    continue when coalesce(p_deltas[i], 0) = 0;
+    update conveyor.fair_served f set served = f.served + p_deltas[i]
     where f.ctid = (select x.ctid from conveyor.fair_served x
-                    where x.target = p_target and x.tenant_id = v_t
+                    where x.target = p_target and x.tenant_id = p_tenants[i]
                     limit 1
                     for update skip locked);
-    if not found then
-      insert into conveyor.fair_served as f (target, tenant_id, stripe, served)
-      values (p_target, v_t, pg_backend_pid(), v_delta)
-      on conflict (target, tenant_id, stripe) do update set served = f.served + excluded.served;
-    end if;
+    -- Every stripe is held by a concurrent claim: a new one (a random number: a fixed one,
+    -- such as the backend's pid, could be a row another claim holds, and then we would wait).
+    while not found loop
+      insert into conveyor.fair_served (target, tenant_id, stripe, served)
+      values (p_target, p_tenants[i], floor(random() * 2147483647)::int, p_deltas[i])
+      on conflict do nothing;
+    end loop;
   end loop;
 end
 $$;
 
 --
--- Name: fair_allocate(text, uuid[], timestamp with time zone[], integer); Type: FUNCTION; Schema: conveyor
+-- Name: fair_read_sql(text, boolean); Type: FUNCTION; Schema: conveyor
 --
 
-CREATE FUNCTION conveyor.fair_allocate(p_target text, p_tenants uuid[], p_oldest timestamp with time zone[], p_n integer) RETURNS TABLE(tenant_id uuid, slots integer)
-    LANGUAGE sql STABLE
+CREATE FUNCTION conveyor.fair_read_sql(p_queue text, p_dynamic boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_sql text := $q$
+    with a as (
+      select * from unnest(%1$s, %2$s, %3$s, %4$s) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%9$s q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit %6$s
+        for update skip locked) x
+      where (%5$s)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%10$s q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit %6$s
+        for update skip locked) x
+      where (%5$s)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%11$s q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit %6$s
+        for update skip locked) x
+      where (%5$s)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit %6$s
+    ), u1 as (
+      update pgmq.%9$s m set vt = clock_timestamp() + make_interval(secs => %7$s), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.%10$s m set vt = clock_timestamp() + make_interval(secs => %7$s), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.%11$s m set vt = clock_timestamp() + make_interval(secs => %7$s), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3$q$;
+begin
+  if p_dynamic then
+    -- For EXECUTE: parameters $1 to $7, and %1$I to %3$I for the three tables, which the
+    -- caller's format() fills in.
+    return format(v_sql, '$1', '$2', '$3', '$4', '$5', '$6', '$7', null,
+                  '%1$I', '%2$I', '%3$I');
+  end if;
+  return format(v_sql, 'p_tenants', 'p_ev', 'p_weight', 'p_oldest', 'p_tiers', 'p_qty', 'p_vt',
+                null, quote_ident('q_' || p_queue || '_fast'), quote_ident('q_' || p_queue),
+                quote_ident('q_' || p_queue || '_bulk'));
+end
+$_$;
+
+--
+-- Name: fair_state(text, uuid[]); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.fair_state(p_target text, p_tenants uuid[]) RETURNS TABLE(tenant_id uuid, ev numeric, weight numeric, pull bigint)
+    LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
-  with t as (
-    select u.tenant_id, u.oldest, coalesce(w.weight, 1) as weight,
+declare
+  v_pull boolean := pg_try_advisory_xact_lock(hashtextextended('conveyor.fair:' || p_target, 0));
+begin
+  -- A statement of its own after the lock: its snapshot sees the pulls committed by the
+  -- claims that held it before.
+  return query
+  with t as materialized (
+    select u.tenant_id, coalesce(w.weight, 1) as weight,
            coalesce((select sum(s.served) from conveyor.fair_served s
-                     where s.target = p_target and s.tenant_id = u.tenant_id), 0)
-             / coalesce(w.weight, 1) as vt
-    from unnest(p_tenants, p_oldest) as u(tenant_id, oldest)
+                     where s.target = p_target and s.tenant_id = u.tenant_id), 0) as served
+    from unnest(p_tenants) as u(tenant_id)
     left join conveyor.tenant_weights w on w.tenant_id = u.tenant_id
   ), e as (
-    select t.tenant_id, t.oldest, t.weight,
-           least(t.vt, min(t.vt) over () + coalesce(
+    select t.*, t.served / t.weight as vt,
+           min(t.served / t.weight) over () + coalesce(
              (select (s.value #>> '{}')::numeric from conveyor.settings s
-              where s.key = 'fair_share_lag'), 100)) as ev
+              where s.key = 'fair_share_lag'), 100) as ceiling
     from t
-  ), firsts as (
-    select e.* from e order by e.ev, e.oldest, e.tenant_id limit p_n
-  ), slots as (
-    select f.tenant_id, f.oldest, f.ev + k / f.weight as at
-    from firsts f cross join generate_series(0, p_n - 1) as k
-    order by 3, 2, 1
-    limit p_n
   )
-  select s.tenant_id, count(*)::int
-  from slots s
-  group by s.tenant_id
-  order by min(s.at), min(s.oldest), s.tenant_id
+  select e.tenant_id, least(e.vt, e.ceiling), e.weight,
+         case when v_pull and e.vt > e.ceiling
+              then (floor(e.ceiling * e.weight) - e.served)::bigint else 0::bigint end
+  from e
+  order by e.tenant_id;
+end
 $$;
 
 --
@@ -1800,7 +1932,9 @@ declare
   v_put text := '';
   v_delete text := '';
   v_tenants text := '';
-  v_read_tenant text := '';
+  v_fair text := '';
+  v_fkw text := 'if';
+  v_kq text;
   v_end text;
 begin
   -- Two transactions replacing the same functions at once fail ("tuple concurrently
@@ -1851,19 +1985,6 @@ begin
         limit 1) n)
     select t.tenant, t.vt from t limit p_limit;$f$,
       v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
-    v_read_tenant := v_read_tenant || format($f$
-  %s p_queue = %L then
-    return query
-    update pgmq.%I m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.%I q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;$f$,
-      v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
     v_kw := 'elsif';
   end loop;
   if v_kw = 'elsif' then
@@ -1871,9 +1992,26 @@ begin
     v_put := v_put || E'\n  else';
     v_delete := v_delete || E'\n  else';
     v_tenants := v_tenants || E'\n  else';
-    v_read_tenant := v_read_tenant || E'\n  else';
   end if;
   v_end := case when v_kw = 'elsif' then 'end if;' else '' end;
+
+  -- The fair read, per kind whose three tier queues exist.
+  for v_kq in
+    select k.queue_name from conveyor.job_kinds k
+    where to_regclass(format('pgmq.%I', 'q_' || k.queue_name || '_fast')) is not null
+      and to_regclass(format('pgmq.%I', 'q_' || k.queue_name)) is not null
+      and to_regclass(format('pgmq.%I', 'q_' || k.queue_name || '_bulk')) is not null
+    order by 1
+  loop
+    v_fair := v_fair || format($f$
+  %1$s p_queue = %2$L then
+    return query %3$s;$f$,
+      v_fkw, v_kq, conveyor.fair_read_sql(v_kq, false));
+    v_fkw := 'elsif';
+  end loop;
+  if v_fkw = 'elsif' then
+    v_fair := v_fair || E'\n  else';
+  end if;
 
   execute format($def$
 create or replace function conveyor.q_read(p_queue text, p_vt int, p_qty int)
@@ -1940,31 +2078,31 @@ end
 $body$$def$, v_tenants, v_end);
 
   execute format($def$
-create or replace function conveyor.q_read_tenant(p_queue text, p_tenant text, p_vt int, p_qty int)
-returns setof pgmq.message_record
+create or replace function conveyor.q_read_fair(
+  p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamptz[],
+  p_tiers boolean[], p_qty int, p_vt int
+) returns table (tier int, msg_id bigint, read_ct int, enqueued_at timestamptz,
+                 vt timestamptz, message jsonb, headers jsonb)
 language plpgsql
 set search_path = ''
 as $body$
 -- Generated by conveyor.generate_queue_sql(): do not edit.
+#variable_conflict use_column
 begin%s
-    return query execute format(
-      'update pgmq.%%1$I m'
-      ' set vt = clock_timestamp() + make_interval(secs => $2), read_ct = m.read_ct + 1'
-      ' from (select q.msg_id from pgmq.%%1$I q'
-      '       where (q.message ->> ''tenant_id'') = $1 and q.vt <= clock_timestamp()'
-      '       order by q.vt limit $3 for update skip locked) c'
-      ' where m.msg_id = c.msg_id'
-      ' returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers',
-      'q_' || p_queue) using p_tenant, p_vt, p_qty;
+    return query execute format(%L, 'q_' || p_queue || '_fast', 'q_' || p_queue,
+                                'q_' || p_queue || '_bulk')
+      using p_tenants, p_ev, p_weight, p_oldest, p_tiers, p_qty, p_vt;
   %s
 end
-$body$$def$, v_read_tenant, v_end);
+$body$$def$, v_fair, conveyor.fair_read_sql(null, true),
+   case when v_fkw = 'elsif' then 'end if;' else '' end);
 
   revoke all on function conveyor.q_read(text, int, int),
     conveyor.q_put(text, bigint, timestamptz, jsonb, jsonb),
     conveyor.q_delete(text, bigint[]),
     conveyor.q_tenants(text, int),
-    conveyor.q_read_tenant(text, text, int, int) from public;
+    conveyor.q_read_fair(text, text[], numeric[], numeric[], timestamptz[], boolean[], int, int)
+    from public;
 end
 $_$;
 
@@ -2824,157 +2962,288 @@ end
 $$;
 
 --
--- Name: q_read_tenant(text, text, integer, integer); Type: FUNCTION; Schema: conveyor
+-- Name: q_read_fair(text, text[], numeric[], numeric[], timestamp with time zone[], boolean[], integer, integer); Type: FUNCTION; Schema: conveyor
 --
 
-CREATE FUNCTION conveyor.q_read_tenant(p_queue text, p_tenant text, p_vt integer, p_qty integer) RETURNS SETOF pgmq.message_record
+CREATE FUNCTION conveyor.q_read_fair(p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamp with time zone[], p_tiers boolean[], p_qty integer, p_vt integer) RETURNS TABLE(tier integer, msg_id bigint, read_ct integer, enqueued_at timestamp with time zone, vt timestamp with time zone, message jsonb, headers jsonb)
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $_$
 -- Generated by conveyor.generate_queue_sql(): do not edit.
+#variable_conflict use_column
 begin
   if p_queue = 'q_enforce' then
-    return query
-    update pgmq.q_q_enforce m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enforce q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
-  elsif p_queue = 'q_enforce_bulk' then
-    return query
-    update pgmq.q_q_enforce_bulk m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enforce_bulk q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
-  elsif p_queue = 'q_enforce_fast' then
-    return query
-    update pgmq.q_q_enforce_fast m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enforce_fast q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+    return query 
+    with a as (
+      select * from unnest(p_tenants, p_ev, p_weight, p_oldest) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enforce_fast q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enforce q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enforce_bulk q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit p_qty
+    ), u1 as (
+      update pgmq.q_q_enforce_fast m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.q_q_enforce m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.q_q_enforce_bulk m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3;
   elsif p_queue = 'q_enrich' then
-    return query
-    update pgmq.q_q_enrich m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enrich q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
-  elsif p_queue = 'q_enrich_bulk' then
-    return query
-    update pgmq.q_q_enrich_bulk m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enrich_bulk q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
-  elsif p_queue = 'q_enrich_fast' then
-    return query
-    update pgmq.q_q_enrich_fast m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enrich_fast q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+    return query 
+    with a as (
+      select * from unnest(p_tenants, p_ev, p_weight, p_oldest) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enrich_fast q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enrich q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enrich_bulk q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit p_qty
+    ), u1 as (
+      update pgmq.q_q_enrich_fast m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.q_q_enrich m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.q_q_enrich_bulk m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3;
   elsif p_queue = 'q_fetch' then
-    return query
-    update pgmq.q_q_fetch m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_fetch q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
-  elsif p_queue = 'q_fetch_bulk' then
-    return query
-    update pgmq.q_q_fetch_bulk m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_fetch_bulk q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
-  elsif p_queue = 'q_fetch_fast' then
-    return query
-    update pgmq.q_q_fetch_fast m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_fetch_fast q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+    return query 
+    with a as (
+      select * from unnest(p_tenants, p_ev, p_weight, p_oldest) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_fetch_fast q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_fetch q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_fetch_bulk q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit p_qty
+    ), u1 as (
+      update pgmq.q_q_fetch_fast m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.q_q_fetch m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.q_q_fetch_bulk m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3;
   elsif p_queue = 'q_outreach' then
-    return query
-    update pgmq.q_q_outreach m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_outreach q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
-  elsif p_queue = 'q_outreach_bulk' then
-    return query
-    update pgmq.q_q_outreach_bulk m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_outreach_bulk q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
-  elsif p_queue = 'q_outreach_fast' then
-    return query
-    update pgmq.q_q_outreach_fast m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_outreach_fast q
-          where (q.message ->> 'tenant_id') = p_tenant and q.vt <= clock_timestamp()
-          order by q.vt
-          limit p_qty
-          for update skip locked) c
-    where m.msg_id = c.msg_id
-    returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
+    return query 
+    with a as (
+      select * from unnest(p_tenants, p_ev, p_weight, p_oldest) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_outreach_fast q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_outreach q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_outreach_bulk q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit p_qty
+    ), u1 as (
+      update pgmq.q_q_outreach_fast m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.q_q_outreach m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.q_q_outreach_bulk m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3;
   else
-    return query execute format(
-      'update pgmq.%1$I m'
-      ' set vt = clock_timestamp() + make_interval(secs => $2), read_ct = m.read_ct + 1'
-      ' from (select q.msg_id from pgmq.%1$I q'
-      '       where (q.message ->> ''tenant_id'') = $1 and q.vt <= clock_timestamp()'
-      '       order by q.vt limit $3 for update skip locked) c'
-      ' where m.msg_id = c.msg_id'
-      ' returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers',
-      'q_' || p_queue) using p_tenant, p_vt, p_qty;
+    return query execute format('
+    with a as (
+      select * from unnest($1, $2, $3, $4) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%1$I q
+        where (q.message ->> ''tenant_id'') = a.t
+          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> ''tenant_id''), q.vt
+        limit $6
+        for update skip locked) x
+      where ($5)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%2$I q
+        where (q.message ->> ''tenant_id'') = a.t
+          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> ''tenant_id''), q.vt
+        limit $6
+        for update skip locked) x
+      where ($5)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%3$I q
+        where (q.message ->> ''tenant_id'') = a.t
+          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> ''tenant_id''), q.vt
+        limit $6
+        for update skip locked) x
+      where ($5)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit $6
+    ), u1 as (
+      update pgmq.%1$I m set vt = clock_timestamp() + make_interval(secs => $7), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.%2$I m set vt = clock_timestamp() + make_interval(secs => $7), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.%3$I m set vt = clock_timestamp() + make_interval(secs => $7), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3', 'q_' || p_queue || '_fast', 'q_' || p_queue,
+                                'q_' || p_queue || '_bulk')
+      using p_tenants, p_ev, p_weight, p_oldest, p_tiers, p_qty, p_vt;
   end if;
 end
 $_$;
@@ -3438,8 +3707,9 @@ begin
   execute format(
     $q$select coalesce(array_agg(c.msg_id order by c.vt), '{}')
        from (select q.msg_id, q.vt from pgmq.%I q
-             where (q.message ->> 'tenant_id') = $2 and q.vt <= clock_timestamp()
-             order by q.vt
+             where (q.message ->> 'tenant_id') = $2
+               and ((q.message ->> 'tenant_id'), q.vt) <= ($2, clock_timestamp())
+             order by (q.message ->> 'tenant_id'), q.vt
              limit $1
              for update skip locked) c$q$, 'q_' || p_queue)
     into v_ids using p_qty, p_tenant;
@@ -4107,6 +4377,7 @@ declare
   v_msg text;
   v_tenant uuid;
   v_cands uuid[];
+  v_pulls bigint[];
 begin
   if coalesce(btrim(p_worker), '') = '' then
     raise exception 'claim_content_stage: p_worker must name the worker';
@@ -4153,7 +4424,7 @@ begin
       end if;
     else
       v_row := null;
-      select f.pick, f.candidates into v_tenant, v_cands
+      select f.pick, f.candidates, f.pulls into v_tenant, v_cands, v_pulls
       from conveyor.content_fair_tenant(p_stage, v_now) f;
       if v_tenant is not null then
         select * into v_row from public.content_job_stages s
@@ -4174,7 +4445,9 @@ begin
         return;
       end if;
       if v_tenant is not null then
-        perform conveyor.fair_account('content:' || p_stage, v_cands, array[v_row.tenant_id], array[1]);
+        perform conveyor.fair_account('content:' || p_stage, v_cands,
+          array(select c.pull + case when c.t = v_row.tenant_id then 1 else 0 end
+                from unnest(v_cands, v_pulls) with ordinality as c(t, pull, o) order by c.o));
       end if;
     end if;
 
@@ -9263,16 +9536,22 @@ REVOKE ALL ON FUNCTION conveyor.ensure_queue(p_queue text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION conveyor.expire_invocations(p_source text, p_target text, p_now timestamp with time zone) FROM PUBLIC;
 
 --
--- Name: FUNCTION fair_account(p_target text, p_candidates uuid[], p_tenants uuid[], p_counts integer[]); Type: ACL; Schema: conveyor
+-- Name: FUNCTION fair_account(p_target text, p_tenants uuid[], p_deltas bigint[]); Type: ACL; Schema: conveyor
 --
 
-REVOKE ALL ON FUNCTION conveyor.fair_account(p_target text, p_candidates uuid[], p_tenants uuid[], p_counts integer[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conveyor.fair_account(p_target text, p_tenants uuid[], p_deltas bigint[]) FROM PUBLIC;
 
 --
--- Name: FUNCTION fair_allocate(p_target text, p_tenants uuid[], p_oldest timestamp with time zone[], p_n integer); Type: ACL; Schema: conveyor
+-- Name: FUNCTION fair_read_sql(p_queue text, p_dynamic boolean); Type: ACL; Schema: conveyor
 --
 
-REVOKE ALL ON FUNCTION conveyor.fair_allocate(p_target text, p_tenants uuid[], p_oldest timestamp with time zone[], p_n integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conveyor.fair_read_sql(p_queue text, p_dynamic boolean) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fair_state(p_target text, p_tenants uuid[]); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.fair_state(p_target text, p_tenants uuid[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION generate_queue_sql(); Type: ACL; Schema: conveyor
@@ -9417,10 +9696,10 @@ REVOKE ALL ON FUNCTION conveyor.q_put(p_queue text, p_msg_id bigint, p_vt timest
 REVOKE ALL ON FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer) FROM PUBLIC;
 
 --
--- Name: FUNCTION q_read_tenant(p_queue text, p_tenant text, p_vt integer, p_qty integer); Type: ACL; Schema: conveyor
+-- Name: FUNCTION q_read_fair(p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamp with time zone[], p_tiers boolean[], p_qty integer, p_vt integer); Type: ACL; Schema: conveyor
 --
 
-REVOKE ALL ON FUNCTION conveyor.q_read_tenant(p_queue text, p_tenant text, p_vt integer, p_qty integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conveyor.q_read_fair(p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamp with time zone[], p_tiers boolean[], p_qty integer, p_vt integer) FROM PUBLIC;
 
 --
 -- Name: FUNCTION q_tenants(p_queue text, p_limit integer); Type: ACL; Schema: conveyor
@@ -10231,6 +10510,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 --     ('dlq_worker_endpoint', '"/functions/v1/dlq-worker"', 'the dead-letter consumer function (a path resolves against Vault project_url)')
 --     ('fair_share_lag', '100', 'fair share: the most a tenant''s virtual time (jobs served ÷ weight) may be above the lowest of the tenants with ready work; a claim pulls it back to that (so past service counts against a tenant for at most this many jobs, and a newcomer is at most this far ahead)')
 --     ('fair_share_max_tenants', '1000', 'fair share: most tenants with live messages a claim looks at per tier queue (in tenant id order)')
+--     ('fair_share_recheck_ms', '25', 'fair share: a session that found one tenant with ready jobs of a kind claims oldest first for the rest of this many milliseconds without looking again (a second tenant waits at most that long to be seen)')
 --     ('invocation_lease_sec', '15', 'a running queue worker holds its dispatch slot this long past its last heartbeat (its claims and extends beat)')
 --     ('invocation_retention_hours', '24', 'finished worker invocations older than this are pruned')
 --     ('invocation_run_sec', '300', 'a started content stage worker not finished after this long is presumed dead (its slots are its leases)')
