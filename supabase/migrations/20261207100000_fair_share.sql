@@ -1673,7 +1673,13 @@ begin
 end
 $$;
 
--- complete_jobs (0053), giving back the concurrency key slots of the completed jobs.
+-- complete_jobs (0053), giving back the concurrency key slots of the completed jobs, and
+-- deleting (or archiving) the messages in a subtransaction: a concurrent claim's read can hold
+-- a lock on a message it did not take (FOR UPDATE follows a row's update chain and locks its
+-- newest version before finding it invisible, and keeps the lock to its commit), and two
+-- workers each settling what the other's claim holds wait on each other. The victim of such a
+-- deadlock keeps its completions; the messages it could not delete are deleted by the claim
+-- that reads them once their visibility ends (a finished job's message: dispose_unclaimed).
 create or replace function conveyor.complete_jobs(
   p_worker text, p_results jsonb, p_now timestamptz, p_archive boolean, p_full boolean
 ) returns uuid[]
@@ -1699,13 +1705,17 @@ begin
     return '{}';
   end if;
   for v_queue in select distinct d.queue_name from unnest(v_done) d loop
-    if p_archive then
-      perform pgmq.archive(v_queue, array(select d.msg_id from unnest(v_done) d
-                                          where d.queue_name = v_queue));
-    else
-      perform conveyor.q_delete(v_queue, array(select d.msg_id from unnest(v_done) d
-                                               where d.queue_name = v_queue));
-    end if;
+    begin
+      if p_archive then
+        perform pgmq.archive(v_queue, array(select d.msg_id from unnest(v_done) d
+                                            where d.queue_name = v_queue));
+      else
+        perform conveyor.q_delete(v_queue, array(select d.msg_id from unnest(v_done) d
+                                                 where d.queue_name = v_queue));
+      end if;
+    exception when deadlock_detected then
+      null;
+    end;
   end loop;
   select array_agg(d.id) into v_ids from unnest(v_done) d;
   if exists (select 1 from unnest(v_done) d where d.dedupe_key is not null) then

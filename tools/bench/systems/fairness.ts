@@ -126,6 +126,7 @@ async function noisyRun(env: BenchEnv, sizes: NoisySizes): Promise<RunResult> {
   let stopping = false;
   const stop = new AbortController();
   let window = { from: Infinity, to: Infinity };
+  let failedCalls = 0;
   const expectLight: string[] = [];
   try {
     await Promise.all(Array.from({ length: sizes.workers }, () => sql`select 1`));
@@ -138,17 +139,26 @@ async function noisyRun(env: BenchEnv, sizes: NoisySizes): Promise<RunResult> {
         lat[p.tenant]!.push(now - p.t0);
       } else if (now >= window.from && now <= window.to) aStarts.push(now);
     };
-    const loops = Array.from({ length: sizes.workers }, (_, w) => {
+    const loops = Array.from({ length: sizes.workers }, async (_, w) => {
       const source = conveyor.sqlSource(rt, sql, `bench-noisy-${w}`, onJob, true, true);
       // An idle loop polls as a lingering worker does (the adapter's IDLE_POLL_MS).
       source.idle = () => (stopping ? null : rt.adapter.IDLE_POLL_MS ?? 25);
-      return rt.loop.runLoop(source, {
-        batchSize: sizes.batch,
-        concurrency: sizes.batch,
-        budgetMs: 3_600_000,
-        jobTimeoutMs: 60_000,
-        signal: stop.signal,
-      });
+      // A call that fails (a deadlock victim) ends the loop, as it ends a worker function;
+      // another worker takes over, as the dispatcher would start one.
+      while (!stopping) {
+        try {
+          await rt.loop.runLoop(source, {
+            batchSize: sizes.batch,
+            concurrency: sizes.batch,
+            budgetMs: 3_600_000,
+            jobTimeoutMs: 60_000,
+            signal: stop.signal,
+          });
+        } catch (e) {
+          failedCalls++;
+          env.log(`fair.noisy: a worker loop failed (${(e as Error).message}); restarted`);
+        }
+      }
     });
     // Let the loops reach their steady state on A's backlog first.
     await sleep(sizes.backlog > 0 ? 500 : 100);
@@ -207,6 +217,7 @@ async function noisyRun(env: BenchEnv, sizes: NoisySizes): Promise<RunResult> {
         a_jobs_per_s: aRate,
         remaining_jobs_per_s: Math.max(0, aRate - 2 * LIGHT_RATE),
         jobs_per_s: (aStarts.length + all.length) / seconds,
+        failed_calls: failedCalls,
       },
     };
   } finally {
@@ -250,6 +261,7 @@ export async function concurrencyKeys(env: BenchEnv, s: KeySizes): Promise<RunRe
   let maxLeases = 0;
   let samples = 0;
   let kills = 0;
+  let failedCalls = 0;
   let done = false;
   try {
     await admin`select count(*) from public.queue_jobs((
@@ -291,10 +303,19 @@ export async function concurrencyKeys(env: BenchEnv, s: KeySizes): Promise<RunRe
             lease_id: b.lease_id,
             status: "completed",
           }));
-          const [r] = await sql<{ r: { claimed: KeyClaimed[] } }[]>`
-            select public.settle_and_claim_jobs(${"bench-keys-" + w},
-              ${sql.json(results as postgres.JSONValue)}, ${conveyor.KIND}, 10, 2,
-              '{"max_attempts": 10}') as r`;
+          let r;
+          try {
+            [r] = await sql<{ r: { claimed: KeyClaimed[] } }[]>`
+              select public.settle_and_claim_jobs(${"bench-keys-" + w},
+                ${sql.json(results as postgres.JSONValue)}, ${conveyor.KIND}, 10, 2,
+                '{"max_attempts": 10}') as r`;
+          } catch (e) {
+            // A failed call (a deadlock victim) is a lost batch: its leases expire.
+            failedCalls++;
+            env.log(`fair.keys: a call failed (${(e as Error).message})`);
+            batch = [];
+            continue;
+          }
           batch = r!.r.claimed;
           if (batch.length === 0) {
             await sleep(5);
@@ -353,6 +374,7 @@ export async function concurrencyKeys(env: BenchEnv, s: KeySizes): Promise<RunRe
         max_running_leases: maxLeases,
         ledger_samples: samples,
         kills,
+        failed_calls: failedCalls,
       },
     };
   } finally {
