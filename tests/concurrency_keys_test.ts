@@ -332,3 +332,86 @@ Deno.test({
     await sql`delete from public.jobs where tenant_id = ${other}`;
   },
 });
+
+Deno.test({
+  name:
+    "conveyor CLI: tenant weight, keys limit and enqueue --concurrency-key change what the RPCs say; bad arguments exit 2",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using k = await quietKind();
+    const tenant = await createTenant(k.sql, "cli-weight");
+    const cli = async (args: string[]) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) }, {
+        env: (n) =>
+          ({ SUPABASE_URL: env.apiUrl, SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey } as Record<
+            string,
+            string
+          >)[n],
+      });
+      return { code, out: out.join("\n"), err: err.join("\n") };
+    };
+    const [t] = await k.sql`select name from public.tenants where id = ${tenant}`;
+    assertEquals(await cli(["tenant", "weight", tenant, "3"]), {
+      code: 0,
+      out: `tenant ${t!.name} (${tenant}): fair share weight 3`,
+      err: "",
+    });
+    const [w] = await k
+      .sql`select weight::int as w from conveyor.tenant_weights where tenant_id = ${tenant}`;
+    assertEquals(w!.w, 3);
+    const refused = await cli(["tenant", "weight", tenant, "0"]);
+    assertEquals(
+      [refused.code, refused.err],
+      [1, "error: operator_set_tenant_weight: weight must be greater than 0 and at most 1000"],
+    );
+
+    assertEquals(await cli(["keys", "limit", k.kind, "4"]), {
+      code: 0,
+      out: `${k.kind}: concurrency keys run at most 4 job(s) at once by default`,
+      err: "",
+    });
+    assertEquals(await cli(["keys", "limit", k.kind, "2", "--key", "acct:1", "--tenant", tenant]), {
+      code: 0,
+      out: `${k.kind} key acct:1: at most 2 job(s) at once`,
+      err: "",
+    });
+    const [o] = await k.sql`
+      select max_running from conveyor.concurrency_key_limits
+      where tenant_id = ${tenant} and kind = ${k.kind} and concurrency_key = 'acct:1'`;
+    assertEquals(o!.max_running, 2);
+    assertEquals(
+      (await cli(["keys", "limit", k.kind, "none", "--key", "acct:1", "--tenant", tenant])).out,
+      `${k.kind} key acct:1: override removed`,
+    );
+    for (
+      const args of [
+        ["keys", "limit", k.kind, "none"],
+        ["keys", "limit", k.kind, "0"],
+        ["keys", "limit", k.kind, "2", "--tenant", tenant],
+        ["tenant", "weight", "not-a-uuid", "2"],
+        ["enqueue", k.kind, "--concurrency-key", "u", "--concurrency-limit", "0"],
+      ]
+    ) {
+      assertEquals((await cli(args)).code, 2, args.join(" "));
+    }
+
+    const enq = await cli([
+      "enqueue",
+      k.kind,
+      "--idempotency-key",
+      `cli:${k.kind}`,
+      "--concurrency-key",
+      "user:5",
+      "--concurrency-limit",
+      "2",
+    ]);
+    assertEquals(enq.code, 0, enq.err);
+    const [j] = await k.sql`
+      select concurrency_key, concurrency_limit from public.jobs where idempotency_key = ${`cli:${k.kind}`}`;
+    assertEquals(j, { concurrency_key: "user:5", concurrency_limit: 2 });
+    await k.sql`delete from conveyor.tenant_weights where tenant_id = ${tenant}`;
+  },
+});
