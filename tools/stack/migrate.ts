@@ -1,12 +1,16 @@
 /**
- * Database setup the way the Supabase CLI does it: the platform bootstrap (local only), then
- * `supabase/migrations/*.sql` in lexical order, each in its own transaction and recorded in
- * `supabase_migrations.schema_migrations`, then `supabase/seed.sql` on reset.
+ * Database setup as a Supabase user gets it: the platform's part first (local only, as the
+ * superuser: tools/stack/roles.ts), then the real Supabase CLI pushes
+ * `supabase/migrations/*.sql` as `postgres` and, on a new or reset database, the seed
+ * (`supabase db push --db-url … [--include-seed]`, tools/stack/supabase_cli.ts). The
+ * migration history is the CLI's own `supabase_migrations.schema_migrations`.
  *
  * @module
  */
-import type { Sql } from "postgres";
-import { StackError } from "./errors.ts";
+import postgres, { type Sql } from "postgres";
+import type { Cluster } from "./cluster.ts";
+import { bootstrapDatabase } from "./roles.ts";
+import { dbPush } from "./supabase_cli.ts";
 
 /** One migration file. */
 export interface Migration {
@@ -29,75 +33,75 @@ export async function listMigrations(dir: string): Promise<Migration[]> {
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** Runs a SQL file (several statements) as one transaction. */
-export async function runSqlFile(sql: Sql, path: string): Promise<void> {
-  const text = await Deno.readTextFile(path);
-  try {
-    await sql.begin((tx) => tx.unsafe(text));
-  } catch (e) {
-    throw new StackError(`${path} failed: ${(e as Error).message}`, undefined, { cause: e });
-  }
-}
-
-/**
- * Applies every migration not yet recorded. Returns the versions applied now. Concurrent
- * callers are serialised with an advisory lock, so two `start`s cannot apply a file twice.
- */
-export async function applyMigrations(
-  sql: Sql,
-  dir: string,
-  log: (line: string) => void = () => {},
-): Promise<string[]> {
-  const applied: string[] = [];
-  const conn = await sql.reserve();
-  try {
-    await conn`select pg_advisory_lock(hashtext('supabase_migrations'))`;
-    const done = new Set(
-      (await conn`select version from supabase_migrations.schema_migrations`).map((r) =>
-        r.version as string
-      ),
-    );
-    for (const m of await listMigrations(dir)) {
-      if (done.has(m.version)) continue;
-      const text = await Deno.readTextFile(m.path);
-      log(`applying migration ${m.version}_${m.name}`);
-      const started = performance.now();
-      try {
-        // A reserved connection has no begin(): run the transaction by hand.
-        await conn`begin`;
-        try {
-          await conn.unsafe(text);
-          await conn`
-            insert into supabase_migrations.schema_migrations (version, name, statements)
-            values (${m.version}, ${m.name}, ${[text]})`;
-          await conn`commit`;
-        } catch (e) {
-          await conn`rollback`.catch(() => {});
-          throw e;
-        }
-      } catch (e) {
-        throw new StackError(
-          `migration ${m.version}_${m.name}.sql failed: ${(e as Error).message}`,
-          "fix the migration, then run: deno task db:reset",
-          { cause: e },
-        );
-      }
-      const ms = performance.now() - started;
-      // A migration that takes a while (a backfill, an index on a big table) says so.
-      if (ms >= 1000) log(`  ${m.version}_${m.name} took ${(ms / 1000).toFixed(1)} s`);
-      applied.push(m.version);
-    }
-  } finally {
-    await conn`select pg_advisory_unlock(hashtext('supabase_migrations'))`.catch(() => {});
-    conn.release();
-  }
-  if (applied.length > 0) await sql`notify pgrst, 'reload schema'`;
-  return applied;
-}
-
 /** Stores (or updates) a Vault secret by name. */
 export async function upsertVaultSecret(sql: Sql, name: string, value: string): Promise<void> {
   const [row] = await sql`select id from vault.secrets where name = ${name}`;
   if (row) await sql`select vault.update_secret(${row.id}, ${value})`;
   else await sql`select vault.create_secret(${value}, ${name})`;
+}
+
+/** A database to set up: its URL as `postgres` and as the superuser. */
+export interface DbTarget {
+  url: string;
+  adminUrl: string;
+}
+
+/**
+ * Brings a database to the state a hosted project would have after `supabase db push`:
+ * the platform bootstrap (superuser), the Vault secrets cron's HTTP calls read (before the
+ * seed: what it enqueues kicks the dispatcher), the migrations and optionally the seed.
+ */
+export async function setupDatabase(
+  db: DbTarget,
+  root: string,
+  log: (l: string) => void,
+  opts: { seed?: boolean; secrets?: { apiUrl: string; serviceRoleKey: string } } = {},
+): Promise<void> {
+  await bootstrapDatabase(db.adminUrl, root);
+  const sql = postgres(db.url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    if (opts.secrets) {
+      await upsertVaultSecret(sql, "project_url", opts.secrets.apiUrl);
+      await upsertVaultSecret(sql, "service_role_key", opts.secrets.serviceRoleKey);
+      log("Vault secrets project_url and service_role_key stored");
+    }
+    const applied = await dbPush(root, db.url, { seed: opts.seed, log });
+    log(
+      applied.length
+        ? `supabase db push applied ${applied.length} migration(s)`
+        : "migrations up to date",
+    );
+    await sql`notify pgrst, 'reload schema'`;
+  } finally {
+    await sql.end();
+  }
+}
+
+/**
+ * Drops and re-creates the `postgres` database (as the superuser, who owns it as on hosted),
+ * sets it up again with the seed, and restarts the server: pg_cron's scheduler exits for good
+ * when its database is dropped (a background worker that exits cleanly is not restarted).
+ */
+export async function resetDatabase(
+  cluster: Cluster,
+  root: string,
+  log: (l: string) => void,
+  secrets?: { apiUrl: string; serviceRoleKey: string },
+): Promise<void> {
+  const sql = postgres(cluster.adminUrl("template1"), { max: 1, onnotice: () => {} });
+  try {
+    log("dropping database postgres");
+    await sql`drop database if exists postgres with (force)`;
+    await sql`create database postgres`;
+  } finally {
+    await sql.end();
+  }
+  await setupDatabase(
+    { url: cluster.url(), adminUrl: cluster.adminUrl() },
+    root,
+    log,
+    { seed: true, secrets },
+  );
+  log("restarting PostgreSQL so pg_cron's scheduler serves the new database");
+  await cluster.restart("fast");
 }

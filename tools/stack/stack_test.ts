@@ -1,13 +1,16 @@
 /**
  * The local stack's CLI as a user drives it: `up` or `start` twice is one stack, `down` with nothing
  * running is no error, a stale pid and a port in use get clear messages, migrations apply
- * once, and `reset` rebuilds the database with supabase/seed.sql.
+ * once (the Supabase CLI's history), `reset` rebuilds the database with supabase/seed.sql,
+ * and a cluster made before the hosted role layout is moved aside, not reused.
  */
 import { assert, assertEquals, assertMatch } from "../test/assert.ts";
 import { connect } from "../test/db.ts";
 import { testEnv } from "../test/env.ts";
-import { applyMigrations, listMigrations } from "./migrate.ts";
+import { Cluster } from "./cluster.ts";
+import { listMigrations } from "./migrate.ts";
 import { freePort } from "./proc.ts";
+import { dbPush } from "./supabase_cli.ts";
 import { REPO_ROOT } from "./state.ts";
 
 const MAIN = `${REPO_ROOT}/tools/stack/main.ts`;
@@ -48,7 +51,7 @@ Deno.test("stack: up or start on a running stack starts nothing new; migrations 
 
   const sql = connect(env.dbUrl, 2);
   try {
-    assertEquals(await applyMigrations(sql, `${REPO_ROOT}/supabase/migrations`), []);
+    assertEquals(await dbPush(REPO_ROOT, env.dbUrl), [], "supabase db push has nothing to do");
     const files = await listMigrations(`${REPO_ROOT}/supabase/migrations`);
     const rows =
       await sql`select version from supabase_migrations.schema_migrations order by version`;
@@ -99,7 +102,7 @@ Deno.test("stack: reset re-creates the database with the seed; down twice and a 
     }
     const reset = await cli("reset", "--dir", dir);
     assertEquals(reset.code, 0, reset.out);
-    assertMatch(reset.out, /loading supabase\/seed\.sql/);
+    assertMatch(reset.out, /Seeding data from supabase\/seed\.sql/);
 
     sql = connect(url, 1);
     try {
@@ -141,6 +144,24 @@ Deno.test("stack: reset re-creates the database with the seed; down twice and a 
   } finally {
     await cli("down", "--dir", dir);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("stack: a cluster made before the hosted role layout is moved aside, not reused", async () => {
+  const dir = await stackTempDir("oldlayout-");
+  try {
+    // What initdb leaves that exists() looks at; no marker: postgres was the superuser.
+    await Deno.mkdir(`${dir}/pg`);
+    await Deno.writeTextFile(`${dir}/pg/PG_VERSION`, "15\n");
+    const cluster = new Cluster(testEnv().pgBin, `${dir}/pg`, freePort(), `${dir}/pg.log`);
+    assertEquals(await cluster.hasHostedRoles(), false);
+    const aside = await cluster.retireOldLayout();
+    assertMatch(aside ?? "", new RegExp(`^${dir}/pg\\.before-hosted-roles-\\d+$`));
+    assertEquals(await Deno.readTextFile(`${aside}/PG_VERSION`), "15\n", "nothing deleted");
+    assertEquals(await cluster.exists(), false, "init() will make a new cluster");
+    assertEquals(await cluster.retireOldLayout(), null, "nothing left to move");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -10,10 +10,11 @@ import { Cluster } from "./cluster.ts";
 import { StackError } from "./errors.ts";
 import { installCompatExtensions } from "./extensions.ts";
 import { anonKey, JWT_SECRET, PUBLISHABLE_KEY, SECRET_KEY, serviceRoleKey } from "./keys.ts";
-import { applyMigrations, runSqlFile, upsertVaultSecret } from "./migrate.ts";
+import { setupDatabase } from "./migrate.ts";
 import { ensurePackages } from "./packages.ts";
 import { findPgBin, shareDir } from "./pg_binaries.ts";
 import { portFree } from "./proc.ts";
+import { applyRoleLayout } from "./roles.ts";
 import { Service } from "./service.ts";
 import type { StackOptions, StackState } from "./state.ts";
 
@@ -51,70 +52,12 @@ export async function clusterFor(opts: StackOptions): Promise<Cluster> {
   );
 }
 
+// Database setup lives in migrate.ts (the Supabase CLI); re-exported for main.ts and tools.
+export { resetDatabase, setupDatabase } from "./migrate.ts";
+
 /** postgres.js client for setup work (quiet about NOTICEs such as "already exists, skipping"). */
 export function adminSql(url: string) {
   return postgres(url, { max: 2, onnotice: () => {}, connect_timeout: 10 });
-}
-
-/**
- * Brings a database to the state a hosted project would have: platform bootstrap, migrations,
- * the pgmq_public wrappers (the dashboard's "Expose Queues via PostgREST"), and optionally
- * supabase/seed.sql.
- */
-export async function setupDatabase(
-  url: string,
-  root: string,
-  log: (l: string) => void,
-  opts: { seed?: boolean; secrets?: StackInfo } = {},
-): Promise<void> {
-  const sql = adminSql(url);
-  try {
-    await runSqlFile(sql, `${root}/tools/stack/sql/bootstrap.sql`);
-    const applied = await applyMigrations(sql, `${root}/supabase/migrations`, log);
-    log(applied.length ? `applied ${applied.length} migration(s)` : "migrations up to date");
-    const [pgmq] = await sql`select 1 from pg_extension where extname = 'pgmq'`;
-    if (pgmq) await runSqlFile(sql, `${root}/tools/stack/sql/pgmq_public.sql`);
-    // Before the seed: what it enqueues kicks the dispatcher, whose URL and key are here.
-    if (opts.secrets) {
-      await upsertVaultSecret(sql, "project_url", opts.secrets.apiUrl);
-      await upsertVaultSecret(sql, "service_role_key", opts.secrets.serviceRoleKey);
-      log("Vault secrets project_url and service_role_key stored");
-    }
-    if (opts.seed) {
-      const seed = `${root}/supabase/seed.sql`;
-      if (await Deno.stat(seed).then(() => true, () => false)) {
-        log("loading supabase/seed.sql");
-        await runSqlFile(sql, seed);
-      }
-    }
-    await sql`notify pgrst, 'reload schema'`;
-  } finally {
-    await sql.end();
-  }
-}
-
-/**
- * Drops and re-creates the `postgres` database, sets it up again with the seed, and
- * restarts the server: pg_cron's scheduler exits for good when its database is dropped
- * (a background worker that exits cleanly is not restarted).
- */
-export async function resetDatabase(
-  cluster: Cluster,
-  root: string,
-  log: (l: string) => void,
-  secrets?: StackInfo,
-): Promise<void> {
-  const sql = adminSql(cluster.url("template1"));
-  try {
-    log("dropping database postgres");
-    await sql`drop database if exists postgres with (force)`;
-    await sql`create database postgres`;
-  } finally {
-    await sql.end();
-  }
-  await setupDatabase(cluster.url(), root, log, { seed: true, secrets });
-  log("restarting PostgreSQL so pg_cron's scheduler serves the new database");
-  await cluster.restart("fast");
 }
 
 /** A running stack. */
@@ -148,6 +91,11 @@ export class Stack {
       `${opts.dir}/logs/postgres.log`,
     );
     this.cluster = cluster;
+    const aside = await cluster.retireOldLayout();
+    if (aside) {
+      log(`${cluster.dataDir} was made before the hosted role layout (postgres as superuser)`);
+      log(`moved it to ${aside} (delete it when you no longer need its data)`);
+    }
     if (!(await cluster.exists())) {
       log(`creating a PostgreSQL 15 cluster in ${cluster.dataDir} (initdb, a few seconds)`);
     }
@@ -166,7 +114,13 @@ export class Stack {
       await cluster.start();
     }
     this.info = await stackInfo(opts.apiPort, opts.dbPort);
-    await setupDatabase(cluster.url(), opts.root, log, { seed: created, secrets: this.info });
+    await applyRoleLayout(cluster.adminUrl(), opts.root);
+    await setupDatabase(
+      { url: cluster.url(), adminUrl: cluster.adminUrl() },
+      opts.root,
+      log,
+      { seed: created, secrets: this.info },
+    );
   }
 
   /** Starts the pg_net worker and the gateway and waits until the gateway answers. */
@@ -196,7 +150,8 @@ export class Stack {
       {
         name: "pg_net worker",
         entry: "tools/stack/net_worker.ts",
-        args: ["--db-url", info.dbUrl],
+        // pg_net's worker is the superuser's background worker on hosted projects.
+        args: ["--db-url", this.cluster!.adminUrl()],
       },
     ];
     const env = {
