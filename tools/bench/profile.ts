@@ -62,7 +62,8 @@ if (!CASES.includes(what)) usageExit(`unknown case "${what}" (one of ${CASES.joi
 const n = Number(values.n);
 const log = (l: string) => console.log(l);
 const env = await startEnv({ dir: values.dir, log });
-const admin = postgres(env.url(DBS.conveyor), { max: 1, onnotice: () => {} });
+// Profiling settings (auto_explain, pg_walinspect, statement stats) are the superuser's.
+const admin = postgres(env.adminUrl(DBS.conveyor), { max: 1, onnotice: () => {} });
 try {
   // auto_explain for every new session of the database: nested statements over N ms.
   await admin.unsafe(`alter database postgres set session_preload_libraries = 'auto_explain'`);

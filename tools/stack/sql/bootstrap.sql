@@ -24,21 +24,15 @@ grant all on schema extensions to postgres;
 grant usage on schema public to anon, authenticated, service_role;
 grant all on schema public to postgres;
 
--- Supabase's default privileges in public: everything the postgres role (or the platform)
--- creates there is reachable by the API roles unless a migration revokes it. Our migrations
--- are written against these defaults, exactly as they must be on a hosted project.
+-- Supabase's default privileges in public: everything the postgres role creates there is
+-- reachable by the API roles unless a migration revokes it. Our migrations are written
+-- against these defaults, exactly as they must be on a hosted project.
 alter default privileges for role postgres in schema public
   grant all on tables to anon, authenticated, service_role;
 alter default privileges for role postgres in schema public
   grant all on sequences to anon, authenticated, service_role;
 alter default privileges for role postgres in schema public
   grant all on functions to anon, authenticated, service_role;
-alter default privileges for role supabase_admin in schema public
-  grant all on tables to postgres, anon, authenticated, service_role;
-alter default privileges for role supabase_admin in schema public
-  grant all on sequences to postgres, anon, authenticated, service_role;
-alter default privileges for role supabase_admin in schema public
-  grant all on functions to postgres, anon, authenticated, service_role;
 
 -- auth: the helpers RLS policies and functions use. They read the claims PostgREST (or our
 -- gateway) puts in request.jwt.claims; the legacy per-claim settings are honoured first.
