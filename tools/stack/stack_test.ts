@@ -10,7 +10,7 @@ import { testEnv } from "../test/env.ts";
 import { Cluster } from "./cluster.ts";
 import { listMigrations } from "./migrate.ts";
 import { freePort } from "./proc.ts";
-import { dbPush } from "./supabase_cli.ts";
+import { dbPush, migrationList } from "./supabase_cli.ts";
 import { REPO_ROOT } from "./state.ts";
 
 const MAIN = `${REPO_ROOT}/tools/stack/main.ts`;
@@ -52,6 +52,9 @@ Deno.test("stack: up or start on a running stack starts nothing new; migrations 
   const sql = connect(env.dbUrl, 2);
   try {
     assertEquals(await dbPush(REPO_ROOT, env.dbUrl), [], "supabase db push has nothing to do");
+    const listed = await migrationList(REPO_ROOT, env.dbUrl);
+    const local = (await listMigrations(`${REPO_ROOT}/supabase/migrations`)).map((f) => f.version);
+    assertEquals(listed, local.map((v) => ({ local: v, remote: v })), "supabase migration list");
     const files = await listMigrations(`${REPO_ROOT}/supabase/migrations`);
     const rows =
       await sql`select version from supabase_migrations.schema_migrations order by version`;

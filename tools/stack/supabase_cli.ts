@@ -121,6 +121,26 @@ export async function supabaseCli(
   });
 }
 
+/** One row of `supabase migration list`: a version present locally, remotely or both. */
+export interface MigrationRow {
+  local: string | null;
+  remote: string | null;
+}
+
+/** `supabase migration list --db-url <url>`: local files against the database's history. */
+export async function migrationList(root: string, dbUrl: string): Promise<MigrationRow[]> {
+  const res = await supabaseCli(root, ["migration", "list", "--db-url", cliDbUrl(dbUrl)]);
+  if (res.code !== 0) {
+    throw new StackError(`supabase migration list failed:\n${(res.stderr || res.stdout).trim()}`);
+  }
+  // Rows look like "   `0001`   | `0001`   | `0001`" (local | remote | time); blanks are absent.
+  const cell = (c: string | undefined) => c?.trim().replaceAll("`", "") || null;
+  return res.stdout.split("\n")
+    .filter((l) => /^\s*`?\d*`?\s*\|\s*`?\d*`?\s*\|/.test(l) && /\d/.test(l))
+    .map((l) => l.split("|"))
+    .map(([local, remote]) => ({ local: cell(local), remote: cell(remote) }));
+}
+
 /**
  * `supabase db push --db-url <url> [--include-seed]`: applies the migrations of
  * `<root>/supabase/migrations` not yet in the database's history, then (with `seed`) the
