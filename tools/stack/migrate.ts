@@ -9,6 +9,7 @@
  */
 import postgres, { type Sql } from "postgres";
 import type { Cluster } from "./cluster.ts";
+import { StackError } from "./errors.ts";
 import { bootstrapDatabase } from "./roles.ts";
 import { dbPush } from "./supabase_cli.ts";
 
@@ -88,6 +89,13 @@ export async function resetDatabase(
   log: (l: string) => void,
   secrets?: { apiUrl: string; serviceRoleKey: string },
 ): Promise<void> {
+  if (!(await cluster.hasHostedRoles())) {
+    // A stack started by an older checkout: its superuser is postgres, there is no admin.
+    throw new StackError(
+      `${cluster.dataDir} was made before the hosted role layout`,
+      "restart the stack (deno task stack:down, then start it again: the old cluster is moved aside)",
+    );
+  }
   const sql = postgres(cluster.adminUrl("template1"), { max: 1, onnotice: () => {} });
   try {
     log("dropping database postgres");
