@@ -5,10 +5,13 @@
  * gives fails locally, through the real Supabase CLI, with the error hosted gives.
  */
 import { assert, assertEquals, assertMatch } from "../test/assert.ts";
-import { connect } from "../test/db.ts";
+import { connect, freshDb } from "../test/db.ts";
 import { testEnv } from "../test/env.ts";
+import { eventually } from "../test/queue.ts";
 import { dbPush } from "./supabase_cli.ts";
 import { StackError } from "./errors.ts";
+import { raw, testGateway } from "./gateway/test_support.ts";
+import { REPO_ROOT } from "./state.ts";
 
 Deno.test("roles: postgres is hosted's postgres, supabase_admin the superuser", async () => {
   const sql = connect(testEnv().dbUrl, 1);
@@ -189,4 +192,58 @@ for (
       await Deno.remove(dir, { recursive: true });
     }
   });
+}
+
+Deno.test({
+  name:
+    "roles: the superuser's event triggers fire for postgres: a migration the CLI pushes is served by PostgREST at once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await freshDb();
+    // DDL by postgres (not a superuser) sends PostgREST's reload, as on hosted.
+    const heard: string[] = [];
+    const listener = connect(db.url, 1);
+    const other = connect(db.url, 1);
+    try {
+      await listener.listen("pgrst", (payload) => heard.push(payload));
+      await other`create table public.ddl_probe (id int)`;
+      await eventually("the DDL's NOTIFY", () => Promise.resolve(heard.length > 0), 10_000);
+      assertEquals(heard[0], "reload schema");
+    } finally {
+      await listener.end();
+      await other.end();
+    }
+
+    // End to end: the CLI pushes a new migration as postgres and PostgREST, given no NOTIFY
+    // by anyone, serves its function.
+    const dir = await Deno.makeTempDir({ prefix: "conveyor-cli-" });
+    try {
+      await Deno.mkdir(`${dir}/supabase`);
+      await copyDir(`${REPO_ROOT}/supabase/migrations`, `${dir}/supabase/migrations`);
+      await Deno.writeTextFile(
+        `${dir}/supabase/migrations/20300101000000_served_at_once.sql`,
+        "create function public.served_at_once() returns int language sql as $$ select 42 $$;\n",
+      );
+      await using g = await testGateway(db.url);
+      const call = () =>
+        raw(`${g.rest}/rpc/served_at_once`, { method: "POST", headers: { apikey: g.service } });
+      assertEquals((await call()).status, 404, "not there before the push");
+      assertEquals(await dbPush(dir, db.url), ["20300101000000_served_at_once"]);
+      const r = await eventually("the pushed function over /rest/v1", async () => {
+        const r = await call();
+        return r.status === 200 ? r : undefined;
+      }, 15_000);
+      assertEquals(r.text, "42");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+async function copyDir(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const e of Deno.readDir(from)) {
+    if (e.isFile) await Deno.copyFile(`${from}/${e.name}`, `${to}/${e.name}`);
+  }
 }
