@@ -21,7 +21,7 @@ Deno.test("roles: postgres is hosted's postgres, supabase_admin the superuser", 
              (select rolname from pg_roles where oid = 10) as bootstrap`;
     assertEquals(me, { who: "postgres", su: "off", bootstrap: "supabase_admin" });
     const roles = await sql`
-      select rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolcanlogin
+      select rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolcanlogin, rolinherit
       from pg_roles
       where rolname in ('supabase_admin', 'postgres', 'authenticator', 'anon',
                         'authenticated', 'service_role')
@@ -34,6 +34,7 @@ Deno.test("roles: postgres is hosted's postgres, supabase_admin the superuser", 
         rolcreatedb: false,
         rolbypassrls: false,
         rolcanlogin: false,
+        rolinherit: false,
       },
       {
         rolname: "authenticated",
@@ -42,6 +43,7 @@ Deno.test("roles: postgres is hosted's postgres, supabase_admin the superuser", 
         rolcreatedb: false,
         rolbypassrls: false,
         rolcanlogin: false,
+        rolinherit: false,
       },
       {
         rolname: "authenticator",
@@ -50,6 +52,7 @@ Deno.test("roles: postgres is hosted's postgres, supabase_admin the superuser", 
         rolcreatedb: false,
         rolbypassrls: false,
         rolcanlogin: true,
+        rolinherit: false,
       },
       {
         rolname: "postgres",
@@ -58,6 +61,7 @@ Deno.test("roles: postgres is hosted's postgres, supabase_admin the superuser", 
         rolcreatedb: true,
         rolbypassrls: true,
         rolcanlogin: true,
+        rolinherit: true,
       },
       {
         rolname: "service_role",
@@ -66,6 +70,7 @@ Deno.test("roles: postgres is hosted's postgres, supabase_admin the superuser", 
         rolcreatedb: false,
         rolbypassrls: true,
         rolcanlogin: false,
+        rolinherit: false,
       },
       {
         rolname: "supabase_admin",
@@ -74,6 +79,7 @@ Deno.test("roles: postgres is hosted's postgres, supabase_admin the superuser", 
         rolcreatedb: true,
         rolbypassrls: true,
         rolcanlogin: true,
+        rolinherit: true,
       },
     ]);
     const member = await sql`

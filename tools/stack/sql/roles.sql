@@ -40,9 +40,9 @@ alter role supabase_admin with login password 'postgres';
 alter role postgres with login password 'postgres'
   nosuperuser createdb createrole replication bypassrls;
 alter role authenticator with login noinherit password 'postgres';
-alter role anon with nologin inherit;
-alter role authenticated with nologin inherit;
-alter role service_role with nologin inherit bypassrls;
+alter role anon with nologin noinherit;
+alter role authenticated with nologin noinherit;
+alter role service_role with nologin noinherit bypassrls;
 
 -- PostgREST logs in as authenticator and switches to the JWT's role.
 grant anon, authenticated, service_role to authenticator;
