@@ -886,13 +886,17 @@ begin
     return '{}';
   end if;
   for v_queue in select distinct d.queue_name from unnest(v_done) d loop
-    if p_archive then
-      perform pgmq.archive(v_queue, array(select d.msg_id from unnest(v_done) d
-                                          where d.queue_name = v_queue));
-    else
-      perform conveyor.q_delete(v_queue, array(select d.msg_id from unnest(v_done) d
-                                               where d.queue_name = v_queue));
-    end if;
+    begin
+      if p_archive then
+        perform pgmq.archive(v_queue, array(select d.msg_id from unnest(v_done) d
+                                            where d.queue_name = v_queue));
+      else
+        perform conveyor.q_delete(v_queue, array(select d.msg_id from unnest(v_done) d
+                                                 where d.queue_name = v_queue));
+      end if;
+    exception when deadlock_detected then
+      null;
+    end;
   end loop;
   select array_agg(d.id) into v_ids from unnest(v_done) d;
   if exists (select 1 from unnest(v_done) d where d.dedupe_key is not null) then
