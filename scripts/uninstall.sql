@@ -75,6 +75,7 @@ drop function if exists
   public.operator_dead_letters(integer),
   public.operator_events(bigint, bigint, integer, text),
   public.operator_failed_content_jobs(integer),
+  public.operator_find_jobs(text, integer),
   public.operator_metrics(),
   public.operator_queues(integer),
   public.operator_rate_limiters(integer),
