@@ -4861,7 +4861,7 @@ begin
     continue when to_regclass(format('pgmq.%I', 'q_' || v_queue)) is null;
     execute format(
       $q$select min(q.vt) from pgmq.%I q
-         where q.vt > clock_timestamp()
+         where q.vt > clock_timestamp() - interval '1 second'
            and exists (select 1 from public.jobs j where j.msg_id = q.msg_id and j.status = 'pending')$q$,
       'q_' || v_queue) into v_at;
     v_min := least(v_min, v_at);
@@ -4874,7 +4874,7 @@ $_$;
 -- Name: FUNCTION queue_next_due_at(p_kind text); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.queue_next_due_at(p_kind text) IS 'When the next pending job of a kind becomes due (delay, backoff, snooze); NULL when none is waiting.';
+COMMENT ON FUNCTION public.queue_next_due_at(p_kind text) IS 'When the next pending job of a kind becomes due (delay, backoff, snooze), or became due within the last second; NULL when none is waiting.';
 
 --
 -- Name: queue_stats(interval); Type: FUNCTION; Schema: public

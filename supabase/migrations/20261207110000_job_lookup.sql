@@ -1,6 +1,6 @@
--- Job references (issue 19, item 1). The first forward migration after the frozen baseline:
--- it adds a function and redefines two operator functions; supabase/schema.sql holds the
--- current definition of each.
+-- Job references (issue 19, item 1), and a retry's wake-up (item 7). The first forward
+-- migration after the frozen baseline: it adds a function and redefines three;
+-- supabase/schema.sql holds the current definition of each.
 --
 -- A queue job's id is time-ordered (conveyor.new_job_id, 0011): its first 8 hex digits are
 -- the same for every job created within about a minute, so a short id cut from its head
@@ -284,3 +284,44 @@ comment on function public.operator_events(bigint, bigint, int, text) is
 revoke all on function public.operator_events(bigint, bigint, int, text)
   from public, anon, authenticated;
 grant execute on function public.operator_events(bigint, bigint, int, text) to service_role;
+
+-- ---------------------------------------------------------------------------------------
+-- A retry that falls due while its worker runs dry (issue 19, item 7)
+-- ---------------------------------------------------------------------------------------
+-- As in 0053_queue_consume.sql, except that a message that became visible within the last
+-- second counts as next due (its wait is then 0: the worker asks for a worker at once).
+-- A drain lingers QUEUE_IDLE_LINGER_MS (1 s) after its last job, and a first retry backs off
+-- 1 s: the retry tended to become visible between the drain's last, empty, claim and this
+-- call, which then found nothing "not yet due", so the retry waited for cron's next minute
+-- (52 s in the tour) instead of 1 s. A message visible for longer was there at that claim
+-- and left for a reason (a rate limit: no tokens): no reason to wake, as before. Waking for
+-- one that another worker claims meanwhile starts nobody (trigger_queue_worker counts ready
+-- messages).
+create or replace function public.queue_next_due_at(p_kind text) returns timestamptz
+language plpgsql stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_queue text;
+  v_at timestamptz;
+  v_min timestamptz;
+begin
+  for v_queue in
+    select conveyor.tier_queue(k.queue_name, t.tier)
+    from conveyor.job_kinds k cross join unnest(array['fast', 'normal', 'bulk']) as t(tier)
+    where k.kind = p_kind
+  loop
+    continue when to_regclass(format('pgmq.%I', 'q_' || v_queue)) is null;
+    execute format(
+      $q$select min(q.vt) from pgmq.%I q
+         where q.vt > clock_timestamp() - interval '1 second'
+           and exists (select 1 from public.jobs j where j.msg_id = q.msg_id and j.status = 'pending')$q$,
+      'q_' || v_queue) into v_at;
+    v_min := least(v_min, v_at);
+  end loop;
+  return v_min;
+end
+$$;
+comment on function public.queue_next_due_at(text) is
+  'When the next pending job of a kind becomes due (delay, backoff, snooze), or became due within the last second; NULL when none is waiting.';
