@@ -259,7 +259,7 @@ CREATE TABLE public.jobs (
     CONSTRAINT jobs_priority_check CHECK ((priority = ANY (ARRAY['fast'::text, 'normal'::text, 'bulk'::text]))),
     CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text])))
 )
-WITH (fillfactor='70');
+WITH (fillfactor='50');
 
 ALTER TABLE ONLY public.jobs FORCE ROW LEVEL SECURITY;
 

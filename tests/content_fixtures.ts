@@ -145,7 +145,7 @@ export async function withCronActive<T>(
   }
 }
 
-/** A superuser connection to the stack's `postgres` database (cron, pg_net, gateway). */
+/** A connection to the stack's `postgres` database as `postgres` (cron, pg_net, gateway). */
 export function stackSql(max = 4): Sql {
   return connect(testEnv().dbUrl, max);
 }

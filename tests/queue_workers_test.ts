@@ -272,7 +272,7 @@ Deno.test({
         const res = await call("enforce-worker", {});
         const body = await res.json();
         assertEquals(res.status, 200, JSON.stringify(body));
-        const job = await eventually("the delayed job to complete", async () => {
+        await eventually("the delayed job to complete", async () => {
           const j = await jobByKey(key);
           return j?.status === "completed" ? j : undefined;
         }, 20_000);

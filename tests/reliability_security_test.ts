@@ -3,8 +3,7 @@
  * tenant never sees another tenant's rows"). Every function and every table or view in the
  * exposed schemas is read from the catalog, so what is added later is covered too, and
  * called as `anon`, as `authenticated` with a tenant and as `authenticated` without one:
- * every RPC with all its parameters (pgmq_public's queue wrappers on every queue), every
- * relation with GET, POST, PATCH and DELETE. The
+ * every RPC with all its parameters, every relation with GET, POST, PATCH and DELETE. The
  * answer must be a refusal (401/403, SQLSTATE 42501) except where the allow-lists below say
  * otherwise; a GET that is allowed returns only the caller tenant's rows; and no call
  * changes anything.
@@ -12,7 +11,9 @@
  * The catalog side (every SECURITY DEFINER function with search_path = '' and no PUBLIC
  * execute) is `supabase/tests/security_lints.test.sql`, Supabase's lints are `deno task
  * lint:db` (tools/lint/); tenant isolation
- * in depth (filters, headers, forged claims, enqueue limits) is `tenancy_gateway_test.ts`.
+ * in depth (filters, headers, forged claims, enqueue limits) is `tenancy_gateway_test.ts`; the
+ * queues with "Expose Queues via PostgREST" switched on (pgmq_public, not served by Conveyor)
+ * are `supabase/tests/expose_queues.test.sql`.
  */
 import { parse as parseToml } from "smol-toml";
 import { assert, assertEquals } from "../tools/test/assert.ts";
@@ -29,15 +30,6 @@ const RPC_ALLOW: Record<string, string[]> = {
   anon: [],
   tenant: ["public.queue_job", "public.fn_pgqueuer_enqueue"],
   "no-tenant": ["public.queue_job", "public.fn_pgqueuer_enqueue"],
-};
-
-/** Arguments of pgmq_public's wrappers, besides the queue name. */
-const PGMQ_ARGS: Record<string, unknown> = {
-  message: { from: "the security test" },
-  messages: [{ from: "the security test" }],
-  sleep_seconds: 0,
-  n: 1,
-  message_id: 1,
 };
 
 /** Relations `authenticated` may read (rows of its own tenant only); no role writes any. */
@@ -131,35 +123,17 @@ Deno.test({
       const before = await snapshot(sql);
       const reached: Record<string, string[]> = {};
       const who = await callers(tenant);
-      // pgmq_public's wrappers are executable by the API roles (as "Expose Queues via
-      // PostgREST" makes them) and SECURITY INVOKER: what must refuse is every queue itself.
-      const queues = (await sql`select queue_name from pgmq.meta order by 1`)
-        .map((q) => q.queue_name as string);
-      const bodies = (f: (typeof fns)[number]): unknown[] => {
-        if (f.unnamed) return [{}];
-        if (f.schema !== "pgmq_public") return [Object.fromEntries(f.args.map((a) => [a, null]))];
-        return queues.map((q) =>
-          Object.fromEntries(
-            f.args.map((a) => [a, PGMQ_ARGS[a] ?? null]).concat([["queue_name", q]]),
-          )
-        );
-      };
       for (const [role, token] of Object.entries(who)) {
         reached[role] = [];
         for (const f of fns) {
-          for (const body of bodies(f)) {
-            const r = await rest(env.apiUrl, env.anonKey, `rpc/${f.name}`, {
-              method: "POST",
-              token,
-              body,
-              headers: f.schema === "public" ? {} : { "Content-Profile": f.schema },
-            });
-            assert(r.status !== 404, `${role} ${f.sig}: not found (${JSON.stringify(r.body)})`);
-            if (!refused(r)) {
-              reached[role]!.push(`${f.schema}.${f.name}`);
-              break;
-            }
-          }
+          const r = await rest(env.apiUrl, env.anonKey, `rpc/${f.name}`, {
+            method: "POST",
+            token,
+            body: f.unnamed ? {} : Object.fromEntries(f.args.map((a) => [a, null])),
+            headers: f.schema === "public" ? {} : { "Content-Profile": f.schema },
+          });
+          assert(r.status !== 404, `${role} ${f.sig}: not found (${JSON.stringify(r.body)})`);
+          if (!refused(r)) reached[role]!.push(`${f.schema}.${f.name}`);
         }
       }
       for (const role of Object.keys(who)) {

@@ -55,7 +55,7 @@ function serviceClient(url: string, serviceRoleKey: string): SupabaseClient {
   });
 }
 
-/** An API to drive: its URL and keys, and the superuser connection of the database behind it. */
+/** An API to drive: its URL and keys, and the `postgres` connection of the database behind it. */
 interface Api {
   url: string;
   anonKey: string;

@@ -339,7 +339,13 @@ Deno.test({
     ];
     const before = await doctorCli(env.apiUrl, db.url);
     assertEquals([before.code, problems(before.lines)], [1, cloneLines]);
-    await db.sql`drop extension pg_net cascade`;
+    // pg_net is the platform's (created by the superuser, as hosted does): so is dropping it.
+    const admin = connect(db.adminUrl, 1);
+    try {
+      await admin`drop extension pg_net cascade`;
+    } finally {
+      await admin.end();
+    }
     const after = await doctorCli(env.apiUrl, db.url);
     assertEquals([after.code, problems(after.lines)], [1, [
       "FAIL pg_net: extension pg_net is not installed → create extension pg_net with schema extensions; (Dashboard → Database → Extensions)",
@@ -393,6 +399,8 @@ Deno.test({
     // hourly at :17 (retention) and no test waits for it.
     const job = "conveyor-retention";
     const sql = connect(env.dbUrl, 1);
+    // Only the superuser writes cron.job rows directly (postgres may only read it).
+    const admin = connect(env.adminDbUrl, 1);
     try {
       const [saved] = await sql`select to_jsonb(j) as row from cron.job j where jobname = ${job}`;
       assert(saved, `${job} is scheduled`);
@@ -403,14 +411,15 @@ Deno.test({
           `FAIL cron jobs: missing ${job} → deno task db:reset`,
         ]]);
       } finally {
-        await sql`insert into cron.job select * from jsonb_populate_record(null::cron.job, ${
-          sql.json(saved.row)
+        await admin`insert into cron.job select * from jsonb_populate_record(null::cron.job, ${
+          admin.json(saved.row)
         })`;
       }
       const out = await doctorCli(env.apiUrl, env.dbUrl);
       assertEquals([out.code, problems(out.lines)], [0, []]);
     } finally {
       await sql.end();
+      await admin.end();
     }
   },
 });

@@ -72,12 +72,16 @@ create sequence conveyor.job_number_seq as bigint;
 -- finished_at is set exactly when the state is terminal (CHECK below).
 --
 -- Built for HOT updates. A claim and a settle are the two updates every job gets; both
--- change only columns that no index covers, so with free room on the page (fillfactor) each
--- writes a heap-only tuple and no index entry. The three indexes are on columns set once at
--- enqueue: the id, the job number and the tenant's idempotency key. Nothing indexes status,
--- finished_at or a dedupe key: the live jobs are their pgmq messages (which is where the
--- dashboard, the metrics, the alerts and the rescue tick count them), finished jobs are
--- counted per minute in conveyor.job_counts, and live dedupe keys have a table of their own
+-- change only columns that no index covers, so with free room on the page each writes a
+-- heap-only tuple and no index entry. fillfactor 50 keeps that room for a page's claims and
+-- settles until pruning takes the old versions back: at 70, one update in five moved to
+-- another page (a lock record, a new tuple and three index entries), at 50 one in seventy,
+-- and a drained job's WAL fell from 1.32 to 1.14 kB (tools/bench/notes.md, "fillfactor").
+-- The three indexes are on columns set once at enqueue: the id, the job number and the
+-- tenant's idempotency key. Nothing indexes status, finished_at or a dedupe key: the live
+-- jobs are their pgmq messages (which is where the dashboard, the metrics, the alerts and
+-- the rescue tick count them), finished jobs are counted per minute in conveyor.job_counts,
+-- and live dedupe keys have a table of their own
 -- (conveyor.dedupe_keys). The columns a claim or settle changes come last: where the WAL
 -- is not logical (wal_level replica), a same-page update's record leaves out the unchanged
 -- prefix of the row.
@@ -123,7 +127,7 @@ create table public.jobs (
     check ((status in ('completed', 'failed')) = (finished_at is not null)),
   constraint jobs_lease_iff_processing
     check ((status = 'processing') = (lease_id is not null))
-) with (fillfactor = 70);
+) with (fillfactor = 50);
 comment on table public.jobs is
   'The job ledger: one row per enqueued job, written in the same transaction as its pgmq message.';
 comment on column public.jobs.msg_id is

@@ -9,7 +9,7 @@
 -- Everything runs in one transaction, so now() (enqueued_at, archived_at, metrics) is the same
 -- throughout, while vt and read() use clock_timestamp(). Queue names start with pgtap_.
 begin;
-select plan(106);
+select plan(98);
 
 set local client_min_messages = warning; -- idempotent creates emit "already exists" NOTICEs
 
@@ -714,83 +714,6 @@ select ok(
   'drop_queue(name, partitioned) drops the queue'
 );
 select lives_ok($$ select pgmq.create('pgtap_drop') $$, 'a dropped queue can be created again');
-
-------------------------------------------------------------------------------------------------
--- pgmq_public: the dashboard's "Expose Queues via PostgREST" wrappers
-------------------------------------------------------------------------------------------------
-select set_eq(
-  $$
-  select p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', p.prosecdef,
-    p.proconfig
-  from pg_proc p where p.pronamespace = 'pgmq_public'::regnamespace
-  $$,
-  $$ values
-    ('pop(queue_name text)', false, array['search_path=""']),
-    ('send(queue_name text, message jsonb, sleep_seconds integer)', false, array['search_path=""']),
-    (
-      'send_batch(queue_name text, messages jsonb[], sleep_seconds integer)', false,
-      array['search_path=""']
-    ),
-    ('archive(queue_name text, message_id bigint)', false, array['search_path=""']),
-    ('delete(queue_name text, message_id bigint)', false, array['search_path=""']),
-    ('read(queue_name text, sleep_seconds integer, n integer)', false, array['search_path=""'])
-  $$,
-  'pgmq_public has the six SECURITY INVOKER wrappers with an empty search_path'
-);
-select ok(
-  (
-    select bool_and(has_function_privilege(r, f, 'execute'))
-    from unnest(array['anon', 'authenticated', 'service_role']) r,
-      unnest(array[
-        'pgmq_public.pop(text)', 'pgmq_public.send(text, jsonb, integer)',
-        'pgmq_public.send_batch(text, jsonb[], integer)', 'pgmq_public.archive(text, bigint)',
-        'pgmq_public.delete(text, bigint)', 'pgmq_public.read(text, integer, integer)'
-      ]) f
-  )
-  and (
-    select bool_and(has_schema_privilege(r, s, 'usage'))
-    from unnest(array['anon', 'authenticated', 'service_role']) r,
-      unnest(array['pgmq', 'pgmq_public']) s
-  ),
-  'the API roles may call the wrappers and use both schemas'
-);
-
-select pgmq.create('pgtap_public');
-insert into ids select 'pub', pgmq_public.send('pgtap_public', '{"p": 1}');
-insert into ids select 'pub_late', pgmq_public.send('pgtap_public', '{"p": 2}', 3600);
-insert into ids select 'pub_b' || row_number() over (), b
-from pgmq_public.send_batch('pgtap_public', array['{"p": 3}', '{"p": 4}']::jsonb[]) b;
-select set_eq(
-  $$ select msg_id from pgmq_public.read('pgtap_public', 30, 10) $$,
-  $$ select id from ids where label in ('pub', 'pub_b1', 'pub_b2') $$,
-  'pgmq_public.send/send_batch/read: sleep_seconds delays a send and is the vt of a read'
-);
-select is(pgmq_public.archive('pgtap_public', pg_temp.id_of('pub')), true, 'pgmq_public.archive()');
-select is(
-  pgmq_public.delete('pgtap_public', pg_temp.id_of('pub_b1')), true,
-  'pgmq_public.delete()'
-);
-do $$ begin perform pgmq.set_vt('pgtap_public', pg_temp.id_of('pub_b2'), 0); end $$;
-select results_eq(
-  $$ select msg_id from pgmq_public.pop('pgtap_public') $$,
-  $$ select id from ids where label = 'pub_b2' $$,
-  'pgmq_public.pop()'
-);
-
--- SECURITY INVOKER: service_role has the tables, anon has not.
-set local role service_role;
-select lives_ok(
-  $$ select pgmq_public.send('pgtap_public', '{"as": "service_role"}') $$,
-  'service_role can send through pgmq_public'
-);
-reset role;
-set local role anon;
-select throws_ok(
-  $$ select pgmq_public.send('pgtap_public', '{"as": "anon"}') $$,
-  '42501', null,
-  'anon cannot: the wrappers run with the caller''s rights'
-);
-reset role;
 
 select * from finish();
 rollback;

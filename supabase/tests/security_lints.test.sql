@@ -12,10 +12,11 @@
 --   * every table in public with a tenant_id follows seed 004's tenant rules.
 -- A failing check prints the offending objects.
 begin;
-select plan(15);
+select plan(14);
 
--- What the API exposes (supabase/config.toml [api] schemas; pgmq_public is "Expose Queues
--- via PostgREST", on locally) and the schemas the lints leave alone (platform-owned).
+-- What the API exposes (supabase/config.toml [api] schemas, plus pgmq_public, which a project
+-- may switch on: supabase/tests/expose_queues.test.sql) and the schemas the lints leave
+-- alone (platform-owned).
 create temporary table exposed on commit drop as
 select unnest(array['public', 'graphql_public', 'pgmq_public'])::name as nspname;
 create temporary table platform on commit drop as
@@ -114,10 +115,6 @@ select is(
           and oid <> 'conveyor.pre_request()'::regprocedure
         order by 1)::text[], '{}'::text[],
   'in conveyor the API roles can execute only the pre-request function');
-select is(
-  array(select sig from own_functions
-        where nspname = 'pgmq_public' and prosecdef order by 1)::text[], '{}'::text[],
-  'pgmq_public''s wrappers are SECURITY INVOKER (they cannot lift table privileges)');
 select is(
   array(select sig from own_functions
         where oid <> 'conveyor.pre_request()'::regprocedure

@@ -61,7 +61,7 @@ export function loadClient(timeoutMs = 30_000): SupabaseClient {
   });
 }
 
-/** A superuser connection to the stack's database that survives a Postgres restart. */
+/** A `postgres` connection to the stack's database that survives a Postgres restart. */
 export function resilientSql(max = 4): Sql {
   return connect(testEnv().dbUrl, max);
 }

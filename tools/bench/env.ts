@@ -60,8 +60,10 @@ export interface BenchEnv {
   source: { root: string; label: string };
   dbPort: number;
   apiPort: number;
-  /** Superuser URL of database `db`. */
+  /** URL of database `db` as `postgres` (not a superuser, as on hosted): what systems use. */
   url(db: string): string;
+  /** Superuser URL of database `db`: the harness's own work (settle, profiling settings). */
+  adminUrl(db: string): string;
   apiUrl: string;
   serviceKey: string;
   settings: Record<string, string>;
@@ -188,6 +190,7 @@ export async function startEnv(
   await stack.prepare();
   const info = stack.info!;
   const url = (db: string) => info.dbUrl.replace(/\/postgres$/, `/${db}`);
+  const adminUrl = (db: string) => stack.cluster!.adminUrl(db);
 
   const admin = postgres(info.dbUrl, { max: 1, onnotice: () => {} });
   const settings: Record<string, string> = {};
@@ -243,7 +246,9 @@ export async function startEnv(
   // functions on a pre-filled queue); push kicks are off until a push workload asks.
   const boot = postgres(info.dbUrl, { max: 1, onnotice: () => {} });
   try {
-    await boot`update cron.job set active = false where jobname = ${DISPATCHER_CRON_JOB}`;
+    // The job is postgres's own (the migrations scheduled it): pg_cron's API, as on hosted.
+    await boot`select cron.alter_job(jobid, active := false) from cron.job
+               where jobname = ${DISPATCHER_CRON_JOB}`;
     await boot`update conveyor.settings set value = 'false' where key = 'push_kicks'`;
   } finally {
     await boot.end();
@@ -258,7 +263,7 @@ export async function startEnv(
       truncate: true,
     });
     net = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${root}/tools/stack/net_worker.ts`, "--db-url", info.dbUrl],
+      args: ["run", "-A", `${root}/tools/stack/net_worker.ts`, "--db-url", adminUrl("postgres")],
       cwd: root,
       stdin: "null",
       stdout: "piped",
@@ -290,7 +295,8 @@ export async function startEnv(
   };
 
   const settle = async (db: string) => {
-    const sql = postgres(url(db), { max: 1, onnotice: () => {} });
+    // As the superuser: VACUUM reaches every table and CHECKPOINT needs it.
+    const sql = postgres(adminUrl(db), { max: 1, onnotice: () => {} });
     try {
       await sql.unsafe("vacuum analyze");
       await sql.unsafe("checkpoint");
@@ -305,6 +311,7 @@ export async function startEnv(
     dbPort,
     apiPort,
     url,
+    adminUrl,
     apiUrl: info.apiUrl,
     serviceKey: await serviceRoleKey(info.jwtSecret),
     settings,

@@ -95,7 +95,8 @@ async function clusterCpu(dir: string): Promise<number> {
   return secs;
 }
 const env = await startEnv({ dir: values.dir, log });
-const admin = postgres(env.url(DBS.conveyor), { max: 1, onnotice: () => {} });
+// Profiling settings (auto_explain, pg_walinspect, statement stats) are the superuser's.
+const admin = postgres(env.adminUrl(DBS.conveyor), { max: 1, onnotice: () => {} });
 try {
   // auto_explain for every new session of the database: nested statements over N ms.
   await admin.unsafe(`alter database postgres set session_preload_libraries = 'auto_explain'`);

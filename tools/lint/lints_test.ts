@@ -2,11 +2,14 @@
  * Each lint on a fixture: in a fresh clone of the migrated database, create the offending
  * object, see the lint report exactly it (compared with what it reported before, so the
  * migrated schema's own findings do not matter), apply the fix (the finding's own fix SQL
- * unless the fixture says otherwise) and see the finding go.
+ * unless the fixture says otherwise) and see the finding go. The lints read the catalog as
+ * `postgres`, as on a hosted project; fixtures only the platform could make (objects in
+ * `auth`, extensions hosted does not allow, a superuser's extension objects) are set up and
+ * repaired as the superuser.
  */
 import type { Sql } from "postgres";
 import { assertEquals } from "../test/assert.ts";
-import { freshDb } from "../test/db.ts";
+import { connect, freshDb } from "../test/db.ts";
 import { type Finding, runLint } from "./db_lints.ts";
 import { LINTS } from "./lints.ts";
 
@@ -22,6 +25,8 @@ interface Fixture {
   fixes?: string[];
   /** How to fix it; default: run each finding's fix. */
   repair?: string | ((sql: Sql, found: Finding[]) => Promise<void>);
+  /** Set up and repair as the superuser (what `postgres` may not do on hosted either). */
+  admin?: true;
 }
 
 const table = "create table fx.t (id int primary key);";
@@ -38,6 +43,7 @@ const FIXTURES: Fixture[] = [
   },
   {
     lint: "auth_users_exposed",
+    admin: true,
     setup: `create table if not exists auth.users (id uuid primary key, email text);
             create view fx.people as select id, email from auth.users;
             grant select on fx.people to authenticated;`,
@@ -139,6 +145,7 @@ const FIXTURES: Fixture[] = [
   },
   {
     lint: "extension_in_public",
+    admin: true,
     setup: "create extension hstore with schema public;",
     objects: ["hstore"],
     fixes: ["alter extension hstore set schema extensions;"],
@@ -159,6 +166,7 @@ const FIXTURES: Fixture[] = [
   },
   {
     lint: "foreign_table_in_api",
+    admin: true,
     setup: `create extension file_fdw with schema extensions;
             create server fx_files foreign data wrapper file_fdw;
             create foreign table fx.f (line text) server fx_files options (filename '/dev/null');
@@ -199,6 +207,7 @@ const FIXTURES: Fixture[] = [
   },
   {
     lint: "fkey_to_auth_unique",
+    admin: true,
     setup: `create table if not exists auth.users (id uuid primary key, email text unique);
             create table fx.t (id int primary key, email text references auth.users (email),
                                user_id uuid references auth.users (id));`,
@@ -279,17 +288,22 @@ for (const fx of FIXTURES) {
     const before = new Set((await runLint(db.sql, lint, schemas)).map((f) => f.object));
     const fresh = async () =>
       (await runLint(db.sql, lint, schemas)).filter((f) => !before.has(f.object));
-    await db.sql.unsafe(
-      `create schema fx; grant usage on schema fx to anon, authenticated; ${fx.setup}`,
-    );
-    const found = await fresh();
-    assertEquals(found.map((f) => f.object), fx.objects);
-    assertEquals(found.map((f) => f.level), fx.objects.map(() => lint.level));
-    if (fx.fixes) assertEquals(found.map((f) => f.fix), fx.fixes);
-    if (!fx.objects.length) return;
-    if (typeof fx.repair === "function") await fx.repair(db.sql, found);
-    else if (fx.repair) await db.sql.unsafe(fx.repair);
-    else for (const f of found) await db.sql.unsafe(f.fix);
-    assertEquals(await fresh(), []);
+    const maker = fx.admin ? connect(db.adminUrl, 1) : db.sql;
+    try {
+      await maker.unsafe(
+        `create schema fx; grant usage on schema fx to anon, authenticated; ${fx.setup}`,
+      );
+      const found = await fresh();
+      assertEquals(found.map((f) => f.object), fx.objects);
+      assertEquals(found.map((f) => f.level), fx.objects.map(() => lint.level));
+      if (fx.fixes) assertEquals(found.map((f) => f.fix), fx.fixes);
+      if (!fx.objects.length) return;
+      if (typeof fx.repair === "function") await fx.repair(maker, found);
+      else if (fx.repair) await maker.unsafe(fx.repair);
+      else for (const f of found) await maker.unsafe(f.fix);
+      assertEquals(await fresh(), []);
+    } finally {
+      if (maker !== db.sql) await maker.end();
+    }
   });
 }

@@ -1,16 +1,30 @@
 /**
  * The stack's own PostgreSQL 15 cluster: created with initdb in a git-ignored folder, run
  * as the `postgres` OS user when we are root, listening on 127.0.0.1 only, with pg_cron
- * preloaded the way hosted Supabase has it.
+ * preloaded the way hosted Supabase has it. Its bootstrap superuser is `supabase_admin`, as
+ * on hosted projects; the `postgres` role is not a superuser (tools/stack/sql/roles.sql).
  *
  * @module
  */
 import { StackError } from "./errors.ts";
 import { isRoot, run, runOk } from "./proc.ts";
 
-/** Superuser name and password (the Supabase CLI's local defaults). */
+/** The role users and migrations connect as, and its local password (the Supabase CLI's). */
 export const PG_USER = "postgres";
 export const PG_PASSWORD = "postgres";
+/** The platform's superuser (initdb's bootstrap user), same local password. */
+export const PG_SUPERUSER = "supabase_admin";
+
+/**
+ * Written into the data folder by {@link Cluster.init}: a cluster without it was made before
+ * the hosted role layout, with `postgres` as its bootstrap superuser, which cannot be undone.
+ */
+const LAYOUT_MARKER = "conveyor_hosted_roles";
+
+/** URL of database `db` on the local server at `port`, as `postgres` or the superuser. */
+export function dbUrl(port: number, db = "postgres", user = PG_USER): string {
+  return `postgresql://${user}:${PG_PASSWORD}@127.0.0.1:${port}/${db}`;
+}
 
 /** Settings written to postgresql.auto.conf (ALTER SYSTEM's file) at init. */
 export function serverSettings(port: number): Record<string, string> {
@@ -41,9 +55,32 @@ export class Cluster {
     readonly logFile: string,
   ) {}
 
-  /** Superuser URL of database `db`. */
+  /** URL of database `db` as `postgres` (not a superuser, as on hosted projects). */
   url(db = "postgres"): string {
-    return `postgresql://${PG_USER}:${PG_PASSWORD}@127.0.0.1:${this.port}/${db}`;
+    return dbUrl(this.port, db);
+  }
+
+  /** Superuser (`supabase_admin`) URL of database `db`: platform setup only. */
+  adminUrl(db = "postgres"): string {
+    return dbUrl(this.port, db, PG_SUPERUSER);
+  }
+
+  /** True if the cluster was made with the hosted role layout (see {@link LAYOUT_MARKER}). */
+  async hasHostedRoles(): Promise<boolean> {
+    return await Deno.stat(`${this.dataDir}/${LAYOUT_MARKER}`).then(() => true, () => false);
+  }
+
+  /**
+   * A cluster made before the hosted role layout cannot be converted (its bootstrap
+   * superuser is `postgres`): stop it and move it aside, so init() makes a new one. Returns
+   * where it went, or null when there was nothing to do. Nothing is deleted.
+   */
+  async retireOldLayout(): Promise<string | null> {
+    if (!(await this.exists()) || await this.hasHostedRoles()) return null;
+    await this.stop("fast");
+    const aside = `${this.dataDir}.before-hosted-roles-${Date.now()}`;
+    await Deno.rename(this.dataDir, aside);
+    return aside;
   }
 
   /** True if initdb has run in dataDir. */
@@ -71,7 +108,7 @@ export class Cluster {
         "-D",
         this.dataDir,
         "-U",
-        PG_USER,
+        PG_SUPERUSER,
         `--pwfile=${pwfile}`,
         "--auth-local=trust",
         "--auth-host=scram-sha-256",
@@ -86,6 +123,10 @@ export class Cluster {
     await Deno.writeTextFile(
       `${this.dataDir}/postgresql.auto.conf`,
       "# Written by tools/stack (conveyor local stack)\n" + conf.join("\n") + "\n",
+    );
+    await Deno.writeTextFile(
+      `${this.dataDir}/${LAYOUT_MARKER}`,
+      `bootstrap superuser ${PG_SUPERUSER}; ${PG_USER} is not a superuser\n`,
     );
     return true;
   }

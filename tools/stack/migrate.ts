@@ -1,12 +1,17 @@
 /**
- * Database setup the way the Supabase CLI does it: the platform bootstrap (local only), then
- * `supabase/migrations/*.sql` in lexical order, each in its own transaction and recorded in
- * `supabase_migrations.schema_migrations`, then `supabase/seed.sql` on reset.
+ * Database setup as a Supabase user gets it: the platform's part first (local only, as the
+ * superuser: tools/stack/roles.ts), then the real Supabase CLI pushes
+ * `supabase/migrations/*.sql` as `postgres` and, on a new or reset database, the seed
+ * (`supabase db push --db-url … [--include-seed]`, tools/stack/supabase_cli.ts). The
+ * migration history is the CLI's own `supabase_migrations.schema_migrations`.
  *
  * @module
  */
-import type { Sql } from "postgres";
+import postgres, { type Sql } from "postgres";
+import type { Cluster } from "./cluster.ts";
 import { StackError } from "./errors.ts";
+import { bootstrapDatabase } from "./roles.ts";
+import { dbPush } from "./supabase_cli.ts";
 
 /** One migration file. */
 export interface Migration {
@@ -29,75 +34,123 @@ export async function listMigrations(dir: string): Promise<Migration[]> {
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** Runs a SQL file (several statements) as one transaction. */
-export async function runSqlFile(sql: Sql, path: string): Promise<void> {
-  const text = await Deno.readTextFile(path);
-  try {
-    await sql.begin((tx) => tx.unsafe(text));
-  } catch (e) {
-    throw new StackError(`${path} failed: ${(e as Error).message}`, undefined, { cause: e });
-  }
-}
-
-/**
- * Applies every migration not yet recorded. Returns the versions applied now. Concurrent
- * callers are serialised with an advisory lock, so two `start`s cannot apply a file twice.
- */
-export async function applyMigrations(
-  sql: Sql,
-  dir: string,
-  log: (line: string) => void = () => {},
-): Promise<string[]> {
-  const applied: string[] = [];
-  const conn = await sql.reserve();
-  try {
-    await conn`select pg_advisory_lock(hashtext('supabase_migrations'))`;
-    const done = new Set(
-      (await conn`select version from supabase_migrations.schema_migrations`).map((r) =>
-        r.version as string
-      ),
-    );
-    for (const m of await listMigrations(dir)) {
-      if (done.has(m.version)) continue;
-      const text = await Deno.readTextFile(m.path);
-      log(`applying migration ${m.version}_${m.name}`);
-      const started = performance.now();
-      try {
-        // A reserved connection has no begin(): run the transaction by hand.
-        await conn`begin`;
-        try {
-          await conn.unsafe(text);
-          await conn`
-            insert into supabase_migrations.schema_migrations (version, name, statements)
-            values (${m.version}, ${m.name}, ${[text]})`;
-          await conn`commit`;
-        } catch (e) {
-          await conn`rollback`.catch(() => {});
-          throw e;
-        }
-      } catch (e) {
-        throw new StackError(
-          `migration ${m.version}_${m.name}.sql failed: ${(e as Error).message}`,
-          "fix the migration, then run: deno task db:reset",
-          { cause: e },
-        );
-      }
-      const ms = performance.now() - started;
-      // A migration that takes a while (a backfill, an index on a big table) says so.
-      if (ms >= 1000) log(`  ${m.version}_${m.name} took ${(ms / 1000).toFixed(1)} s`);
-      applied.push(m.version);
-    }
-  } finally {
-    await conn`select pg_advisory_unlock(hashtext('supabase_migrations'))`.catch(() => {});
-    conn.release();
-  }
-  if (applied.length > 0) await sql`notify pgrst, 'reload schema'`;
-  return applied;
-}
-
 /** Stores (or updates) a Vault secret by name. */
 export async function upsertVaultSecret(sql: Sql, name: string, value: string): Promise<void> {
   const [row] = await sql`select id from vault.secrets where name = ${name}`;
   if (row) await sql`select vault.update_secret(${row.id}, ${value})`;
   else await sql`select vault.create_secret(${value}, ${name})`;
+}
+
+/** True when the CLI's history holds exactly the local migrations (nothing to push). */
+async function upToDate(sql: Sql, root: string): Promise<boolean> {
+  const [t] = await sql`select to_regclass('supabase_migrations.schema_migrations') as t`;
+  if (!t?.t) return false;
+  const applied = (await sql`select version from supabase_migrations.schema_migrations`)
+    .map((r) => r.version as string).sort();
+  const local = (await listMigrations(`${root}/supabase/migrations`)).map((m) => m.version);
+  return applied.length === local.length && applied.every((v, i) => v === local[i]);
+}
+
+/** A database to set up: its URL as `postgres` and as the superuser. */
+export interface DbTarget {
+  url: string;
+  adminUrl: string;
+}
+
+/**
+ * Runs `fn` (the seed) with Conveyor's push kicks off (`conveyor.settings` push_kicks), so
+ * what it enqueues sends no pg_net request while the stack around it may still be starting
+ * or resetting: such a kick would fail, or reach a PostgREST whose schema cache is not yet
+ * the new one. The caller runs one dispatch cycle afterwards (supervisor's kickDispatcher).
+ * Without Conveyor's settings table (a checkout without its migrations) `fn` just runs.
+ */
+export async function withKicksHeld(sql: Sql, fn: () => Promise<unknown>): Promise<void> {
+  const [row] = await sql<{ value: unknown }[]>`
+    select s.value from conveyor.settings s where s.key = 'push_kicks'`.catch(() => []);
+  if (row) {
+    await sql`update conveyor.settings set value = 'false' where key = 'push_kicks'`;
+  }
+  try {
+    await fn();
+  } finally {
+    if (row) {
+      await sql`update conveyor.settings set value = ${sql.json(row.value as postgres.JSONValue)}
+                where key = 'push_kicks'`;
+    }
+  }
+}
+
+/**
+ * Brings a database to the state a hosted project would have after `supabase db push`:
+ * the platform bootstrap (superuser), the Vault secrets cron's HTTP calls read (before the
+ * seed: what it enqueues kicks the dispatcher), the migrations and optionally the seed.
+ * With `seed`, the CLI runs twice: the migrations first, then the seed alone with the kicks
+ * held ({@link withKicksHeld}; the setting it switches off is made by the migrations).
+ */
+export async function setupDatabase(
+  db: DbTarget,
+  root: string,
+  log: (l: string) => void,
+  opts: { seed?: boolean; secrets?: { apiUrl: string; serviceRoleKey: string } } = {},
+): Promise<void> {
+  await bootstrapDatabase(db.adminUrl, root);
+  const sql = postgres(db.url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    if (opts.secrets) {
+      await upsertVaultSecret(sql, "project_url", opts.secrets.apiUrl);
+      await upsertVaultSecret(sql, "service_role_key", opts.secrets.serviceRoleKey);
+      log("Vault secrets project_url and service_role_key stored");
+    }
+    if (await upToDate(sql, root)) {
+      // Nothing for the CLI to do: skip its start-up (about a second) on every restart.
+      log("migrations up to date");
+    } else {
+      const applied = await dbPush(root, db.url, { log });
+      log(`supabase db push applied ${applied.length} migration(s)`);
+    }
+    // Served at once: PostgREST reloads its schema cache before the seed's work is kicked.
+    await sql`notify pgrst, 'reload schema'`;
+    if (opts.seed) await withKicksHeld(sql, () => dbPush(root, db.url, { seed: true, log }));
+  } finally {
+    await sql.end();
+  }
+}
+
+/**
+ * Drops and re-creates the `postgres` database (as the superuser, who owns it as on hosted),
+ * then restarts the server before setting the database up again with the seed: pg_cron's
+ * scheduler exits for good when its database is dropped (a background worker that exits
+ * cleanly is not restarted), and restarting now, while the new database is still empty,
+ * means no client of a running stack (PostgREST, the pg_net worker) loses its connection
+ * again once the migrations and the seed are in.
+ */
+export async function resetDatabase(
+  cluster: Cluster,
+  root: string,
+  log: (l: string) => void,
+  secrets?: { apiUrl: string; serviceRoleKey: string },
+): Promise<void> {
+  if (!(await cluster.hasHostedRoles())) {
+    // A stack started by an older checkout: its superuser is postgres, there is no admin.
+    throw new StackError(
+      `${cluster.dataDir} was made before the hosted role layout`,
+      "restart the stack (deno task stack:down, then start it again: the old cluster is moved aside)",
+    );
+  }
+  const sql = postgres(cluster.adminUrl("template1"), { max: 1, onnotice: () => {} });
+  try {
+    log("dropping database postgres");
+    await sql`drop database if exists postgres with (force)`;
+    await sql`create database postgres`;
+  } finally {
+    await sql.end();
+  }
+  log("restarting PostgreSQL so pg_cron's scheduler serves the new database");
+  await cluster.restart("fast");
+  await setupDatabase(
+    { url: cluster.url(), adminUrl: cluster.adminUrl() },
+    root,
+    log,
+    { seed: true, secrets },
+  );
 }

@@ -1,7 +1,8 @@
 /**
  * The local stack's CLI as a user drives it: `up` or `start` twice is one stack, `down` with nothing
  * running is no error, a stale pid and a port in use get clear messages, migrations apply
- * once, and `reset` rebuilds the database with supabase/seed.sql.
+ * once (the Supabase CLI's history), `reset` rebuilds the database with supabase/seed.sql,
+ * and a cluster made before the hosted role layout is moved aside, not reused.
  */
 import { assert, assertEquals, assertMatch } from "../test/assert.ts";
 import { connect } from "../test/db.ts";
@@ -9,8 +10,10 @@ import { stackProcs } from "../test/procs.ts";
 import { eventually } from "../test/queue.ts";
 import { stackInfo } from "./supervisor.ts";
 import { testEnv } from "../test/env.ts";
-import { applyMigrations, listMigrations } from "./migrate.ts";
+import { Cluster } from "./cluster.ts";
+import { listMigrations } from "./migrate.ts";
 import { freePort } from "./proc.ts";
+import { dbPush, migrationList } from "./supabase_cli.ts";
 import { REPO_ROOT } from "./state.ts";
 
 const MAIN = `${REPO_ROOT}/tools/stack/main.ts`;
@@ -51,7 +54,10 @@ Deno.test("stack: up or start on a running stack starts nothing new; migrations 
 
   const sql = connect(env.dbUrl, 2);
   try {
-    assertEquals(await applyMigrations(sql, `${REPO_ROOT}/supabase/migrations`), []);
+    assertEquals(await dbPush(REPO_ROOT, env.dbUrl), [], "supabase db push has nothing to do");
+    const listed = await migrationList(REPO_ROOT, env.dbUrl);
+    const local = (await listMigrations(`${REPO_ROOT}/supabase/migrations`)).map((f) => f.version);
+    assertEquals(listed, local.map((v) => ({ local: v, remote: v })), "supabase migration list");
     const files = await listMigrations(`${REPO_ROOT}/supabase/migrations`);
     const rows =
       await sql`select version from supabase_migrations.schema_migrations order by version`;
@@ -135,7 +141,7 @@ Deno.test("stack: reset on a running stack (under load, --debug): the seed again
     reading = false;
     await reader;
     assertEquals(reset.code, 0, reset.out);
-    assertMatch(reset.out, /loading supabase\/seed\.sql/);
+    assertMatch(reset.out, /Seeding data from supabase\/seed\.sql/);
     assertMatch(reset.out, /dispatch cycle: HTTP 200/);
     const seen = Object.fromEntries(statuses);
     console.log(`statuses during the reset: ${JSON.stringify(seen)}`);
@@ -209,6 +215,24 @@ Deno.test("stack: reset on a running stack (under load, --debug): the seed again
   } finally {
     await cli("down", "--dir", dir);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("stack: a cluster made before the hosted role layout is moved aside, not reused", async () => {
+  const dir = await stackTempDir("oldlayout-");
+  try {
+    // What initdb leaves that exists() looks at; no marker: postgres was the superuser.
+    await Deno.mkdir(`${dir}/pg`);
+    await Deno.writeTextFile(`${dir}/pg/PG_VERSION`, "15\n");
+    const cluster = new Cluster(testEnv().pgBin, `${dir}/pg`, freePort(), `${dir}/pg.log`);
+    assertEquals(await cluster.hasHostedRoles(), false);
+    const aside = await cluster.retireOldLayout();
+    assertMatch(aside ?? "", new RegExp(`^${dir}/pg\\.before-hosted-roles-\\d+$`));
+    assertEquals(await Deno.readTextFile(`${aside}/PG_VERSION`), "15\n", "nothing deleted");
+    assertEquals(await cluster.exists(), false, "init() will make a new cluster");
+    assertEquals(await cluster.retireOldLayout(), null, "nothing left to move");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -11,11 +11,12 @@ import { Cluster } from "./cluster.ts";
 import { StackError } from "./errors.ts";
 import { installCompatExtensions } from "./extensions.ts";
 import { anonKey, JWT_SECRET, PUBLISHABLE_KEY, SECRET_KEY, serviceRoleKey } from "./keys.ts";
-import { applyMigrations, runSqlFile, upsertVaultSecret } from "./migrate.ts";
+import { setupDatabase } from "./migrate.ts";
 import { ensurePackages } from "./packages.ts";
 import { findPgBin, shareDir } from "./pg_binaries.ts";
 import { ensurePostgrest, postgrestEnv, readApiConfig } from "./postgrest.ts";
 import { freePort, portFree } from "./proc.ts";
+import { applyRoleLayout } from "./roles.ts";
 import { Service, type ServiceDef } from "./service.ts";
 import type { StackOptions, StackState } from "./state.ts";
 
@@ -53,95 +54,12 @@ export async function clusterFor(opts: StackOptions): Promise<Cluster> {
   );
 }
 
+// Database setup lives in migrate.ts (the Supabase CLI); re-exported for main.ts and tools.
+export { resetDatabase, setupDatabase, withKicksHeld } from "./migrate.ts";
+
 /** postgres.js client for setup work (quiet about NOTICEs such as "already exists, skipping"). */
 export function adminSql(url: string) {
   return postgres(url, { max: 2, onnotice: () => {}, connect_timeout: 10 });
-}
-
-/**
- * Brings a database to the state a hosted project would have: platform bootstrap, migrations,
- * the pgmq_public wrappers (the dashboard's "Expose Queues via PostgREST"), and optionally
- * supabase/seed.sql.
- */
-export async function setupDatabase(
-  url: string,
-  root: string,
-  log: (l: string) => void,
-  opts: { seed?: boolean; secrets?: StackInfo } = {},
-): Promise<void> {
-  const sql = adminSql(url);
-  try {
-    await runSqlFile(sql, `${root}/tools/stack/sql/bootstrap.sql`);
-    const applied = await applyMigrations(sql, `${root}/supabase/migrations`, log);
-    log(applied.length ? `applied ${applied.length} migration(s)` : "migrations up to date");
-    const [pgmq] = await sql`select 1 from pg_extension where extname = 'pgmq'`;
-    if (pgmq) await runSqlFile(sql, `${root}/tools/stack/sql/pgmq_public.sql`);
-    // Before the seed: what it enqueues kicks the dispatcher, whose URL and key are here.
-    if (opts.secrets) {
-      await upsertVaultSecret(sql, "project_url", opts.secrets.apiUrl);
-      await upsertVaultSecret(sql, "service_role_key", opts.secrets.serviceRoleKey);
-      log("Vault secrets project_url and service_role_key stored");
-    }
-    await sql`notify pgrst, 'reload schema'`;
-    if (opts.seed) {
-      const seed = `${root}/supabase/seed.sql`;
-      if (await Deno.stat(seed).then(() => true, () => false)) {
-        log("loading supabase/seed.sql");
-        await withKicksHeld(sql, () => runSqlFile(sql, seed));
-      }
-    }
-  } finally {
-    await sql.end();
-  }
-}
-
-/**
- * Runs `fn` (the seed) with Conveyor's push kicks off (`conveyor.settings` push_kicks), so
- * what it enqueues sends no pg_net request while the stack around it may still be starting
- * or resetting: such a kick would fail, or reach a PostgREST whose schema cache is not yet
- * the new one. The caller runs one dispatch cycle afterwards ({@link kickDispatcher}).
- * Without Conveyor's settings table (a checkout without its migrations) `fn` just runs.
- */
-async function withKicksHeld(sql: postgres.Sql, fn: () => Promise<unknown>): Promise<void> {
-  const [row] = await sql<{ value: unknown }[]>`
-    select s.value from conveyor.settings s where s.key = 'push_kicks'`.catch(() => []);
-  if (row) {
-    await sql`update conveyor.settings set value = 'false' where key = 'push_kicks'`;
-  }
-  try {
-    await fn();
-  } finally {
-    if (row) {
-      await sql`update conveyor.settings set value = ${sql.json(row.value as postgres.JSONValue)}
-                where key = 'push_kicks'`;
-    }
-  }
-}
-
-/**
- * Drops and re-creates the `postgres` database, then restarts the server before setting the
- * database up again: pg_cron's scheduler exits for good when its database is dropped (a
- * background worker that exits cleanly is not restarted), and restarting now, while the new
- * database is still empty, means no client of a running stack (PostgREST, the pg_net worker)
- * loses its connection again once the migrations and the seed are in.
- */
-export async function resetDatabase(
-  cluster: Cluster,
-  root: string,
-  log: (l: string) => void,
-  secrets?: StackInfo,
-): Promise<void> {
-  const sql = adminSql(cluster.url("template1"));
-  try {
-    log("dropping database postgres");
-    await sql`drop database if exists postgres with (force)`;
-    await sql`create database postgres`;
-  } finally {
-    await sql.end();
-  }
-  log("restarting PostgreSQL so pg_cron's scheduler serves the new database");
-  await cluster.restart("fast");
-  await setupDatabase(cluster.url(), root, log, { seed: true, secrets });
 }
 
 /**
@@ -227,17 +145,29 @@ export class Stack {
     log(
       "extensions: " + Object.entries(ext).map(([k, v]) => `${k} ${v}`).join(", "),
     );
+    const aside = await cluster.retireOldLayout();
+    if (aside) {
+      log(`${cluster.dataDir} was made before the hosted role layout (postgres as superuser)`);
+      log(`moved it to ${aside} (delete it when you no longer need its data)`);
+    }
     if (!(await cluster.exists())) {
       log(`creating a PostgreSQL 15 cluster in ${cluster.dataDir} (initdb, a few seconds)`);
     }
     const created = await cluster.init();
     if (created) log(`created cluster in ${cluster.dataDir}`);
-    if (!pgRunning) {
+    // A cluster moved aside was stopped first: the new one always needs starting.
+    if (!pgRunning || aside) {
       log(`starting PostgreSQL on 127.0.0.1:${opts.dbPort}`);
       await cluster.start();
     }
     this.info = await stackInfo(opts.apiPort, opts.dbPort);
-    await setupDatabase(cluster.url(), opts.root, log, { seed: created, secrets: this.info });
+    await applyRoleLayout(cluster.adminUrl(), opts.root);
+    await setupDatabase(
+      { url: cluster.url(), adminUrl: cluster.adminUrl() },
+      opts.root,
+      log,
+      { seed: created, secrets: this.info },
+    );
   }
 
   /**
@@ -318,9 +248,10 @@ export class Stack {
         `${opts.root}/supabase/functions`,
         ...(debug ? ["--access-log"] : []),
       ], `${info.apiUrl}/health`),
+      // pg_net's worker is the superuser's background worker on hosted projects.
       denoService("pg_net worker", "tools/stack/net_worker.ts", [
         "--db-url",
-        info.dbUrl,
+        this.cluster!.adminUrl(),
         ...(debug ? ["--verbose"] : []),
       ]),
     ];

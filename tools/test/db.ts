@@ -14,7 +14,10 @@ export const TEMPLATE_DB = "conveyor_template";
 /** A database of the test's own; dropped on dispose. */
 export interface FreshDb extends AsyncDisposable {
   name: string;
+  /** As `postgres` (not a superuser, as on hosted). */
   url: string;
+  /** As the superuser, for fixtures only the platform could make (see testEnv().adminDbUrl). */
+  adminUrl: string;
   sql: Sql;
 }
 
@@ -47,6 +50,7 @@ export async function freshDb(): Promise<FreshDb> {
   return {
     name,
     url,
+    adminUrl: withDb(env.adminDbUrl, name),
     sql,
     async [Symbol.asyncDispose]() {
       await sql.end();

@@ -8,8 +8,17 @@
 
 /** The running test stack. */
 export interface TestEnv {
-  /** Superuser URL of the stack's `postgres` database. */
+  /**
+   * URL of the stack's `postgres` database as the `postgres` role: not a superuser, as on a
+   * hosted project (what a user's own tests would have).
+   */
   dbUrl: string;
+  /**
+   * Superuser (`supabase_admin`) URL of the same database, for what only the platform may
+   * do: ALTER SYSTEM, extensions hosted does not allow, objects in `auth`, other roles'
+   * sessions. Tests use it only for such setup, never for what they check.
+   */
+  adminDbUrl: string;
   /** Gateway URL (`SUPABASE_URL`). */
   apiUrl: string;
   anonKey: string;
@@ -32,6 +41,7 @@ export function testEnv(): TestEnv {
   };
   return {
     dbUrl: get("CONVEYOR_DB_URL"),
+    adminDbUrl: get("CONVEYOR_ADMIN_DB_URL"),
     apiUrl: get("SUPABASE_URL"),
     anonKey: get("SUPABASE_ANON_KEY"),
     serviceRoleKey: get("SUPABASE_SERVICE_ROLE_KEY"),

@@ -39,7 +39,7 @@ export function testQueueConfig(env: Record<string, string> = {}): QueueConfig {
 /** A job kind that exists only for one test, with its three tier queues. */
 export interface TempKind extends AsyncDisposable {
   kind: string;
-  /** Superuser connection to the database it lives in. */
+  /** Connection (as `postgres`) to the database it lives in. */
   sql: Sql;
 }
 

@@ -16,6 +16,7 @@ import { cliArgs, usageExit } from "../args.ts";
 import { freePort } from "../stack/proc.ts";
 import { REPO_ROOT } from "../stack/state.ts";
 import { adminSql, setupDatabase, stackInfo } from "../stack/supervisor.ts";
+import { dbUrl, PG_SUPERUSER } from "../stack/cluster.ts";
 import { findPgBin } from "../stack/pg_binaries.ts";
 import { TEMPLATE_DB } from "./db.ts";
 
@@ -147,19 +148,32 @@ async function main(): Promise<number> {
   const info = await stackInfo(apiPort, dbPort);
   try {
     log(`building template database ${TEMPLATE_DB}`);
-    const admin = adminSql(info.dbUrl);
+    const adminUrl = dbUrl(dbPort, "postgres", PG_SUPERUSER);
+    // The template belongs to postgres (CREATEDB), so tests clone and drop their copies as
+    // postgres; the platform's part of it is the superuser's, as in the stack's database.
+    const user = adminSql(info.dbUrl);
     try {
-      await admin.unsafe(`drop database if exists ${TEMPLATE_DB} with (force)`);
-      await admin.unsafe(`create database ${TEMPLATE_DB}`);
+      await user.unsafe(`drop database if exists ${TEMPLATE_DB} with (force)`);
+      await user.unsafe(`create database ${TEMPLATE_DB}`);
+    } finally {
+      await user.end();
+    }
+    // pgTAP runs in the stack's database; plpgsql_check is a privileged extension there.
+    const admin = adminSql(adminUrl);
+    try {
       await admin`create extension if not exists pgtap with schema extensions`;
       await admin`create extension if not exists plpgsql_check with schema extensions`;
     } finally {
       await admin.end();
     }
-    const templateUrl = info.dbUrl.replace(/\/postgres$/, `/${TEMPLATE_DB}`);
-    await setupDatabase(templateUrl, REPO_ROOT, (l) => log(`template: ${l}`));
+    await setupDatabase(
+      { url: dbUrl(dbPort, TEMPLATE_DB), adminUrl: dbUrl(dbPort, TEMPLATE_DB, PG_SUPERUSER) },
+      REPO_ROOT,
+      (l) => log(`template: ${l}`),
+    );
     const env: Record<string, string> = {
       CONVEYOR_DB_URL: info.dbUrl,
+      CONVEYOR_ADMIN_DB_URL: adminUrl,
       SUPABASE_URL: info.apiUrl,
       SUPABASE_ANON_KEY: info.anonKey,
       SUPABASE_SERVICE_ROLE_KEY: info.serviceRoleKey,

@@ -188,7 +188,7 @@ export async function pipelineCronOnly(env: BenchEnv, n: number): Promise<RunRes
   const sql = conveyorSql(env, 1);
   const job = DISPATCHER_CRON_JOB;
   try {
-    await sql`update cron.job set active = true where jobname = ${job}`;
+    await sql`select cron.alter_job(jobid, active := true) from cron.job where jobname = ${job}`;
     const tag = `c${crypto.randomUUID().slice(0, 6)}-`;
     const at = Array.from({ length: n }, () => Math.random() * 60_000).sort((a, b) => a - b);
     const sent: number[] = [];
@@ -208,7 +208,7 @@ export async function pipelineCronOnly(env: BenchEnv, n: number): Promise<RunRes
     }
     return latencyResult(lat, await pipelineDelivery(env, tag, n), cost);
   } finally {
-    await sql`update cron.job set active = false where jobname = ${job}`;
+    await sql`select cron.alter_job(jobid, active := false) from cron.job where jobname = ${job}`;
     await sql.end();
   }
 }

@@ -251,6 +251,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
+    // As postgres, not a superuser: the superuser's event triggers fire for every role.
     const db = admin(DB_URL!);
     const fn = `${uniquePrefix("d")}_probe`;
     try {

@@ -12,7 +12,10 @@ import { ensurePostgrest, parseApiConfig, postgrestEnv } from "../postgrest.ts";
 import { waitForHealth } from "../supervisor.ts";
 import { type Gateway, type GatewayOptions, startGateway } from "./main.ts";
 
-/** The superuser URL, or undefined when the tests run outside the harness. */
+/**
+ * The stack database's URL as `postgres` (not a superuser, as on hosted), or undefined when
+ * the tests run outside the harness.
+ */
 export const DB_URL: string | undefined = Deno.env.get("CONVEYOR_DB_URL") || undefined;
 
 /** The JWT secret of the test stack (the CLI default when not set). */
@@ -105,8 +108,7 @@ export interface TestGateway extends AsyncDisposable {
 }
 
 /** The config.toml of test gateways unless a test gives its own. */
-export const TEST_CONFIG =
-  `[api]\nschemas = ["public", "graphql_public", "pgmq_public"]\nmax_rows = 1000\n`;
+export const TEST_CONFIG = `[api]\nschemas = ["public", "graphql_public"]\nmax_rows = 1000\n`;
 
 /**
  * Starts PostgREST for `dbUrl` and a gateway in front of it (port 0: a free port). `extra`
@@ -179,7 +181,7 @@ export async function raw(url: string, init: RequestInit = {}): Promise<Raw> {
   return { status: res.status, headers: res.headers, text, json };
 }
 
-/** postgres.js on the superuser URL. */
+/** postgres.js on `dbUrl` (the tests pass `postgres`'s URL: fixtures as a project owner). */
 export function admin(dbUrl: string): postgres.Sql {
   return postgres(dbUrl, { max: 2, onnotice: () => {} });
 }

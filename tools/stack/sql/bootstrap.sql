@@ -1,48 +1,25 @@
--- What a hosted Supabase project already has before its first migration runs, recreated for
--- the local Docker-free stack: the API roles, the `extensions`, `auth` and
--- `supabase_migrations` schemas, auth.jwt()/uid()/role(), the default privileges Supabase
--- grants in `public`, and Vault (an extension that is always present on hosted projects).
+-- What a hosted Supabase project's database already has before its first migration runs,
+-- recreated for the local Docker-free stack: the `extensions` and `auth` schemas,
+-- auth.jwt()/uid()/role()/email(), the privileges and default privileges Supabase gives the
+-- `postgres` role and the API roles, and the platform's extensions (created here by the
+-- superuser, as hosted creates them through supautils; see tools/stack/README.md).
+-- The roles themselves are cluster-wide: roles.sql.
 --
--- LOCAL ONLY. Never part of supabase/migrations: on hosted Supabase all of this exists.
--- Idempotent: the stack runs it on every start.
+-- Run by the superuser (supabase_admin) in each database the stack prepares, before the
+-- Supabase CLI pushes the migrations as `postgres`. LOCAL ONLY. Never part of
+-- supabase/migrations: on hosted Supabase all of this exists. Idempotent: the stack runs it
+-- on every start.
 
-do $roles$
+-- `postgres` creates schemas (CREATE on the database) and owns what migrations create.
+do $db$
 begin
-  if not exists (select from pg_roles where rolname = 'anon') then
-    create role anon nologin noinherit;
-  end if;
-  if not exists (select from pg_roles where rolname = 'authenticated') then
-    create role authenticated nologin noinherit;
-  end if;
-  if not exists (select from pg_roles where rolname = 'service_role') then
-    create role service_role nologin noinherit bypassrls;
-  end if;
-  if not exists (select from pg_roles where rolname = 'authenticator') then
-    create role authenticator login noinherit;
-  end if;
-  if not exists (select from pg_roles where rolname = 'supabase_admin') then
-    create role supabase_admin nologin superuser;
-  end if;
+  execute format('grant all on database %I to postgres', current_database());
 end
-$roles$;
-
--- Local demo passwords, as the Supabase CLI uses them (postgres/postgres).
-alter role postgres with password 'postgres';
-alter role authenticator with login password 'postgres';
-
--- PostgREST logs in as authenticator and switches to the JWT's role.
-grant anon, authenticated, service_role to authenticator;
-grant anon, authenticated, service_role to postgres;
-
-alter role anon set statement_timeout = '3s';
-alter role authenticated set statement_timeout = '8s';
-alter role authenticator set statement_timeout = '8s';
+$db$;
 
 create schema if not exists extensions;
 grant usage on schema extensions to anon, authenticated, service_role;
-
--- Supabase's search_path for the postgres role (and new sessions of the API roles).
-alter role postgres set search_path = "$user", public, extensions;
+grant all on schema extensions to postgres;
 
 grant usage on schema public to anon, authenticated, service_role;
 grant all on schema public to postgres;
@@ -59,8 +36,9 @@ alter default privileges for role postgres in schema public
 
 -- auth: the helpers RLS policies and functions use. They read the claims PostgREST (or our
 -- gateway) puts in request.jwt.claims; the legacy per-claim settings are honoured first.
+-- Owned by the platform: `postgres` may use it but not create in it (as on hosted).
 create schema if not exists auth;
-grant usage on schema auth to anon, authenticated, service_role;
+grant usage on schema auth to postgres, anon, authenticated, service_role;
 
 create or replace function auth.jwt() returns jsonb
 language sql stable
@@ -106,21 +84,36 @@ as $$
 $$;
 
 grant execute on function auth.jwt(), auth.uid(), auth.role(), auth.email()
-  to anon, authenticated, service_role;
+  to postgres, anon, authenticated, service_role;
 
--- The Supabase CLI's migration history table.
-create schema if not exists supabase_migrations;
-create table if not exists supabase_migrations.schema_migrations (
-  version text primary key,
-  statements text[],
-  name text
-);
-
--- Vault is preinstalled on hosted projects (the stack installs our local copy first).
+-- The platform's extensions. Hosted projects have Vault and pg_stat_statements from the
+-- start; pg_cron and pg_net are "privileged extensions" there: a `create extension` by
+-- postgres is run by the superuser (supautils). Locally the superuser creates them here, so
+-- the migrations' `create extension if not exists` finds them; an extension the platform
+-- does not allow still fails for postgres with PostgreSQL's own "permission denied to
+-- create extension". pgmq needs no help: it is not a superuser extension, and `postgres`
+-- creates it (and owns it, as hosted arranges after creating it).
 create extension if not exists supabase_vault;
-
--- Like hosted projects: query statistics for profiling (the benchmark reads them).
 create extension if not exists pg_stat_statements with schema extensions;
+create extension if not exists pg_net with schema extensions;
+
+-- pg_cron only in the database its scheduler serves (cron.database_name), in pg_catalog as
+-- hosted creates it, with hosted's grants: postgres uses cron's functions and tables, and
+-- reads (but does not write) cron.job, whose rows only cron.schedule/unschedule change.
+do $cron$
+begin
+  if current_database() = coalesce(current_setting('cron.database_name', true), 'postgres') then
+    create extension if not exists pg_cron with schema pg_catalog;
+    grant usage on schema cron to postgres with grant option;
+    grant all on all functions in schema cron to postgres with grant option;
+    grant all on all tables in schema cron to postgres with grant option;
+    grant all on all sequences in schema cron to postgres with grant option;
+    revoke all on table cron.job from postgres;
+    grant select on table cron.job to postgres with grant option;
+    revoke trigger on cron.job_run_details from postgres;
+  end if;
+end
+$cron$;
 
 -- Hosted projects reload PostgREST's schema cache after DDL: event triggers send
 -- `NOTIFY pgrst, 'reload schema'` when a command ends (and when objects are dropped), so a

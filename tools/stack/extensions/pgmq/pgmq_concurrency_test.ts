@@ -4,7 +4,7 @@
  * timeout, and a read whose transaction rolls back gives the message back untouched. Written
  * against the pgmq 1.5.1 API, so it holds for the real extension and for our local stand-in.
  *
- * Needs `CONVEYOR_DB_URL` (a superuser URL, set by `deno task test`).
+ * Needs `CONVEYOR_DB_URL` (the `postgres` role's URL, set by `deno task test`).
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import postgres from "postgres";

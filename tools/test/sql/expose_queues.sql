@@ -1,9 +1,13 @@
--- What the Supabase dashboard's "Expose Queues via PostgREST" toggle (Integrations → Queues)
--- creates on a hosted project: schema pgmq_public with six thin wrappers over pgmq, and the
--- grants that go with them.
+-- What the Supabase dashboard's "Expose Queues via PostgREST" switch (Integrations → Queues)
+-- adds to a hosted project: schema pgmq_public with six thin wrappers over pgmq, and the
+-- grants that go with them. Conveyor does not use it and neither the migrations nor the local
+-- stack create it (a hosted project has it only once someone switches it on).
 --
--- LOCAL ONLY. Never part of supabase/migrations: on a hosted project the toggle does this. The
--- local stack applies it after `create extension pgmq`; it is idempotent (run on every start).
+-- TEST FIXTURE: tests that need the switch on apply this file themselves (pgTAP:
+-- `\ir ../../tools/test/sql/expose_queues.sql` inside the test's transaction), e.g.
+-- supabase/tests/expose_queues.test.sql, which checks Conveyor's queues stay closed to the API
+-- roles with it on. Idempotent. To serve the schema, it must also be in the API's exposed
+-- schemas (on hosted the switch does that too; locally: supabase/config.toml [api] schemas).
 --
 -- The wrappers are SECURITY INVOKER: they run with the caller's rights, so anon/authenticated
 -- still need privileges (or RLS policies) on the pgmq.q_*/a_* tables to get anywhere, exactly
