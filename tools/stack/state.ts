@@ -65,7 +65,8 @@ export function projectStackDir(project: string): string {
  * makes it) and returns its absolute path; throws StackError saying what is wrong.
  */
 export function checkProject(dir: string): string {
-  const abs = resolve(dir);
+  // Relative to where the user typed the command (`deno task` runs in the checkout).
+  const abs = resolve(Deno.env.get("INIT_CWD") || Deno.cwd(), dir);
   const isDir = (p: string) => {
     try {
       return Deno.statSync(p).isDirectory;
@@ -81,6 +82,29 @@ export function checkProject(dir: string): string {
     );
   }
   return abs;
+}
+
+/**
+ * The Deno config a project's functions and tests run with when the project has none of its
+ * own (no deno.json, deno.jsonc or package.json at its root): `.stack/deno/deno.json` of this
+ * checkout, which only gives them a node_modules folder there (and no lock file). Without any
+ * config Deno 2.9 uses its global npm cache, where it cannot load supabase-js next to pg-boss:
+ * the copy of a package a peer dependency needs is never made there (denoland/deno#28160,
+ * "Cannot find module …/supabase-js/2.119.1_1/index.js"). Null when the project has its own.
+ */
+export async function projectDenoConfig(project: string): Promise<string | null> {
+  for (const f of ["deno.json", "deno.jsonc", "package.json"]) {
+    if (await Deno.stat(`${project}/${f}`).then(() => true, () => false)) return null;
+  }
+  const path = `${REPO_ROOT}/.stack/deno/deno.json`;
+  const text = JSON.stringify({ nodeModulesDir: "auto", lock: false }, null, 2) + "\n";
+  if ((await Deno.readTextFile(path).catch(() => "")) !== text) {
+    await Deno.mkdir(dirname(path), { recursive: true });
+    const tmp = `${path}.${Deno.pid}.tmp`; // several stacks may start at once
+    await Deno.writeTextFile(tmp, text);
+    await Deno.rename(tmp, path);
+  }
+  return path;
 }
 
 /**

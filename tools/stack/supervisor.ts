@@ -18,7 +18,7 @@ import { ensurePostgrest, postgrestEnv, readApiConfig } from "./postgrest.ts";
 import { freePort, portFree } from "./proc.ts";
 import { applyRoleLayout } from "./roles.ts";
 import { Service, type ServiceDef } from "./service.ts";
-import { projectRoot, type StackOptions, type StackState } from "./state.ts";
+import { projectDenoConfig, projectRoot, type StackOptions, type StackState } from "./state.ts";
 
 /** URLs and keys of a running stack, as `supabase status` prints them. */
 export interface StackInfo {
@@ -207,6 +207,7 @@ export class Stack {
     const restPort = freePort();
     const restAdminPort = freePort();
     const api = await readApiConfig(`${project}/supabase/config.toml`);
+    const denoConfig = await projectDenoConfig(project);
     const env = {
       SUPABASE_URL: info.apiUrl,
       SUPABASE_ANON_KEY: info.anonKey,
@@ -251,6 +252,7 @@ export class Stack {
         `${project}/supabase/config.toml`,
         "--functions-dir",
         `${project}/supabase/functions`,
+        ...(denoConfig ? ["--deno-config", denoConfig] : []),
         ...(debug ? ["--access-log"] : []),
       ], `${info.apiUrl}/health`),
       // pg_net's worker is the superuser's background worker on hosted projects.

@@ -17,7 +17,7 @@
 import { resolve } from "node:path";
 import { cliArgs, usageExit } from "../args.ts";
 import { freePort } from "../stack/proc.ts";
-import { checkProject, REPO_ROOT } from "../stack/state.ts";
+import { checkProject, projectDenoConfig, REPO_ROOT } from "../stack/state.ts";
 import { StackError } from "../stack/errors.ts";
 import { adminSql, setupDatabase, stackInfo } from "../stack/supervisor.ts";
 import { dbUrl, PG_SUPERUSER } from "../stack/cluster.ts";
@@ -132,6 +132,8 @@ async function projectTests(): Promise<string[]> {
 
 async function runDenoTests(env: Record<string, string>): Promise<void> {
   const args = ["test", "-A", "--no-prompt"];
+  const config = await projectDenoConfig(project);
+  if (config) args.push("--config", config);
   if (values.filter) args.push("--filter", values.filter);
   const files = positionals.filter((p) => p.endsWith(".ts"));
   if (project !== REPO_ROOT && files.length === 0) {
