@@ -67,6 +67,13 @@ usage: deno task conveyor <command> [options]
         that adds the key: for hosted projects, which serve HTML only on custom domains
   help, --help, -h
 
+In a Supabase project of your own (deno task conveyor install --help; docs/install.md):
+  install --project P     add Conveyor's migrations, functions and config entries
+  upgrade --project P     write what is new or changed since
+  add kind <name> --project P
+                          a job kind: migration, worker function, typed handler, test
+  types [--project P]     Database types of the project's database
+
 Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (a hosted project), otherwise the local
 stack (.stack/local/state.json or CONVEYOR_STACK_DIR, else http://127.0.0.1:54321 with the
 local demo key). --url and --service-key override both.`;
