@@ -163,20 +163,20 @@ export function timestamp(d: Date): string {
 export function nextVersions(existing: Iterable<string>, count: number, now: Date): string[] {
   let newest = "";
   for (const v of existing) {
-    // The CLI orders versions as text; "20251020120000" sorts after "0084".
+    // Versions are digits: the longer is the larger ("20251020120000" after "0084").
     if (v.length > newest.length || (v.length === newest.length && v > newest)) newest = v;
   }
-  const parsed = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$/.exec(newest);
-  let at: number;
-  if (!newest || newest.length < 14) at = now.getTime();
-  else if (parsed) {
-    const [, y, mo, d, h, mi, s] = parsed.map(Number) as number[];
-    at = Math.max(now.getTime(), Date.UTC(y!, mo! - 1, d!, h!, mi!, s!) + 1000);
-  } else {
-    // Not a timestamp but as long or longer: count on from it.
+  if (!newest || newest.length < 14) {
+    return Array.from({ length: count }, (_, i) => timestamp(new Date(now.getTime() + i * 1000)));
+  }
+  const p = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$/.exec(newest)?.slice(1).map(Number);
+  const when = p ? Date.UTC(p[0]!, p[1]! - 1, p[2]!, p[3]!, p[4]!, p[5]!) : NaN;
+  if (!p || timestamp(new Date(when)) !== newest) {
+    // Not a timestamp (Date.UTC would roll month 13 over) but as long or longer: count on.
     let n = BigInt(newest);
     return Array.from({ length: count }, () => String(++n));
   }
+  const at = Math.max(now.getTime(), when + 1000);
   return Array.from({ length: count }, (_, i) => timestamp(new Date(at + i * 1000)));
 }
 
