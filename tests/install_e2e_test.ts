@@ -520,6 +520,34 @@ Deno.test({
             assertMatch(again.out, /^Nothing to do/m);
           },
         );
+
+        await t.step(
+          "removing Conveyor: uninstall.sql leaves the project's own migration",
+          async () => {
+            const r = await run(
+              `psql "$SUPABASE_DB_URL" -v ON_ERROR_STOP=1 -f scripts/uninstall.sql`,
+              "psql",
+              [
+                info.dbUrl,
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+                `${REPO_ROOT}/scripts/uninstall.sql`,
+              ],
+              { keep: (l) => /ERROR|FATAL/.test(l) },
+            );
+            assertEquals(r.code, 0, r.out);
+            const left = await sql`select version, name from supabase_migrations.schema_migrations`;
+            assertEquals(left.map((x) => x.name), ["invoices"]);
+            const [gone] = await sql`select to_regnamespace('conveyor') is null as gone,
+                                     to_regclass('public.invoices_sent') is not null as kept`;
+            assertEquals([gone?.gone, gone?.kept], [true, true]);
+            console.log(
+              "  schema conveyor and its history gone; invoices_sent and its migration kept",
+            );
+          },
+        );
       } finally {
         await sql.end();
       }
