@@ -58,9 +58,13 @@ export function formatLine(r: CheckResult): string {
   return `FAIL ${r.check}: ${r.detail}${r.fix ? ` → ${r.fix}` : ""}`;
 }
 
-/** Resolves the target from the environment, falling back to the local stack. */
+/**
+ * Resolves the target from the environment, falling back to the local stack: the one serving
+ * `project` when given (its own `.stack/<name>-<hash>` folder), else this checkout's.
+ */
 export async function resolveTarget(
   env: Record<string, string | undefined> = Deno.env.toObject(),
+  project?: string,
 ): Promise<DoctorTarget> {
   if (env.SUPABASE_URL) {
     return {
@@ -70,7 +74,7 @@ export async function resolveTarget(
       local: /^https?:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/.test(env.SUPABASE_URL),
     };
   }
-  const opts = resolveOptions();
+  const opts = resolveOptions(project === undefined ? {} : { project });
   const state = await liveState(opts.dir);
   const apiPort = state?.apiPort ?? opts.apiPort;
   const dbPort = state?.dbPort ?? opts.dbPort;
@@ -535,10 +539,11 @@ Checks a whole Conveyor deployment: one line per check, "ok", "skip" or
 
 Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (+ SUPABASE_DB_URL for the SQL checks),
 otherwise the local stack (.stack/local/state.json or CONVEYOR_STACK_DIR, else the ports
-54321/54322 and the local demo key).
+54321/54322 and the local demo key); with --project, the stack serving that project.
 
   --project P   the Supabase project Conveyor was installed into (deno task conveyor
-                install): its migrations and config.toml are what is checked against
+                install): its migrations and config.toml are what is checked against,
+                and its local stack (.stack/<name>-<hash>) the target without SUPABASE_URL
                 (default: the local stack's project, else this checkout)`;
 /**
  * Supabase's database lints (`deno task lint:db`, the dashboard's Advisors) judged with
@@ -579,14 +584,15 @@ async function checkLints(sql: postgres.Sql, project?: string): Promise<CheckRes
 
 if (import.meta.main) {
   const { values } = cliArgs(USAGE, { options: { project: { type: "string" } } });
-  const target = await resolveTarget();
-  let project = target.project;
+  let project: string | undefined;
   try {
     if (values.project !== undefined) project = checkProject(values.project);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(2);
   }
+  const target = await resolveTarget(Deno.env.toObject(), project);
+  project ??= target.project;
   const results = await runDoctor(
     target,
     project ? { project, migrationsDir: `${project}/supabase/migrations` } : {},
