@@ -16,25 +16,30 @@ import { assert, assertEquals, assertMatch } from "../tools/test/assert.ts";
 import { connect } from "../tools/test/db.ts";
 import { eventually } from "../tools/test/queue.ts";
 import { freePort } from "../tools/stack/proc.ts";
-import { REPO_ROOT } from "../tools/stack/state.ts";
+import { projectStackDir, REPO_ROOT } from "../tools/stack/state.ts";
 import { cliDbUrl, supabaseCliPath } from "../tools/stack/supabase_cli.ts";
 import { stackInfo } from "../tools/stack/supervisor.ts";
 
 const dec = new TextDecoder();
 
-/** The harness's variables, blanked: the commands run as in a user's own shell. */
-const USER_ENV: Record<string, string> = Object.fromEntries(
-  [
-    "CONVEYOR_DB_URL",
-    "CONVEYOR_ADMIN_DB_URL",
-    "CONVEYOR_STACK_DIR",
-    "CONVEYOR_PROJECT",
-    "SUPABASE_URL",
-    "SUPABASE_ANON_KEY",
-    "SUPABASE_SERVICE_ROLE_KEY",
-    "SUPABASE_JWT_SECRET",
-  ].map((k) => [k, ""]),
-);
+/** The harness's variables, unset: the commands run as in a user's own shell. */
+const HARNESS_VARS = new Set([
+  "CONVEYOR_DB_URL",
+  "CONVEYOR_ADMIN_DB_URL",
+  "CONVEYOR_STACK_DIR",
+  "CONVEYOR_PROJECT",
+  "SUPABASE_URL",
+  "SUPABASE_ANON_KEY",
+  "SUPABASE_SERVICE_ROLE_KEY",
+  "SUPABASE_JWT_SECRET",
+  "SUPABASE_DB_URL",
+]);
+const USER_ENV: Record<string, string> = {
+  ...Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([k]) => !HARNESS_VARS.has(k))),
+  SUPABASE_TELEMETRY_DISABLED: "1",
+  DO_NOT_TRACK: "1",
+  NO_COLOR: "1",
+};
 
 interface Ran {
   code: number;
@@ -54,7 +59,8 @@ async function run(
   const res = await new Deno.Command(cmd, {
     args,
     cwd: opts.cwd ?? REPO_ROOT,
-    env: { ...USER_ENV, SUPABASE_TELEMETRY_DISABLED: "1", DO_NOT_TRACK: "1", NO_COLOR: "1" },
+    clearEnv: true,
+    env: USER_ENV,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -102,6 +108,8 @@ create table public.invoices_sent (
   sent_at timestamptz not null default now()
 );
 alter table public.invoices_sent enable row level security;
+-- Only the server writes and reads it (what \`deno task doctor\`'s database lints ask for).
+revoke all on public.invoices_sent from anon, authenticated;
 `;
 
 const OWN_FUNCTION = `// The project's own function, as it had one before Conveyor.
@@ -142,8 +150,9 @@ export const handler = defineHandler(sendInvoice, async (job, { log }) => {
 `;
 
 const HANDLER_TEST = `import assert from "node:assert/strict";
-import { runHandler, serviceClient } from "../_conveyor/jobs.ts";
+import { enqueue, runHandler, serviceClient } from "../_conveyor/jobs.ts";
 import { handler } from "./handler.ts";
+import { sendInvoice } from "./kind.ts";
 
 Deno.test("send_invoice records the invoice", async () => {
   const { output } = await runHandler(handler, { invoice_id: "test-1", amount_cents: 500 });
@@ -152,6 +161,13 @@ Deno.test("send_invoice records the invoice", async () => {
     .eq("invoice_id", "test-1").single();
   assert.equal(error, null);
   assert.equal(data?.amount_cents, 500);
+});
+
+Deno.test("send_invoice jobs are enqueued with the same typed kind", async () => {
+  const n = await enqueue(serviceClient(), sendInvoice, { invoice_id: "test-3", amount_cents: 7 }, {
+    idempotencyKey: "invoice:test-3",
+  });
+  assert.equal(typeof n, "number");
 });
 
 Deno.test("send_invoice fails when the card is declined", async () => {
@@ -178,9 +194,10 @@ Deno.test({
   async fn(t) {
     const tmp = await Deno.makeTempDir({ prefix: "conveyor-install-" });
     const app = `${tmp}/app`;
-    await Deno.mkdir(`${REPO_ROOT}/.stack`, { recursive: true });
-    const stackDir = await Deno.makeTempDir({ dir: `${REPO_ROOT}/.stack`, prefix: "install-e2e-" });
-    await Deno.chmod(stackDir, 0o755);
+    // Where `--project` puts the project's stack by default (.stack/app-<hash>), and a folder
+    // for the nested `deno task test` run of its own (the default .stack/test may be in use).
+    const stackDir = projectStackDir(app);
+    const testDir = `${stackDir}-test`;
     const apiPort = freePort();
     const dbPort = freePort();
     const info = await stackInfo(apiPort, dbPort);
@@ -236,7 +253,12 @@ Deno.test({
         assertEquals(await tree(tmp), before, "nothing written");
       });
 
-      await t.step("deno task conveyor install", async () => {
+      await t.step("deno task conveyor install (--dry-run first)", async () => {
+        const before = await tree(app);
+        const dry = await conveyor("install", "--project", app, "--dry-run");
+        assertEquals(dry.code, 0);
+        assertMatch(dry.out, /^\(dry run: nothing written\)$/m);
+        assertEquals(await tree(app), before, "a dry run writes nothing");
         const r = await conveyor("install", "--project", app);
         assertEquals(r.code, 0);
         assertMatch(r.out, /^Installing Conveyor .* into /m);
@@ -328,8 +350,6 @@ Deno.test({
             "up",
             "--project",
             app,
-            "--dir",
-            stackDir,
             "--api-port",
             String(apiPort),
             "--db-port",
@@ -339,7 +359,10 @@ Deno.test({
         );
         stackUp = true;
         assertEquals(r.code, 0, r.out);
-        assertMatch(r.out, /supabase db push applied 19 migration\(s\)/);
+        // Every migration in the folder: the project's own, Conveyor's (however many it
+        // ships) and the kind's.
+        const count = [...Deno.readDirSync(`${app}/supabase/migrations`)].length;
+        assertMatch(r.out, new RegExp(`supabase db push applied ${count} migration\\(s\\)`));
       });
 
       const sql = connect(info.dbUrl, 2);
@@ -370,9 +393,23 @@ Deno.test({
           });
           assertEquals(r.status, 200);
           const n = Number(r.text);
+          // As docs/install.md says to look: GET /rest/v1/jobs?msg_id=eq.<number>.
           const job = await eventually("send_invoice job completed", async () => {
-            const [row] = await sql`select status, attempts, output, id from public.jobs
-                                    where msg_id = ${n}`;
+            const res = await fetch(
+              `${info.apiUrl}/rest/v1/jobs?msg_id=eq.${n}&select=status,attempts,output,id`,
+              {
+                headers: {
+                  apikey: info.serviceRoleKey,
+                  Authorization: `Bearer ${info.serviceRoleKey}`,
+                },
+              },
+            );
+            const [row] = await res.json() as {
+              status: string;
+              attempts: number;
+              output: unknown;
+              id: string;
+            }[];
             return row?.status === "completed" ? row : null;
           }, 60_000);
           assertEquals([job.attempts, job.output], [1, { sent: "inv-1" }]);
@@ -433,6 +470,31 @@ Deno.test({
           );
         });
 
+        await t.step("looking at it: stack:status, doctor, conveyor status", async () => {
+          const status = await run(
+            `deno task stack:status --project ${app}`,
+            Deno.execPath(),
+            ["run", "-A", `${REPO_ROOT}/tools/stack/main.ts`, "status", "--project", app],
+            { keep: (l) => /^\s*(project:|API URL:|DB URL:|Conveyor local stack)/.test(l) },
+          );
+          assertEquals(status.code, 0, status.out);
+          assertMatch(status.out, new RegExp(`:${apiPort}\\b`));
+          const doctor = await run(
+            `deno task doctor --project ${app}`,
+            Deno.execPath(),
+            ["run", "-A", `${REPO_ROOT}/tools/doctor.ts`, "--project", app],
+          );
+          assertEquals(doctor.code, 0, doctor.out);
+          assert(!/^FAIL /m.test(doctor.out), doctor.out);
+          const ops = await run(
+            `deno task conveyor status --stack-dir ${stackDir}`,
+            Deno.execPath(),
+            ["run", "-A", `${REPO_ROOT}/tools/conveyor.ts`, "status", "--stack-dir", stackDir],
+          );
+          assertEquals(ops.code, 0, ops.out);
+          assertMatch(ops.out, /send_invoice/);
+        });
+
         await t.step("install again changes nothing", async () => {
           const before = await tree(app);
           const r = await conveyor("install", "--project", app);
@@ -452,8 +514,6 @@ Deno.test({
               "types",
               "--project",
               app,
-              "--stack-dir",
-              stackDir,
             ],
             { keep: (l) => /^\/\/ |^export type Database/.test(l) },
           );
@@ -484,6 +544,13 @@ Deno.test({
                 "create table conveyor.e2e_next (id int primary key);\n",
             );
             const before = await tree(app);
+            const dry = await conveyor("upgrade", "--project", app, "--from", next, "--dry-run");
+            assertEquals(dry.code, 0);
+            assertMatch(
+              dry.out,
+              /^ {2}add {6}supabase\/migrations\/\d{14}_conveyor_20991231000000_e2e_next\.sql$/m,
+            );
+            assertEquals(await tree(app), before, "a dry run writes nothing");
             const r = await conveyor(
               "upgrade",
               "--project",
@@ -553,9 +620,9 @@ Deno.test({
       }
 
       await run(
-        "deno task stack:down",
+        `deno task stack:down --project ${app}`,
         Deno.execPath(),
-        ["run", "-A", `${REPO_ROOT}/tools/stack/main.ts`, "down", "--dir", stackDir],
+        ["run", "-A", `${REPO_ROOT}/tools/stack/main.ts`, "down", "--project", app],
       );
       stackUp = false;
 
@@ -563,7 +630,7 @@ Deno.test({
         "deno task test --project: the project's own tests on a private stack",
         async () => {
           const r = await run(
-            `deno task test --project ${app}`,
+            `deno task test --project ${app} --stack-dir ${testDir}`,
             Deno.execPath(),
             [
               "run",
@@ -572,12 +639,12 @@ Deno.test({
               "--project",
               app,
               "--stack-dir",
-              `${stackDir}/test`,
+              testDir,
             ],
             { keep: (l) => /^(send_invoice|ok \d|not ok|\S+\.sql|\d+ passed)/.test(l) },
           );
           assertEquals(r.code, 0, r.out);
-          assertMatch(r.out, /^4 passed, 0 failed$/m);
+          assertMatch(r.out, /^5 passed, 0 failed$/m);
         },
       );
     } finally {
@@ -589,6 +656,7 @@ Deno.test({
         }).output();
       }
       await Deno.remove(stackDir, { recursive: true }).catch(() => {});
+      await Deno.remove(testDir, { recursive: true }).catch(() => {});
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
   },
