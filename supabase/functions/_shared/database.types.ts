@@ -1093,6 +1093,7 @@ export type Database = {
           event: string;
           id: number;
           job_id: string;
+          job_number: number;
           message: string;
           source: string;
           subject: string;
@@ -1102,6 +1103,21 @@ export type Database = {
       operator_failed_content_jobs: {
         Args: { p_limit?: number };
         Returns: Json;
+      };
+      operator_find_jobs: {
+        Args: { p_limit?: number; p_ref: string };
+        Returns: {
+          created_at: string;
+          dead_letter_id: string;
+          id: string;
+          job_id: string;
+          job_number: number;
+          kind: string;
+          matched: string;
+          source: string;
+          status: string;
+          total: number;
+        }[];
       };
       operator_metrics: {
         Args: Record<PropertyKey, never>;
