@@ -759,8 +759,8 @@ function reportMd(runs: RunResult[], bucket: BucketResult | null, started: Date)
     `Started ${started.toISOString()}; ${Deno.build.os}, ${navigator.hardwareConcurrency} CPUs. ` +
     `Load: enrich and enforce ${RATE} jobs/s each, outreach (rate-limited) ${LIMITED_RATE} jobs/s, ` +
     `through queue_job over the gateway. Pre-fault period ${PRE_S} s, observation ${POST_S} s. ` +
-    `"Back" = the first second after the fault's end from which every 3-s window finished ` +
-    `≥ 50 % of the pre-fault rate.`,
+    `"Back" = seconds from the fault's end to the kind's first completion from which on every ` +
+    `3-s window finished ≥ 50 % of the pre-fault rate (tests/load/recovery_analysis.ts).`,
     "",
     "| fault | run | fault duration | API serving again | " + KINDS.join(" | ") +
     " | lost | completed twice | redelivered (claimed before the end) | HTTP answers | load 1 min / CPU busy |",
