@@ -31,6 +31,11 @@ export class RpcError extends QueueError {
   constructor(readonly status: number, message: string, options?: ErrorOptions) {
     super("rpc_failed", message, options);
   }
+
+  /** The API was away, not the request wrong ({@link transientRpcError}). */
+  override get unavailable(): boolean {
+    return transientRpcError(this);
+  }
 }
 
 /** Calls an RPC and returns its data, or throws {@link RpcError} with PostgREST's message. */
