@@ -75,6 +75,7 @@ drop function if exists
   public.operator_dead_letters(integer),
   public.operator_events(bigint, bigint, integer, text),
   public.operator_failed_content_jobs(integer),
+  public.operator_find_jobs(text, integer),
   public.operator_metrics(),
   public.operator_queues(integer),
   public.operator_rate_limiters(integer),
@@ -126,7 +127,7 @@ notify pgrst, 'reload schema';
 delete from supabase_migrations.schema_migrations
 where version in ('0001', '0010', '0011', '0020', '0050', '0051', '0052', '0053', '0054',
                   '0055', '0056', '0060', '0061', '0069', '0071', '20251020120000',
-                  '20251101000000');
+                  '20251101000000', '20261207110000');
 
 commit;
 

@@ -3891,7 +3891,8 @@ begin
             group by d.kind) k), '[]'::jsonb),
     'latest', coalesce((
       select jsonb_agg(jsonb_build_object(
-               'id', d.id, 'job_id', d.job_id, 'tenant_id', d.tenant_id, 'tenant', t.name,
+               'id', d.id, 'job_id', d.job_id, 'job_number', j.msg_id,
+               'tenant_id', d.tenant_id, 'tenant', t.name,
                'kind', d.kind, 'queue', d.queue_name, 'reason', d.reason,
                'attempts', d.attempts, 'errors', jsonb_array_length(d.errors),
                'created_at', d.created_at, 'acknowledged_at', d.acknowledged_at)
@@ -3900,7 +3901,8 @@ begin
             where x.redriven_at is null
             order by x.created_at desc, x.id
             limit p_limit) d
-      join public.tenants t on t.id = d.tenant_id), '[]'::jsonb));
+      join public.tenants t on t.id = d.tenant_id
+      join public.jobs j on j.id = d.job_id), '[]'::jsonb));
 end
 $$;
 
@@ -3908,13 +3910,13 @@ $$;
 -- Name: FUNCTION operator_dead_letters(p_limit integer); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.operator_dead_letters(p_limit integer) IS 'Dead letters not yet redriven: {size, by_kind: [{kind,size,newest}], latest: [{id,job_id,tenant,kind,queue,reason,attempts,errors,created_at,acknowledged_at}]}.';
+COMMENT ON FUNCTION public.operator_dead_letters(p_limit integer) IS 'Dead letters not yet redriven: {size, by_kind: [{kind,size,newest}], latest: [{id,job_id,job_number,tenant,kind,queue,reason,attempts,errors,created_at,acknowledged_at}]}.';
 
 --
 -- Name: operator_events(bigint, bigint, integer, text); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.operator_events(p_after_job_event bigint DEFAULT NULL::bigint, p_after_content_event bigint DEFAULT NULL::bigint, p_limit integer DEFAULT 200, p_filter text DEFAULT NULL::text) RETURNS TABLE(source text, id bigint, created_at timestamp with time zone, job_id uuid, subject text, event text, message text, tenant text)
+CREATE FUNCTION public.operator_events(p_after_job_event bigint DEFAULT NULL::bigint, p_after_content_event bigint DEFAULT NULL::bigint, p_limit integer DEFAULT 200, p_filter text DEFAULT NULL::text) RETURNS TABLE(source text, id bigint, created_at timestamp with time zone, job_id uuid, subject text, event text, message text, tenant text, job_number bigint)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -3956,13 +3958,13 @@ begin
            coalesce(e.payload ->> 'error', e.payload ->> 'reason',
                     case when e.payload ? 'attempt'
                          then 'attempt ' || (e.payload ->> 'attempt') end) as message,
-           t.name as tenant
+           t.name as tenant, j.msg_id as job_number
     from je e
     join public.jobs j on j.id = e.job_id
     join public.tenants t on t.id = e.tenant_id
     union all
     select 'content'::text, e.id, e.created_at, e.job_id, coalesce(e.stage, 'job'), e.status,
-           e.message, null::text
+           e.message, null::text, null::bigint
     from ce e
   ) x
   order by x.created_at, x.source, x.id;
@@ -3973,7 +3975,7 @@ $$;
 -- Name: FUNCTION operator_events(p_after_job_event bigint, p_after_content_event bigint, p_limit integer, p_filter text); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.operator_events(p_after_job_event bigint, p_after_content_event bigint, p_limit integer, p_filter text) IS 'job_events and content_job_events after the given ids (NULL: the newest p_limit of each), oldest first.';
+COMMENT ON FUNCTION public.operator_events(p_after_job_event bigint, p_after_content_event bigint, p_limit integer, p_filter text) IS 'job_events (with the job''s number) and content_job_events after the given ids (NULL: the newest p_limit of each), oldest first.';
 
 --
 -- Name: operator_failed_content_jobs(integer); Type: FUNCTION; Schema: public
@@ -4020,6 +4022,117 @@ $$;
 --
 
 COMMENT ON FUNCTION public.operator_failed_content_jobs(p_limit integer) IS 'Failed content jobs: {size, by_stage: [{stage,size}], latest: [{job_id,topic,stage,attempts,max_attempts,last_error,failed_at}]}.';
+
+--
+-- Name: operator_find_jobs(text, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.operator_find_jobs(p_ref text, p_limit integer DEFAULT 10) RETURNS TABLE(source text, id uuid, job_number bigint, job_id uuid, dead_letter_id uuid, kind text, status text, created_at timestamp with time zone, matched text, total bigint)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+#variable_conflict use_column
+declare
+  c_cap constant int := 1001;
+  c_suffix_scan constant int := 100000;
+  v_ref text := btrim(coalesce(p_ref, ''));
+  v_number bigint;
+  v_hex text;
+  v_lo uuid;
+  v_hi uuid;
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 1000 then
+    raise exception 'operator_find_jobs: p_limit must be between 1 and 1000';
+  end if;
+  if v_ref ~ '^#[0-9]{1,18}$' then
+    v_number := substr(v_ref, 2)::bigint;
+  elsif v_ref ~ '^[0-9]{1,18}$'
+        and exists (select 1 from public.jobs j where j.msg_id = v_ref::bigint) then
+    v_number := v_ref::bigint;
+  elsif v_ref ~ '^[0-9A-Fa-f-]+$'
+        and length(replace(v_ref, '-', '')) between 4 and 32 then
+    v_hex := lower(replace(v_ref, '-', ''));
+  elsif v_ref ~ '^[0-9]{1,3}$' then
+    return; -- a number no job has, too short to be a fragment: nothing
+  else
+    raise exception 'operator_find_jobs: "%" is not a job reference', left(v_ref, 100)
+      using errcode = '22023',
+            hint = 'give a job number (1234 or #1234), a uuid, or 4 to 32 of its hex digits (its start or its end)';
+  end if;
+
+  if v_hex is not null then
+    v_lo := rpad(v_hex, 32, '0')::uuid;
+    v_hi := rpad(v_hex, 32, 'f')::uuid;
+  end if;
+
+  return query
+  with found as (
+    select 'job'::text as source, j.id, 'number'::text as matched
+    from public.jobs j where j.msg_id = v_number
+    union all
+    (select 'job', j.id, 'prefix' from public.jobs j
+     where j.id between v_lo and v_hi order by j.id desc limit c_cap)
+    union all
+    (select 'dead_letter', d.id, 'prefix' from public.dead_letter_jobs d
+     where d.id between v_lo and v_hi limit c_cap)
+    union all
+    (select 'content_job', c.id, 'prefix' from public.content_jobs c
+     where c.id between v_lo and v_hi limit c_cap)
+    union all
+    (select 'job', r.id, 'suffix'
+     from (select j.id from public.jobs j
+           where length(v_hex) < 32 order by j.id desc limit c_suffix_scan) r
+     where right(replace(r.id::text, '-', ''), length(v_hex)) = v_hex
+     limit c_cap)
+    union all
+    (select 'dead_letter', d.id, 'suffix' from public.dead_letter_jobs d
+     where length(v_hex) < 32 and right(replace(d.id::text, '-', ''), length(v_hex)) = v_hex
+     limit c_cap)
+    union all
+    (select 'content_job', c.id, 'suffix' from public.content_jobs c
+     where length(v_hex) < 32 and right(replace(c.id::text, '-', ''), length(v_hex)) = v_hex
+     limit c_cap)
+  ), distinct_found as (
+    -- An id that both starts and ends with the fragment is one match.
+    select distinct on (f.source, f.id) f.source, f.id,
+           case when length(v_hex) = 32 then 'id' else f.matched end as matched
+    from found f
+    order by f.source, f.id, f.matched
+  ), capped as (
+    select f.*, count(*) over () as total
+    from (select * from distinct_found limit c_cap) f
+  ), described as (
+    select f.source, f.id, j.msg_id as job_number, j.id as job_id,
+           (select d.id from public.dead_letter_jobs d where d.job_id = j.id
+            order by d.created_at desc limit 1) as dead_letter_id,
+           j.kind, j.status, j.created_at, f.matched, f.total
+    from capped f join public.jobs j on j.id = f.id
+    where f.source = 'job'
+    union all
+    select f.source, f.id, j.msg_id, d.job_id, d.id, d.kind,
+           case when d.redriven_at is null then 'dead' else 'redriven' end,
+           d.created_at, f.matched, f.total
+    from capped f
+    join public.dead_letter_jobs d on d.id = f.id
+    join public.jobs j on j.id = d.job_id
+    where f.source = 'dead_letter'
+    union all
+    select f.source, f.id, null::bigint, null::uuid, null::uuid, 'content', c.status,
+           c.created_at, f.matched, f.total
+    from capped f join public.content_jobs c on c.id = f.id
+    where f.source = 'content_job'
+  )
+  select * from described x
+  order by x.created_at desc, x.job_number desc nulls last, x.id desc
+  limit p_limit;
+end
+$_$;
+
+--
+-- Name: FUNCTION operator_find_jobs(p_ref text, p_limit integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.operator_find_jobs(p_ref text, p_limit integer) IS 'The queue jobs, dead letters and content jobs a reference names: #1234 / 1234 (a job number), a uuid, or 4-32 hex digits of its start or end; newest first, with the total (capped at 1001).';
 
 --
 -- Name: operator_metrics(); Type: FUNCTION; Schema: public
@@ -4748,7 +4861,7 @@ begin
     continue when to_regclass(format('pgmq.%I', 'q_' || v_queue)) is null;
     execute format(
       $q$select min(q.vt) from pgmq.%I q
-         where q.vt > clock_timestamp()
+         where q.vt > clock_timestamp() - interval '1 second'
            and exists (select 1 from public.jobs j where j.msg_id = q.msg_id and j.status = 'pending')$q$,
       'q_' || v_queue) into v_at;
     v_min := least(v_min, v_at);
@@ -4761,7 +4874,7 @@ $_$;
 -- Name: FUNCTION queue_next_due_at(p_kind text); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.queue_next_due_at(p_kind text) IS 'When the next pending job of a kind becomes due (delay, backoff, snooze); NULL when none is waiting.';
+COMMENT ON FUNCTION public.queue_next_due_at(p_kind text) IS 'When the next pending job of a kind becomes due (delay, backoff, snooze), or became due within the last second; NULL when none is waiting.';
 
 --
 -- Name: queue_stats(interval); Type: FUNCTION; Schema: public
@@ -8021,6 +8134,13 @@ GRANT ALL ON FUNCTION public.operator_events(p_after_job_event bigint, p_after_c
 
 REVOKE ALL ON FUNCTION public.operator_failed_content_jobs(p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.operator_failed_content_jobs(p_limit integer) TO service_role;
+
+--
+-- Name: FUNCTION operator_find_jobs(p_ref text, p_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.operator_find_jobs(p_ref text, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.operator_find_jobs(p_ref text, p_limit integer) TO service_role;
 
 --
 -- Name: FUNCTION operator_metrics(); Type: ACL; Schema: public

@@ -17,6 +17,7 @@ import { assert, assertEquals, assertMatch } from "../tools/test/assert.ts";
 import { testEnv } from "../tools/test/env.ts";
 import { eventually } from "../tools/test/queue.ts";
 import { main } from "../tools/ops/cli.ts";
+import { shortId } from "../supabase/functions/_shared/operator/format.ts";
 import { runDispatchCycle } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
 import {
   contentDb,
@@ -308,16 +309,20 @@ Deno.test({
         assertMatch(
           list.out,
           new RegExp(
-            `^${id}  \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d  qa\\s+2  gardening\\s+qa failed`,
+            `^${
+              shortId(id)
+            }\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d  qa\\s+2  gardening\\s+qa failed`,
             "m",
           ),
         );
         assertMatch(
           list.out,
-          /^\d+ failed content job\(s\)\. Retry from the failed stage: deno task conveyor dlq redrive <content job id>$/m,
+          /^\d+ failed content job\(s\)\. Retry from the failed stage: deno task conveyor dlq redrive [0-9a-f]{8}$/m,
         );
-        const show = await cli(["dlq", "show", id]);
+        // By the last 8 hex digits the list shows, as by the whole id.
+        const show = await cli(["dlq", "show", shortId(id)]);
         assertEquals(show.code, 0, show.err);
+        assertEquals((await cli(["dlq", "show", id])).out, show.out);
         const lines = show.out.split("\n");
         assertEquals(lines[0], `content job ${id}`);
         assertMatch(lines[1]!, /^ {2}status {5}failed at stage qa since \d{4}-/);
@@ -364,7 +369,7 @@ Deno.test({
           code: 1,
           out: "",
           err:
-            `error: ${unknown}: no dead letter, dead job or content job with id ${unknown}\nerror: 1 of 1 redrive(s) failed`,
+            `error: no queue job, dead letter or content job has the id ${unknown}\n  hint: list them with: deno task conveyor dlq list`,
         });
         await sql`insert into public.content_jobs (id, idempotency_key, brief, max_attempts, status,
                                                    last_error, finished_at)
@@ -432,7 +437,7 @@ Deno.test({
             `error: ${id}: redrive_content_job: content job ${id} is completed, only failed jobs can be redriven\nerror: 1 of 1 redrive(s) failed`,
         });
         const tail = await cli(["tail", "--once", "--filter", "qa"]);
-        assertMatch(tail.out, new RegExp(`qa\\s+redriven\\s+${id.slice(0, 8)}  qa runs again`));
+        assertMatch(tail.out, new RegExp(`qa\\s+redriven\\s+${shortId(id)}  qa runs again`));
       });
     } finally {
       await sql`delete from public.content_jobs where id = ${handEdited}`;

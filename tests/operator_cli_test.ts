@@ -11,6 +11,7 @@ import { testEnv } from "../tools/test/env.ts";
 import { eventually } from "../tools/test/queue.ts";
 import { REPO_ROOT } from "../tools/stack/state.ts";
 import { main, serveDashboardProxy, USAGE } from "../tools/ops/cli.ts";
+import { shortId } from "../supabase/functions/_shared/operator/format.ts";
 import { claimAll, TEST_WORKER } from "./operator_fixtures.ts";
 
 const env = testEnv();
@@ -217,8 +218,9 @@ Deno.test({
         key,
       ]);
       assertEquals(e.code, 0, e.err);
-      const [job] = await sql`select id from public.jobs where idempotency_key = ${key}`;
+      const [job] = await sql`select id, msg_id from public.jobs where idempotency_key = ${key}`;
       const jobId = job!.id as string;
+      const number = Number(job!.msg_id);
 
       // Act as a worker whose downstream is down: cancel ours, hand back the others.
       const claimed = await claimAll(sql, "enrich", 1000, 120);
@@ -246,9 +248,15 @@ Deno.test({
 
       const list = await cli(["dlq", "list", "--kind", "enrich", "--limit", "1000"]);
       assertEquals(list.code, 0, list.err);
-      assert(list.out.includes(jobId), list.out);
       const [dead] = await sql`select id from public.dead_letter_jobs where job_id = ${jobId}`;
-      assert(list.out.includes(dead!.id), "the dead-letter id is listed");
+      assertMatch(
+        list.out,
+        new RegExp(
+          `^#${number}\\s+${shortId(dead!.id)}\\s.*\\senrich\\s+1  cancelled: simulated outage$`,
+          "m",
+        ),
+        "listed by the job's number and the dead letter's last 8 hex digits",
+      );
 
       const show = await cli(["dlq", "show", jobId]);
       assertEquals(show.code, 0, show.err);
@@ -259,7 +267,7 @@ Deno.test({
       assertEquals((await cli(["stage", "resume", "enrich"])).code, 0);
       const redrive = await cli(["dlq", "redrive", dead!.id]);
       assertEquals(redrive.code, 0, redrive.err);
-      assertMatch(redrive.out, new RegExp(`job ${jobId} \\(enrich\\) redriven: message \\d+`));
+      assertMatch(redrive.out, new RegExp(`^job #${number} \\(enrich\\) redriven; `));
 
       const done = await eventually("the enrich-worker to complete the redriven job", async () => {
         const [j] = await sql`select status, attempts, output from public.jobs where id = ${jobId}`;
@@ -282,7 +290,7 @@ Deno.test({
 
       const tail = await cli(["tail", "--once", "--filter", "enrich"]);
       assertEquals(tail.code, 0, tail.err);
-      assertMatch(tail.out, new RegExp(`enrich\\s+redriven\\s+${jobId.slice(0, 8)}`));
+      assertMatch(tail.out, new RegExp(`enrich\\s+redriven\\s+#${number}$`, "m"));
     } finally {
       await cli(["stage", "resume", "enrich"]);
       await sql.end();
@@ -318,11 +326,11 @@ Deno.test({
         ])).code,
         0,
       );
-      const [job] = await sql`select id from public.jobs where idempotency_key = ${key}`;
-      const prefix = (job!.id as string).slice(0, 8);
+      const [job] = await sql`select msg_id from public.jobs where idempotency_key = ${key}`;
+      const line = new RegExp(`\\sretry_scheduled\\s+#${job!.msg_id}\\s`);
       await eventually(
         "the retry_scheduled event in the tail",
-        () => Promise.resolve(out.some((l) => l.includes("retry_scheduled") && l.includes(prefix))),
+        () => Promise.resolve(out.some((l) => line.test(l))),
         30_000,
       );
       ac.abort();

@@ -230,6 +230,8 @@ Deno.test({
       const row = seen.deadRows.find((r) => r.job === deadJob);
       assert(row, "the dead job is among the latest");
       assert(row.text.includes(`cancelled: ${EVIL}`), row.text);
+      const [dead] = await sql`select msg_id from public.jobs where id = ${deadJob}`;
+      assert(row.text.includes(`#${dead!.msg_id}`), `the job by its number: ${row.text}`);
       assert(seen.errorsText.includes(STAGE_EVIL), seen.errorsText);
       assert(seen.alertsText.includes(EVIL), seen.alertsText);
       assertEquals(seen.injected, 0, "no markup from user data");

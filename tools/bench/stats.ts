@@ -30,6 +30,16 @@ export interface Delivery {
   lost: number;
 }
 
+/** Delivery of an enqueue run, from the rows it left: one row per job, `distinct` of the jobs' marks. */
+export function rowsDelivery(expected: number, r: { rows: number; distinct: number }): Delivery {
+  return {
+    expected,
+    distinct: r.distinct,
+    duplicates: r.rows - r.distinct,
+    lost: expected - r.distinct,
+  };
+}
+
 /**
  * Counts handler calls per job id. `expect(ids)` then compares against the ids that had to
  * be processed: each exactly once.

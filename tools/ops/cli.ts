@@ -25,9 +25,18 @@ import {
   clockTime,
   formatAge,
   formatCount,
+  jobNumber,
   oneLine,
+  shortId,
 } from "../../supabase/functions/_shared/operator/format.ts";
 import { ArgsError, parseCli, usageLine } from "../args.ts";
+import {
+  ambiguousMessage,
+  CANDIDATES_SHOWN,
+  type JobMatch,
+  jobRefProblem,
+  notFoundMessage,
+} from "./job_ref.ts";
 import { renderTable } from "./table.ts";
 import { resolveTarget, type Target, TargetError } from "./target.ts";
 
@@ -41,18 +50,20 @@ usage: deno task conveyor <command> [options]
         dead letters and open alerts (--all: idle fast/bulk queues too)
   enqueue <kind> [payload-json] [--idempotency-key K] [--priority fast|normal|bulk]
           [--delay SECONDS] [--critical] [--tenant UUID]
-        enqueue a job with queue_job; prints the message id
+        enqueue a job with queue_job; prints its number (#1234)
   enqueue content <brief-json | --topic TEXT> [--idempotency-key K]
         start a content job (research → … → complete); prints the job id
   dlq list [--kind K] [--tenant UUID] [--limit N] [--json]
         dead letters not yet redriven, newest first, then the failed content jobs
         (not with --kind or --tenant; --json: the dead letters)
-  dlq show <dead-letter-id | job-id | content-job-id> [--json]
-        one dead letter: every attempt's error, the payload, the job's events;
-        a content job: its stages, every failed attempt's error, its events
-  dlq redrive <dead-letter-id | job-id | content-job-id>...
+  dlq show <job> [--json]
+        a dead job (its newest dead letter): every attempt's error, the payload,
+        the job's events; a content job: its stages, every failed attempt's
+        error, its events
+  dlq redrive <job>...
         put dead jobs back in their queue; a failed content job runs again from
-        the stage that failed (its earlier stages' outputs are kept)
+        the stage that failed (its earlier stages' outputs are kept); nothing
+        is redriven when one of the jobs is not found or ambiguous
   dlq redrive --kind K | --stage S [--limit N] | --all [--tenant UUID]
         … all dead jobs of a kind, all content jobs failed at a stage, or both
         (attempts reset; a worker is started at once; --tenant: dead letters only)
@@ -61,11 +72,17 @@ usage: deno task conveyor <command> [options]
   stage scale <stage | kind> <max-concurrency> [--batch N]
         set content_stage_config / job kind max_concurrency (and trigger_batch_size)
   tail [--filter kind|stage] [--interval MS] [--once]
-        follow job_events and content_job_events (--once: print the latest and exit)
+        follow job_events and content_job_events (--once: print the latest and exit);
+        a queue job shows as #1234, a content job as its id's last 8 hex digits
   dashboard [--port N]
         serve the dashboard on http://127.0.0.1:N/ (default 8787) through a local proxy
         that adds the key: for hosted projects, which serve HTML only on custom domains
   help, --help, -h
+
+<job>: a queue job's number (1234 or '#1234': quoted, # starts a shell comment), or
+a uuid (queue job, dead letter or content job), or 4 to 32 of its hex digits from its
+start or its end, as the tools show it (dashes optional, any case). Digits that are a
+job's number name that job. Ambiguous: the candidates are listed and nothing is done.
 
 Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (a hosted project), otherwise the local
 stack (.stack/local/state.json or CONVEYOR_STACK_DIR, else http://127.0.0.1:54321 with the
@@ -137,6 +154,13 @@ function intFlag(
 function uuidArg(v: string, what: string): string {
   if (!UUID_RE.test(v)) throw usageError(`${what} must be a uuid, got "${v}"`);
   return v.toLowerCase();
+}
+
+/** A `<job>` argument: its form checked here (exit 2), what it names by the deployment. */
+function refArg(v: string): string {
+  const problem = jobRefProblem(v);
+  if (problem) throw usageError(problem);
+  return v.trim();
 }
 
 /** What a command gets. */
@@ -309,8 +333,8 @@ async function enqueue(ctx: Ctx): Promise<void> {
   if (delay !== undefined) body.delay_seconds = delay;
   if (ctx.flags.critical) body.critical = true;
   if (ctx.flags.tenant) body.tenant_id = uuidArg(ctx.flags.tenant, "--tenant");
-  const msgId = await call<number>(ctx, "queue_job", body);
-  ctx.io.out(`${kind} job enqueued: message ${msgId} (idempotency key ${key})`);
+  const number = await call<number>(ctx, "queue_job", body);
+  ctx.io.out(`${kind} job ${jobNumber(number)} enqueued (idempotency key ${key})`);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -320,6 +344,8 @@ interface DeadLetter {
   id: string;
   tenant_id: string;
   job_id: string;
+  /** The job's number: added by the CLI (list_dead_letter_jobs returns the table's rows). */
+  job_number?: number;
   kind: string;
   queue_name: string;
   payload: unknown;
@@ -338,6 +364,8 @@ async function dlqList(ctx: Ctx): Promise<void> {
     p_kind: ctx.flags.kind ?? null,
     p_limit: limit,
   });
+  const numbers = await jobNumbers(ctx, rows.map((r) => r.job_id));
+  for (const r of rows) r.job_number = numbers.get(r.job_id);
   if (ctx.flags.json) {
     ctx.io.out(JSON.stringify(rows, null, 2));
     return;
@@ -347,18 +375,21 @@ async function dlqList(ctx: Ctx): Promise<void> {
   } else {
     for (
       const l of renderTable<DeadLetter>([
-        { header: "ID", value: (r) => r.id },
+        { header: "JOB", value: (r) => jobNumber(r.job_number) },
+        { header: "DEAD LETTER", value: (r) => shortId(r.id) },
         {
           header: "WHEN (UTC)",
           value: (r) => `${r.created_at.slice(0, 10)} ${clockTime(r.created_at)}`,
         },
         { header: "KIND", value: (r) => r.kind },
-        { header: "JOB", value: (r) => r.job_id },
         { header: "ATTEMPTS", value: (r) => r.attempts },
         { header: "ERROR", value: (r) => r.reason, max: 70 },
       ], rows)
     ) ctx.io.out(l);
-    ctx.io.out(`${rows.length} dead letter(s). Redrive: deno task conveyor dlq redrive <id>`);
+    ctx.io.out(
+      `${rows.length} dead letter(s). Show or redrive one by its job number: ` +
+        `deno task conveyor dlq show|redrive ${rows[0]!.job_number ?? "<job>"}`,
+    );
   }
   // Content jobs belong to no tenant and no kind: a filtered list is about dead letters.
   if (!ctx.flags.kind && !ctx.flags.tenant) await failedContentList(ctx, limit);
@@ -373,7 +404,7 @@ async function failedContentList(ctx: Ctx, limit: number): Promise<void> {
   ctx.io.out("");
   for (
     const l of renderTable<FailedContentJobRow>([
-      { header: "CONTENT JOB", value: (r) => r.job_id },
+      { header: "CONTENT JOB", value: (r) => shortId(r.job_id) },
       {
         header: "FAILED (UTC)",
         value: (r) => `${r.failed_at.slice(0, 10)} ${clockTime(r.failed_at)}`,
@@ -386,42 +417,87 @@ async function failedContentList(ctx: Ctx, limit: number): Promise<void> {
   ) ctx.io.out(l);
   ctx.io.out(
     `${fc.size} failed content job(s). Retry from the failed stage: ${
-      contentRedriveCommand("<content job id>")
+      contentRedriveCommand(shortId(fc.latest[0]!.job_id))
     }`,
   );
 }
 
-/** What an id given to `dlq show` / `dlq redrive` names. */
-type DlqTarget = { type: "dead_letter"; id: string } | { type: "content"; id: string };
+/** The numbers of queue jobs (jobs.msg_id), by job id; 200 ids per request (URL length). */
+async function jobNumbers(ctx: Ctx, jobIds: string[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const ids = [...new Set(jobIds)];
+  for (let i = 0; i < ids.length; i += 200) {
+    const { data, error } = await ctx.db.from("jobs").select("id, msg_id")
+      .in("id", ids.slice(i, i + 200));
+    if (error) throw new CliError(`jobs: ${error.message}`);
+    for (const r of data as Array<{ id: string; msg_id: number }>) out.set(r.id, r.msg_id);
+  }
+  return out;
+}
 
 /**
- * Finds what an id names: a dead-letter id or a job id (its newest dead letter), else a
- * content job id. Job and content job ids are separate random uuids: they never collide.
+ * The one queue job, dead letter or content job a `<job>` reference names
+ * (operator_find_jobs); none or several: an error that says which were searched or lists
+ * the candidates (exit 1).
  */
-async function findDlqTarget(ctx: Ctx, id: string): Promise<DlqTarget> {
-  const { data, error } = await ctx.db.from("dead_letter_jobs").select("id, job_id")
-    .or(`id.eq.${id},job_id.eq.${id}`).order("created_at", { ascending: false }).limit(1);
-  if (error) throw new CliError(`dead_letter_jobs: ${error.message}`);
-  if (data?.[0]) return { type: "dead_letter", id: data[0].id as string };
-  const content = await ctx.db.from("content_jobs").select("id").eq("id", id).limit(1);
-  if (content.error) throw new CliError(`content_jobs: ${content.error.message}`);
-  if (content.data?.[0]) return { type: "content", id };
-  throw new CliError(
-    `no dead letter, dead job or content job with id ${id}`,
-    1,
-    "list them with: deno task conveyor dlq list",
-  );
+async function findJob(ctx: Ctx, ref: string): Promise<JobMatch> {
+  const rows = await call<JobMatch[]>(ctx, "operator_find_jobs", {
+    p_ref: ref,
+    p_limit: CANDIDATES_SHOWN,
+  });
+  if (rows.length === 0) {
+    throw new CliError(notFoundMessage(ref), 1, "list them with: deno task conveyor dlq list");
+  }
+  if (rows.length > 1) {
+    throw new CliError(
+      ambiguousMessage(ref, rows),
+      1,
+      "give more of its digits, the job number or the whole id",
+    );
+  }
+  return rows[0]!;
+}
+
+/** What `dlq show` / `dlq redrive` act on. */
+type DlqTarget =
+  | { type: "dead_letter"; id: string; jobId: string; jobNumber: number; kind: string }
+  | { type: "content"; id: string };
+
+/**
+ * A match as a `dlq` target: a dead letter, a queue job's newest dead letter, or a content
+ * job. A queue job that never died has none: an error (exit 1).
+ */
+function dlqTarget(m: JobMatch): DlqTarget {
+  if (m.source === "content_job") return { type: "content", id: m.id };
+  if (!m.dead_letter_id) {
+    throw new CliError(
+      `job ${
+        jobNumber(m.job_number)
+      } (${m.kind}, ${m.id}) is ${m.status} and was never dead-lettered`,
+      1,
+      "list the dead jobs with: deno task conveyor dlq list",
+    );
+  }
+  return {
+    type: "dead_letter",
+    id: m.dead_letter_id,
+    jobId: m.job_id!,
+    jobNumber: m.job_number!,
+    kind: m.kind,
+  };
 }
 
 async function dlqShow(ctx: Ctx): Promise<void> {
-  const [idArg] = ctx.args;
-  if (!idArg) throw usageError("dlq show needs a dead-letter id, a job id or a content job id");
-  const target = await findDlqTarget(ctx, uuidArg(idArg, "the id"));
+  const [idArg, ...more] = ctx.args;
+  if (!idArg) throw usageError("dlq show needs a job: its number, or (part of) an id");
+  if (more.length) throw usageError("dlq show takes one job");
+  const target = dlqTarget(await findJob(ctx, refArg(idArg)));
   if (target.type === "content") return await contentShow(ctx, target.id);
   const id = target.id;
   const d = await call<{
     dead_letter: DeadLetter;
     job: {
+      msg_id: number;
       status: string;
       attempts: number;
       queue_name: string;
@@ -438,7 +514,11 @@ async function dlqShow(ctx: Ctx): Promise<void> {
   const dl = d.dead_letter;
   const { io } = ctx;
   io.out(`dead letter ${dl.id}`);
-  io.out(`  job        ${dl.job_id} (${d.job?.status ?? "gone"}${d.critical ? ", critical" : ""})`);
+  io.out(
+    `  job        ${jobNumber(target.jobNumber)} ${dl.job_id} (${d.job?.status ?? "gone"}${
+      d.critical ? ", critical" : ""
+    })`,
+  );
   io.out(`  kind       ${dl.kind}, queue ${dl.queue_name}, tenant ${dl.tenant_id}`);
   io.out(`  dead since ${dl.created_at}${dl.redriven_at ? `, redriven ${dl.redriven_at}` : ""}`);
   io.out(`  attempts   ${dl.attempts}`);
@@ -595,10 +675,29 @@ async function dlqRedrive(ctx: Ctx): Promise<void> {
   if (ctx.args.length === 0) {
     throw usageError("dlq redrive needs ids, --kind K, --stage S or --all");
   }
-  let failed = 0;
-  for (const raw of ctx.args) {
+  // Every reference is checked, then resolved, before anything is redriven: a typo or an
+  // ambiguous fragment among several ids redrives none of them.
+  const refs = ctx.args.map(refArg);
+  const targets: DlqTarget[] = [];
+  const problems: string[] = [];
+  for (const ref of refs) {
     try {
-      const target = await findDlqTarget(ctx, uuidArg(raw, "the id"));
+      targets.push(dlqTarget(await findJob(ctx, ref)));
+    } catch (e) {
+      if (!(e instanceof CliError) || refs.length === 1) throw e;
+      problems.push(`${ref}: ${e.message}`);
+    }
+  }
+  if (problems.length) {
+    throw new CliError(
+      `nothing redriven: ${problems.length} of ${refs.length} jobs could not be resolved\n${
+        problems.map((p) => p.replace(/^/gm, "  ")).join("\n")
+      }`,
+    );
+  }
+  let failed = 0;
+  for (const [i, target] of targets.entries()) {
+    try {
       if (target.type === "content") {
         const [r] = await call<ContentRedrive[]>(ctx, "redrive_content_job", {
           p_job_id: target.id,
@@ -610,22 +709,19 @@ async function dlqRedrive(ctx: Ctx): Promise<void> {
         );
         continue;
       }
-      const { data, error } = await ctx.db.from("dead_letter_jobs").select("job_id, kind").eq(
-        "id",
-        target.id,
-      ).limit(1);
-      if (error || !data?.[0]) {
-        throw new CliError(`dead_letter_jobs: ${error?.message ?? "not found"}`);
-      }
-      const { job_id: jobId, kind } = data[0] as { job_id: string; kind: string };
-      const msgId = await call<number>(ctx, "redrive_dead_job", { p_job_id: jobId });
-      io.out(`job ${jobId} (${kind}) redriven: message ${msgId}; ${await startWorker(ctx, kind)}`);
+      await call<number>(ctx, "redrive_dead_job", { p_job_id: target.jobId });
+      io.out(
+        `job ${jobNumber(target.jobNumber)} (${target.kind}) redriven; ${await startWorker(
+          ctx,
+          target.kind,
+        )}`,
+      );
     } catch (e) {
       failed++;
-      io.err(`error: ${raw}: ${(e as Error).message}`);
+      io.err(`error: ${refs[i]}: ${(e as Error).message}`);
     }
   }
-  if (failed) throw new CliError(`${failed} of ${ctx.args.length} redrive(s) failed`);
+  if (failed) throw new CliError(`${failed} of ${targets.length} redrive(s) failed`);
 }
 
 async function kindsOfJobs(ctx: Ctx, jobIds: string[]): Promise<string[]> {
@@ -685,6 +781,8 @@ interface EventRow {
   event: string;
   message: string | null;
   tenant: string | null;
+  /** A queue job's number; null for a content job's event. */
+  job_number: number | null;
 }
 
 function eventLine(e: EventRow): string {
@@ -693,7 +791,8 @@ function eventLine(e: EventRow): string {
     e.source.padEnd(7),
     e.subject.padEnd(10),
     e.event.padEnd(16),
-    e.job_id.slice(0, 8),
+    // A queue job by its number; a content job by its id's random tail.
+    (e.source === "job" ? jobNumber(e.job_number) : shortId(e.job_id)).padEnd(8),
     oneLine(e.message ?? "", 120),
     e.tenant && e.tenant !== "default" ? `[${e.tenant}]` : "",
   ].join("  ").trimEnd();

@@ -16,7 +16,14 @@ import type * as LoopMod from "../../../supabase/functions/_shared/worker_loop.t
 import type { LoopSource } from "../../../supabase/functions/_shared/worker_loop.ts";
 import { type BenchEnv, DBS } from "../env.ts";
 import { type Cost, meter } from "../meter.ts";
-import { DeliveryCounter, percentile, sleep, waitUntil, withTimeout } from "../stats.ts";
+import {
+  DeliveryCounter,
+  percentile,
+  rowsDelivery,
+  sleep,
+  waitUntil,
+  withTimeout,
+} from "../stats.ts";
 import type { RunResult } from "../types.ts";
 
 /** The worker runtime under test: the QueueAdapter, the worker loop and the config loader. */
@@ -199,12 +206,7 @@ export async function rpcInsert(
       n,
       seconds,
       cost,
-      delivery: {
-        expected: n,
-        distinct: r!.distinct,
-        duplicates: r!.rows - r!.distinct,
-        lost: n - r!.distinct,
-      },
+      delivery: rowsDelivery(n, r!),
     };
   } finally {
     await sql.end();

@@ -11,7 +11,7 @@ import type { Logger as GwLogger } from "npm:graphile-worker@0.18.0";
 import { Logger } from "npm:graphile-worker@0.18.0";
 import { type BenchEnv, DBS } from "../env.ts";
 import { type Cost, meter } from "../meter.ts";
-import { DeliveryCounter, waitUntil, withTimeout } from "../stats.ts";
+import { DeliveryCounter, rowsDelivery, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
 
@@ -58,12 +58,7 @@ function enqueued(
     n,
     seconds,
     cost,
-    delivery: {
-      expected: n,
-      distinct: r.distinct,
-      duplicates: r.rows - r.distinct,
-      lost: n - r.distinct,
-    },
+    delivery: rowsDelivery(n, r),
   };
 }
 

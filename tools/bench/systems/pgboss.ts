@@ -10,7 +10,7 @@ import postgres from "postgres";
 import { PgBoss } from "npm:pg-boss@12.38.0";
 import { type BenchEnv, DBS } from "../env.ts";
 import { meter } from "../meter.ts";
-import { DeliveryCounter, waitUntil, withTimeout } from "../stats.ts";
+import { DeliveryCounter, rowsDelivery, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
 
@@ -71,12 +71,7 @@ export async function send(env: BenchEnv, n: number, conc: number): Promise<RunR
       n,
       seconds,
       cost,
-      delivery: {
-        expected: n,
-        distinct: r.distinct,
-        duplicates: r.rows - r.distinct,
-        lost: n - r.distinct,
-      },
+      delivery: rowsDelivery(n, r),
     };
   } finally {
     await stop(boss);
@@ -103,12 +98,7 @@ export async function insert(env: BenchEnv, n: number, chunk: number): Promise<R
       n,
       seconds,
       cost,
-      delivery: {
-        expected: n,
-        distinct: r.distinct,
-        duplicates: r.rows - r.distinct,
-        lost: n - r.distinct,
-      },
+      delivery: rowsDelivery(n, r),
     };
   } finally {
     await stop(boss);

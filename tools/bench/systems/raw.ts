@@ -8,7 +8,7 @@
 import postgres from "postgres";
 import { type BenchEnv, DBS } from "../env.ts";
 import { type Cost, meter } from "../meter.ts";
-import { DeliveryCounter } from "../stats.ts";
+import { DeliveryCounter, rowsDelivery } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { loops } from "./conveyor.ts";
 
@@ -29,12 +29,7 @@ async function rawCounts(
     n,
     seconds,
     cost,
-    delivery: {
-      expected: n,
-      distinct: r!.distinct,
-      duplicates: r!.rows - r!.distinct,
-      lost: n - r!.distinct,
-    },
+    delivery: rowsDelivery(n, r!),
   };
 }
 

@@ -24,7 +24,7 @@ import {
   type StageErrorRow,
   type StageRow,
 } from "./data.ts";
-import { ago, clockTime, formatAge, formatCount, oneLine, shortId } from "./format.ts";
+import { ago, clockTime, formatAge, formatCount, jobNumber, oneLine, shortId } from "./format.ts";
 import { html, type HtmlValue, type SafeHtml, trusted } from "./html.ts";
 
 /** How the page is rendered. */
@@ -326,7 +326,7 @@ function deadLetterPanel(dl: DeadLetters, now: string): SafeHtml {
                 <td title="${r.created_at}">${ago(r.created_at, now)}</td>
                 <td>${r.kind}</td>
                 <td>${r.tenant}</td>
-                <td><code title="${r.job_id}">${shortId(r.job_id)}</code></td>
+                <td><code title="${r.job_id}">${jobNumber(r.job_number)}</code></td>
                 <td class="num">${r.attempts}</td>
                 <td class="error-text">${oneLine(r.reason, 300)}</td>
               </tr>
@@ -334,7 +334,8 @@ function deadLetterPanel(dl: DeadLetters, now: string): SafeHtml {
           )}</tbody>
         </table>
         <p
-          class="muted">Redrive: <code>deno task conveyor dlq redrive &lt;id&gt;</code> (see docs/operations.md).</p>
+          class="muted">Redrive: <code>deno task conveyor dlq redrive &lt;job number&gt;</code>, e.g. <code>dlq redrive ${dl
+            .latest[0]!.job_number}</code> (see docs/operations.md).</p>
       `
       : html`<p class="muted">The dead-letter queue is empty.</p>`}
     </section>

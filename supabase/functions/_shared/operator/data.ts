@@ -94,6 +94,8 @@ export interface StageErrorRow {
 export interface DeadLetterRow {
   id: string;
   job_id: string;
+  /** The job's number (jobs.msg_id): how the dashboard and the CLI show the job. */
+  job_number: number;
   tenant_id: string;
   tenant: string;
   kind: string;

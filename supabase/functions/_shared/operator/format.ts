@@ -36,9 +36,19 @@ export function ago(iso: string | null | undefined, nowIso: string): string {
   return d < 1 ? "just now" : `${formatAge(d)} ago`;
 }
 
-/** The first 8 characters of a uuid, for tables. */
+/**
+ * A uuid shown short: its last 8 hex digits. A queue job's id begins with its creation time,
+ * the same first digits for every job created within about a minute; the tail is random in
+ * every id Conveyor makes. `deno task conveyor` finds an id by its start or its end
+ * (`operator_find_jobs`). A queue job is shown by its {@link jobNumber} instead.
+ */
 export function shortId(id: string): string {
-  return id.slice(0, 8);
+  return id.replaceAll("-", "").slice(-8);
+}
+
+/** A queue job as operators see it: its number (what queue_job returned), "#1234". */
+export function jobNumber(n: number | string | null | undefined): string {
+  return n === null || n === undefined ? "#?" : `#${n}`;
 }
 
 /** Cuts text to `max` characters with an ellipsis, on one line. */

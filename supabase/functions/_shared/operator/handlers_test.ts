@@ -52,7 +52,7 @@ function sampleData(): DashboardData {
     }],
     stage_errors: [{
       id: 1,
-      job_id: "11111111-2222-3333-4444-555555555555",
+      job_id: "11111111-2222-3333-4444-5555e0e0e0e1",
       stage: "research",
       message: EVIL,
       attempt: 1,
@@ -66,6 +66,7 @@ function sampleData(): DashboardData {
       latest: [{
         id: "aaaaaaaa-2222-3333-4444-555555555555",
         job_id: "bbbbbbbb-2222-3333-4444-555555555555",
+        job_number: 4711,
         tenant_id: "00000000-0000-0000-0000-000000000000",
         tenant: `t"<b>`,
         kind: "enrich",
@@ -81,7 +82,7 @@ function sampleData(): DashboardData {
       size: 2,
       by_stage: [{ stage: "qa", size: 1 }],
       latest: [{
-        job_id: "dddddddd-2222-3333-4444-555555555555",
+        job_id: "dddddddd-2222-3333-4444-5555c0c0c0c1",
         topic: EVIL,
         stage: "qa",
         attempts: 3,
@@ -220,11 +221,25 @@ Deno.test("conveyor-dashboard: each stage card shows where its workers are calle
   );
 });
 
+Deno.test("conveyor-dashboard: a queue job is shown by its number, a content job by its uuid's random tail", async () => {
+  const body = await (await dashboard()(get("", { authorization: `Bearer ${KEY}` }))).text();
+  assert(
+    body.includes('<code title="bbbbbbbb-2222-3333-4444-555555555555">#4711</code>'),
+    "the dead job's number",
+  );
+  assert(body.includes("<code>dlq redrive 4711</code>"), "the redrive example takes the number");
+  assert(
+    body.includes('<code title="dddddddd-2222-3333-4444-5555c0c0c0c1">c0c0c0c1</code>'),
+    "a failed content job: the last 8 hex digits",
+  );
+  assert(body.includes("job <code>e0e0e0e1</code>"), "a stage error's job: the same");
+});
+
 Deno.test("conveyor-dashboard: failed content jobs are listed with the exact command that retries each", async () => {
   const body = await (await dashboard()(get("", { authorization: `Bearer ${KEY}` }))).text();
   assert(
     body.includes(
-      '<code data-field="redrive_command">deno task conveyor dlq redrive dddddddd-2222-3333-4444-555555555555</code>',
+      '<code data-field="redrive_command">deno task conveyor dlq redrive dddddddd-2222-3333-4444-5555c0c0c0c1</code>',
     ),
     body,
   );
