@@ -612,7 +612,9 @@ async function startWorker(ctx: Ctx, kind: string): Promise<string> {
     });
     return n > 0
       ? `${kind} worker started`
-      : `no ${kind} worker started now (all slots busy or the kind is paused); the dispatcher runs it`;
+      // Usually because the redrive itself kicked the dispatcher, whose worker is already on
+      // its way (often done by now): not "all slots busy", which a newcomer reads as a fault.
+      : `no extra ${kind} worker started (the redrive kicked the dispatcher, which starts one unless every slot is busy or the kind is paused)`;
   } catch (e) {
     return `no worker started (${(e as Error).message}); the dispatcher's next cycle runs it`;
   }

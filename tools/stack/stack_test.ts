@@ -84,7 +84,12 @@ Deno.test("stack: a port in use gets a message and a fix, not a stack trace", as
       );
       assertEquals(r.code, 1, r.out);
       assertMatch(r.out, new RegExp(`error: port ${dbPort} \\(database\\) is already in use`));
-      assertMatch(r.out, /fix: /);
+      assertMatch(
+        r.out,
+        new RegExp(`fix: stop that program \\(\`ss -tanp \\| grep :${dbPort}\` shows it`),
+      );
+      // Nothing was started, so nothing is said to be stopped.
+      assert(!r.out.includes("stopping PostgreSQL"), r.out);
       assert(!r.out.includes("    at "), `no stack trace:\n${r.out}`);
       // Checked before anything was created: no cluster, no log folder.
       assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), [], cmd);

@@ -280,7 +280,9 @@ export class Stack {
       this.log(`stopping ${s.def.name}`);
       await s.stop();
     }
-    if (this.cluster) {
+    // Only a running cluster: a start refused before PostgreSQL started (a port in use) has
+    // nothing to stop, and saying "stopping PostgreSQL" there misleads.
+    if (this.cluster && await this.cluster.running()) {
       this.log("stopping PostgreSQL");
       await this.cluster.stop("fast");
     }
@@ -324,7 +326,9 @@ export function checkPorts(
     if (!portFree(port)) {
       throw new StackError(
         `port ${port} (${what}) is already in use by another program`,
-        `stop that program (another stack? run: deno task stack:down), or choose ports with --api-port/--db-port`,
+        // `ss -tanp` and not `-ltnp`: the port can also be the local end of some program's
+        // outgoing connection (54321/54322 lie in Linux's ephemeral range), which no listener shows.
+        `stop that program (\`ss -tanp | grep :${port}\` shows it; another stack? run: deno task stack:down), or choose ports with --api-port/--db-port`,
       );
     }
   }
