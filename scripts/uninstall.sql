@@ -123,11 +123,15 @@ alter role authenticator reset pgrst.db_pre_request;
 notify pgrst, 'reload config';
 notify pgrst, 'reload schema';
 
--- 7. Migration history, so the CLI knows Conveyor is gone.
+-- 7. Migration history, so the CLI knows Conveyor is gone: this repository's versions, and
+-- in a project Conveyor was installed into (`deno task conveyor install`, docs/install.md)
+-- its files `<version>_conveyor_<name>.sql`, which the CLI records under the name
+-- `conveyor_<name>` (also the kinds `add kind` made, whose queues went with step 2).
 delete from supabase_migrations.schema_migrations
 where version in ('0001', '0010', '0011', '0020', '0050', '0051', '0052', '0053', '0054',
                   '0055', '0056', '0060', '0061', '0069', '0071', '20251020120000',
-                  '20251101000000', '20261207110000');
+                  '20251101000000', '20261207110000')
+   or name like 'conveyor\_%';
 
 commit;
 

@@ -53,7 +53,11 @@ const COMMANDS: Array<{ name: string; run: string[]; usage: RegExp }> = [
   { name: "bench", run: ["task", "-q", "bench"], usage: /^usage: deno task bench / },
   { name: "soak", run: ["task", "-q", "soak"], usage: /^usage: deno task soak / },
   { name: "test", run: ["task", "-q", "test"], usage: /^usage: deno task test / },
-  { name: "doctor", run: ["task", "-q", "doctor"], usage: /^usage: deno task doctor\n/ },
+  {
+    name: "doctor",
+    run: ["task", "-q", "doctor"],
+    usage: /^usage: deno task doctor \[--project P\]\n/,
+  },
   {
     name: "conveyor",
     run: ["task", "-q", "conveyor"],

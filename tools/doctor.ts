@@ -24,7 +24,7 @@ import { exposedSchemas, failing, loadAllowList, runLints, sortFindings } from "
 import { LINTS } from "./lint/lints.ts";
 import { listMigrations } from "./stack/migrate.ts";
 import { serviceRoleKey } from "./stack/keys.ts";
-import { liveState, REPO_ROOT, resolveOptions } from "./stack/state.ts";
+import { checkProject, liveState, REPO_ROOT, resolveOptions } from "./stack/state.ts";
 
 /** Where the doctor looks. */
 export interface DoctorTarget {
@@ -33,6 +33,8 @@ export interface DoctorTarget {
   dbUrl: string | undefined;
   /** True when the target is the local stack (fix commands differ). */
   local: boolean;
+  /** The Supabase project a local stack serves (its state.json), when not this checkout. */
+  project?: string;
 }
 
 /** One check's outcome. */
@@ -56,9 +58,13 @@ export function formatLine(r: CheckResult): string {
   return `FAIL ${r.check}: ${r.detail}${r.fix ? ` → ${r.fix}` : ""}`;
 }
 
-/** Resolves the target from the environment, falling back to the local stack. */
+/**
+ * Resolves the target from the environment, falling back to the local stack: the one serving
+ * `project` when given (its own `.stack/<name>-<hash>` folder), else this checkout's.
+ */
 export async function resolveTarget(
   env: Record<string, string | undefined> = Deno.env.toObject(),
+  project?: string,
 ): Promise<DoctorTarget> {
   if (env.SUPABASE_URL) {
     return {
@@ -68,7 +74,7 @@ export async function resolveTarget(
       local: /^https?:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/.test(env.SUPABASE_URL),
     };
   }
-  const opts = resolveOptions();
+  const opts = resolveOptions(project === undefined ? {} : { project });
   const state = await liveState(opts.dir);
   const apiPort = state?.apiPort ?? opts.apiPort;
   const dbPort = state?.dbPort ?? opts.dbPort;
@@ -77,6 +83,7 @@ export async function resolveTarget(
     key: env.SUPABASE_SERVICE_ROLE_KEY ?? (await serviceRoleKey()),
     dbUrl: env.SUPABASE_DB_URL ?? `postgresql://postgres:postgres@127.0.0.1:${dbPort}/postgres`,
     local: true,
+    project: state?.project && state.project !== state.root ? state.project : undefined,
   };
 }
 
@@ -132,7 +139,7 @@ export async function expectedCronJobs(
 /** Runs every check against `t`. */
 export async function runDoctor(
   t: DoctorTarget,
-  opts: { migrationsDir?: string } = {},
+  opts: { migrationsDir?: string; project?: string } = {},
 ): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   const upFix = t.local ? "deno task stack:up" : "check SUPABASE_URL (Project Settings → API)";
@@ -247,7 +254,7 @@ export async function runDoctor(
       out.push(await checkMigrations(sql, opts.migrationsDir, resetFix));
       out.push(await checkVault(sql, t));
       out.push(await checkCron(sql, opts.migrationsDir, resetFix));
-      out.push(...(await checkLints(sql)));
+      out.push(...(await checkLints(sql, opts.project)));
     } else {
       for (const c of ["migrations applied", "vault secrets", "cron jobs", "database lints"]) {
         out.push({ check: c, status: "skip", detail: "needs SUPABASE_DB_URL" });
@@ -525,23 +532,28 @@ async function checkCron(
 }
 
 /** `deno task doctor --help`. */
-export const USAGE = `usage: deno task doctor
+export const USAGE = `usage: deno task doctor [--project P]
 
 Checks a whole Conveyor deployment: one line per check, "ok", "skip" or
 "FAIL <check>: <what is wrong> → <the command that fixes it>"; exits 1 when a check failed.
 
 Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (+ SUPABASE_DB_URL for the SQL checks),
 otherwise the local stack (.stack/local/state.json or CONVEYOR_STACK_DIR, else the ports
-54321/54322 and the local demo key).`;
+54321/54322 and the local demo key); with --project, the stack serving that project.
+
+  --project P   the Supabase project Conveyor was installed into (deno task conveyor
+                install): its migrations and config.toml are what is checked against,
+                and its local stack (.stack/<name>-<hash>) the target without SUPABASE_URL
+                (default: the local stack's project, else this checkout)`;
 /**
  * Supabase's database lints (`deno task lint:db`, the dashboard's Advisors) judged with
  * supabase/lints.allow.json: one FAIL line per ERROR or unlisted WARN, with its fix.
  */
-async function checkLints(sql: postgres.Sql): Promise<CheckResult[]> {
+async function checkLints(sql: postgres.Sql, project?: string): Promise<CheckResult[]> {
   const check = "database lints";
   try {
     const report = await runLints(sql, {
-      schemas: await exposedSchemas(),
+      schemas: await exposedSchemas(project),
       allow: await loadAllowList(),
     });
     const bad = sortFindings(report.findings.filter(failing));
@@ -571,9 +583,20 @@ async function checkLints(sql: postgres.Sql): Promise<CheckResult[]> {
 }
 
 if (import.meta.main) {
-  cliArgs(USAGE, {});
-  const target = await resolveTarget();
-  const results = await runDoctor(target);
+  const { values } = cliArgs(USAGE, { options: { project: { type: "string" } } });
+  let project: string | undefined;
+  try {
+    if (values.project !== undefined) project = checkProject(values.project);
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    Deno.exit(2);
+  }
+  const target = await resolveTarget(Deno.env.toObject(), project);
+  project ??= target.project;
+  const results = await runDoctor(
+    target,
+    project ? { project, migrationsDir: `${project}/supabase/migrations` } : {},
+  );
   for (const r of results) console.log(formatLine(r));
   Deno.exit(results.some((r) => r.status === "fail") ? 1 : 0);
 }

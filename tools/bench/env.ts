@@ -169,7 +169,7 @@ async function sourceTree(
 
 /** Starts the environment in `<repo>/.stack/bench` (or `dir`). */
 export async function startEnv(
-  opts: { dir?: string; log: (line: string) => void },
+  opts: { dir?: string; project?: string; log: (line: string) => void },
 ): Promise<BenchEnv> {
   const log = opts.log;
   const dir = resolve(opts.dir ?? `${REPO_ROOT}/.stack/bench`);
@@ -183,10 +183,15 @@ export async function startEnv(
   }
   await Deno.remove(`${dir}/pg`, { recursive: true }).catch(() => {});
   await Deno.mkdir(`${dir}/logs`, { recursive: true });
-  const source = await sourceTree(dir, log);
+  const source = opts.project
+    ? { root: REPO_ROOT, label: `project ${opts.project}` }
+    : await sourceTree(dir, log);
   const root = source.root;
 
-  const stack = new Stack({ root, dir, dbPort, apiPort }, (l) => log(`stack: ${l}`));
+  const stack = new Stack(
+    { root, project: opts.project, dir, dbPort, apiPort },
+    (l) => log(`stack: ${l}`),
+  );
   await stack.prepare();
   const info = stack.info!;
   const url = (db: string) => info.dbUrl.replace(/\/postgres$/, `/${db}`);

@@ -15,11 +15,12 @@
  *   --reps N       repetitions (default 3, quick 1)
  *   --out DIR      where benchmarks.md/.svg go
  *   --dir DIR      the cluster's folder (default .stack/bench)
+ *   --project P    Conveyor as installed into Supabase project P (its migrations and functions)
  *
  * @module
  */
 import { cliArgs, usageExit } from "../args.ts";
-import { REPO_ROOT } from "../stack/state.ts";
+import { checkProject, REPO_ROOT } from "../stack/state.ts";
 import { DBS, loadAvg, startEnv } from "./env.ts";
 import { buildPlan, FULL, QUICK, RUN_ORDER, type Sizes, SMOKE, WORKLOADS } from "./plan.ts";
 import { computeRatios, markdown, svgChart, terminalSummary } from "./report.ts";
@@ -37,6 +38,8 @@ export interface BenchOptions {
   reps?: number;
   out?: string;
   dir?: string;
+  /** A Supabase project Conveyor was installed into (default: this checkout's supabase/). */
+  project?: string;
   log?: (line: string) => void;
 }
 
@@ -94,7 +97,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
     log(`note: the machine is busy (load ${load.toFixed(2)}); figures will be noisier`);
   }
   log(`bench: ${opts.mode}, ${plan.length} cases × up to ${reps} repetitions`);
-  const env = await startEnv({ dir: opts.dir, log });
+  const env = await startEnv({ dir: opts.dir, project: opts.project, log });
   const results = new Map<string, { runs: RunResult[]; failures: string[] }>();
   const skipped = new Map<string, string>();
   // The highest 1-minute load seen between cases: other people's work on a shared machine.
@@ -245,6 +248,8 @@ Conveyor next to pg-boss and graphile-worker on one throwaway PostgreSQL cluster
   --reps N     repetitions (default 3, quick 1)
   --out DIR    where benchmarks.md/.svg go (default docs/ for a full run, else .artifacts/bench/)
   --dir DIR    the cluster's folder (default .stack/bench)
+  --project P  benchmark Conveyor as installed into Supabase project P (a folder with supabase/:
+               its migrations and functions) instead of this checkout's
   -h, --help   this text`;
 
 if (import.meta.main) {
@@ -256,11 +261,18 @@ if (import.meta.main) {
       reps: { type: "string" },
       out: { type: "string" },
       dir: { type: "string" },
+      project: { type: "string" },
     },
   });
   const reps = values.reps === undefined ? undefined : Number(values.reps);
   if (reps !== undefined && !(Number.isInteger(reps) && reps >= 1)) {
     usageExit(`--reps must be a whole number of at least 1, got "${values.reps}"`);
+  }
+  let project: string | undefined;
+  try {
+    if (values.project !== undefined) project = checkProject(values.project);
+  } catch (e) {
+    usageExit((e as Error).message);
   }
   try {
     const outcome = await runBench({
@@ -269,6 +281,7 @@ if (import.meta.main) {
       reps,
       out: values.out,
       dir: values.dir,
+      project,
     });
     Deno.exit(outcome.failed > 0 ? 1 : 0);
   } catch (e) {

@@ -84,6 +84,13 @@ a uuid (queue job, dead letter or content job), or 4 to 32 of its hex digits fro
 start or its end, as the tools show it (dashes optional, any case). Digits that are a
 job's number name that job. Ambiguous: the candidates are listed and nothing is done.
 
+In a Supabase project of your own (deno task conveyor install --help; docs/install.md):
+  install --project P     add Conveyor's migrations, functions and config entries
+  upgrade --project P     write what is new or changed since
+  add kind <name> --project P
+                          a job kind: migration, worker function, typed handler, test
+  types [--project P]     Database types of the project's database
+
 Target: SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (a hosted project), otherwise the local
 stack (.stack/local/state.json or CONVEYOR_STACK_DIR, else http://127.0.0.1:54321 with the
 local demo key). --url and --service-key override both.`;

@@ -7,9 +7,10 @@
  *   status  show what runs and where, and whether each service is healthy
  *   reset   drop and re-create the database, re-apply migrations and supabase/seed.sql
  *
- * Flags: --dir <folder>  --api-port <n>  --db-port <n>  (env: CONVEYOR_STACK_DIR,
- * CONVEYOR_API_PORT, CONVEYOR_DB_PORT); start/up: --debug (env CONVEYOR_LOG_LEVEL=debug)
- * adds a log line per request. `<command> --help` shows a command's usage.
+ * Flags: --dir <folder>  --api-port <n>  --db-port <n>  --project <folder>  (env:
+ * CONVEYOR_STACK_DIR, CONVEYOR_API_PORT, CONVEYOR_DB_PORT, CONVEYOR_PROJECT); start/up:
+ * --debug (env CONVEYOR_LOG_LEVEL=debug) adds a log line per request. `<command> --help` shows
+ * a command's usage.
  *
  * @module
  */
@@ -28,6 +29,7 @@ import {
 import {
   clearState,
   liveState,
+  projectRoot,
   readState,
   resolveOptions,
   type StackOptions,
@@ -38,7 +40,14 @@ const USAGE = `usage: deno task <start|stack:up|stack:down|stack:status|db:reset
        deno run -A tools/stack/main.ts <start|up|down|status|reset> [flags]
        deno task <command> --help   (a command's flags)`;
 
-const PLACE = `  --dir D        the stack's folder (default .stack/local; env CONVEYOR_STACK_DIR)
+const PROJECT =
+  `  --project P    the Supabase project to serve: a folder with supabase/ (default: this
+                 checkout; env CONVEYOR_PROJECT), e.g. one Conveyor was installed into`;
+const DIR =
+  `  --dir D        the stack's folder (default .stack/local, or .stack/<project>-<hash> with
+                 --project; env CONVEYOR_STACK_DIR)`;
+const PLACE = `${PROJECT}
+${DIR}
   --api-port N   API port (default 54321; env CONVEYOR_API_PORT)
   --db-port N    database port (default 54322; env CONVEYOR_DB_PORT)`;
 const DEBUG = `  --debug        log a line per request (gateway, PostgREST, pg_net worker);
@@ -46,44 +55,46 @@ const DEBUG = `  --debug        log a line per request (gateway, PostgREST, pg_n
 
 /** Per command: what it does and its flags (`<command> --help`). */
 const HELP: Record<string, string> = {
-  start: `usage: deno task start [--dir D] [--api-port N] [--db-port N] [--debug]
+  start: `usage: deno task start [--project P] [--dir D] [--api-port N] [--db-port N] [--debug]
 
 Runs the whole local stack in the foreground (PostgreSQL, PostgREST, the gateway, the
 pg_net worker); Ctrl-C stops it. Idempotent: on a running stack it shows that stack.
 
 ${PLACE}
 ${DEBUG}`,
-  up: `usage: deno task stack:up [--dir D] [--api-port N] [--db-port N] [--debug]
+  up: `usage: deno task stack:up [--project P] [--dir D] [--api-port N] [--db-port N] [--debug]
 
 Starts the stack in the background (log: <dir>/logs/stack.log) and prints its URLs and keys.
 
 ${PLACE}
 ${DEBUG}`,
-  down: `usage: deno task stack:down [--dir D]
+  down: `usage: deno task stack:down [--project P] [--dir D]
 
 Stops a background stack (no error when none runs), and PostgreSQL with it.
 
-  --dir D        the stack's folder (default .stack/local; env CONVEYOR_STACK_DIR)`,
-  status: `usage: deno task stack:status [--dir D]
+${PROJECT}
+${DIR}`,
+  status: `usage: deno task stack:status [--project P] [--dir D]
 
 Shows what runs and where, with each service's health; exit status 1 when no stack runs.
 
-  --dir D        the stack's folder (default .stack/local; env CONVEYOR_STACK_DIR)`,
-  reset: `usage: deno task db:reset [--dir D] [--api-port N] [--db-port N]
+${PROJECT}
+${DIR}`,
+  reset: `usage: deno task db:reset [--project P] [--dir D] [--api-port N] [--db-port N]
 
-Drops and re-creates the database, re-applies the migrations and supabase/seed.sql. On a
-running stack its services stay up (requests answer 503 meanwhile).
+Drops and re-creates the database, re-applies the migrations and supabase/seed.sql (the
+project's). On a running stack its services stay up (requests answer 503 meanwhile).
 
 ${PLACE}`,
 };
 
 /** Which flags each command takes. */
 const FLAGS: Record<string, string[]> = {
-  start: ["dir", "api-port", "db-port", "debug"],
-  up: ["dir", "api-port", "db-port", "debug"],
-  down: ["dir"],
-  status: ["dir"],
-  reset: ["dir", "api-port", "db-port"],
+  start: ["project", "dir", "api-port", "db-port", "debug"],
+  up: ["project", "dir", "api-port", "db-port", "debug"],
+  down: ["project", "dir"],
+  status: ["project", "dir"],
+  reset: ["project", "dir", "api-port", "db-port"],
 };
 
 function makeLogger(file?: string): (line: string) => void {
@@ -200,6 +211,8 @@ async function up(opts: StackOptions): Promise<void> {
       "-A",
       new URL("./main.ts", import.meta.url).pathname,
       "start",
+      "--project",
+      projectRoot(opts),
       "--dir",
       opts.dir,
       "--api-port",
@@ -268,6 +281,7 @@ async function status(opts: StackOptions): Promise<void> {
   }
   const info = await stackInfo(state.apiPort, state.dbPort);
   console.log(`Stack pid ${state.pid} since ${state.startedAt}.`);
+  if (state.project && state.project !== state.root) console.log(`  project: ${state.project}`);
   for (const [name, pid] of Object.entries(state.services)) {
     const probe = state.health?.[name];
     let health = "";
@@ -290,13 +304,15 @@ async function reset(opts: StackOptions): Promise<void> {
     // No stack: prepare (creates and starts the cluster), reset, and stop again.
     const stack = new Stack(opts, log);
     await stack.prepare();
-    await resetDatabase(stack.cluster!, opts.root, log, stack.info!);
+    await resetDatabase(stack.cluster!, projectRoot(opts), log, stack.info!);
     await stack.cluster!.stop("fast");
   } else {
+    // The running stack's project, whatever this command was told.
+    const project = live.project ?? live.root;
     const info = await stackInfo(live.apiPort, live.dbPort);
-    await resetDatabase(cluster, opts.root, log, info);
+    await resetDatabase(cluster, project, log, info);
     // The seed's kicks were held: start what it enqueued through the running stack.
-    await kickDispatcher(opts.root, info, log);
+    await kickDispatcher(project, info, log);
   }
   log("database reset");
 }
@@ -324,6 +340,7 @@ if (import.meta.main) {
       args: Deno.args,
       allowPositionals: true,
       options: {
+        project: { type: "string" },
         dir: { type: "string" },
         "api-port": { type: "string" },
         "db-port": { type: "string" },
@@ -346,7 +363,7 @@ if (import.meta.main) {
     Deno.exit(values.help ? 0 : 2);
   }
   if (positionals.length > 1) usageError(`unexpected argument "${positionals[1]}"`, cmd);
-  for (const flag of ["dir", "api-port", "db-port", "debug"] as const) {
+  for (const flag of ["project", "dir", "api-port", "db-port", "debug"] as const) {
     if (values[flag] !== undefined && !FLAGS[cmd]!.includes(flag)) {
       usageError(`${cmd} does not take --${flag}`, cmd);
     }
@@ -359,11 +376,21 @@ if (import.meta.main) {
     }
     return n;
   };
-  const opts = resolveOptions({
-    dir: values.dir,
-    apiPort: port(values["api-port"], "api-port"),
-    dbPort: port(values["db-port"], "db-port"),
-  });
+  let opts: StackOptions;
+  try {
+    opts = resolveOptions({
+      project: values.project,
+      dir: values.dir,
+      apiPort: port(values["api-port"], "api-port"),
+      dbPort: port(values["db-port"], "db-port"),
+    });
+  } catch (e) {
+    // A project folder that does not exist or is not a Supabase project: one line and the fix.
+    const err = toError(e);
+    console.error(`error: ${err.message}`);
+    if (err instanceof StackError && err.hint) console.error(`  fix: ${err.hint}`);
+    Deno.exit(1);
+  }
   // Children (PostgREST, the gateway, the pg_net worker, a background `start`) read it too.
   if (values.debug) Deno.env.set("CONVEYOR_LOG_LEVEL", "debug");
   const commands: Record<string, (o: StackOptions) => Promise<void>> = {

@@ -41,13 +41,13 @@ export async function upsertVaultSecret(sql: Sql, name: string, value: string): 
   else await sql`select vault.create_secret(${value}, ${name})`;
 }
 
-/** True when the CLI's history holds exactly the local migrations (nothing to push). */
-async function upToDate(sql: Sql, root: string): Promise<boolean> {
+/** True when the CLI's history holds exactly the project's migrations (nothing to push). */
+async function upToDate(sql: Sql, project: string): Promise<boolean> {
   const [t] = await sql`select to_regclass('supabase_migrations.schema_migrations') as t`;
   if (!t?.t) return false;
   const applied = (await sql`select version from supabase_migrations.schema_migrations`)
     .map((r) => r.version as string).sort();
-  const local = (await listMigrations(`${root}/supabase/migrations`)).map((m) => m.version);
+  const local = (await listMigrations(`${project}/supabase/migrations`)).map((m) => m.version);
   return applied.length === local.length && applied.every((v, i) => v === local[i]);
 }
 
@@ -86,14 +86,16 @@ export async function withKicksHeld(sql: Sql, fn: () => Promise<unknown>): Promi
  * seed: what it enqueues kicks the dispatcher), the migrations and optionally the seed.
  * With `seed`, the CLI runs twice: the migrations first, then the seed alone with the kicks
  * held ({@link withKicksHeld}; the setting it switches off is made by the migrations).
+ * `project` is the folder holding `supabase/` (this checkout, or one Conveyor was installed
+ * into).
  */
 export async function setupDatabase(
   db: DbTarget,
-  root: string,
+  project: string,
   log: (l: string) => void,
   opts: { seed?: boolean; secrets?: { apiUrl: string; serviceRoleKey: string } } = {},
 ): Promise<void> {
-  await bootstrapDatabase(db.adminUrl, root);
+  await bootstrapDatabase(db.adminUrl);
   const sql = postgres(db.url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
     if (opts.secrets) {
@@ -101,16 +103,16 @@ export async function setupDatabase(
       await upsertVaultSecret(sql, "service_role_key", opts.secrets.serviceRoleKey);
       log("Vault secrets project_url and service_role_key stored");
     }
-    if (await upToDate(sql, root)) {
+    if (await upToDate(sql, project)) {
       // Nothing for the CLI to do: skip its start-up (about a second) on every restart.
       log("migrations up to date");
     } else {
-      const applied = await dbPush(root, db.url, { log });
+      const applied = await dbPush(project, db.url, { log });
       log(`supabase db push applied ${applied.length} migration(s)`);
     }
     // Served at once: PostgREST reloads its schema cache before the seed's work is kicked.
     await sql`notify pgrst, 'reload schema'`;
-    if (opts.seed) await withKicksHeld(sql, () => dbPush(root, db.url, { seed: true, log }));
+    if (opts.seed) await withKicksHeld(sql, () => dbPush(project, db.url, { seed: true, log }));
   } finally {
     await sql.end();
   }
@@ -126,7 +128,7 @@ export async function setupDatabase(
  */
 export async function resetDatabase(
   cluster: Cluster,
-  root: string,
+  project: string,
   log: (l: string) => void,
   secrets?: { apiUrl: string; serviceRoleKey: string },
 ): Promise<void> {
@@ -149,7 +151,7 @@ export async function resetDatabase(
   await cluster.restart("fast");
   await setupDatabase(
     { url: cluster.url(), adminUrl: cluster.adminUrl() },
-    root,
+    project,
     log,
     { seed: true, secrets },
   );

@@ -9,11 +9,14 @@
 import postgres from "postgres";
 import { StackError } from "./errors.ts";
 
-/** Runs `<root>/tools/stack/sql/<file>` as one transaction over superuser URL `url`. */
-async function runAsSuperuser(url: string, root: string, file: string): Promise<void> {
+/**
+ * Runs `sql/<file>` (beside this module: the platform's part belongs to the stack's code, not
+ * to the project it runs) as one transaction over superuser URL `url`.
+ */
+async function runAsSuperuser(url: string, file: string): Promise<void> {
   const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
-    const text = await Deno.readTextFile(`${root}/tools/stack/sql/${file}`);
+    const text = await Deno.readTextFile(new URL(`./sql/${file}`, import.meta.url));
     await sql.begin((tx) => tx.unsafe(text));
   } catch (e) {
     throw new StackError(
@@ -27,14 +30,14 @@ async function runAsSuperuser(url: string, root: string, file: string): Promise<
 }
 
 /** Creates or corrects the cluster's roles (sql/roles.sql); `adminUrl` is a superuser URL. */
-export async function applyRoleLayout(adminUrl: string, root: string): Promise<void> {
-  await runAsSuperuser(adminUrl, root, "roles.sql");
+export async function applyRoleLayout(adminUrl: string): Promise<void> {
+  await runAsSuperuser(adminUrl, "roles.sql");
 }
 
 /**
  * Gives one database what a hosted project's has before its first migration
  * (sql/bootstrap.sql): schemas, auth helpers, privileges and the platform's extensions.
  */
-export async function bootstrapDatabase(adminUrl: string, root: string): Promise<void> {
-  await runAsSuperuser(adminUrl, root, "bootstrap.sql");
+export async function bootstrapDatabase(adminUrl: string): Promise<void> {
+  await runAsSuperuser(adminUrl, "bootstrap.sql");
 }

@@ -11,15 +11,25 @@
  * @module
  */
 import { StackError } from "./errors.ts";
+import { type NpmTool, npmToolPath, toolDir } from "./npm_tool.ts";
 import { run, type RunResult } from "./proc.ts";
 
 /** The pinned CLI version (bump together with docs that name it). */
 export const SUPABASE_CLI_VERSION = "2.117.0";
 
+/** The pinned CLI as an npm tool: the binary of its platform package. */
+const CLI_TOOL: NpmTool = {
+  pkg: "supabase",
+  version: SUPABASE_CLI_VERSION,
+  folder: "supabase-cli",
+  label: "the Supabase CLI",
+  alternative: `or set CONVEYOR_SUPABASE_CLI to a supabase ${SUPABASE_CLI_VERSION} binary`,
+  find: binaryIn,
+};
+
 /** Where the pinned CLI is installed: `<cache>/conveyor/supabase-cli-<version>`. */
 export function cliInstallDir(): string {
-  const cache = Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
-  return `${cache}/conveyor/supabase-cli-${SUPABASE_CLI_VERSION}`;
+  return toolDir(CLI_TOOL);
 }
 
 /** The platform binary inside an npm install of `supabase` (`@supabase/cli-<platform>`). */
@@ -40,60 +50,14 @@ async function binaryIn(dir: string): Promise<string | null> {
 let cached: string | null = null;
 
 /**
- * Path of the pinned CLI binary, installing it with npm when missing. Concurrent first
- * installs (two stacks starting) each install into their own temporary folder and the first
- * rename wins.
+ * Path of the pinned CLI binary, installing it with npm when missing (tools/stack/npm_tool.ts);
+ * `CONVEYOR_SUPABASE_CLI` names a binary of one's own instead.
  */
 export async function supabaseCliPath(log: (l: string) => void = () => {}): Promise<string> {
   if (cached) return cached;
   const override = Deno.env.get("CONVEYOR_SUPABASE_CLI");
   if (override) return (cached = override);
-  const dir = cliInstallDir();
-  const found = await binaryIn(dir);
-  if (found) return (cached = found);
-  log(`installing the Supabase CLI ${SUPABASE_CLI_VERSION} from npm into ${dir} (first use only)`);
-  const tmp = `${dir}.tmp-${Deno.pid}`;
-  await Deno.mkdir(tmp, { recursive: true });
-  const cmd = `npm install --prefix ${dir} supabase@${SUPABASE_CLI_VERSION}`;
-  let res: RunResult;
-  try {
-    res = await run("npm", [
-      "install",
-      "--prefix",
-      tmp,
-      "--no-save",
-      "--no-package-lock",
-      "--no-audit",
-      "--no-fund",
-      "--prefer-offline",
-      "--loglevel=error",
-      `supabase@${SUPABASE_CLI_VERSION}`,
-    ]);
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw new StackError(
-      `cannot install the Supabase CLI: ${(e as Error).message} (npm comes with Node.js)`,
-      cmd,
-      { cause: e },
-    );
-  }
-  if (res.code !== 0 || !(await binaryIn(tmp))) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    const tail = (res.stderr || res.stdout).trim().split("\n").slice(-5).join("\n");
-    throw new StackError(
-      `npm could not install the Supabase CLI ${SUPABASE_CLI_VERSION} (it needs the npm registry once):\n${tail}`,
-      `${cmd}   (or set CONVEYOR_SUPABASE_CLI to a supabase ${SUPABASE_CLI_VERSION} binary)`,
-    );
-  }
-  try {
-    await Deno.rename(tmp, dir);
-  } catch {
-    // Another process installed it first: use theirs.
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  }
-  const bin = await binaryIn(dir);
-  if (!bin) throw new StackError(`the Supabase CLI is missing from ${dir}`, `rm -rf ${dir}`);
-  return (cached = bin);
+  return (cached = await npmToolPath(CLI_TOOL, log));
 }
 
 /** The CLI's `--db-url`: percent-encoded URL, no TLS on the local server. */

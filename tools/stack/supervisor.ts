@@ -18,7 +18,7 @@ import { ensurePostgrest, postgrestEnv, readApiConfig } from "./postgrest.ts";
 import { freePort, portFree } from "./proc.ts";
 import { applyRoleLayout } from "./roles.ts";
 import { Service, type ServiceDef } from "./service.ts";
-import type { StackOptions, StackState } from "./state.ts";
+import { projectDenoConfig, projectRoot, type StackOptions, type StackState } from "./state.ts";
 
 /** URLs and keys of a running stack, as `supabase status` prints them. */
 export interface StackInfo {
@@ -69,14 +69,17 @@ export function adminSql(url: string) {
  * anyway.
  */
 export async function kickDispatcher(
-  root: string,
+  project: string,
   info: StackInfo,
   log: (l: string) => void,
   timeoutMs = 30_000,
 ): Promise<void> {
   const slug = "content-queue-dispatcher";
   if (
-    !(await Deno.stat(`${root}/supabase/functions/${slug}/index.ts`).then(() => true, () => false))
+    !(await Deno.stat(`${project}/supabase/functions/${slug}/index.ts`).then(
+      () => true,
+      () => false,
+    ))
   ) {
     return;
   }
@@ -161,10 +164,11 @@ export class Stack {
       await cluster.start();
     }
     this.info = await stackInfo(opts.apiPort, opts.dbPort);
-    await applyRoleLayout(cluster.adminUrl(), opts.root);
+    await applyRoleLayout(cluster.adminUrl());
+    if (projectRoot(opts) !== opts.root) log(`project: ${projectRoot(opts)}`);
     await setupDatabase(
       { url: cluster.url(), adminUrl: cluster.adminUrl() },
-      opts.root,
+      projectRoot(opts),
       log,
       { seed: created, secrets: this.info },
     );
@@ -189,19 +193,21 @@ export class Stack {
       }
     }
     if (this.services.some((s) => s.def.name === "gateway")) {
-      await kickDispatcher(opts.root, this.info!, log);
+      await kickDispatcher(projectRoot(opts), this.info!, log);
     }
   }
 
   /** What the stack runs, in start order. */
   async serviceDefs(): Promise<ServiceDef[]> {
     const { opts } = this;
+    const project = projectRoot(opts);
     const info = this.info!;
     const deno = Deno.execPath();
     const debug = logLevel() === "debug";
     const restPort = freePort();
     const restAdminPort = freePort();
-    const api = await readApiConfig(`${opts.root}/supabase/config.toml`);
+    const api = await readApiConfig(`${project}/supabase/config.toml`);
+    const denoConfig = await projectDenoConfig(project);
     const env = {
       SUPABASE_URL: info.apiUrl,
       SUPABASE_ANON_KEY: info.anonKey,
@@ -243,9 +249,10 @@ export class Stack {
         "--jwt-secret",
         info.jwtSecret,
         "--config",
-        `${opts.root}/supabase/config.toml`,
+        `${project}/supabase/config.toml`,
         "--functions-dir",
-        `${opts.root}/supabase/functions`,
+        `${project}/supabase/functions`,
+        ...(denoConfig ? ["--deno-config", denoConfig] : []),
         ...(debug ? ["--access-log"] : []),
       ], `${info.apiUrl}/health`),
       // pg_net's worker is the superuser's background worker on hosted projects.
@@ -262,6 +269,7 @@ export class Stack {
     return {
       pid: Deno.pid,
       root: this.opts.root,
+      project: projectRoot(this.opts),
       dir: this.opts.dir,
       apiPort: this.opts.apiPort,
       dbPort: this.opts.dbPort,

@@ -346,7 +346,7 @@ Deno.test({
       console.log(`  baseline ${BASELINE_COMMIT.slice(0, 7)}, database ${name}`);
       // A new project: the platform's part (superuser), then the baseline pushed as postgres.
       await admin.unsafe(`create database ${name}`);
-      await bootstrapDatabase(withDb(env.adminDbUrl, name), REPO_ROOT);
+      await bootstrapDatabase(withDb(env.adminDbUrl, name));
       const baselineFiles = await listMigrations(`${baseline}/supabase/migrations`);
       assertEquals(
         await timedPush(baseline, url, "baseline push"),

@@ -4,24 +4,29 @@
  * migrated template database, runs every Deno test and every pgTAP file, stops the stack and
  * prints one final line: `N passed, N failed` (the sum over both runners).
  *
- *   deno task test [--filter <text>] [--keep] [--only deno|sql] [--stack-dir D] [files…]
+ *   deno task test [--filter <text>] [--keep] [--only deno|sql] [--stack-dir D]
+ *                  [--project P] [files…]
  *
  * `--stack-dir` (default `.stack/test`) lets several test runs of one checkout proceed at
- * the same time, each with its own stack.
+ * the same time, each with its own stack. `--project P` tests another Supabase project (one
+ * Conveyor was installed into) the same way: its migrations on the private stack, its
+ * `*_test.ts` / `*.test.ts` under `P/supabase/functions` and `P/supabase/tests/*.test.sql`.
  *
  * @module
  */
 import { resolve } from "node:path";
 import { cliArgs, usageExit } from "../args.ts";
 import { freePort } from "../stack/proc.ts";
-import { REPO_ROOT } from "../stack/state.ts";
+import { checkProject, projectDenoConfig, REPO_ROOT } from "../stack/state.ts";
+import { StackError } from "../stack/errors.ts";
 import { adminSql, setupDatabase, stackInfo } from "../stack/supervisor.ts";
 import { dbUrl, PG_SUPERUSER } from "../stack/cluster.ts";
 import { findPgBin } from "../stack/pg_binaries.ts";
 import { TEMPLATE_DB } from "./db.ts";
 
 const USAGE =
-  `usage: deno task test [--filter TEXT] [--only deno|sql] [--keep] [--stack-dir D] [files…]
+  `usage: deno task test [--filter TEXT] [--only deno|sql] [--keep] [--stack-dir D] [--project P]
+                      [files…]
 
 Starts a private stack (own folder, free ports), runs every Deno test and every pgTAP file
 (or only the given *_test.ts / *.test.sql files) and ends with "N passed, N failed".
@@ -30,6 +35,9 @@ Starts a private stack (own folder, free ports), runs every Deno test and every 
   --only deno|sql only the Deno tests, or only pgTAP
   --keep          leave the stack running afterwards (its stop command is printed)
   --stack-dir D   the stack's folder (default .stack/test); one per concurrent run
+  --project P     test another Supabase project (a folder with supabase/, e.g. one Conveyor
+                  was installed into): its migrations, the *_test.ts and *.test.ts files under
+                  P/supabase/functions and P/supabase/tests/*.test.sql; files are relative to P
   -h, --help      this text`;
 
 const { values, positionals } = cliArgs(USAGE, {
@@ -39,6 +47,7 @@ const { values, positionals } = cliArgs(USAGE, {
     keep: { type: "boolean", default: false },
     only: { type: "string" },
     "stack-dir": { type: "string" },
+    project: { type: "string" },
   },
 });
 
@@ -46,6 +55,16 @@ if (values.only !== undefined && values.only !== "deno" && values.only !== "sql"
   usageExit(`--only must be deno or sql, got "${values.only}"`);
 }
 
+let project = REPO_ROOT;
+if (values.project !== undefined) {
+  try {
+    project = checkProject(values.project);
+  } catch (e) {
+    if (!(e instanceof StackError)) throw e;
+    console.error(`error: ${e.message}${e.hint ? `\n  fix: ${e.hint}` : ""}`);
+    Deno.exit(1);
+  }
+}
 const deno = Deno.execPath();
 const dir = resolve(REPO_ROOT, values["stack-dir"] ?? ".stack/test");
 const apiPort = freePort();
@@ -56,18 +75,20 @@ let failed = 0;
 
 async function stackCmd(cmd: "up" | "down"): Promise<boolean> {
   const args = ["run", "-A", `${REPO_ROOT}/tools/stack/main.ts`, cmd, "--dir", dir];
-  if (cmd === "up") args.push("--api-port", String(apiPort), "--db-port", String(dbPort));
+  if (cmd === "up") {
+    args.push("--api-port", String(apiPort), "--db-port", String(dbPort), "--project", project);
+  }
   const res = await new Deno.Command(deno, { args, stdout: "inherit", stderr: "inherit" })
     .output();
   return res.success;
 }
 
-/** Runs a command, echoing its output, and returns the output text. */
+/** Runs a command in the project folder, echoing its output, and returns the output text. */
 async function tee(cmd: string, args: string[], env: Record<string, string>) {
   const child = new Deno.Command(cmd, {
     args,
     env,
-    cwd: REPO_ROOT,
+    cwd: project,
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -89,10 +110,40 @@ async function tee(cmd: string, args: string[], env: Record<string, string>) {
 // deno-lint-ignore no-control-regex -- strip ANSI colours before parsing summaries
 const ANSI = /\x1b\[[0-9;]*m/g;
 
+/**
+ * Another project's Deno tests: `*_test.ts` and `*.test.ts` under `supabase/functions` (the
+ * Supabase docs put them in `supabase/functions/tests/`, Conveyor's `add kind` beside the
+ * handler), relative to the project.
+ */
+async function projectTests(): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string) => {
+    for await (const e of Deno.readDir(`${project}/${rel}`)) {
+      const path = `${rel}/${e.name}`;
+      if (e.isDirectory && e.name !== "node_modules") await walk(path);
+      else if (e.isFile && /(_test|\.test)\.ts$/.test(e.name)) out.push(path);
+    }
+  };
+  await walk("supabase/functions").catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
+  return out.sort();
+}
+
 async function runDenoTests(env: Record<string, string>): Promise<void> {
   const args = ["test", "-A", "--no-prompt"];
+  const config = await projectDenoConfig(project);
+  if (config) args.push("--config", config);
   if (values.filter) args.push("--filter", values.filter);
-  args.push(...positionals.filter((p) => p.endsWith(".ts")));
+  const files = positionals.filter((p) => p.endsWith(".ts"));
+  if (project !== REPO_ROOT && files.length === 0) {
+    files.push(...await projectTests());
+    if (files.length === 0) {
+      log(`no *_test.ts under ${project}/supabase/functions: no Deno tests to run`);
+      return;
+    }
+  }
+  args.push(...files);
   const { code, text } = await tee(deno, args, env);
   const plain = text.replace(ANSI, "");
   const summary = plain.match(/(?:ok|FAILED) \| (\d+) passed[^|]*\| (\d+) failed/);
@@ -110,8 +161,13 @@ async function runPgTap(env: Record<string, string>): Promise<void> {
   const wanted = positionals.filter((p) => p.endsWith(".sql"));
   if (wanted.length) files.push(...wanted);
   else {
-    for await (const e of Deno.readDir(`${REPO_ROOT}/supabase/tests`)) {
-      if (e.isFile && e.name.endsWith(".test.sql")) files.push(`supabase/tests/${e.name}`);
+    try {
+      for await (const e of Deno.readDir(`${project}/supabase/tests`)) {
+        if (e.isFile && e.name.endsWith(".test.sql")) files.push(`supabase/tests/${e.name}`);
+      }
+    } catch (e) {
+      // A project without pgTAP tests has no supabase/tests.
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
   }
   files.sort();
@@ -138,6 +194,7 @@ async function runPgTap(env: Record<string, string>): Promise<void> {
 
 async function main(): Promise<number> {
   log(`private stack in ${dir} on ports ${apiPort}/${dbPort}`);
+  if (project !== REPO_ROOT) log(`project ${project}`);
   await stackCmd("down");
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   if (!(await stackCmd("up"))) {
@@ -168,7 +225,7 @@ async function main(): Promise<number> {
     }
     await setupDatabase(
       { url: dbUrl(dbPort, TEMPLATE_DB), adminUrl: dbUrl(dbPort, TEMPLATE_DB, PG_SUPERUSER) },
-      REPO_ROOT,
+      project,
       (l) => log(`template: ${l}`),
     );
     const env: Record<string, string> = {

@@ -78,6 +78,8 @@ export interface FunctionsHostOptions {
   log?: (line: string) => void;
   /** Working directory of function processes. Default: parent of functionsDir's parent. */
   cwd?: string;
+  /** A Deno config for function processes (`--config`); default: what Deno finds from cwd. */
+  denoConfig?: string;
   /** Max wait for a new process to accept connections. Default 60000. */
   bootTimeoutMs?: number;
   /** Max wait for response headers before 504. Default 150000. */
@@ -290,8 +292,10 @@ class Worker {
     cwd: string,
     env: Record<string, string>,
     log: (line: string) => void,
+    denoConfig?: string,
   ) {
     const args = ["run", "--allow-all"];
+    if (denoConfig) args.push("--config", denoConfig);
     if (fn.importMap) args.push("--import-map", fn.importMap);
     args.push("--preload", SHIM_PATH, fn.entry);
     this.child = new Deno.Command(Deno.execPath(), {
@@ -348,6 +352,7 @@ export class FunctionsHost {
   readonly #configPath: string;
   readonly #configDir: string;
   readonly #cwd: string;
+  readonly #denoConfig: string | undefined;
   readonly #env: Record<string, string>;
   readonly #jwtSecret: string;
   readonly #log: (line: string) => void;
@@ -390,6 +395,7 @@ export class FunctionsHost {
     this.#configPath = absolute(opts.configPath);
     this.#configDir = dirname(this.#configPath);
     this.#cwd = opts.cwd ? absolute(opts.cwd) : dirname(dirname(this.#functionsDir));
+    this.#denoConfig = opts.denoConfig;
     this.#env = { ...opts.env };
     this.#jwtSecret = opts.jwtSecret;
     this.#log = opts.log ?? ((line) => console.log(line));
@@ -631,7 +637,7 @@ export class FunctionsHost {
       env.SB_EXECUTION_ID = crypto.randomUUID();
       let worker: Worker;
       try {
-        worker = new Worker(fn, generation, port, this.#cwd, env, this.#log);
+        worker = new Worker(fn, generation, port, this.#cwd, env, this.#log, this.#denoConfig);
       } catch (err) {
         this.#log(`[${fn.slug}] cannot start ${Deno.execPath()}: ${errText(err)}`);
         throw new BootError(errText(err));

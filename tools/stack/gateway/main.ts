@@ -36,6 +36,8 @@ export interface GatewayOptions {
   /** supabase/config.toml (`[functions.*]`). */
   configPath: string;
   functionsDir: string;
+  /** A Deno config for function processes (FunctionsHostOptions.denoConfig). */
+  denoConfig?: string;
   /** Platform variables for function processes (SUPABASE_URL, keys, DB URL…). */
   functionsEnv: Record<string, string>;
   log?: (line: string) => void;
@@ -98,6 +100,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const functions = new FunctionsHost({
     functionsDir: opts.functionsDir,
     configPath: opts.configPath,
+    denoConfig: opts.denoConfig,
     env: opts.functionsEnv,
     jwtSecret: opts.jwtSecret,
     log,
@@ -151,7 +154,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 
 const USAGE = `usage: deno run -A tools/stack/gateway/main.ts [--port N] [--rest-url URL]
          [--rest-admin-url URL] [--jwt-secret S] [--config supabase/config.toml]
-         [--functions-dir supabase/functions] [--access-log]`;
+         [--functions-dir supabase/functions] [--deno-config deno.json] [--access-log]`;
 
 async function main(): Promise<void> {
   let values;
@@ -166,6 +169,7 @@ async function main(): Promise<void> {
         "jwt-secret": { type: "string" },
         config: { type: "string" },
         "functions-dir": { type: "string" },
+        "deno-config": { type: "string" },
         "access-log": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -197,6 +201,7 @@ async function main(): Promise<void> {
     jwtSecret,
     configPath: values.config ?? env("GATEWAY_CONFIG") ?? "supabase/config.toml",
     functionsDir: values["functions-dir"] ?? env("GATEWAY_FUNCTIONS_DIR") ?? "supabase/functions",
+    denoConfig: values["deno-config"],
     functionsEnv,
     accessLog: values["access-log"] || env("CONVEYOR_LOG_LEVEL") === "debug",
   });
