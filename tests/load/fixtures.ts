@@ -40,14 +40,20 @@ export async function loadKinds(n: number): Promise<{ kinds: string[] } & AsyncD
  * the edge runtime is bounded by its wall clock, and a test must not hang on one request
  * that never got an answer while the gateway or Postgres restarted. A timeout is logged
  * (it would deserve a look) and surfaces as an RPC error, which the worker loops survive.
+ * `away.count` counts the requests that met the API away (no answer, or a 5xx): the workers
+ * call again through a short outage, so their loops may never see it.
  */
-export function loadClient(timeoutMs = 30_000): SupabaseClient {
+export function loadClient(timeoutMs = 30_000, away = { count: 0 }): SupabaseClient {
   const env = testEnv();
   const timed: typeof fetch = (input, init) => {
     const signal = init?.signal
       ? AbortSignal.any([init.signal, AbortSignal.timeout(timeoutMs)])
       : AbortSignal.timeout(timeoutMs);
-    return fetch(input, { ...init, signal }).catch((e) => {
+    return fetch(input, { ...init, signal }).then((res) => {
+      if (res.status >= 500) away.count++;
+      return res;
+    }, (e) => {
+      away.count++;
       if ((e as Error).name === "TimeoutError") {
         const url = input instanceof Request ? input.url : String(input);
         console.warn(`no answer within ${timeoutMs} ms: ${url}`);

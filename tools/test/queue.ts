@@ -19,6 +19,52 @@ export function testServiceClient(): SupabaseClient {
   });
 }
 
+/** How {@link outageClient}'s API is away: PostgREST's 503, or no answer at all. */
+export type Outage = "503" | "no answer";
+
+/**
+ * A service-role client for the test stack's gateway whose API can be made to go away for a
+ * while, as it does while the gateway, PostgREST or Postgres restarts: `outage(ms, how)`
+ * answers every request with the gateway's 503 (or fails it as a refused connection would)
+ * until `ms` have passed. `onRequest` sees each request's URL first (to start an outage at
+ * a given call); `failed` counts the requests the outage answered.
+ */
+export function outageClient(onRequest: (url: string) => void = () => {}): {
+  client: SupabaseClient;
+  outage(ms: number, how?: Outage): void;
+  failed: () => number;
+} {
+  const env = testEnv();
+  let until = 0;
+  let how: Outage = "503";
+  let failed = 0;
+  const flaky: typeof fetch = (input, init) => {
+    onRequest(input instanceof Request ? input.url : String(input));
+    if (Date.now() < until) {
+      failed++;
+      if (how === "no answer") return Promise.reject(new TypeError("fetch failed"));
+      return Promise.resolve(
+        new Response(JSON.stringify({ message: "The upstream server is currently unavailable" }), {
+          status: 503,
+          headers: { "Content-Type": "application/json; charset=utf-8" },
+        }),
+      );
+    }
+    return fetch(input, init);
+  };
+  return {
+    client: createClient(env.apiUrl, env.serviceRoleKey, {
+      auth: { persistSession: false, autoRefreshToken: false },
+      global: { fetch: flaky },
+    }),
+    outage(ms, h = "503") {
+      until = Date.now() + ms;
+      how = h;
+    },
+    failed: () => failed,
+  };
+}
+
 /** The config tests use: short visibility, 1 s backoff, small batches. */
 export function testQueueConfig(env: Record<string, string> = {}): QueueConfig {
   return loadQueueConfig({

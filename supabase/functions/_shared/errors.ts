@@ -23,6 +23,15 @@ export class QueueError extends Error {
   constructor(readonly code: QueueErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
   }
+
+  /**
+   * True when the same request can succeed later because something upstream was away (the
+   * API restarting, Postgres without a connection): answered 503, which callers retry,
+   * instead of the code's status.
+   */
+  get unavailable(): boolean {
+    return false;
+  }
 }
 
 /** Thrown by a handler: the job fails permanently (dead-lettered, no more attempts). */
@@ -47,6 +56,11 @@ export function toError(e: unknown): Error {
   } catch {
     return new Error(String(e));
   }
+}
+
+/** HTTP status for a QueueError: 503 when it is {@link QueueError.unavailable}, else its code's. */
+export function httpStatusOfError(err: QueueError): number {
+  return err.unavailable ? 503 : httpStatusOf(err.code);
 }
 
 /** HTTP status for a QueueError code. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { httpStatusOf, QueueError, toError } from "./errors.ts";
+import { httpStatusOfError, QueueError, toError } from "./errors.ts";
 
 /** A JSON response. */
 export function json(body: unknown, status = 200, headers: HeadersInit = {}): Response {
@@ -15,11 +15,20 @@ export function json(body: unknown, status = 200, headers: HeadersInit = {}): Re
   });
 }
 
-/** Maps an error to a JSON error response (QueueError codes → statuses, others → 500). */
+/**
+ * Maps an error to a JSON error response (QueueError codes → statuses, others → 500). An
+ * upstream that was away (QueueError.unavailable) is a 503 with Retry-After: the request can
+ * be sent again as it is.
+ */
 export function errorResponse(e: unknown): Response {
   const err = toError(e);
   if (err instanceof QueueError) {
-    return json({ error: err.code, message: err.message }, httpStatusOf(err.code));
+    const status = httpStatusOfError(err);
+    return json(
+      { error: err.code, message: err.message },
+      status,
+      status === 503 ? { "retry-after": "1" } : {},
+    );
   }
   console.error(err.stack ?? err.message);
   return json({ error: "internal", message: err.message }, 500);

@@ -18,8 +18,11 @@ export type Outcome<R = unknown> =
 
 /** Where items come from and go back to (a queue, a pipeline stage). */
 export interface LoopSource<T, R = unknown> {
-  /** Claims up to `max` items; [] when there is nothing to do. */
-  claim(max: number): Promise<T[]>;
+  /**
+   * Claims up to `max` items; [] when there is nothing to do. `signal` is the loop's
+   * shutdown: a claim that waits (for an API to come back) gives up and claims nothing.
+   */
+  claim(max: number, signal?: AbortSignal): Promise<T[]>;
   /** Runs one item. Throw to fail it; see {@link JobCancelError}, {@link JobSnoozeError}. */
   run(item: T, signal: AbortSignal): Promise<R>;
   /** Records the outcomes of a batch in one call. */
@@ -28,7 +31,11 @@ export interface LoopSource<T, R = unknown> {
    * Optional: settles a batch and claims the next one in one call (one round trip, one
    * transaction). Used instead of settle + claim when the loop goes on.
    */
-  settleAndClaim?(results: Array<{ item: T; outcome: Outcome<R> }>, max: number): Promise<T[]>;
+  settleAndClaim?(
+    results: Array<{ item: T; outcome: Outcome<R> }>,
+    max: number,
+    signal?: AbortSignal,
+  ): Promise<T[]>;
   /** Pushes the leases of held items out (heartbeat): every item of a batch until it is settled. */
   extend?(items: T[]): Promise<void>;
   /** Hands back claimed items that will not run (shutdown). */
@@ -144,7 +151,7 @@ export async function runLoop<T, R>(
       }
       break;
     }
-    const items = next ?? await source.claim(opts.batchSize);
+    const items = next ?? await source.claim(opts.batchSize, opts.signal);
     next = null;
     if (items.length === 0) {
       if (source.lost?.()) {
@@ -201,7 +208,7 @@ export async function runLoop<T, R>(
     }
     if (results.length > 0) {
       const goOn = source.settleAndClaim && queue.length === 0 && !stopping() && !budgetSpent();
-      if (goOn) next = await source.settleAndClaim!(results, opts.batchSize);
+      if (goOn) next = await source.settleAndClaim!(results, opts.batchSize, opts.signal);
       else await source.settle(results);
     }
     for (const r of results) {

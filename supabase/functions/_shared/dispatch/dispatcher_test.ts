@@ -1,7 +1,8 @@
 import { assert, assertEquals } from "../../../../tools/test/assert.ts";
 import { createDispatcherHandler, runDispatchCycle } from "./dispatcher.ts";
 import type { BacklogRow } from "./plan.ts";
-import type { DispatchStore, TriggerRequest } from "./store.ts";
+import { createClient } from "../deps.ts";
+import { type DispatchStore, rpcDispatchStore, type TriggerRequest } from "./store.ts";
 
 // A service-role JWT (unsigned is fine here: verify_jwt runs in the gateway, the handler
 // checks the role claim).
@@ -152,4 +153,82 @@ Deno.test("dispatcher handler with recheck_ms runs one more cycle in the backgro
   assertEquals(cycles, 1);
   await Promise.all(pending);
   assertEquals(cycles, 2);
+});
+
+/**
+ * A service-role client whose API answers the first `away` requests as PostgREST does while
+ * it reconnects after a Postgres restart or a `db:reset` (`answer`), then an empty backlog.
+ */
+function reconnectingApi(away: number, answer: () => Response) {
+  let calls = 0;
+  const fetch: typeof globalThis.fetch = () => {
+    calls++;
+    if (calls <= away) return Promise.resolve(answer());
+    return Promise.resolve(
+      new Response("[]", { status: 200, headers: { "content-type": "application/json" } }),
+    );
+  };
+  const client = createClient("http://api.invalid", "service-key", {
+    auth: { persistSession: false, autoRefreshToken: false },
+    global: { fetch },
+  });
+  return { client, calls: () => calls };
+}
+
+const jsonAnswer = (status: number, body: unknown) => () =>
+  new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+const unavailable = jsonAnswer(503, {
+  code: "PGRST001",
+  details: "no connection to the server\n",
+  hint: null,
+  message: "Database client error. Retrying the connection.",
+});
+const brokenMidQuery = jsonAnswer(400, { code: "", details: null, hint: null, message: "" });
+
+Deno.test("dispatcher over RPC: a kick during PostgREST's reconnect (503, or 400 with an empty code) is answered 200 once the API is back", async () => {
+  for (const answer of [unavailable, brokenMidQuery]) {
+    const api = reconnectingApi(2, answer);
+    const handler = createDispatcherHandler({ store: rpcDispatchStore(api.client), env: {} });
+    const res = await handler(post({ source: "kick", target: "queue:enrich" }));
+    assertEquals(res.status, 200);
+    assertEquals((await res.json()).dispatches, []);
+    assertEquals(api.calls(), 3, "two answers while away, then the backlog");
+  }
+});
+
+Deno.test("dispatcher over RPC: an API still away after the retries is a 503 with Retry-After (retry later), a wrong call a 502", async () => {
+  const away = reconnectingApi(1_000, unavailable);
+  const handler = createDispatcherHandler({
+    store: rpcDispatchStore(away.client, { retryMs: 300 }),
+    env: {},
+  });
+  const res = await handler(post({ source: "kick" }));
+  assertEquals(res.status, 503);
+  assertEquals(res.headers.get("retry-after"), "1");
+  assertEquals(await res.json(), {
+    error: "rpc_failed",
+    message: "get_dispatch_backlog: Database client error. Retrying the connection.",
+  });
+  assert(away.calls() > 1, `called again while away (${away.calls()} calls)`);
+
+  // A function PostgREST does not know is not an outage: no retry, 502.
+  const wrong = reconnectingApi(
+    1_000,
+    jsonAnswer(404, {
+      code: "PGRST202",
+      details: null,
+      hint: null,
+      message: "Could not find the function public.get_dispatch_backlog without parameters",
+    }),
+  );
+  const res2 = await createDispatcherHandler({ store: rpcDispatchStore(wrong.client), env: {} })(
+    post({ source: "kick" }),
+  );
+  assertEquals(res2.status, 502);
+  assertEquals(res2.headers.get("retry-after"), null);
+  assertEquals((await res2.json()).error, "rpc_failed");
+  assertEquals(wrong.calls(), 1);
 });

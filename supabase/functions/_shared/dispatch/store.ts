@@ -5,7 +5,7 @@
  * @module
  */
 import type { SupabaseClient } from "../deps.ts";
-import { rpc } from "../supabase.ts";
+import { retryTransient, rpc } from "../supabase.ts";
 import type { BacklogRow, DispatchSource } from "./plan.ts";
 
 /** One trigger call: start up to `count` workers of a target. */
@@ -27,26 +27,49 @@ export interface DispatchStore {
   trigger(req: TriggerRequest): Promise<number>;
 }
 
-/** The store over PostgREST RPC (`get_dispatch_backlog`, `trigger_content_worker`, `trigger_queue_worker`). */
-export function rpcDispatchStore(client: SupabaseClient): DispatchStore {
+/**
+ * How long a dispatch call keeps calling again while the API is away (PostgREST reconnecting
+ * after a Postgres restart or a `db:reset` answers 503, or 400 with an empty code): well
+ * inside pg_net's 10 s timeout of a kick or cron call, so the call is answered 200 once the
+ * API is back, and 503 (retry later) if it is not.
+ */
+export const DISPATCH_RETRY_MS = 5_000;
+
+/**
+ * The store over PostgREST RPC (`get_dispatch_backlog`, `trigger_content_worker`,
+ * `trigger_queue_worker`). Both are called again on a transient failure: reading the backlog
+ * changes nothing, and a trigger repeated after a lost answer re-checks capacity in SQL, so
+ * it never starts more workers than the kind's slots.
+ */
+export function rpcDispatchStore(
+  client: SupabaseClient,
+  o: { retryMs?: number } = {},
+): DispatchStore {
+  const forMs = o.retryMs ?? DISPATCH_RETRY_MS;
   return {
     async backlog() {
-      return (await rpc<BacklogRow[]>(client, "get_dispatch_backlog")) ?? [];
+      return (await retryTransient(() => rpc<BacklogRow[]>(client, "get_dispatch_backlog"), {
+        forMs,
+      })) ?? [];
     },
     async trigger(req) {
-      const n = req.source === "content"
-        ? await rpc<number>(client, "trigger_content_worker", {
-          p_stage: req.target,
-          p_count: req.count,
-          p_max_concurrency: req.maxConcurrency,
-          p_reason: req.reason,
-        })
-        : await rpc<number>(client, "trigger_queue_worker", {
-          p_kind: req.target,
-          p_count: req.count,
-          p_max_concurrency: req.maxConcurrency,
-          p_reason: req.reason,
-        });
+      const n = await retryTransient(
+        () =>
+          req.source === "content"
+            ? rpc<number>(client, "trigger_content_worker", {
+              p_stage: req.target,
+              p_count: req.count,
+              p_max_concurrency: req.maxConcurrency,
+              p_reason: req.reason,
+            })
+            : rpc<number>(client, "trigger_queue_worker", {
+              p_kind: req.target,
+              p_count: req.count,
+              p_max_concurrency: req.maxConcurrency,
+              p_reason: req.reason,
+            }),
+        { forMs },
+      );
       return Number(n ?? 0);
     },
   };

@@ -11,7 +11,7 @@
 import type { SupabaseClient } from "../deps.ts";
 import type { QueueConfig } from "../config.ts";
 import { toError } from "../errors.ts";
-import { rpc } from "../supabase.ts";
+import { retryTransient, rpc, transientRpcError } from "../supabase.ts";
 import type { LoopSource, Outcome } from "../worker_loop.ts";
 import {
   type ConsumeOptions,
@@ -148,20 +148,32 @@ export class PgmqQueueAdapter implements QueueAdapter {
     let lost = false;
     let lastWorkAt = Date.now();
     // Every claim goes through settle_and_claim_jobs (with nothing to settle for the first
-    // one): it beats the invocation's heart and says why it came back empty.
+    // one): it beats the invocation's heart and says why it came back empty. Through an API
+    // outage (a gateway, PostgREST or Postgres restart) it is called again until the API is
+    // back (retryTransient), so the drain keeps its slot and the results it holds; a claim
+    // with nothing to settle stops waiting at shutdown and claims nothing.
     const settleAndClaim = async (
       results: Array<{ item: ClaimedRow; outcome: Outcome<R> }>,
       max: number,
+      signal?: AbortSignal,
     ) => {
-      const r = await rpc<SettleAndClaim>(client, "settle_and_claim_jobs", {
-        p_worker: worker,
-        p_results: results.map((x) => settleEntry(x.item, x.outcome)),
-        p_kind: kind,
-        p_qty: max,
-        p_vt: vt,
-        p_policy: policy,
-        p_invocation: invocation,
-      });
+      const call = () =>
+        rpc<SettleAndClaim>(client, "settle_and_claim_jobs", {
+          p_worker: worker,
+          p_results: results.map((x) => settleEntry(x.item, x.outcome)),
+          p_kind: kind,
+          p_qty: max,
+          p_vt: vt,
+          p_policy: policy,
+          p_invocation: invocation,
+        });
+      let r: SettleAndClaim;
+      try {
+        r = await retryTransient(call, { signal: results.length ? undefined : signal });
+      } catch (e) {
+        if (results.length === 0 && signal?.aborted && transientRpcError(e)) return [];
+        throw e;
+      }
       warnRefused(worker, r.settled);
       throttled = r.throttled === true;
       lost = r.invocation_lost === true;
@@ -169,7 +181,7 @@ export class PgmqQueueAdapter implements QueueAdapter {
       return r.claimed;
     };
     const source: LoopSource<ClaimedRow, R> = {
-      claim: (max) => settleAndClaim([], max),
+      claim: (max, signal) => settleAndClaim([], max, signal),
       run: (row, signal) => {
         const job: Job<P> = {
           id: row.job_id,
@@ -185,11 +197,13 @@ export class PgmqQueueAdapter implements QueueAdapter {
         return handler(job, { signal, log: jobLogger(worker, job) });
       },
       settle: async (results) => {
-        const rows = await rpc<SettleRow[]>(client, "settle_jobs", {
-          p_worker: worker,
-          p_results: results.map((r) => settleEntry(r.item, r.outcome)),
-          p_policy: policy,
-        });
+        const rows = await retryTransient(() =>
+          rpc<SettleRow[]>(client, "settle_jobs", {
+            p_worker: worker,
+            p_results: results.map((r) => settleEntry(r.item, r.outcome)),
+            p_policy: policy,
+          })
+        );
         warnRefused(worker, rows);
       },
       // The steady state in one request: this batch's settle and the next claim. Only for
@@ -205,10 +219,12 @@ export class PgmqQueueAdapter implements QueueAdapter {
         });
       },
       release: async (rows) => {
-        await rpc(client, "release_jobs", {
-          p_worker: worker,
-          p_leases: rows.map((r) => ({ job_id: r.job_id, lease_id: r.lease_id })),
-        });
+        await retryTransient(() =>
+          rpc(client, "release_jobs", {
+            p_worker: worker,
+            p_leases: rows.map((r) => ({ job_id: r.job_id, lease_id: r.lease_id })),
+          })
+        );
       },
       // Jobs held back by a rate limit: come back when a token may be there. Otherwise linger
       // a little for work that arrives just after the queue ran dry (it starts within a poll,

@@ -1,11 +1,18 @@
 /**
  * PgmqQueueAdapter behaviour that only the pgmq provider has (issues 16 and 17): a drain
  * lingers for work that arrives just after its queue ran dry, a rate-limited kind drains
- * continuously while its bucket refills, and a drain whose dispatch slot lapsed stops.
- * Against the test stack's gateway, on kinds of the tests' own.
+ * continuously while its bucket refills, a drain whose dispatch slot lapsed stops, and a
+ * drain rides out an API outage of a few seconds. Against the test stack's gateway, on kinds
+ * of the tests' own.
  */
-import { assertEquals } from "../../../../tools/test/assert.ts";
-import { tempKind, testQueueConfig, testServiceClient } from "../../../../tools/test/queue.ts";
+import { assert, assertEquals } from "../../../../tools/test/assert.ts";
+import {
+  type Outage,
+  outageClient,
+  tempKind,
+  testQueueConfig,
+  testServiceClient,
+} from "../../../../tools/test/queue.ts";
 import { PgmqQueueAdapter } from "./pgmq_adapter.ts";
 
 Deno.test("consume(): a drain that ran dry picks up a job enqueued while it lingers (QUEUE_IDLE_LINGER_MS)", async () => {
@@ -90,6 +97,45 @@ Deno.test("consume(): a drain whose invocation lost its dispatch slot claims no 
     await adapter.shutdown();
   }
 });
+
+for (const how of ["503", "no answer"] as Outage[]) {
+  Deno.test(`consume(): a drain rides out an API outage (${how}): its settle and claims are called again until the API is back`, async () => {
+    await using k = await tempKind();
+    await k.sql`select public.queue_jobs(${
+      k.sql.json(
+        Array.from({ length: 6 }, (_, i) => ({ idempotency_key: `o-${i}`, kind: k.kind })),
+      )
+    })`;
+    const api = outageClient();
+    const adapter = new PgmqQueueAdapter(
+      api.client,
+      testQueueConfig({ QUEUE_BATCH_SIZE: "2", QUEUE_CONCURRENCY: "1" }),
+    );
+    try {
+      let ran = 0;
+      const summary = await adapter.consume(k.kind, () => {
+        // The API goes away while the first batch runs, for longer than a retry's backoff:
+        // that batch's settle (with the next claim) meets it.
+        if (++ran === 1) api.outage(1_500, how);
+        return Promise.resolve(null);
+      });
+      assert(api.failed() > 1, `the outage answered ${api.failed()} request(s)`);
+      assertEquals(
+        [summary.claimed, summary.completed, summary.stoppedBy],
+        [6, 6, "empty"],
+        "one drain ran every job, through the outage",
+      );
+    } finally {
+      await adapter.shutdown();
+    }
+    const rows = await k.sql`select status, attempts from public.jobs where kind = ${k.kind}`;
+    assertEquals(
+      rows.map((r) => `${r.status}/${r.attempts}`),
+      Array(6).fill("completed/1"),
+      "every job settled once, none claimed again",
+    );
+  });
+}
 
 Deno.test("publish(): the same idempotency key with another payload is refused (409), naming the job", async () => {
   await using k = await tempKind();

@@ -20,7 +20,7 @@ import { loadQueueConfig, type QueueConfig } from "../config.ts";
 import { type SupabaseClient, z } from "../deps.ts";
 import { QueueError, toError } from "../errors.ts";
 import { errorResponse, json, readJsonObject, requireServiceRole } from "../http.ts";
-import { rpc, serviceClient } from "../supabase.ts";
+import { retryTransient, rpc, serviceClient } from "../supabase.ts";
 import { sleep } from "../dispatch/background.ts";
 import type { ConsumeSummary, DeadLetter, QueueAdapter } from "./adapter.ts";
 import { defaultHandlers, type HandlerRegistry } from "./handlers/mod.ts";
@@ -110,13 +110,20 @@ function isMissingFunction(e: unknown): boolean {
     /could not find the function|function .* does not exist/i.test(msg);
 }
 
+/**
+ * Calls a dispatcher RPC; a failure is logged, not thrown. With `retry`, called again through
+ * an API outage (retryTransient): the invocation hand-shake must reach the database, or the
+ * kind's dispatch slot stays taken until its lease runs out.
+ */
 async function tolerantRpc<T>(
   client: SupabaseClient,
   fn: string,
   args: Record<string, unknown>,
+  retry = false,
 ): Promise<T | undefined> {
   try {
-    return await rpc<T>(client, fn, args);
+    const call = () => rpc<T>(client, fn, args);
+    return await (retry ? retryTransient(call) : call());
   } catch (e) {
     if (isMissingFunction(e)) {
       if (!missingRpcLogged.has(fn)) {
@@ -207,7 +214,7 @@ export function makeWorkerHandler(
       const known = await tolerantRpc<boolean>(getClient(), "start_invocation", {
         p_invocation_id: invocationId,
         p_worker: worker,
-      });
+      }, true);
       if (known === false) {
         // The dispatcher's slot for this call is gone (a repeated delivery, or it expired
         // before we started): draining now could exceed the kind's max_concurrency. A
@@ -265,7 +272,7 @@ export function makeWorkerHandler(
         await tolerantRpc(getClient(), "finish_invocation", {
           p_invocation_id: invocationId,
           p_summary: { kind, error: toError(e).message },
-        });
+        }, true);
       }
       throw e;
     }
@@ -280,7 +287,7 @@ export function makeWorkerHandler(
       await tolerantRpc(getClient(), "finish_invocation", {
         p_invocation_id: invocationId,
         p_summary: summary,
-      });
+      }, true);
     }
     return summary;
   }
