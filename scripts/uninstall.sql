@@ -130,7 +130,7 @@ notify pgrst, 'reload schema';
 delete from supabase_migrations.schema_migrations
 where version in ('0001', '0010', '0011', '0020', '0050', '0051', '0052', '0053', '0054',
                   '0055', '0056', '0060', '0061', '0069', '0071', '20251020120000',
-                  '20251101000000', '20261207110000')
+                  '20251101000000', '20261207110000', '20261207120000')
    or name like 'conveyor\_%';
 
 commit;
