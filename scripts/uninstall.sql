@@ -70,6 +70,7 @@ drop function if exists
   public.list_dead_letter_jobs(uuid, text, boolean, timestamptz, integer),
   public.materialise_schedules(timestamptz, integer),
   public.operator_alerts(integer),
+  public.operator_concurrency_keys(integer),
   public.operator_configure_target(text, boolean, integer, integer),
   public.operator_dashboard(integer, integer),
   public.operator_dead_letters(integer),
@@ -79,8 +80,11 @@ drop function if exists
   public.operator_metrics(),
   public.operator_queues(integer),
   public.operator_rate_limiters(integer),
+  public.operator_set_concurrency_limit(text, integer, text, uuid),
+  public.operator_set_tenant_weight(uuid, numeric),
   public.operator_stage_errors(integer),
   public.operator_stages(integer),
+  public.operator_tenants(integer),
   public.outbox_write(uuid, uuid, text, text, text, text, text, text, jsonb),
   public.process_dead_letters(text, integer, timestamptz),
   public.queue_content_job(jsonb),
@@ -130,7 +134,7 @@ notify pgrst, 'reload schema';
 delete from supabase_migrations.schema_migrations
 where version in ('0001', '0010', '0011', '0020', '0050', '0051', '0052', '0053', '0054',
                   '0055', '0056', '0060', '0061', '0069', '0071', '20251020120000',
-                  '20251101000000', '20261207110000', '20261207120000')
+                  '20251101000000', '20261207110000', '20261207120000', '20261207120100', '20261207120200')
    or name like 'conveyor\_%';
 
 commit;

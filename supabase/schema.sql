@@ -89,7 +89,9 @@ CREATE TYPE conveyor.queue_job_item AS (
 	run_at timestamp with time zone,
 	payload jsonb,
 	headers jsonb,
-	critical boolean
+	critical boolean,
+	concurrency_key text,
+	concurrency_limit integer
 );
 
 --
@@ -126,6 +128,167 @@ begin
   return null;
 end
 $$;
+
+--
+-- Name: job_kinds; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.job_kinds (
+    kind text NOT NULL,
+    queue_name text NOT NULL,
+    service_name text,
+    worker_slug text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    max_concurrency integer DEFAULT 2 NOT NULL,
+    trigger_batch_size integer DEFAULT 1 NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    fair_share boolean DEFAULT true NOT NULL,
+    concurrency_key_limit integer DEFAULT 1 NOT NULL,
+    CONSTRAINT job_kinds_concurrency_key_limit_check CHECK (((concurrency_key_limit >= 1) AND (concurrency_key_limit <= 1000))),
+    CONSTRAINT job_kinds_kind_check CHECK ((kind ~ '^[a-z][a-z0-9_]{0,30}$'::text)),
+    CONSTRAINT job_kinds_max_concurrency_check CHECK ((max_concurrency >= 0)),
+    CONSTRAINT job_kinds_queue_name_check CHECK ((queue_name ~ '^[a-z][a-z0-9_]{0,30}$'::text)),
+    CONSTRAINT job_kinds_trigger_batch_size_check CHECK (((trigger_batch_size >= 1) AND (trigger_batch_size <= 100)))
+);
+
+--
+-- Name: COLUMN job_kinds.worker_slug; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.worker_slug IS 'the worker function: triggered at /functions/v1/<worker_slug> under Vault project_url';
+
+--
+-- Name: COLUMN job_kinds.max_concurrency; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.max_concurrency IS 'most worker invocations of this kind in flight (triggered or running) at once; 0 = none';
+
+--
+-- Name: COLUMN job_kinds.trigger_batch_size; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.trigger_batch_size IS 'workers the dispatcher starts per cycle for this kind';
+
+--
+-- Name: COLUMN job_kinds.enabled; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.enabled IS 'false = the dispatcher starts no workers for this kind (messages stay queued)';
+
+--
+-- Name: COLUMN job_kinds.fair_share; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.fair_share IS 'true: when several tenants have ready jobs of this kind, claims share each batch between them by weight (docs/fairness.md); false: oldest first, whoever they belong to';
+
+--
+-- Name: COLUMN job_kinds.concurrency_key_limit; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON COLUMN conveyor.job_kinds.concurrency_key_limit IS 'default limit of a concurrency key of this kind: jobs with the same key running at once (a job''s concurrency_limit and conveyor.concurrency_key_limits override it)';
+
+--
+-- Name: admit_keyed(conveyor.job_kinds, text, pgmq.message_record[], timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.admit_keyed(p_kind conveyor.job_kinds, p_queue text, p_msgs pgmq.message_record[], p_now timestamp with time zone) RETURNS pgmq.message_record[]
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_out pgmq.message_record[];
+  v_key record;
+  v_group pgmq.message_record[];
+  v_m pgmq.message_record;
+  v_tenant uuid;
+  v_override int;
+  v_live int;
+  v_first timestamptz;
+  v_limit int;
+  v_grant bigint[];
+  v_grant_vt timestamptz;
+  v_park bigint[];
+  v_park_limit int[];
+  v_back bigint[] := '{}';
+begin
+  v_out := array(select m from unnest(p_msgs) m where not (m.message ? 'concurrency_key'));
+  for v_key in
+    select m.message ->> 'tenant_id' as tenant, m.message ->> 'concurrency_key' as ckey
+    from unnest(p_msgs) m
+    where m.message ? 'concurrency_key'
+    group by 1, 2
+    order by 1, 2
+  loop
+    v_group := array(select m from unnest(p_msgs) m
+                     where m.message ->> 'tenant_id' is not distinct from v_key.tenant
+                       and m.message ->> 'concurrency_key' = v_key.ckey
+                     order by m.msg_id);
+    if coalesce(v_key.tenant, '') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+      -- Not a job's message (no job has this number): the claim's dispose handles it.
+      v_out := v_out || v_group;
+      continue;
+    end if;
+    v_tenant := v_key.tenant::uuid;
+    if not pg_try_advisory_xact_lock(hashtextextended(
+         'conveyor.key:' || p_kind.kind || ':' || v_key.tenant || ':' || v_key.ckey, 0)) then
+      v_back := v_back || array(select m.msg_id from unnest(v_group) m);
+      continue;
+    end if;
+    select c.max_running into v_override from conveyor.concurrency_key_limits c
+    where c.tenant_id = v_tenant and c.kind = p_kind.kind and c.concurrency_key = v_key.ckey;
+    -- A statement of its own, after the lock: its snapshot sees every lease committed by the
+    -- claims that held the lock before.
+    select count(*)::int, min(l.expires_at) into v_live, v_first
+    from conveyor.key_leases l
+    where l.tenant_id = v_tenant and l.kind = p_kind.kind and l.concurrency_key = v_key.ckey
+      and l.expires_at > p_now
+      and l.msg_id <> all (array(select m.msg_id from unnest(v_group) m));
+    v_grant := '{}';
+    v_grant_vt := null;
+    v_park := '{}';
+    v_park_limit := '{}';
+    foreach v_m in array v_group loop
+      v_limit := coalesce(v_override, (v_m.message ->> 'concurrency_limit')::int,
+                          p_kind.concurrency_key_limit);
+      if v_live < v_limit then
+        v_live := v_live + 1;
+        v_grant := v_grant || v_m.msg_id;
+        v_grant_vt := least(v_grant_vt, v_m.vt);
+        v_out := v_out || v_m;
+      else
+        v_park := v_park || v_m.msg_id;
+        v_park_limit := v_park_limit || v_limit;
+      end if;
+    end loop;
+    if cardinality(v_grant) > 0 then
+      insert into conveyor.key_leases (msg_id, tenant_id, kind, concurrency_key, expires_at)
+      select m.msg_id, v_tenant, p_kind.kind, v_key.ckey, m.vt
+      from unnest(v_group) m where m.msg_id = any (v_grant)
+      on conflict (msg_id) do update
+      set tenant_id = excluded.tenant_id, kind = excluded.kind,
+          concurrency_key = excluded.concurrency_key, expires_at = excluded.expires_at;
+      delete from conveyor.key_waiters w where w.msg_id = any (v_grant);
+    end if;
+    if cardinality(v_park) > 0 then
+      execute format('update pgmq.%I q set vt = $2 where q.msg_id = any ($1)', 'q_' || p_queue)
+        using v_park, least(v_first, v_grant_vt);
+      insert into conveyor.key_waiters (msg_id, queue_name, tenant_id, kind, concurrency_key,
+                                        max_running, parked_at)
+      select u.id, p_queue, v_tenant, p_kind.kind, v_key.ckey, u.lim, p_now
+      from unnest(v_park, v_park_limit) as u(id, lim)
+      on conflict (msg_id) do update set max_running = excluded.max_running;
+    end if;
+  end loop;
+  if cardinality(v_back) > 0 then
+    execute format(
+      $q$update pgmq.%I q set vt = clock_timestamp() + interval '100 milliseconds'
+         where q.msg_id = any ($1)$q$, 'q_' || p_queue) using v_back;
+    perform conveyor.lower_hint(p_queue, clock_timestamp() + interval '100 milliseconds');
+  end if;
+  return v_out;
+end
+$_$;
 
 --
 -- Name: audit_full(); Type: FUNCTION; Schema: conveyor
@@ -252,6 +415,8 @@ CREATE TABLE public.jobs (
     last_error text,
     errors jsonb DEFAULT '[]'::jsonb NOT NULL,
     output jsonb,
+    concurrency_key text,
+    concurrency_limit integer,
     CONSTRAINT jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT jobs_finished_iff_terminal CHECK (((status = ANY (ARRAY['completed'::text, 'failed'::text])) = (finished_at IS NOT NULL))),
     CONSTRAINT jobs_lease_iff_processing CHECK (((status = 'processing'::text) = (lease_id IS NOT NULL))),
@@ -276,69 +441,39 @@ COMMENT ON TABLE public.jobs IS 'The job ledger: one row per enqueued job, writt
 COMMENT ON COLUMN public.jobs.msg_id IS 'The job''s number: what queue_job returns, unique across kinds and tiers, and its pgmq message id while the job is live.';
 
 --
--- Name: check_same_request(public.jobs, text, jsonb, text, jsonb, boolean, text); Type: FUNCTION; Schema: conveyor
+-- Name: COLUMN jobs.concurrency_key; Type: COMMENT; Schema: public
 --
 
-CREATE FUNCTION conveyor.check_same_request(p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb, p_critical boolean, p_fn text) RETURNS void
+COMMENT ON COLUMN public.jobs.concurrency_key IS 'queue_job''s concurrency_key: at most the key''s limit of jobs of this kind and tenant with this key run at once (NULL: no key)';
+
+--
+-- Name: COLUMN jobs.concurrency_limit; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.jobs.concurrency_limit IS 'queue_job''s concurrency_limit: the limit this job asked for (an operator''s override for the key wins; NULL: the kind''s default)';
+
+--
+-- Name: check_same_request(public.jobs, text, jsonb, text, jsonb, boolean, text, integer, text); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.check_same_request(p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb, p_critical boolean, p_concurrency_key text, p_concurrency_limit integer, p_fn text) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 begin
   if p_job.kind is distinct from p_kind or p_job.payload is distinct from p_payload
      or p_job.priority is distinct from p_priority or p_job.headers is distinct from p_headers
-     or (p_job.max_attempts is not null) is distinct from p_critical then
+     or (p_job.max_attempts is not null) is distinct from p_critical
+     or p_job.concurrency_key is distinct from p_concurrency_key
+     or p_job.concurrency_limit is distinct from p_concurrency_limit then
     raise exception '%: idempotency_key % is already used by job % with another request',
       p_fn, p_job.idempotency_key, p_job.msg_id
       using errcode = '23505',
             detail = format('job %s: kind %s, priority %s', p_job.msg_id, p_job.kind, p_job.priority),
-            hint = 'send the same kind, payload, priority, headers and critical flag to get that job back, or use another key';
+            hint = 'send the same kind, payload, priority, headers, critical flag and concurrency key and limit to get that job back, or use another key';
   end if;
 end
 $$;
-
---
--- Name: job_kinds; Type: TABLE; Schema: conveyor
---
-
-CREATE TABLE conveyor.job_kinds (
-    kind text NOT NULL,
-    queue_name text NOT NULL,
-    service_name text,
-    worker_slug text NOT NULL,
-    description text DEFAULT ''::text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    max_concurrency integer DEFAULT 2 NOT NULL,
-    trigger_batch_size integer DEFAULT 1 NOT NULL,
-    enabled boolean DEFAULT true NOT NULL,
-    CONSTRAINT job_kinds_kind_check CHECK ((kind ~ '^[a-z][a-z0-9_]{0,30}$'::text)),
-    CONSTRAINT job_kinds_max_concurrency_check CHECK ((max_concurrency >= 0)),
-    CONSTRAINT job_kinds_queue_name_check CHECK ((queue_name ~ '^[a-z][a-z0-9_]{0,30}$'::text)),
-    CONSTRAINT job_kinds_trigger_batch_size_check CHECK (((trigger_batch_size >= 1) AND (trigger_batch_size <= 100)))
-);
-
---
--- Name: COLUMN job_kinds.worker_slug; Type: COMMENT; Schema: conveyor
---
-
-COMMENT ON COLUMN conveyor.job_kinds.worker_slug IS 'the worker function: triggered at /functions/v1/<worker_slug> under Vault project_url';
-
---
--- Name: COLUMN job_kinds.max_concurrency; Type: COMMENT; Schema: conveyor
---
-
-COMMENT ON COLUMN conveyor.job_kinds.max_concurrency IS 'most worker invocations of this kind in flight (triggered or running) at once; 0 = none';
-
---
--- Name: COLUMN job_kinds.trigger_batch_size; Type: COMMENT; Schema: conveyor
---
-
-COMMENT ON COLUMN conveyor.job_kinds.trigger_batch_size IS 'workers the dispatcher starts per cycle for this kind';
-
---
--- Name: COLUMN job_kinds.enabled; Type: COMMENT; Schema: conveyor
---
-
-COMMENT ON COLUMN conveyor.job_kinds.enabled IS 'false = the dispatcher starts no workers for this kind (messages stay queued)';
 
 --
 -- Name: claim(conveyor.job_kinds, text, integer, integer, timestamp with time zone, integer, boolean, uuid); Type: FUNCTION; Schema: conveyor
@@ -347,15 +482,42 @@ COMMENT ON COLUMN conveyor.job_kinds.enabled IS 'false = the dispatcher starts n
 CREATE FUNCTION conveyor.claim(p_kind conveyor.job_kinds, p_worker text, p_qty integer, p_vt integer, p_now timestamp with time zone, p_max integer, p_full boolean, p_invocation uuid) RETURNS SETOF conveyor.claimed_job
     LANGUAGE plpgsql
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
+  c_uuid constant text := '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
   v_tiers text[] := array[p_kind.queue_name || '_fast', p_kind.queue_name,
                           p_kind.queue_name || '_bulk'];
   v_from timestamptz[];
-  v_queue text;
+  v_open boolean[] := array[false, false, false];
+  v_left int := p_qty;
+  v_asked int;
   v_msgs pgmq.message_record[];
   v_rows conveyor.claimed_job[];
-  v_left int := p_qty;
+  v_n int;
+  v_reads int;
+  v_fair boolean := p_kind.fair_share;
+  v_target text := 'queue:' || p_kind.kind;
+  -- Fair share: per tier, the tenants with ready messages and their earliest vt; then per
+  -- candidate tenant (v_cand), its earliest vt over the tiers and its ready count per tier.
+  v_ten text[];
+  v_vts timestamptz[];
+  v_all_ten text[] := '{}';
+  v_all_vt timestamptz[] := '{}';
+  v_cand uuid[];
+  v_all uuid[];
+  v_oldest timestamptz[];
+  v_ev numeric[];
+  v_w numeric[];
+  v_pull bigint[];
+  v_m1 pgmq.message_record[];
+  v_m2 pgmq.message_record[];
+  v_m3 pgmq.message_record[];
+  v_got int;
+  v_t uuid;
+  v_out uuid[] := '{}';
+  v_round int := 0;
+  v_served uuid[] := '{}';
+  v_solo text;
 begin
   if p_invocation is not null and not conveyor.invocation_alive(p_invocation, p_now) then
     perform set_config('conveyor.invocation_lost', 'on', true);
@@ -366,86 +528,227 @@ begin
                coalesce(max(h.visible_from) filter (where h.queue_name = v_tiers[3]), '-infinity')]
   into v_from
   from conveyor.queue_hints h where h.queue_name = any (v_tiers);
-
   for i in 1 .. 3 loop
-    exit when v_left <= 0;
-    continue when v_from[i] > clock_timestamp();
-    v_queue := v_tiers[i];
-    -- The read runs in a subtransaction. FOR UPDATE SKIP LOCKED skips locked rows, but where
-    -- a row's newer version (left by a concurrent read, being deleted by that worker's settle)
-    -- is in the way, PostgreSQL follows the update chain and waits, and three such claims can
-    -- wait on each other ("deadlock detected ... while locking updated version of tuple",
-    -- seen under 10 concurrent workers with every version of this claim). The victim reads
-    -- nothing from this tier this time instead of failing the whole call.
-    begin
-      if p_kind.service_name is null then
-        select coalesce(array_agg(m), '{}') into v_msgs from conveyor.q_read(v_queue, p_vt, v_left) m;
-      else
-        select coalesce(array_agg(m), '{}') into v_msgs
-        from conveyor.read_queue(v_queue, p_vt, v_left, p_kind.service_name, p_now) m;
-      end if;
-    exception when deadlock_detected then
-      v_msgs := '{}';
-    end;
-    if cardinality(v_msgs) < v_left
-       and coalesce(current_setting('conveyor.throttled', true), '') <> 'on' then
-      -- Raised by conveyor.raise_hints at the end of the transaction.
-      perform set_config('conveyor.empty_tiers',
-        concat_ws(',', nullif(current_setting('conveyor.empty_tiers', true), ''), v_queue), true);
-    end if;
-    continue when cardinality(v_msgs) = 0;
-
-    with claimed as (
-      update public.jobs j
-      set status = 'processing',
-          attempts = j.attempts + 1,
-          lease_id = gen_random_uuid(),
-          locked_by = p_worker,
-          locked_until = m.vt,
-          started_at = coalesce(j.started_at, p_now),
-          updated_at = p_now
-      from unnest(v_msgs) m
-      where j.msg_id = m.msg_id
-        and j.status in ('pending', 'processing')
-        -- a job whose last attempt was lost does not run again: dispose_unclaimed
-        and case when j.attempts = 0 then true
-                 else j.attempts < coalesce(j.max_attempts,
-                   (select q.max_attempts from public.queues q
-                    where q.tenant_id = j.tenant_id and q.kind = j.kind), p_max) end
-      returning j.id, j.lease_id, j.kind, j.queue_name, j.msg_id, j.tenant_id, j.priority,
-                j.attempts, j.max_attempts, j.payload, j.headers, m.enqueued_at, j.locked_until
-    )
-    select coalesce(array_agg(row(c.*)::conveyor.claimed_job), '{}') into v_rows from claimed c;
-    if cardinality(v_rows) < cardinality(v_msgs) then
-      perform conveyor.dispose_unclaimed(v_queue,
-        array(select m from unnest(v_msgs) m
-              where m.msg_id <> all (array(select r.msg_id from unnest(v_rows) r))),
-        p_max, p_now);
-    end if;
-    continue when cardinality(v_rows) = 0;
-
-    insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, claimed)
-    select date_trunc('minute', p_now), pg_backend_pid(), r.tenant_id, v_queue, count(*)
-    from unnest(v_rows) r group by r.tenant_id
-    on conflict (minute, backend, tenant_id, queue_name) do update
-    set claimed = c.claimed + excluded.claimed;
-    if p_kind.service_name is not null then
-      insert into conveyor.service_leases (job_id, tenant_id, service_name, expires_at)
-      select r.job_id, r.tenant_id, p_kind.service_name, r.locked_until from unnest(v_rows) r
-      on conflict (job_id) do update set expires_at = excluded.expires_at;
-    end if;
-    if p_full then
-      insert into public.job_events (job_id, tenant_id, type, payload)
-      select r.job_id, r.tenant_id, 'claimed',
-             jsonb_build_object('attempt', r.attempt, 'worker', p_worker, 'msg_id', r.msg_id,
-                                'lease_id', r.lease_id, 'locked_until', r.locked_until)
-      from unnest(v_rows) r;
-    end if;
-    return query select * from unnest(v_rows);
-    v_left := v_left - cardinality(v_rows);
+    v_open[i] := v_from[i] <= clock_timestamp();
   end loop;
+
+  -- A tenant alone a moment ago (this session's last look at the kind, less than
+  -- fair_share_recheck_ms ago) is still taken to be alone: the plain claim, without looking.
+  -- A second tenant's jobs wait at most that long for the first session that looks again
+  -- (sessions look again at different times: each from its own last look); a tenant alone
+  -- saves the look on most claims. conveyor.fair_solo = '<kind> <until, epoch ms>'.
+  v_solo := current_setting('conveyor.fair_solo', true);
+  if v_fair and split_part(v_solo, ' ', 1) = p_kind.kind
+     and nullif(split_part(v_solo, ' ', 2), '')::bigint > floor(extract(epoch from clock_timestamp()) * 1000) then
+    v_fair := false;
+  elsif v_fair then
+    -- Who has ready work, tier by tier. The hint of a tier with no ready tenant is raised at
+    -- the end of the transaction (conveyor.raise_hints, which checks the tier itself: a
+    -- message without a tenant, an orphan, keeps it low, and the plain read below, with one
+    -- tenant or none, disposes of it).
+    for i in 1 .. 3 loop
+      continue when not v_open[i];
+      select coalesce(array_agg(t.tenant_key), '{}'), coalesce(array_agg(t.first_vt), '{}')
+      into v_ten, v_vts
+      from conveyor.q_tenants(v_tiers[i],
+             coalesce(conveyor.setting_int('fair_share_max_tenants')::int, 1000)) t
+      where t.first_vt <= clock_timestamp() and t.tenant_key ~* c_uuid;
+      if cardinality(v_ten) = 0 then
+        perform set_config('conveyor.empty_tiers',
+          concat_ws(',', nullif(current_setting('conveyor.empty_tiers', true), ''), v_tiers[i]), true);
+      else
+        v_all_ten := v_all_ten || v_ten;
+        v_all_vt := v_all_vt || v_vts;
+      end if;
+    end loop;
+    select coalesce(array_agg(x.tenant order by x.tenant), '{}'),
+           coalesce(array_agg(x.oldest order by x.tenant), '{}')
+    into v_cand, v_oldest
+    from (select u.tenant::uuid as tenant, min(u.vt) as oldest
+          from unnest(v_all_ten, v_all_vt) as u(tenant, vt)
+          group by u.tenant::uuid) x;
+    v_fair := cardinality(v_cand) > 1;
+    -- Remembered for this session for fair_share_recheck_ms.
+    perform set_config('conveyor.fair_solo', case when v_fair then '' else p_kind.kind || ' ' ||
+      (floor(extract(epoch from clock_timestamp()) * 1000)
+       + coalesce(conveyor.setting_int('fair_share_recheck_ms'), 25))::bigint::text end,
+      false);
+  end if;
+
+  if not v_fair then
+    -- Oldest first, fast before normal before bulk.
+    for i in 1 .. 3 loop
+      exit when v_left <= 0;
+      continue when not v_open[i];
+      v_reads := 0;
+      loop
+        v_reads := v_reads + 1;
+        v_asked := v_left;
+        begin
+          if p_kind.service_name is null then
+            select coalesce(array_agg(m), '{}') into v_msgs from conveyor.q_read(v_tiers[i], p_vt, v_asked) m;
+          else
+            select coalesce(array_agg(m), '{}') into v_msgs
+            from conveyor.read_queue(v_tiers[i], p_vt, v_asked, p_kind.service_name, p_now) m;
+          end if;
+        exception when deadlock_detected then
+          v_msgs := '{}';
+        end;
+        v_n := cardinality(v_msgs);
+        if v_n < v_asked and coalesce(current_setting('conveyor.throttled', true), '') <> 'on' then
+          -- Raised by conveyor.raise_hints at the end of the transaction.
+          perform set_config('conveyor.empty_tiers',
+            concat_ws(',', nullif(current_setting('conveyor.empty_tiers', true), ''), v_tiers[i]), true);
+        end if;
+        exit when v_n = 0;
+        v_rows := conveyor.claim_messages(p_kind, v_tiers[i], v_msgs, p_worker, p_now, p_max, p_full);
+        if cardinality(v_rows) > 0 then
+          return query select * from unnest(v_rows);
+          v_left := v_left - cardinality(v_rows);
+        end if;
+        -- Again only when keys held jobs back from a full read: the next read gets the jobs
+        -- behind the parked ones.
+        exit when v_left <= 0 or v_n < v_asked or v_reads >= 4 or cardinality(v_rows) = v_n
+          or not exists (select 1 from unnest(v_msgs) m where m.message ? 'concurrency_key');
+      end loop;
+    end loop;
+  else
+    -- Where each candidate stands: virtual time, weight, pull (in v_cand's tenant order).
+    select array_agg(f.ev order by f.tenant_id), array_agg(f.weight order by f.tenant_id),
+           array_agg(f.pull order by f.tenant_id)
+    into v_ev, v_w, v_pull
+    from conveyor.fair_state(v_target, v_cand) f;
+    v_all := v_cand;
+    if p_kind.service_name is not null then
+      -- Every limiter row this claim may take tokens from, at once and in tenant order, as
+      -- read_queue's first call does (0053): claimers never wait on each other in opposite
+      -- orders. Holding some already (an earlier claim in this transaction): never wait, and
+      -- a tenant whose row another claim holds gets nothing this time.
+      if coalesce(current_setting('conveyor.limiter_locks_held', true), '') = '' then
+        perform 1 from (select r.tenant_id from public.rate_limiters r
+                        where r.service_name = p_kind.service_name and r.tenant_id = any (v_cand)
+                        order by r.tenant_id
+                        for update) l;
+        perform set_config('conveyor.limiter_locks_held', 'on', true);
+      else
+        select coalesce(array_agg(c.t order by c.t), '{}'), coalesce(array_agg(c.o order by c.t), '{}'),
+               coalesce(array_agg(c.e order by c.t), '{}'), coalesce(array_agg(c.w order by c.t), '{}'),
+               coalesce(array_agg(c.p order by c.t), '{}')
+        into v_cand, v_oldest, v_ev, v_w, v_pull
+        from unnest(v_cand, v_oldest, v_ev, v_w, v_pull) as c(t, o, e, w, p)
+        where not exists (select 1 from public.rate_limiters r
+                          where r.service_name = p_kind.service_name and r.tenant_id = c.t)
+           or exists (select 1 from (select r.tenant_id from public.rate_limiters r
+                                     where r.service_name = p_kind.service_name
+                                       and r.tenant_id = c.t
+                                     for update skip locked) l);
+      end if;
+    end if;
+    loop
+      exit when v_left <= 0 or v_round >= 3;
+      v_round := v_round + 1;
+      v_got := 0;
+      if p_kind.service_name is null then
+        -- The batch shared in one statement, each tenant's share from its own messages.
+        begin
+          select coalesce(array_agg(row(r.msg_id, r.read_ct, r.enqueued_at, r.vt, r.message,
+                                        r.headers)::pgmq.message_record order by r.msg_id)
+                            filter (where r.tier = 1), '{}'),
+                 coalesce(array_agg(row(r.msg_id, r.read_ct, r.enqueued_at, r.vt, r.message,
+                                        r.headers)::pgmq.message_record order by r.msg_id)
+                            filter (where r.tier = 2), '{}'),
+                 coalesce(array_agg(row(r.msg_id, r.read_ct, r.enqueued_at, r.vt, r.message,
+                                        r.headers)::pgmq.message_record order by r.msg_id)
+                            filter (where r.tier = 3), '{}')
+          into v_m1, v_m2, v_m3
+          from conveyor.q_read_fair(p_kind.queue_name, array(select c::text from unnest(v_cand) c),
+                                    v_ev, v_w, v_oldest, v_open, v_left, p_vt) r;
+        exception when deadlock_detected then
+          v_m1 := '{}'; v_m2 := '{}'; v_m3 := '{}';
+        end;
+      else
+        -- Tenant by tenant: each one's share by the same slot order (its ready jobs unknown: up
+        -- to the batch), read through its rate limit, fast before normal before bulk, and each
+        -- read claimed at once: its service slots (conveyor.service_leases) are then counted
+        -- busy by the tenant's next read. A tenant that gives less than its share (throttled,
+        -- or out of ready jobs) is out of the next round.
+        v_m1 := '{}'; v_m2 := '{}'; v_m3 := '{}';
+        for v_t, v_n in
+          select x.t, count(*)::int
+          from (select c.t, c.o, c.e + k / c.w as at
+                from unnest(v_cand, v_oldest, v_ev, v_w) as c(t, o, e, w)
+                cross join generate_series(0, v_left - 1) as k
+                order by 3, 2, 1
+                limit v_left) x
+          group by x.t
+          order by min(x.at), min(x.o), x.t
+        loop
+          for i in 1 .. 3 loop
+            exit when v_n <= 0;
+            continue when not v_open[i];
+            begin
+              select coalesce(array_agg(m), '{}') into v_msgs
+              from conveyor.read_queue_tenant(v_tiers[i], v_t::text, p_vt, v_n,
+                                              p_kind.service_name, p_now) m;
+            exception when deadlock_detected then
+              v_msgs := '{}';
+            end;
+            v_n := v_n - cardinality(v_msgs);
+            continue when cardinality(v_msgs) = 0;
+            v_rows := conveyor.claim_messages(p_kind, v_tiers[i], v_msgs, p_worker, p_now,
+                                              p_max, p_full);
+            continue when cardinality(v_rows) = 0;
+            return query select * from unnest(v_rows);
+            v_left := v_left - cardinality(v_rows);
+            v_got := v_got + cardinality(v_rows);
+            v_served := v_served || array(select r.tenant_id from unnest(v_rows) r);
+            v_m1 := v_m1 || v_msgs;
+          end loop;
+          if v_n > 0 then
+            v_out := v_out || v_t;
+          end if;
+        end loop;
+      end if;
+      v_msgs := v_m1 || v_m2 || v_m3;
+      exit when cardinality(v_msgs) = 0;
+      -- (A rate-limited kind's reads were claimed as they were read; v_m1 holds all of them.)
+      for i in 1 .. case when p_kind.service_name is null then 3 else 0 end loop
+        continue when cardinality(case i when 1 then v_m1 when 2 then v_m2 else v_m3 end) = 0;
+        v_rows := conveyor.claim_messages(p_kind, v_tiers[i],
+          case i when 1 then v_m1 when 2 then v_m2 else v_m3 end,
+          p_worker, p_now, p_max, p_full);
+        continue when cardinality(v_rows) = 0;
+        return query select * from unnest(v_rows);
+        v_left := v_left - cardinality(v_rows);
+        v_got := v_got + cardinality(v_rows);
+        v_served := v_served || array(select r.tenant_id from unnest(v_rows) r);
+      end loop;
+      -- Again when keys parked jobs out of what was read (the next read gets the jobs behind
+      -- them), or, for a rate-limited kind, for the tenants that could take more.
+      if p_kind.service_name is not null and cardinality(v_out) > 0 then
+        select coalesce(array_agg(c.t order by c.t), '{}'), coalesce(array_agg(c.o order by c.t), '{}'),
+               coalesce(array_agg(c.e order by c.t), '{}'), coalesce(array_agg(c.w order by c.t), '{}')
+        into v_cand, v_oldest, v_ev, v_w
+        from unnest(v_cand, v_oldest, v_ev, v_w) as c(t, o, e, w)
+        where not (c.t = any (v_out));
+        v_out := '{}';
+        continue when cardinality(v_cand) > 0;
+        exit;
+      end if;
+      exit when v_got = cardinality(v_msgs)
+        or not exists (select 1 from unnest(v_msgs) m where m.message ? 'concurrency_key');
+    end loop;
+    perform conveyor.fair_account(v_target, v_all,
+      array(select coalesce(c.pull, 0) + (select count(*) from unnest(v_served) s where s = c.t)
+            from unnest(v_all, v_pull) with ordinality as c(t, pull, o)
+            order by c.o));
+  end if;
+
+  if v_left = p_qty and exists (select 1 from conveyor.key_waiters w where w.kind = p_kind.kind) then
+    perform conveyor.wake_free_keys(p_kind, p_now);
+  end if;
 end
-$$;
+$_$;
 
 --
 -- Name: claim_args(text, text, integer, integer, jsonb); Type: FUNCTION; Schema: conveyor
@@ -479,6 +782,84 @@ end
 $$;
 
 --
+-- Name: claim_messages(conveyor.job_kinds, text, pgmq.message_record[], text, timestamp with time zone, integer, boolean); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.claim_messages(p_kind conveyor.job_kinds, p_queue text, p_msgs pgmq.message_record[], p_worker text, p_now timestamp with time zone, p_max integer, p_full boolean) RETURNS conveyor.claimed_job[]
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_msgs pgmq.message_record[] := p_msgs;
+  v_keyed boolean := exists (select 1 from unnest(p_msgs) m where m.message ? 'concurrency_key');
+  v_rows conveyor.claimed_job[];
+begin
+  if v_keyed then
+    v_msgs := conveyor.admit_keyed(p_kind, p_queue, p_msgs, p_now);
+    if cardinality(v_msgs) = 0 then
+      return '{}';
+    end if;
+  end if;
+  with claimed as (
+    update public.jobs j
+    set status = 'processing',
+        attempts = j.attempts + 1,
+        lease_id = gen_random_uuid(),
+        locked_by = p_worker,
+        locked_until = m.vt,
+        started_at = coalesce(j.started_at, p_now),
+        updated_at = p_now
+    from unnest(v_msgs) m
+    where j.msg_id = m.msg_id
+      and j.status in ('pending', 'processing')
+      -- a job whose last attempt was lost does not run again: dispose_unclaimed
+      and case when j.attempts = 0 then true
+               else j.attempts < coalesce(j.max_attempts,
+                 (select q.max_attempts from public.queues q
+                  where q.tenant_id = j.tenant_id and q.kind = j.kind), p_max) end
+    returning j.id, j.lease_id, j.kind, j.queue_name, j.msg_id, j.tenant_id, j.priority,
+              j.attempts, j.max_attempts, j.payload, j.headers, m.enqueued_at, j.locked_until
+  )
+  select coalesce(array_agg(row(c.*)::conveyor.claimed_job), '{}') into v_rows from claimed c;
+  if cardinality(v_rows) < cardinality(v_msgs) then
+    perform conveyor.dispose_unclaimed(p_queue,
+      array(select m from unnest(v_msgs) m
+            where m.msg_id <> all (array(select r.msg_id from unnest(v_rows) r))),
+      p_max, p_now);
+    if v_keyed then
+      -- Granted a key slot but not claimed (finished, or its last attempt was lost).
+      perform conveyor.release_keys(array(
+        select m.msg_id from unnest(v_msgs) m
+        where m.message ? 'concurrency_key'
+          and m.msg_id <> all (array(select r.msg_id from unnest(v_rows) r))));
+    end if;
+  end if;
+  if cardinality(v_rows) = 0 then
+    return v_rows;
+  end if;
+
+  insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, claimed)
+  select date_trunc('minute', p_now), pg_backend_pid(), r.tenant_id, p_queue, count(*)
+  from unnest(v_rows) r group by r.tenant_id
+  on conflict (minute, backend, tenant_id, queue_name) do update
+  set claimed = c.claimed + excluded.claimed;
+  if p_kind.service_name is not null then
+    insert into conveyor.service_leases (job_id, tenant_id, service_name, expires_at)
+    select r.job_id, r.tenant_id, p_kind.service_name, r.locked_until from unnest(v_rows) r
+    on conflict (job_id) do update set expires_at = excluded.expires_at;
+  end if;
+  if p_full then
+    insert into public.job_events (job_id, tenant_id, type, payload)
+    select r.job_id, r.tenant_id, 'claimed',
+           jsonb_build_object('attempt', r.attempt, 'worker', p_worker, 'msg_id', r.msg_id,
+                              'lease_id', r.lease_id, 'locked_until', r.locked_until)
+    from unnest(v_rows) r;
+  end if;
+  return v_rows;
+end
+$$;
+
+--
 -- Name: complete_jobs(text, jsonb, timestamp with time zone, boolean, boolean); Type: FUNCTION; Schema: conveyor
 --
 
@@ -505,17 +886,25 @@ begin
     return '{}';
   end if;
   for v_queue in select distinct d.queue_name from unnest(v_done) d loop
-    if p_archive then
-      perform pgmq.archive(v_queue, array(select d.msg_id from unnest(v_done) d
-                                          where d.queue_name = v_queue));
-    else
-      perform conveyor.q_delete(v_queue, array(select d.msg_id from unnest(v_done) d
-                                               where d.queue_name = v_queue));
-    end if;
+    begin
+      if p_archive then
+        perform pgmq.archive(v_queue, array(select d.msg_id from unnest(v_done) d
+                                            where d.queue_name = v_queue));
+      else
+        perform conveyor.q_delete(v_queue, array(select d.msg_id from unnest(v_done) d
+                                                 where d.queue_name = v_queue));
+      end if;
+    exception when deadlock_detected then
+      null;
+    end;
   end loop;
   select array_agg(d.id) into v_ids from unnest(v_done) d;
   if exists (select 1 from unnest(v_done) d where d.dedupe_key is not null) then
     delete from conveyor.dedupe_keys k where k.job_id = any (v_ids);
+  end if;
+  if exists (select 1 from unnest(v_done) d where d.concurrency_key is not null) then
+    perform conveyor.release_keys(array(select d.msg_id from unnest(v_done) d
+                                        where d.concurrency_key is not null));
   end if;
   delete from conveyor.service_leases l where l.job_id = any (v_ids);
   insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, completed)
@@ -545,6 +934,14 @@ CREATE FUNCTION conveyor.content_event(p_job_id uuid, p_stage text, p_status tex
 $$;
 
 --
+-- Name: default_tenant_id(); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.default_tenant_id() RETURNS uuid
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select '00000000-0000-0000-0000-000000000000'::pg_catalog.uuid $$;
+
+--
 -- Name: content_job_stages; Type: TABLE; Schema: public
 --
 
@@ -567,12 +964,15 @@ CREATE TABLE public.content_job_stages (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
+    tenant_id uuid DEFAULT conveyor.default_tenant_id() NOT NULL,
     CONSTRAINT content_job_stages_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT content_job_stages_finished_iff_terminal CHECK (((status = ANY (ARRAY['completed'::text, 'failed'::text])) = (finished_at IS NOT NULL))),
     CONSTRAINT content_job_stages_lease_iff_in_progress CHECK (((status = 'in_progress'::text) = ((lease_id IS NOT NULL) AND (lease_owner IS NOT NULL) AND (lease_expires_at IS NOT NULL)))),
     CONSTRAINT content_job_stages_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 10))),
     CONSTRAINT content_job_stages_status_check CHECK ((status = ANY (ARRAY['ready'::text, 'in_progress'::text, 'completed'::text, 'failed'::text])))
 );
+
+ALTER TABLE ONLY public.content_job_stages FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: TABLE content_job_stages; Type: COMMENT; Schema: public
@@ -601,6 +1001,51 @@ begin
     jsonb_build_object('attempts', p_row.attempts, 'max_attempts', p_row.max_attempts));
   perform conveyor.content_event(p_row.job_id, null, 'job_failed',
     format('the job failed at stage %s', p_row.stage), '{}');
+end
+$$;
+
+--
+-- Name: content_fair_tenant(text, timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.content_fair_tenant(p_stage text, p_now timestamp with time zone) RETURNS TABLE(pick uuid, candidates uuid[], pulls bigint[])
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_tenants uuid[];
+  v_oldest timestamptz[];
+begin
+  if coalesce(conveyor.setting_text('content_fair_share'), 'true') <> 'true' then
+    return;
+  end if;
+  with recursive t as (
+    (select s.tenant_id, s.available_at from public.content_job_stages s
+     where s.stage = p_stage and s.status = 'ready'
+     order by s.tenant_id, s.available_at
+     limit 1)
+    union all
+    select n.tenant_id, n.available_at
+    from t cross join lateral (
+      select s.tenant_id, s.available_at from public.content_job_stages s
+      where s.stage = p_stage and s.status = 'ready' and s.tenant_id > t.tenant_id
+      order by s.tenant_id, s.available_at
+      limit 1) n
+  )
+  select coalesce(array_agg(x.tenant_id order by x.tenant_id), '{}'),
+         coalesce(array_agg(x.available_at order by x.tenant_id), '{}')
+  into v_tenants, v_oldest
+  from (select * from t limit coalesce(conveyor.setting_int('fair_share_max_tenants')::int, 1000)) x
+  where x.available_at <= p_now;
+  if cardinality(v_tenants) < 2 then
+    return;
+  end if;
+  -- The lowest virtual time; ties: the longest waiting, then tenant id.
+  return query
+  select (array_agg(f.tenant_id order by f.ev, o.oldest, f.tenant_id))[1], v_tenants,
+         array_agg(f.pull order by f.tenant_id)
+  from conveyor.fair_state('content:' || p_stage, v_tenants) f
+  join unnest(v_tenants, v_oldest) as o(t, oldest) on o.t = f.tenant_id;
 end
 $$;
 
@@ -639,6 +1084,20 @@ CREATE FUNCTION conveyor.content_ready_count(p_stage text, p_now timestamp with 
           where s.stage = p_stage and s.status = 'ready' and s.available_at <= p_now)
        + (select count(*) from public.content_job_stages s
           where s.stage = p_stage and s.status = 'in_progress' and s.lease_expires_at <= p_now)
+$$;
+
+--
+-- Name: content_stage_tenant(); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.content_stage_tenant() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  select j.tenant_id into new.tenant_id from public.content_jobs j where j.id = new.job_id;
+  return new;
+end
 $$;
 
 --
@@ -977,14 +1436,6 @@ end
 $$;
 
 --
--- Name: default_tenant_id(); Type: FUNCTION; Schema: conveyor
---
-
-CREATE FUNCTION conveyor.default_tenant_id() RETURNS uuid
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ select '00000000-0000-0000-0000-000000000000'::pg_catalog.uuid $$;
-
---
 -- Name: dispose_unclaimed(text, pgmq.message_record[], integer, timestamp with time zone); Type: FUNCTION; Schema: conveyor
 --
 
@@ -1055,10 +1506,10 @@ end
 $$;
 
 --
--- Name: enqueue(uuid, text, jsonb, text, text, timestamp with time zone, jsonb, boolean, text, text, text); Type: FUNCTION; Schema: conveyor
+-- Name: enqueue(uuid, text, jsonb, text, text, timestamp with time zone, jsonb, boolean, text, text, integer, text, text); Type: FUNCTION; Schema: conveyor
 --
 
-CREATE FUNCTION conveyor.enqueue(p_tenant_id uuid, p_kind text, p_payload jsonb, p_idempotency_key text, p_priority text DEFAULT 'normal'::text, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_headers jsonb DEFAULT NULL::jsonb, p_critical boolean DEFAULT false, p_dedupe_key text DEFAULT NULL::text, p_source text DEFAULT 'queue_job'::text, p_fn text DEFAULT 'queue_job'::text) RETURNS TABLE(job_id uuid, msg_id bigint, created boolean)
+CREATE FUNCTION conveyor.enqueue(p_tenant_id uuid, p_kind text, p_payload jsonb, p_idempotency_key text, p_priority text DEFAULT 'normal'::text, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_headers jsonb DEFAULT NULL::jsonb, p_critical boolean DEFAULT false, p_dedupe_key text DEFAULT NULL::text, p_concurrency_key text DEFAULT NULL::text, p_concurrency_limit integer DEFAULT NULL::integer, p_source text DEFAULT 'queue_job'::text, p_fn text DEFAULT 'queue_job'::text) RETURNS TABLE(job_id uuid, msg_id bigint, created boolean)
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -1083,16 +1534,18 @@ begin
   -- N identical calls exactly one inserts and the others read its job (race-free at READ
   -- COMMITTED: the SELECT below is a statement of its own, with a snapshot that sees it).
   insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
-                           dedupe_key, max_attempts, payload, headers, run_at)
+                           dedupe_key, max_attempts, payload, headers, run_at,
+                           concurrency_key, concurrency_limit)
   values (p_tenant_id, nextval('conveyor.job_number_seq'), p_kind, v_queue, p_priority,
-          p_idempotency_key, p_dedupe_key, v_max_attempts, p_payload, p_headers, v_run_at)
+          p_idempotency_key, p_dedupe_key, v_max_attempts, p_payload, p_headers, v_run_at,
+          p_concurrency_key, p_concurrency_limit)
   on conflict (tenant_id, idempotency_key) do nothing
   returning * into v_job;
   if v_job.id is null then
     select * into v_job from public.jobs j
     where j.tenant_id = p_tenant_id and j.idempotency_key = p_idempotency_key;
     perform conveyor.check_same_request(v_job, p_kind, p_payload, p_priority, p_headers,
-                                        p_critical, p_fn);
+                                        p_critical, p_concurrency_key, p_concurrency_limit, p_fn);
     return query select v_job.id, v_job.msg_id, false;
     return;
   end if;
@@ -1110,7 +1563,8 @@ begin
   end if;
 
   perform conveyor.q_put(v_queue, v_job.msg_id, v_run_at,
-                         jsonb_build_object('tenant_id', p_tenant_id), p_headers);
+                         conveyor.job_message(p_tenant_id, p_concurrency_key, p_concurrency_limit),
+                         p_headers);
   -- conveyor.lower_hint and conveyor.count_jobs, written out: this runs for every job.
   perform pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v_queue));
   update conveyor.queue_hints h set visible_from = v_run_at
@@ -1128,9 +1582,10 @@ begin
   if p_source = 'fn_pgqueuer_enqueue'
      or exists (select 1 from conveyor.settings s where s.key = 'audit' and s.value = '"full"') then
     insert into public.job_events (job_id, tenant_id, type, payload)
-    values (v_job.id, p_tenant_id, 'enqueued', jsonb_build_object(
+    values (v_job.id, p_tenant_id, 'enqueued', jsonb_strip_nulls(jsonb_build_object(
       'msg_id', v_job.msg_id, 'queue', v_queue, 'priority', p_priority,
-      'run_at', v_run_at, 'source', p_source, 'critical', p_critical));
+      'run_at', v_run_at, 'source', p_source, 'critical', p_critical,
+      'concurrency_key', p_concurrency_key)));
   end if;
   -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
   -- its first check is made here, so a kick inside the debounce window costs one read.
@@ -1177,9 +1632,11 @@ begin
     from (select * from firsts order by ord) f
   ), ins as (
     insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
-                             max_attempts, payload, headers, run_at)
+                             max_attempts, payload, headers, run_at, concurrency_key,
+                             concurrency_limit)
     select n.tenant_id, n.msg_id, n.kind, n.queue_name, n.priority, n.idempotency_key,
-           case when n.critical then v_critical_attempts end, n.payload, n.headers, n.run_at
+           case when n.critical then v_critical_attempts end, n.payload, n.headers, n.run_at,
+           n.concurrency_key, n.concurrency_limit
     from numbered n
     order by n.tenant_id, n.idempotency_key collate "C"
     on conflict (tenant_id, idempotency_key) do nothing
@@ -1193,7 +1650,9 @@ begin
     for v_queue in select distinct j.queue_name from unnest(v_new) j loop
       execute format(
         $q$insert into pgmq.%I (msg_id, vt, message, headers) overriding system value
-           select j.msg_id, j.run_at, jsonb_build_object('tenant_id', j.tenant_id), j.headers
+           select j.msg_id, j.run_at,
+                  conveyor.job_message(j.tenant_id, j.concurrency_key, j.concurrency_limit),
+                  j.headers
            from unnest($1::public.jobs[]) j
            where j.queue_name = $2
            order by j.msg_id$q$,
@@ -1216,9 +1675,10 @@ begin
     from unnest(v_new) j where j.max_attempts is not null order by j.msg_id;
     if conveyor.audit_full() then
       insert into public.job_events (job_id, tenant_id, type, payload)
-      select j.id, j.tenant_id, 'enqueued', jsonb_build_object(
+      select j.id, j.tenant_id, 'enqueued', jsonb_strip_nulls(jsonb_build_object(
                'msg_id', j.msg_id, 'queue', j.queue_name, 'priority', j.priority,
-               'run_at', j.run_at, 'source', p_source, 'critical', j.max_attempts is not null)
+               'run_at', j.run_at, 'source', p_source, 'critical', j.max_attempts is not null,
+               'concurrency_key', j.concurrency_key))
       from unnest(v_new) j
       order by j.msg_id;
     end if;
@@ -1240,6 +1700,8 @@ begin
     where j.kind is distinct from e.kind or j.payload is distinct from e.payload
        or j.priority is distinct from e.priority or j.headers is distinct from e.headers
        or (j.max_attempts is not null) is distinct from e.critical
+       or j.concurrency_key is distinct from e.concurrency_key
+       or j.concurrency_limit is distinct from e.concurrency_limit
   ) then
     raise exception 'queue_jobs: an idempotency_key is already used with another request'
       using errcode = '23505';
@@ -1290,6 +1752,8 @@ begin
   end if;
   if p_queue <> conveyor.dlq_name() then
     insert into conveyor.queue_hints (queue_name) values (p_queue) on conflict do nothing;
+    execute format('create index if not exists %I on pgmq.%I ((message ->> ''tenant_id''), vt)',
+                   'q_' || p_queue || '_tenant_vt_idx', 'q_' || p_queue);
   end if;
   -- With "Expose Queues via PostgREST" (pgmq_public) on, a queue table without RLS is
   -- readable by the API roles (Supabase lint 0019). No policies: only service_role and
@@ -1321,6 +1785,143 @@ end
 $$;
 
 --
+-- Name: fair_account(text, uuid[], bigint[]); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.fair_account(p_target text, p_tenants uuid[], p_deltas bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  for i in 1 .. coalesce(cardinality(p_tenants), 0) loop
+    continue when coalesce(p_deltas[i], 0) = 0;
+    update conveyor.fair_served f set served = f.served + p_deltas[i]
+    where f.ctid = (select x.ctid from conveyor.fair_served x
+                    where x.target = p_target and x.tenant_id = p_tenants[i]
+                    limit 1
+                    for update skip locked);
+    -- Every stripe is held by a concurrent claim: a new one (a random number: a fixed one,
+    -- such as the backend's pid, could be a row another claim holds, and then we would wait).
+    while not found loop
+      insert into conveyor.fair_served (target, tenant_id, stripe, served)
+      values (p_target, p_tenants[i], floor(random() * 2147483647)::int, p_deltas[i])
+      on conflict do nothing;
+    end loop;
+  end loop;
+end
+$$;
+
+--
+-- Name: fair_read_sql(text, boolean); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.fair_read_sql(p_queue text, p_dynamic boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_sql text := $q$
+    with a as (
+      select * from unnest(%1$s, %2$s, %3$s, %4$s) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%9$s q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit %6$s
+        for update skip locked) x
+      where (%5$s)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%10$s q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit %6$s
+        for update skip locked) x
+      where (%5$s)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%11$s q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit %6$s
+        for update skip locked) x
+      where (%5$s)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit %6$s
+    ), u1 as (
+      update pgmq.%9$s m set vt = clock_timestamp() + make_interval(secs => %7$s), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.%10$s m set vt = clock_timestamp() + make_interval(secs => %7$s), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.%11$s m set vt = clock_timestamp() + make_interval(secs => %7$s), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3$q$;
+begin
+  if p_dynamic then
+    -- For EXECUTE: parameters $1 to $7, and %1$I to %3$I for the three tables, which the
+    -- caller's format() fills in.
+    return format(v_sql, '$1', '$2', '$3', '$4', '$5', '$6', '$7', null,
+                  '%1$I', '%2$I', '%3$I');
+  end if;
+  return format(v_sql, 'p_tenants', 'p_ev', 'p_weight', 'p_oldest', 'p_tiers', 'p_qty', 'p_vt',
+                null, quote_ident('q_' || p_queue || '_fast'), quote_ident('q_' || p_queue),
+                quote_ident('q_' || p_queue || '_bulk'));
+end
+$_$;
+
+--
+-- Name: fair_state(text, uuid[]); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.fair_state(p_target text, p_tenants uuid[]) RETURNS TABLE(tenant_id uuid, ev numeric, weight numeric, pull bigint)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_pull boolean := pg_try_advisory_xact_lock(hashtextextended('conveyor.fair:' || p_target, 0));
+begin
+  -- A statement of its own after the lock: its snapshot sees the pulls committed by the
+  -- claims that held it before.
+  return query
+  with t as materialized (
+    select u.tenant_id, coalesce(w.weight, 1) as weight,
+           coalesce((select sum(s.served) from conveyor.fair_served s
+                     where s.target = p_target and s.tenant_id = u.tenant_id), 0) as served
+    from unnest(p_tenants) as u(tenant_id)
+    left join conveyor.tenant_weights w on w.tenant_id = u.tenant_id
+  ), e as (
+    select t.*, t.served / t.weight as vt,
+           min(t.served / t.weight) over () + coalesce(
+             (select (s.value #>> '{}')::numeric from conveyor.settings s
+              where s.key = 'fair_share_lag'), 100) as ceiling
+    from t
+  )
+  select e.tenant_id, least(e.vt, e.ceiling), e.weight,
+         case when v_pull and e.vt > e.ceiling
+              then (floor(e.ceiling * e.weight) - e.served)::bigint else 0::bigint end
+  from e
+  order by e.tenant_id;
+end
+$$;
+
+--
 -- Name: generate_queue_sql(); Type: FUNCTION; Schema: conveyor
 --
 
@@ -1334,6 +1935,11 @@ declare
   v_read text := '';
   v_put text := '';
   v_delete text := '';
+  v_tenants text := '';
+  v_fair text := '';
+  v_fkw text := 'if';
+  v_kq text;
+  v_end text;
 begin
   -- Two transactions replacing the same functions at once fail ("tuple concurrently
   -- updated"): one generation at a time.
@@ -1368,12 +1974,49 @@ begin
   %s p_queue = %L then
     delete from pgmq.%I m where m.msg_id = any (p_msg_ids);$f$,
       v_kw, v_queue, 'q_' || v_queue);
+    v_tenants := v_tenants || format($f$
+  %s p_queue = %L then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.%I q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.%I q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;$f$,
+      v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
     v_kw := 'elsif';
   end loop;
   if v_kw = 'elsif' then
     v_read := v_read || E'\n  else';
     v_put := v_put || E'\n  else';
     v_delete := v_delete || E'\n  else';
+    v_tenants := v_tenants || E'\n  else';
+  end if;
+  v_end := case when v_kw = 'elsif' then 'end if;' else '' end;
+
+  -- The fair read, per kind whose three tier queues exist.
+  for v_kq in
+    select k.queue_name from conveyor.job_kinds k
+    where to_regclass(format('pgmq.%I', 'q_' || k.queue_name || '_fast')) is not null
+      and to_regclass(format('pgmq.%I', 'q_' || k.queue_name)) is not null
+      and to_regclass(format('pgmq.%I', 'q_' || k.queue_name || '_bulk')) is not null
+    order by 1
+  loop
+    v_fair := v_fair || format($f$
+  %1$s p_queue = %2$L then
+    return query %3$s;$f$,
+      v_fkw, v_kq, conveyor.fair_read_sql(v_kq, false));
+    v_fkw := 'elsif';
+  end loop;
+  if v_fkw = 'elsif' then
+    v_fair := v_fair || E'\n  else';
   end if;
 
   execute format($def$
@@ -1382,12 +2025,12 @@ returns setof pgmq.message_record
 language plpgsql
 set search_path = ''
 as $body$
--- Generated by conveyor.generate_queue_sql() (20261207120000_q_read_once.sql): do not edit.
+-- Generated by conveyor.generate_queue_sql(): do not edit.
 begin%s
     return query select * from pgmq.read(p_queue, p_vt, p_qty);
   %s
 end
-$body$$def$, v_read, case when v_kw = 'elsif' then 'end if;' else '' end);
+$body$$def$, v_read, v_end);
 
   execute format($def$
 create or replace function conveyor.q_put(
@@ -1396,13 +2039,13 @@ create or replace function conveyor.q_put(
 language plpgsql
 set search_path = ''
 as $body$
--- Generated by conveyor.generate_queue_sql() (20261207120000_q_read_once.sql): do not edit.
+-- Generated by conveyor.generate_queue_sql(): do not edit.
 begin%s
     execute format('insert into pgmq.%%I (msg_id, vt, message, headers) overriding system value values ($1, $2, $3, $4)',
                    'q_' || p_queue) using p_msg_id, p_vt, p_message, p_headers;
   %s
 end
-$body$$def$, v_put, case when v_kw = 'elsif' then 'end if;' else '' end);
+$body$$def$, v_put, v_end);
 
   execute format($def$
 create or replace function conveyor.q_delete(p_queue text, p_msg_ids bigint[])
@@ -1410,16 +2053,62 @@ returns void
 language plpgsql
 set search_path = ''
 as $body$
--- Generated by conveyor.generate_queue_sql() (20261207120000_q_read_once.sql): do not edit.
+-- Generated by conveyor.generate_queue_sql(): do not edit.
 begin%s
     perform pgmq.delete(p_queue, p_msg_ids);
   %s
 end
-$body$$def$, v_delete, case when v_kw = 'elsif' then 'end if;' else '' end);
+$body$$def$, v_delete, v_end);
+
+  execute format($def$
+create or replace function conveyor.q_tenants(p_queue text, p_limit int)
+returns table (tenant_key text, first_vt timestamptz)
+language plpgsql
+set search_path = ''
+as $body$
+-- Generated by conveyor.generate_queue_sql(): do not edit.
+begin%s
+    return query execute format(
+      'with recursive t as ('
+      '  (select (q.message ->> ''tenant_id'') as tenant, q.vt from pgmq.%%1$I q'
+      '   where (q.message ->> ''tenant_id'') is not null'
+      '   order by (q.message ->> ''tenant_id''), q.vt limit 1)'
+      '  union all'
+      '  select n.tenant, n.vt from t cross join lateral ('
+      '    select (q.message ->> ''tenant_id'') as tenant, q.vt from pgmq.%%1$I q'
+      '    where (q.message ->> ''tenant_id'') > t.tenant'
+      '    order by (q.message ->> ''tenant_id''), q.vt limit 1) n)'
+      ' select t.tenant, t.vt from t limit $1', 'q_' || p_queue) using p_limit;
+  %s
+end
+$body$$def$, v_tenants, v_end);
+
+  execute format($def$
+create or replace function conveyor.q_read_fair(
+  p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamptz[],
+  p_tiers boolean[], p_qty int, p_vt int
+) returns table (tier int, msg_id bigint, read_ct int, enqueued_at timestamptz,
+                 vt timestamptz, message jsonb, headers jsonb)
+language plpgsql
+set search_path = ''
+as $body$
+-- Generated by conveyor.generate_queue_sql(): do not edit.
+#variable_conflict use_column
+begin%s
+    return query execute format(%L, 'q_' || p_queue || '_fast', 'q_' || p_queue,
+                                'q_' || p_queue || '_bulk')
+      using p_tenants, p_ev, p_weight, p_oldest, p_tiers, p_qty, p_vt;
+  %s
+end
+$body$$def$, v_fair, conveyor.fair_read_sql(null, true),
+   case when v_fkw = 'elsif' then 'end if;' else '' end);
 
   revoke all on function conveyor.q_read(text, int, int),
     conveyor.q_put(text, bigint, timestamptz, jsonb, jsonb),
-    conveyor.q_delete(text, bigint[]) from public;
+    conveyor.q_delete(text, bigint[]),
+    conveyor.q_tenants(text, int),
+    conveyor.q_read_fair(text, text[], numeric[], numeric[], timestamptz[], boolean[], int, int)
+    from public;
 end
 $_$;
 
@@ -1527,6 +2216,20 @@ begin
   perform conveyor.generate_queue_sql();
   return null;
 end
+$$;
+
+--
+-- Name: job_message(uuid, text, integer); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.job_message(p_tenant_id uuid, p_key text, p_limit integer) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select case when p_key is null
+    then pg_catalog.jsonb_build_object('tenant_id', p_tenant_id)
+    else pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+      'tenant_id', p_tenant_id, 'concurrency_key', p_key, 'concurrency_limit', p_limit))
+  end
 $$;
 
 --
@@ -1679,7 +2382,8 @@ CREATE FUNCTION conveyor.parse_queue_job(p jsonb, p_limit bigint, p_max_delay bi
     AS $_$
 declare
   c_fields constant text[] := array['idempotency_key', 'kind', 'payload', 'priority',
-    'delay_seconds', 'execute_after', 'headers', 'critical', 'tenant_id'];
+    'delay_seconds', 'execute_after', 'headers', 'critical', 'concurrency_key',
+    'concurrency_limit', 'tenant_id'];
   v_kind text;
   v_queue text;
   v_key text;
@@ -1687,6 +2391,8 @@ declare
   v_run_at timestamptz;
   v_size int;
   v_extra text;
+  v_ckey text;
+  v_climit int;
 begin
   if p is null or jsonb_typeof(p) <> 'object' then
     raise exception 'queue_job: the body must be a JSON object';
@@ -1766,6 +2472,26 @@ begin
   if p ? 'critical' and jsonb_typeof(p -> 'critical') <> 'boolean' then
     raise exception 'queue_job: critical must be true or false';
   end if;
+  if coalesce(jsonb_typeof(p -> 'concurrency_key'), 'null') <> 'null' then
+    if jsonb_typeof(p -> 'concurrency_key') <> 'string' or (p ->> 'concurrency_key') !~ '\S' then
+      raise exception 'queue_job: concurrency_key must be a non-empty string';
+    end if;
+    v_ckey := p ->> 'concurrency_key';
+    if length(v_ckey) > 255 then
+      raise exception 'queue_job: concurrency_key is longer than 255 characters';
+    end if;
+  end if;
+  if coalesce(jsonb_typeof(p -> 'concurrency_limit'), 'null') <> 'null' then
+    if jsonb_typeof(p -> 'concurrency_limit') <> 'number'
+       or (p ->> 'concurrency_limit')::numeric <> trunc((p ->> 'concurrency_limit')::numeric)
+       or (p ->> 'concurrency_limit')::numeric not between 1 and 1000 then
+      raise exception 'queue_job: concurrency_limit must be a whole number between 1 and 1000';
+    end if;
+    if v_ckey is null then
+      raise exception 'queue_job: concurrency_limit needs a concurrency_key';
+    end if;
+    v_climit := (p ->> 'concurrency_limit')::int;
+  end if;
   if p ? 'tenant_id' then
     if jsonb_typeof(p -> 'tenant_id') <> 'string'
        or p ->> 'tenant_id' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
@@ -1782,7 +2508,9 @@ begin
     coalesce(v_run_at, now()),
     coalesce(p -> 'payload', '{}'::jsonb),
     nullif(p -> 'headers', 'null'::jsonb),
-    coalesce((p ->> 'critical')::boolean, false)
+    coalesce((p ->> 'critical')::boolean, false),
+    v_ckey,
+    v_climit
   )::conveyor.queue_job_item;
 end
 $_$;
@@ -2006,7 +2734,7 @@ CREATE FUNCTION conveyor.q_delete(p_queue text, p_msg_ids bigint[]) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
--- Generated by conveyor.generate_queue_sql() (20261207120000_q_read_once.sql): do not edit.
+-- Generated by conveyor.generate_queue_sql(): do not edit.
 begin
   if p_queue = 'q_enforce' then
     delete from pgmq.q_q_enforce m where m.msg_id = any (p_msg_ids);
@@ -2046,7 +2774,7 @@ CREATE FUNCTION conveyor.q_put(p_queue text, p_msg_id bigint, p_vt timestamp wit
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $_$
--- Generated by conveyor.generate_queue_sql() (20261207120000_q_read_once.sql): do not edit.
+-- Generated by conveyor.generate_queue_sql(): do not edit.
 begin
   if p_queue = 'q_enforce' then
     insert into pgmq.q_q_enforce (msg_id, vt, message, headers) overriding system value
@@ -2099,7 +2827,7 @@ CREATE FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer) RETUR
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
--- Generated by conveyor.generate_queue_sql() (20261207120000_q_read_once.sql): do not edit.
+-- Generated by conveyor.generate_queue_sql(): do not edit.
 begin
   if p_queue = 'q_enforce' then
     return query
@@ -2262,6 +2990,499 @@ begin
   end if;
 end
 $$;
+
+--
+-- Name: q_read_fair(text, text[], numeric[], numeric[], timestamp with time zone[], boolean[], integer, integer); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.q_read_fair(p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamp with time zone[], p_tiers boolean[], p_qty integer, p_vt integer) RETURNS TABLE(tier integer, msg_id bigint, read_ct integer, enqueued_at timestamp with time zone, vt timestamp with time zone, message jsonb, headers jsonb)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+-- Generated by conveyor.generate_queue_sql(): do not edit.
+#variable_conflict use_column
+begin
+  if p_queue = 'q_enforce' then
+    return query 
+    with a as (
+      select * from unnest(p_tenants, p_ev, p_weight, p_oldest) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enforce_fast q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enforce q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enforce_bulk q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit p_qty
+    ), u1 as (
+      update pgmq.q_q_enforce_fast m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.q_q_enforce m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.q_q_enforce_bulk m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3;
+  elsif p_queue = 'q_enrich' then
+    return query 
+    with a as (
+      select * from unnest(p_tenants, p_ev, p_weight, p_oldest) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enrich_fast q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enrich q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_enrich_bulk q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit p_qty
+    ), u1 as (
+      update pgmq.q_q_enrich_fast m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.q_q_enrich m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.q_q_enrich_bulk m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3;
+  elsif p_queue = 'q_fetch' then
+    return query 
+    with a as (
+      select * from unnest(p_tenants, p_ev, p_weight, p_oldest) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_fetch_fast q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_fetch q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_fetch_bulk q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit p_qty
+    ), u1 as (
+      update pgmq.q_q_fetch_fast m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.q_q_fetch m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.q_q_fetch_bulk m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3;
+  elsif p_queue = 'q_outreach' then
+    return query 
+    with a as (
+      select * from unnest(p_tenants, p_ev, p_weight, p_oldest) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_outreach_fast q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_outreach q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.q_q_outreach_bulk q
+        where (q.message ->> 'tenant_id') = a.t
+          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit p_qty
+        for update skip locked) x
+      where (p_tiers)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit p_qty
+    ), u1 as (
+      update pgmq.q_q_outreach_fast m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.q_q_outreach m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.q_q_outreach_bulk m set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3;
+  else
+    return query execute format('
+    with a as (
+      select * from unnest($1, $2, $3, $4) as a(t, ev, w, oldest)
+    ), c as (
+      select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%1$I q
+        where (q.message ->> ''tenant_id'') = a.t
+          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> ''tenant_id''), q.vt
+        limit $6
+        for update skip locked) x
+      where ($5)[1]
+      union all
+      select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%2$I q
+        where (q.message ->> ''tenant_id'') = a.t
+          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> ''tenant_id''), q.vt
+        limit $6
+        for update skip locked) x
+      where ($5)[2]
+      union all
+      select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
+      from a cross join lateral (
+        select q.msg_id, q.vt from pgmq.%3$I q
+        where (q.message ->> ''tenant_id'') = a.t
+          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        order by (q.message ->> ''tenant_id''), q.vt
+        limit $6
+        for update skip locked) x
+      where ($5)[3]
+    ), pick as (
+      select c.tier, c.msg_id
+      from c
+      order by c.ev + (row_number() over (partition by c.t order by c.tier, c.vt, c.msg_id) - 1) / c.w,
+               c.oldest, c.t
+      limit $6
+    ), u1 as (
+      update pgmq.%1$I m set vt = clock_timestamp() + make_interval(secs => $7), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 1))
+      returning 1 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u2 as (
+      update pgmq.%2$I m set vt = clock_timestamp() + make_interval(secs => $7), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 2))
+      returning 2 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    ), u3 as (
+      update pgmq.%3$I m set vt = clock_timestamp() + make_interval(secs => $7), read_ct = m.read_ct + 1
+      where m.msg_id = any (array(select p.msg_id from pick p where p.tier = 3))
+      returning 3 as tier, m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    )
+    select * from u1 union all select * from u2 union all select * from u3', 'q_' || p_queue || '_fast', 'q_' || p_queue,
+                                'q_' || p_queue || '_bulk')
+      using p_tenants, p_ev, p_weight, p_oldest, p_tiers, p_qty, p_vt;
+  end if;
+end
+$_$;
+
+--
+-- Name: q_tenants(text, integer); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.q_tenants(p_queue text, p_limit integer) RETURNS TABLE(tenant_key text, first_vt timestamp with time zone)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+-- Generated by conveyor.generate_queue_sql(): do not edit.
+begin
+  if p_queue = 'q_enforce' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_enforce_bulk' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce_bulk q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce_bulk q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_enforce_fast' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce_fast q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce_fast q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_enrich' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_enrich_bulk' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich_bulk q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich_bulk q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_enrich_fast' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich_fast q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich_fast q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_fetch' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_fetch_bulk' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch_bulk q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch_bulk q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_fetch_fast' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch_fast q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch_fast q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_outreach' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_outreach_bulk' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach_bulk q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach_bulk q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  elsif p_queue = 'q_outreach_fast' then
+    return query
+    with recursive t as (
+      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach_fast q
+       where (q.message ->> 'tenant_id') is not null
+       order by (q.message ->> 'tenant_id'), q.vt
+       limit 1)
+      union all
+      select n.tenant, n.vt
+      from t cross join lateral (
+        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach_fast q
+        where (q.message ->> 'tenant_id') > t.tenant
+        order by (q.message ->> 'tenant_id'), q.vt
+        limit 1) n)
+    select t.tenant, t.vt from t limit p_limit;
+  else
+    return query execute format(
+      'with recursive t as ('
+      '  (select (q.message ->> ''tenant_id'') as tenant, q.vt from pgmq.%1$I q'
+      '   where (q.message ->> ''tenant_id'') is not null'
+      '   order by (q.message ->> ''tenant_id''), q.vt limit 1)'
+      '  union all'
+      '  select n.tenant, n.vt from t cross join lateral ('
+      '    select (q.message ->> ''tenant_id'') as tenant, q.vt from pgmq.%1$I q'
+      '    where (q.message ->> ''tenant_id'') > t.tenant'
+      '    order by (q.message ->> ''tenant_id''), q.vt limit 1) n)'
+      ' select t.tenant, t.vt from t limit $1', 'q_' || p_queue) using p_limit;
+  end if;
+end
+$_$;
 
 --
 -- Name: queue_job_tenant(uuid); Type: FUNCTION; Schema: conveyor
@@ -2499,6 +3720,49 @@ end
 $_$;
 
 --
+-- Name: read_queue_tenant(text, text, integer, integer, text, timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.read_queue_tenant(p_queue text, p_tenant text, p_vt integer, p_qty integer, p_service text, p_now timestamp with time zone) RETURNS SETOF pgmq.message_record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_ids bigint[];
+  v_granted int;
+begin
+  if p_qty <= 0 then
+    return;
+  end if;
+  execute format(
+    $q$select coalesce(array_agg(c.msg_id order by c.vt), '{}')
+       from (select q.msg_id, q.vt from pgmq.%I q
+             where (q.message ->> 'tenant_id') = $2
+               and ((q.message ->> 'tenant_id'), q.vt) <= ($2, clock_timestamp())
+             order by (q.message ->> 'tenant_id'), q.vt
+             limit $1
+             for update skip locked) c$q$, 'q_' || p_queue)
+    into v_ids using p_qty, p_tenant;
+  if cardinality(v_ids) = 0 then
+    return;
+  end if;
+  v_granted := conveyor.take_rate_limit(p_tenant::uuid, p_service, cardinality(v_ids), p_now);
+  if v_granted < cardinality(v_ids) then
+    perform set_config('conveyor.throttled', 'on', true);
+  end if;
+  if v_granted <= 0 then
+    return;
+  end if;
+  return query execute format(
+    $q$update pgmq.%I q
+       set vt = clock_timestamp() + make_interval(secs => $2), read_ct = q.read_ct + 1
+       where q.msg_id = any ($1)
+       returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers$q$,
+    'q_' || p_queue) using v_ids[1:v_granted], p_vt;
+end
+$_$;
+
+--
 -- Name: release_job_holds(uuid[], boolean); Type: FUNCTION; Schema: conveyor
 --
 
@@ -2511,6 +3775,47 @@ begin
     delete from conveyor.dedupe_keys d where d.job_id = any (p_job_ids);
   end if;
   delete from conveyor.service_leases l where l.job_id = any (p_job_ids);
+  perform conveyor.release_keys(array(
+    select j.msg_id from public.jobs j
+    where j.id = any (p_job_ids) and j.concurrency_key is not null));
+end
+$$;
+
+--
+-- Name: release_keys(bigint[]); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.release_keys(p_msg_ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_tenants uuid[];
+  v_kinds text[];
+  v_keys text[];
+  v_ns int[];
+  v_woken int := 0;
+begin
+  if coalesce(cardinality(p_msg_ids), 0) = 0 then
+    return 0;
+  end if;
+  with gone as (
+    delete from conveyor.key_leases l where l.msg_id = any (p_msg_ids)
+    returning l.tenant_id, l.kind, l.concurrency_key
+  ), per_key as (
+    select g.tenant_id, g.kind, g.concurrency_key, count(*)::int as n
+    from gone g group by g.tenant_id, g.kind, g.concurrency_key
+  )
+  select array_agg(k.tenant_id order by k.kind, k.tenant_id, k.concurrency_key),
+         array_agg(k.kind order by k.kind, k.tenant_id, k.concurrency_key),
+         array_agg(k.concurrency_key order by k.kind, k.tenant_id, k.concurrency_key),
+         array_agg(k.n order by k.kind, k.tenant_id, k.concurrency_key)
+  into v_tenants, v_kinds, v_keys, v_ns
+  from per_key k;
+  for i in 1 .. coalesce(cardinality(v_keys), 0) loop
+    v_woken := v_woken + conveyor.wake_waiters(v_kinds[i], v_tenants[i], v_keys[i], v_ns[i]);
+  end loop;
+  return v_woken;
 end
 $$;
 
@@ -2948,6 +4253,85 @@ CREATE FUNCTION conveyor.vault_secret(p_name text) RETURNS text
 $$;
 
 --
+-- Name: wake_free_keys(conveyor.job_kinds, timestamp with time zone); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.wake_free_keys(p_kind conveyor.job_kinds, p_now timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_key record;
+  v_woken int := 0;
+begin
+  for v_key in
+    select w.tenant_id, w.concurrency_key,
+           coalesce((select c.max_running from conveyor.concurrency_key_limits c
+                     where c.tenant_id = w.tenant_id and c.kind = p_kind.kind
+                       and c.concurrency_key = w.concurrency_key),
+                    (array_agg(w.max_running order by w.msg_id))[1]) as max_running,
+           (select count(*) from conveyor.key_leases l
+            where l.tenant_id = w.tenant_id and l.kind = p_kind.kind
+              and l.concurrency_key = w.concurrency_key and l.expires_at > p_now) as live
+    from conveyor.key_waiters w
+    where w.kind = p_kind.kind
+    group by w.tenant_id, w.concurrency_key
+    limit 100
+  loop
+    v_woken := v_woken + conveyor.wake_waiters(p_kind.kind, v_key.tenant_id,
+      v_key.concurrency_key, v_key.max_running - v_key.live::int);
+  end loop;
+  return v_woken;
+end
+$$;
+
+--
+-- Name: wake_waiters(text, uuid, text, integer); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.wake_waiters(p_kind text, p_tenant uuid, p_key text, p_n integer) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_ids bigint[];
+  v_queues text[];
+  v_queue text;
+begin
+  if p_n <= 0 then
+    return 0;
+  end if;
+  with w as (
+    delete from conveyor.key_waiters x
+    where x.msg_id in (select y.msg_id from conveyor.key_waiters y
+                       where y.kind = p_kind and y.tenant_id = p_tenant
+                         and y.concurrency_key = p_key
+                       order by y.msg_id
+                       limit p_n
+                       for update skip locked)
+    returning x.msg_id, x.queue_name
+  )
+  select array_agg(w.msg_id), array_agg(w.queue_name) into v_ids, v_queues from w;
+  if v_ids is null then
+    return 0;
+  end if;
+  for v_queue in select distinct q from unnest(v_queues) q loop
+    execute format(
+      $q$update pgmq.%I m set vt = clock_timestamp()
+         where m.msg_id in (select x.msg_id from pgmq.%I x
+                            where x.msg_id = any ($1) and x.vt > clock_timestamp()
+                            for update skip locked)$q$,
+      'q_' || v_queue, 'q_' || v_queue)
+      using array(select u.id from unnest(v_ids, v_queues) as u(id, q) where u.q = v_queue);
+    perform conveyor.lower_hint(v_queue, clock_timestamp());
+  end loop;
+  perform set_config('conveyor.woken', 'on', true);
+  perform conveyor.kick('queue:' || p_kind);
+  return cardinality(v_ids);
+end
+$_$;
+
+--
 -- Name: capture_queue_metrics(timestamp with time zone); Type: FUNCTION; Schema: public
 --
 
@@ -3021,6 +4405,9 @@ declare
   v_max int;
   v_row public.content_job_stages;
   v_msg text;
+  v_tenant uuid;
+  v_cands uuid[];
+  v_pulls bigint[];
 begin
   if coalesce(btrim(p_worker), '') = '' then
     raise exception 'claim_content_stage: p_worker must name the worker';
@@ -3066,13 +4453,31 @@ begin
         continue;
       end if;
     else
-      select * into v_row from public.content_job_stages s
-      where s.stage = p_stage and s.status = 'ready' and s.available_at <= v_now
-      order by s.available_at, s.id
-      limit 1
-      for update skip locked;
-      if not found then
+      v_row := null;
+      select f.pick, f.candidates, f.pulls into v_tenant, v_cands, v_pulls
+      from conveyor.content_fair_tenant(p_stage, v_now) f;
+      if v_tenant is not null then
+        select * into v_row from public.content_job_stages s
+        where s.stage = p_stage and s.status = 'ready' and s.tenant_id = v_tenant
+          and s.available_at <= v_now
+        order by s.available_at, s.id
+        limit 1
+        for update skip locked;
+      end if;
+      if v_row.id is null then
+        select * into v_row from public.content_job_stages s
+        where s.stage = p_stage and s.status = 'ready' and s.available_at <= v_now
+        order by s.available_at, s.id
+        limit 1
+        for update skip locked;
+      end if;
+      if v_row.id is null then
         return;
+      end if;
+      if v_tenant is not null then
+        perform conveyor.fair_account('content:' || p_stage, v_cands,
+          array(select c.pull + case when c.t = v_row.tenant_id then 1 else 0 end
+                from unnest(v_cands, v_pulls) with ordinality as c(t, pull, o) order by c.o));
       end if;
     end if;
 
@@ -3357,6 +4762,7 @@ CREATE FUNCTION public.extend_jobs(p_worker text, p_leases jsonb, p_vt integer D
 declare
   v_vt int := coalesce(p_vt, conveyor.setting_int('visibility_sec')::int);
   v_job record;
+  v_until timestamptz;
 begin
   if p_leases is null or jsonb_typeof(p_leases) <> 'array' then
     raise exception 'extend_jobs: p_leases must be a JSON array';
@@ -3365,7 +4771,7 @@ begin
     perform conveyor.invocation_alive(p_invocation, clock_timestamp());
   end if;
   for v_job in
-    select j.id, j.queue_name, j.msg_id
+    select j.id, j.queue_name, j.msg_id, j.concurrency_key
     from jsonb_to_recordset(p_leases) as x(job_id uuid, lease_id uuid)
     join public.jobs j on j.id = x.job_id and j.lease_id = x.lease_id
     where j.status = 'processing' and j.locked_until > clock_timestamp()
@@ -3373,13 +4779,14 @@ begin
     for update of j
   loop
     perform pgmq.set_vt(v_job.queue_name, v_job.msg_id, v_vt);
-    update conveyor.service_leases l
-    set expires_at = clock_timestamp() + make_interval(secs => v_vt)
-    where l.job_id = v_job.id;
+    v_until := clock_timestamp() + make_interval(secs => v_vt);
+    update conveyor.service_leases l set expires_at = v_until where l.job_id = v_job.id;
+    if v_job.concurrency_key is not null then
+      update conveyor.key_leases l set expires_at = v_until where l.msg_id = v_job.msg_id;
+    end if;
     return query
     update public.jobs j
-    set locked_until = clock_timestamp() + make_interval(secs => v_vt), locked_by = p_worker,
-        updated_at = now()
+    set locked_until = v_until, locked_by = p_worker, updated_at = now()
     where j.id = v_job.id
     returning j.id, j.locked_until;
   end loop;
@@ -3803,6 +5210,62 @@ $$;
 COMMENT ON FUNCTION public.operator_alerts(p_limit integer) IS 'The open alerts, then the latest resolved ones (p_limit in all), with the tenant name.';
 
 --
+-- Name: operator_concurrency_keys(integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.operator_concurrency_keys(p_limit integer DEFAULT 100) RETURNS TABLE(kind text, tenant_id uuid, tenant text, concurrency_key text, running bigint, max_running integer, waiting bigint, oldest_waiting_age_sec integer, at_limit boolean)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+#variable_conflict use_column
+declare
+  v_now timestamptz := clock_timestamp();
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 10000 then
+    raise exception 'operator_concurrency_keys: p_limit must be between 1 and 10000';
+  end if;
+  return query
+  with leases as (
+    select l.kind, l.tenant_id, l.concurrency_key, count(*) as n
+    from conveyor.key_leases l where l.expires_at > v_now
+    group by l.kind, l.tenant_id, l.concurrency_key
+  ), waiters as (
+    select w.kind, w.tenant_id, w.concurrency_key, count(*) as n, min(w.parked_at) as since,
+           (array_agg(w.max_running order by w.msg_id))[1] as asked
+    from conveyor.key_waiters w
+    group by w.kind, w.tenant_id, w.concurrency_key
+  ), keys as (
+    select coalesce(l.kind, w.kind) as kind, coalesce(l.tenant_id, w.tenant_id) as tenant_id,
+           coalesce(l.concurrency_key, w.concurrency_key) as concurrency_key,
+           coalesce(l.n, 0) as running, coalesce(w.n, 0) as waiting, w.since, w.asked
+    from leases l
+    full join waiters w on w.kind = l.kind and w.tenant_id = l.tenant_id
+                       and w.concurrency_key = l.concurrency_key
+  ), limited as (
+    select k.*, coalesce(o.max_running, k.asked, jk.concurrency_key_limit) as max_running
+    from keys k
+    join conveyor.job_kinds jk on jk.kind = k.kind
+    left join conveyor.concurrency_key_limits o
+      on o.tenant_id = k.tenant_id and o.kind = k.kind and o.concurrency_key = k.concurrency_key
+  )
+  select k.kind, k.tenant_id, t.name, k.concurrency_key, k.running, k.max_running, k.waiting,
+         greatest(0, floor(extract(epoch from v_now - k.since)))::int,
+         k.running >= k.max_running
+  from limited k
+  join public.tenants t on t.id = k.tenant_id
+  where k.waiting > 0 or k.running >= k.max_running
+  order by k.waiting desc, k.running desc, k.kind, t.name, k.concurrency_key
+  limit p_limit;
+end
+$$;
+
+--
+-- Name: FUNCTION operator_concurrency_keys(p_limit integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.operator_concurrency_keys(p_limit integer) IS 'Concurrency keys with parked jobs or at their limit: running, max_running, waiting (parked), oldest parked age.';
+
+--
 -- Name: operator_configure_target(text, boolean, integer, integer); Type: FUNCTION; Schema: public
 --
 
@@ -3885,14 +5348,18 @@ CREATE FUNCTION public.operator_dashboard(p_minutes integer DEFAULT 60, p_limit 
     'rate_limiters', coalesce((select jsonb_agg(to_jsonb(r))
                                from public.operator_rate_limiters(50) r), '[]'::jsonb),
     'alerts', coalesce((select jsonb_agg(to_jsonb(a) order by (a.status = 'open') desc, a.raised_at desc)
-                        from public.operator_alerts(p_limit) a), '[]'::jsonb))
+                        from public.operator_alerts(p_limit) a), '[]'::jsonb),
+    'tenants', coalesce((select jsonb_agg(to_jsonb(t))
+                         from public.operator_tenants(least(greatest(p_minutes, 1), 1440)) t), '[]'::jsonb),
+    'concurrency_keys', coalesce((select jsonb_agg(to_jsonb(k))
+                                  from public.operator_concurrency_keys(50) k), '[]'::jsonb))
 $$;
 
 --
 -- Name: FUNCTION operator_dashboard(p_minutes integer, p_limit integer); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.operator_dashboard(p_minutes integer, p_limit integer) IS 'Every dashboard panel as one JSON document: queues, stages, stage_errors, dead_letters, failed_content_jobs, rate_limiters, alerts.';
+COMMENT ON FUNCTION public.operator_dashboard(p_minutes integer, p_limit integer) IS 'Every dashboard panel as one JSON document: queues, stages, stage_errors, dead_letters, failed_content_jobs, rate_limiters, alerts, tenants, concurrency_keys.';
 
 --
 -- Name: operator_dead_letters(integer); Type: FUNCTION; Schema: public
@@ -4232,6 +5699,13 @@ begin
     from conveyor.worker_invocations i
     where i.status <> 'finished' and i.expires_at > v_now
     group by i.source, i.target, i.status
+  ), tenants as (
+    select * from public.operator_tenants(5)
+  ), ckeys as (
+    select k.kind, k.tenant_id, k.tenant, count(*) filter (where k.at_limit) as at_limit,
+           sum(k.waiting) as waiting
+    from public.operator_concurrency_keys(10000) k
+    group by k.kind, k.tenant_id, k.tenant
   )
   select 'conveyor_queue_ready_jobs', q.labels, q.ready::float8 from qrows q
   union all
@@ -4287,6 +5761,29 @@ begin
          i.n::float8
   from invocations i
   union all
+  select m.metric,
+         jsonb_build_object('source', t.source, 'target', t.target, 'tenant', t.tenant,
+                            'tenant_id', t.tenant_id::text),
+         m.value
+  from tenants t
+  cross join lateral (values
+    ('conveyor_tenant_ready_jobs', t.ready::float8),
+    ('conveyor_tenant_waiting_jobs', t.waiting::float8),
+    ('conveyor_tenant_running_jobs', t.running::float8),
+    ('conveyor_tenant_oldest_ready_age_seconds', coalesce(t.oldest_ready_age_sec, 0)::float8),
+    ('conveyor_tenant_weight', t.weight::float8),
+    ('conveyor_tenant_starving', (t.starving::int)::float8)
+  ) as m(metric, value)
+  union all
+  select m.metric,
+         jsonb_build_object('kind', k.kind, 'tenant', k.tenant, 'tenant_id', k.tenant_id::text),
+         m.value
+  from ckeys k
+  cross join lateral (values
+    ('conveyor_concurrency_keys_at_limit', k.at_limit::float8),
+    ('conveyor_concurrency_key_waiting_jobs', k.waiting::float8)
+  ) as m(metric, value)
+  union all
   select 'conveyor_metrics_snapshot_age_seconds', '{}'::jsonb,
          extract(epoch from v_now - v_last)::float8
   where v_last is not null;
@@ -4297,7 +5794,7 @@ $$;
 -- Name: FUNCTION operator_metrics(); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.operator_metrics() IS 'Prometheus samples (metric, labels, value) for queues, dead letters, content stages, rate limiters, open alerts and worker invocations.';
+COMMENT ON FUNCTION public.operator_metrics() IS 'Prometheus samples (metric, labels, value) for queues, dead letters, content stages, rate limiters, open alerts, worker invocations, tenants and concurrency keys.';
 
 --
 -- Name: operator_queues(integer); Type: FUNCTION; Schema: public
@@ -4415,6 +5912,102 @@ $$;
 COMMENT ON FUNCTION public.operator_rate_limiters(p_limit integer) IS 'Token buckets per tenant and service with the refill applied, capacity, and slots in use; most depleted first.';
 
 --
+-- Name: operator_set_concurrency_limit(text, integer, text, uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.operator_set_concurrency_limit(p_kind text, p_limit integer, p_key text DEFAULT NULL::text, p_tenant uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_kind conveyor.job_kinds;
+  v_tenant uuid := coalesce(p_tenant, conveyor.default_tenant_id());
+  v_out jsonb;
+begin
+  if p_limit is not null and (p_limit < 1 or p_limit > 1000) then
+    raise exception 'operator_set_concurrency_limit: limit must be between 1 and 1000';
+  end if;
+  select * into v_kind from conveyor.job_kinds k where k.kind = p_kind;
+  if not found then
+    raise exception 'operator_set_concurrency_limit: no job kind named %', coalesce(p_kind, 'null')
+      using errcode = 'P0002',
+            hint = 'kinds: ' || (select string_agg(k.kind, ', ' order by k.kind) from conveyor.job_kinds k);
+  end if;
+  if p_key is null then
+    if p_limit is null then
+      raise exception 'operator_set_concurrency_limit: limit must be between 1 and 1000';
+    end if;
+    update conveyor.job_kinds k set concurrency_key_limit = p_limit where k.kind = p_kind;
+    v_out := jsonb_build_object('kind', p_kind, 'concurrency_key', null, 'limit', p_limit);
+  else
+    if p_key !~ '\S' then
+      raise exception 'operator_set_concurrency_limit: concurrency_key must be a non-empty string';
+    end if;
+    if length(p_key) > 255 then
+      raise exception 'operator_set_concurrency_limit: concurrency_key is longer than 255 characters';
+    end if;
+    if not exists (select 1 from public.tenants t where t.id = v_tenant) then
+      raise exception 'operator_set_concurrency_limit: no tenant %', v_tenant using errcode = 'P0002';
+    end if;
+    if p_limit is null then
+      delete from conveyor.concurrency_key_limits c
+      where c.tenant_id = v_tenant and c.kind = p_kind and c.concurrency_key = p_key;
+    else
+      insert into conveyor.concurrency_key_limits as c (tenant_id, kind, concurrency_key, max_running)
+      values (v_tenant, p_kind, p_key, p_limit)
+      on conflict (tenant_id, kind, concurrency_key) do update
+      set max_running = excluded.max_running, updated_at = now();
+    end if;
+    v_out := jsonb_build_object('kind', p_kind, 'tenant_id', v_tenant,
+                                'concurrency_key', p_key, 'limit', p_limit);
+  end if;
+  select * into v_kind from conveyor.job_kinds k where k.kind = p_kind;
+  return v_out || jsonb_build_object('woken', conveyor.wake_free_keys(v_kind, clock_timestamp()));
+end
+$$;
+
+--
+-- Name: FUNCTION operator_set_concurrency_limit(p_kind text, p_limit integer, p_key text, p_tenant uuid); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.operator_set_concurrency_limit(p_kind text, p_limit integer, p_key text, p_tenant uuid) IS 'Sets a kind''s default concurrency key limit (no p_key) or one key''s override for a tenant (NULL p_limit removes it); wakes parked jobs that may run now.';
+
+--
+-- Name: operator_set_tenant_weight(uuid, numeric); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.operator_set_tenant_weight(p_tenant uuid, p_weight numeric) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if p_weight is null or p_weight <= 0 or p_weight > 1000 then
+    raise exception 'operator_set_tenant_weight: weight must be greater than 0 and at most 1000';
+  end if;
+  if p_tenant is null or not exists (select 1 from public.tenants t where t.id = p_tenant) then
+    raise exception 'operator_set_tenant_weight: no tenant %', coalesce(p_tenant::text, 'null')
+      using errcode = 'P0002';
+  end if;
+  if p_weight = 1 then
+    delete from conveyor.tenant_weights w where w.tenant_id = p_tenant;
+  else
+    insert into conveyor.tenant_weights as w (tenant_id, weight, updated_at)
+    values (p_tenant, p_weight, now())
+    on conflict (tenant_id) do update set weight = excluded.weight, updated_at = excluded.updated_at;
+  end if;
+  return jsonb_build_object('tenant_id', p_tenant,
+                            'tenant', (select t.name from public.tenants t where t.id = p_tenant),
+                            'weight', p_weight);
+end
+$$;
+
+--
+-- Name: FUNCTION operator_set_tenant_weight(p_tenant uuid, p_weight numeric); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.operator_set_tenant_weight(p_tenant uuid, p_weight numeric) IS 'Sets a tenant''s fair share weight (greater than 0, at most 1000; 1 is the default).';
+
+--
 -- Name: operator_stage_errors(integer); Type: FUNCTION; Schema: public
 --
 
@@ -4522,6 +6115,108 @@ $$;
 COMMENT ON FUNCTION public.operator_stages(p_minutes integer) IS 'Per content stage: config, ready / waiting_retry / leased / triggered / in_flight, completions and errors over p_minutes and in total.';
 
 --
+-- Name: operator_tenants(integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.operator_tenants(p_minutes integer DEFAULT 5) RETURNS TABLE(source text, target text, tenant_id uuid, tenant text, weight numeric, ready bigint, waiting bigint, running bigint, oldest_ready_age_sec integer, others_median_age_sec integer, claimed bigint, claimed_share numeric, recently_claimed bigint, starving boolean)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+#variable_conflict use_column
+declare
+  v_now timestamptz := clock_timestamp();
+  v_factor numeric := coalesce((select (s.value #>> '{}')::numeric from conveyor.settings s
+                                where s.key = 'starving_factor'), 10);
+  v_min numeric := coalesce((select (s.value #>> '{}')::numeric from conveyor.settings s
+                             where s.key = 'starving_min_sec'), 60);
+begin
+  if p_minutes is null or p_minutes < 1 or p_minutes > 1440 then
+    raise exception 'operator_tenants: p_minutes must be between 1 and 1440';
+  end if;
+  return query
+  with tiers as (
+    select k.kind, conveyor.tier_queue(k.queue_name, t.tier) as queue
+    from conveyor.job_kinds k cross join unnest(array['fast', 'normal', 'bulk']) as t(tier)
+  ), live as (
+    select 'queue'::text as source, q.kind as target, l.tenant_id,
+           sum(l.ready)::bigint as ready, sum(l.waiting)::bigint as waiting,
+           sum(l.in_flight)::bigint as running, min(l.oldest_ready) as oldest
+    from conveyor.live_jobs(v_now) l
+    join tiers q on q.queue = l.queue_name
+    group by q.kind, l.tenant_id
+    union all
+    select 'content', s.stage, s.tenant_id,
+           count(*) filter (where (s.status = 'ready' and s.available_at <= v_now)
+                              or (s.status = 'in_progress' and s.lease_expires_at <= v_now)),
+           count(*) filter (where s.status = 'ready' and s.available_at > v_now),
+           count(*) filter (where s.status = 'in_progress' and s.lease_expires_at > v_now),
+           min(case when s.status = 'ready' and s.available_at <= v_now then s.available_at
+                    when s.status = 'in_progress' and s.lease_expires_at <= v_now
+                      then s.lease_expires_at end)
+    from public.content_job_stages s
+    where s.status in ('ready', 'in_progress')
+    group by s.stage, s.tenant_id
+  ), counted as (
+    -- Claims per kind and tenant: over the window, and in the current and previous minute.
+    select 'queue'::text as source, q.kind as target, c.tenant_id,
+           sum(c.claimed) filter (where c.minute >= date_trunc('minute', v_now) - make_interval(mins => p_minutes - 1)) as claimed,
+           sum(c.claimed) filter (where c.minute >= date_trunc('minute', v_now) - interval '1 minute') as recent
+    from conveyor.job_counts c
+    join tiers q on q.queue = c.queue_name
+    where c.minute >= date_trunc('minute', v_now) - make_interval(mins => greatest(p_minutes - 1, 1))
+    group by q.kind, c.tenant_id
+    union all
+    select 'content', e.stage, j.tenant_id,
+           count(*) filter (where e.created_at >= date_trunc('minute', v_now) - make_interval(mins => p_minutes - 1)),
+           count(*) filter (where e.created_at >= date_trunc('minute', v_now) - interval '1 minute')
+    from public.content_stage_config c
+    cross join lateral (
+      select x.job_id, x.stage, x.created_at from public.content_job_events x
+      where x.stage = c.stage and x.status = 'claimed'
+        and x.created_at >= date_trunc('minute', v_now) - make_interval(mins => greatest(p_minutes - 1, 1))) e
+    join public.content_jobs j on j.id = e.job_id
+    group by e.stage, j.tenant_id
+  ), rows_ as (
+    select coalesce(l.source, c.source) as source, coalesce(l.target, c.target) as target,
+           coalesce(l.tenant_id, c.tenant_id) as tenant_id,
+           coalesce(l.ready, 0) as ready, coalesce(l.waiting, 0) as waiting,
+           coalesce(l.running, 0) as running,
+           case when coalesce(l.ready, 0) > 0
+                then greatest(0, floor(extract(epoch from v_now - l.oldest)))::int end as age,
+           coalesce(c.claimed, 0)::bigint as claimed, coalesce(c.recent, 0)::bigint as recent
+    from live l
+    full join counted c on c.source = l.source and c.target = l.target and c.tenant_id = l.tenant_id
+  ), judged as (
+    select r.*,
+           (select percentile_cont(0.5) within group (order by o.age)
+            from rows_ o
+            where o.source = r.source and o.target = r.target and o.tenant_id <> r.tenant_id
+              and o.age is not null) as others
+    from rows_ r
+  )
+  select j.source, j.target, j.tenant_id, t.name, coalesce(w.weight, 1), j.ready, j.waiting,
+         j.running, j.age, round(j.others)::int, j.claimed,
+         case when sum(j.claimed) over (partition by j.source, j.target) > 0
+              then round(j.claimed::numeric / sum(j.claimed) over (partition by j.source, j.target), 4)
+         end,
+         j.recent,
+         coalesce(j.age is not null and j.others is not null and j.recent = 0
+                  and j.age >= greatest(v_min, v_factor * greatest(j.others, 1)), false)
+  from judged j
+  join public.tenants t on t.id = j.tenant_id
+  left join conveyor.tenant_weights w on w.tenant_id = j.tenant_id
+  where j.ready + j.waiting + j.running + j.claimed > 0
+  order by j.source desc, j.target, j.ready desc, t.name;
+end
+$$;
+
+--
+-- Name: FUNCTION operator_tenants(p_minutes integer); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.operator_tenants(p_minutes integer) IS 'Per job kind or content stage and tenant: ready, waiting, running, oldest ready age, weight, claims over p_minutes and their share, starving.';
+
+--
 -- Name: outbox_write(uuid, uuid, text, text, text, text, text, text, jsonb); Type: FUNCTION; Schema: public
 --
 
@@ -4616,13 +6311,14 @@ CREATE FUNCTION public.queue_content_job(jsonb) RETURNS uuid
     AS $_$
 declare
   p alias for $1;
-  c_fields constant text[] := array['idempotency_key', 'brief', 'max_attempts'];
+  c_fields constant text[] := array['idempotency_key', 'brief', 'max_attempts', 'tenant_id'];
   v_key text;
   v_brief jsonb;
   v_extra text;
   v_size int;
   v_limit bigint := conveyor.setting_int('content_brief_max_bytes');
   v_max int := conveyor.setting_int('content_max_attempts')::int;
+  v_tenant uuid := conveyor.default_tenant_id();
   v_id uuid;
 begin
   if p is null or jsonb_typeof(p) <> 'object' then
@@ -4700,12 +6396,22 @@ begin
     end if;
     v_max := (p ->> 'max_attempts')::int;
   end if;
+  if p ? 'tenant_id' then
+    if jsonb_typeof(p -> 'tenant_id') <> 'string'
+       or p ->> 'tenant_id' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+      raise exception 'queue_content_job: tenant_id must be a uuid';
+    end if;
+    v_tenant := (p ->> 'tenant_id')::uuid;
+    if not exists (select 1 from public.tenants t where t.id = v_tenant) then
+      raise exception 'queue_content_job: unknown tenant %', v_tenant;
+    end if;
+  end if;
 
   -- Claim the key first: ON CONFLICT waits for a concurrent holder of the same key to commit
   -- or roll back, so of N identical calls exactly one creates the job (race-free at READ
   -- COMMITTED) and the others return its id.
-  insert into public.content_jobs (idempotency_key, brief, max_attempts)
-  values (v_key, v_brief, v_max)
+  insert into public.content_jobs (idempotency_key, brief, max_attempts, tenant_id)
+  values (v_key, v_brief, v_max, v_tenant)
   on conflict (idempotency_key) do nothing
   returning id into v_id;
   if v_id is null then
@@ -4727,7 +6433,7 @@ $_$;
 -- Name: FUNCTION queue_content_job(jsonb); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.queue_content_job(jsonb) IS 'Creates a content job: {"idempotency_key","brief":{"topic",…}} (+ max_attempts). Returns its id; the same key returns the same id.';
+COMMENT ON FUNCTION public.queue_content_job(jsonb) IS 'Creates a content job: {"idempotency_key","brief":{"topic",…}} (+ max_attempts, tenant_id). Returns its id; the same key returns the same id.';
 
 --
 -- Name: queue_job(jsonb); Type: FUNCTION; Schema: public
@@ -4760,6 +6466,8 @@ begin
     p_run_at => v.run_at,
     p_headers => v.headers,
     p_critical => v.critical,
+    p_concurrency_key => v.concurrency_key,
+    p_concurrency_limit => v.concurrency_limit,
     p_source => c_fn,
     p_fn => c_fn
   );
@@ -4771,7 +6479,7 @@ $_$;
 -- Name: FUNCTION queue_job(jsonb); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.queue_job(jsonb) IS 'Enqueue a job: {"idempotency_key","kind","payload"} (+ priority, delay_seconds | execute_after, headers, critical). Returns the pgmq message id.';
+COMMENT ON FUNCTION public.queue_job(jsonb) IS 'Enqueue a job: {"idempotency_key","kind","payload"} (+ priority, delay_seconds | execute_after, headers, critical, concurrency_key, concurrency_limit). Returns the pgmq message id.';
 
 --
 -- Name: queue_jobs(jsonb); Type: FUNCTION; Schema: public
@@ -5162,7 +6870,8 @@ begin
   execute format('delete from pgmq.%I where msg_id = $1', 'a_' || v_job.queue_name)
     using v_job.msg_id;
   perform conveyor.q_put(v_job.queue_name, v_job.msg_id, now(),
-                         jsonb_build_object('tenant_id', v_job.tenant_id), v_job.headers);
+    conveyor.job_message(v_job.tenant_id, v_job.concurrency_key, v_job.concurrency_limit),
+    v_job.headers);
   perform conveyor.lower_hint(v_job.queue_name, now());
   update public.jobs
   set status = 'pending', attempts = 0, finished_at = null, run_at = now(),
@@ -5290,12 +6999,14 @@ declare
   v_now timestamptz := coalesce(p_now, clock_timestamp());
   v_vt int := coalesce(p_vt, conveyor.setting_int('visibility_sec')::int);
   v_kind conveyor.job_kinds := conveyor.claim_args(p_kind, p_worker, p_qty, v_vt, p_policy);
+  v_max int := coalesce((p_policy ->> 'max_attempts')::int, conveyor.setting_int('max_attempts')::int);
   v_archive boolean;
   v_full boolean;
   v_n int;
   v_done uuid[] := '{}';
   v_settled jsonb := '[]';
   v_claimed jsonb;
+  v_more jsonb;
   v_rest jsonb;
 begin
   if p_results is null or jsonb_typeof(p_results) <> 'array' then
@@ -5310,10 +7021,9 @@ begin
   if v_kind.service_name is not null and v_n > 0 then
     v_done := conveyor.complete_jobs(p_worker, p_results, v_now, v_archive, v_full);
   end if;
+  perform set_config('conveyor.woken', '', true);
   select coalesce(jsonb_agg(to_jsonb(c)), '[]') into v_claimed
-  from conveyor.claim(v_kind, p_worker, p_qty, v_vt, v_now,
-    coalesce((p_policy ->> 'max_attempts')::int, conveyor.setting_int('max_attempts')::int),
-    v_full, p_invocation) c;
+  from conveyor.claim(v_kind, p_worker, p_qty, v_vt, v_now, v_max, v_full, p_invocation) c;
   if v_kind.service_name is null and v_n > 0 then
     v_done := conveyor.complete_jobs(p_worker, p_results, v_now, v_archive, v_full);
   end if;
@@ -5333,6 +7043,13 @@ begin
              'job_id', s.job_id, 'accepted', s.accepted, 'outcome', s.outcome)), '[]')
     into v_settled
     from public.settle_jobs(p_worker, v_rest, coalesce(p_policy, '{}'::jsonb), p_now) s;
+  end if;
+  if current_setting('conveyor.woken', true) = 'on' and jsonb_array_length(v_claimed) < p_qty
+     and coalesce(current_setting('conveyor.invocation_lost', true), '') <> 'on' then
+    select coalesce(jsonb_agg(to_jsonb(c)), '[]') into v_more
+    from conveyor.claim(v_kind, p_worker, p_qty - jsonb_array_length(v_claimed), v_vt, v_now,
+                        v_max, v_full, p_invocation) c;
+    v_claimed := v_claimed || v_more;
   end if;
   perform conveyor.raise_hints();
   return jsonb_build_object(
@@ -5756,6 +7473,26 @@ CREATE TABLE conveyor.alert_rules (
 );
 
 --
+-- Name: concurrency_key_limits; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.concurrency_key_limits (
+    tenant_id uuid NOT NULL,
+    kind text NOT NULL,
+    concurrency_key text NOT NULL,
+    max_running integer NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT concurrency_key_limits_concurrency_key_check CHECK (((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 255))),
+    CONSTRAINT concurrency_key_limits_max_running_check CHECK (((max_running >= 1) AND (max_running <= 1000)))
+);
+
+--
+-- Name: TABLE concurrency_key_limits; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON TABLE conveyor.concurrency_key_limits IS 'Per (tenant, kind, key): the most jobs with that concurrency key running at once, over the job''s own concurrency_limit and the kind''s default.';
+
+--
 -- Name: dedupe_keys; Type: TABLE; Schema: conveyor
 --
 
@@ -5780,6 +7517,23 @@ CREATE TABLE conveyor.dispatch_kicks (
 --
 
 COMMENT ON TABLE conveyor.dispatch_kicks IS 'Debounce state of dispatcher kicks: one row per target, updated at most once per kick_debounce_ms.';
+
+--
+-- Name: fair_served; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.fair_served (
+    target text NOT NULL,
+    tenant_id uuid NOT NULL,
+    stripe integer NOT NULL,
+    served bigint DEFAULT 0 NOT NULL
+);
+
+--
+-- Name: TABLE fair_served; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON TABLE conveyor.fair_served IS 'Jobs served per kind or content stage and tenant while tenants shared it (striped counters: sum the rows).';
 
 --
 -- Name: job_counts; Type: TABLE; Schema: conveyor
@@ -5813,6 +7567,44 @@ CREATE SEQUENCE conveyor.job_number_seq
     NO MINVALUE
     NO MAXVALUE
     CACHE 1;
+
+--
+-- Name: key_leases; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.key_leases (
+    msg_id bigint NOT NULL,
+    tenant_id uuid NOT NULL,
+    kind text NOT NULL,
+    concurrency_key text NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+--
+-- Name: TABLE key_leases; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON TABLE conveyor.key_leases IS 'Live leases of jobs with a concurrency key (the busy slots of each key); a lease expires with its job''s.';
+
+--
+-- Name: key_waiters; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.key_waiters (
+    msg_id bigint NOT NULL,
+    queue_name text NOT NULL,
+    tenant_id uuid NOT NULL,
+    kind text NOT NULL,
+    concurrency_key text NOT NULL,
+    max_running integer NOT NULL,
+    parked_at timestamp with time zone NOT NULL
+);
+
+--
+-- Name: TABLE key_waiters; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON TABLE conveyor.key_waiters IS 'Jobs parked because their concurrency key was at its limit: invisible until a slot of the key frees (woken) or the key''s first lease expires.';
 
 --
 -- Name: maintenance_runs; Type: TABLE; Schema: conveyor
@@ -5966,6 +7758,23 @@ CREATE TABLE conveyor.tenant_alert_rules (
 );
 
 --
+-- Name: tenant_weights; Type: TABLE; Schema: conveyor
+--
+
+CREATE TABLE conveyor.tenant_weights (
+    tenant_id uuid NOT NULL,
+    weight numeric NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenant_weights_weight_check CHECK (((weight > (0)::numeric) AND (weight <= (1000)::numeric)))
+);
+
+--
+-- Name: TABLE tenant_weights; Type: COMMENT; Schema: conveyor
+--
+
+COMMENT ON TABLE conveyor.tenant_weights IS 'Fair share weight per tenant (default 1): its share of claims while other tenants have ready work too.';
+
+--
 -- Name: worker_invocations; Type: TABLE; Schema: conveyor
 --
 
@@ -6101,10 +7910,13 @@ CREATE TABLE public.content_jobs (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
+    tenant_id uuid DEFAULT conveyor.default_tenant_id() NOT NULL,
     CONSTRAINT content_jobs_finished_iff_terminal CHECK (((status = ANY (ARRAY['completed'::text, 'failed'::text])) = (finished_at IS NOT NULL))),
     CONSTRAINT content_jobs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 10))),
     CONSTRAINT content_jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'completed'::text, 'failed'::text])))
 );
+
+ALTER TABLE ONLY public.content_jobs FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: TABLE content_jobs; Type: COMMENT; Schema: public
@@ -6429,6 +8241,13 @@ ALTER TABLE ONLY conveyor.alert_rules
     ADD CONSTRAINT alert_rules_pkey PRIMARY KEY (rule);
 
 --
+-- Name: concurrency_key_limits concurrency_key_limits_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.concurrency_key_limits
+    ADD CONSTRAINT concurrency_key_limits_pkey PRIMARY KEY (tenant_id, kind, concurrency_key);
+
+--
 -- Name: dedupe_keys dedupe_keys_pkey; Type: CONSTRAINT; Schema: conveyor
 --
 
@@ -6441,6 +8260,13 @@ ALTER TABLE ONLY conveyor.dedupe_keys
 
 ALTER TABLE ONLY conveyor.dispatch_kicks
     ADD CONSTRAINT dispatch_kicks_pkey PRIMARY KEY (target);
+
+--
+-- Name: fair_served fair_served_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.fair_served
+    ADD CONSTRAINT fair_served_pkey PRIMARY KEY (target, tenant_id, stripe);
 
 --
 -- Name: job_counts job_counts_pkey; Type: CONSTRAINT; Schema: conveyor
@@ -6462,6 +8288,20 @@ ALTER TABLE ONLY conveyor.job_kinds
 
 ALTER TABLE ONLY conveyor.job_kinds
     ADD CONSTRAINT job_kinds_queue_name_key UNIQUE (queue_name);
+
+--
+-- Name: key_leases key_leases_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.key_leases
+    ADD CONSTRAINT key_leases_pkey PRIMARY KEY (msg_id);
+
+--
+-- Name: key_waiters key_waiters_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.key_waiters
+    ADD CONSTRAINT key_waiters_pkey PRIMARY KEY (msg_id);
 
 --
 -- Name: maintenance_runs maintenance_runs_pkey; Type: CONSTRAINT; Schema: conveyor
@@ -6539,6 +8379,13 @@ ALTER TABLE ONLY conveyor.stage_event_totals
 
 ALTER TABLE ONLY conveyor.tenant_alert_rules
     ADD CONSTRAINT tenant_alert_rules_pkey PRIMARY KEY (tenant_id, rule);
+
+--
+-- Name: tenant_weights tenant_weights_pkey; Type: CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.tenant_weights
+    ADD CONSTRAINT tenant_weights_pkey PRIMARY KEY (tenant_id);
 
 --
 -- Name: worker_invocations worker_invocations_pkey; Type: CONSTRAINT; Schema: conveyor
@@ -6751,10 +8598,34 @@ ALTER TABLE ONLY public.tenants
     ADD CONSTRAINT tenants_pkey PRIMARY KEY (id);
 
 --
+-- Name: concurrency_key_limits_kind_idx; Type: INDEX; Schema: conveyor
+--
+
+CREATE INDEX concurrency_key_limits_kind_idx ON conveyor.concurrency_key_limits USING btree (kind);
+
+--
 -- Name: dedupe_keys_job_id_idx; Type: INDEX; Schema: conveyor
 --
 
 CREATE INDEX dedupe_keys_job_id_idx ON conveyor.dedupe_keys USING btree (job_id);
+
+--
+-- Name: fair_served_tenant_idx; Type: INDEX; Schema: conveyor
+--
+
+CREATE INDEX fair_served_tenant_idx ON conveyor.fair_served USING btree (tenant_id);
+
+--
+-- Name: key_leases_key_idx; Type: INDEX; Schema: conveyor
+--
+
+CREATE INDEX key_leases_key_idx ON conveyor.key_leases USING btree (tenant_id, kind, concurrency_key);
+
+--
+-- Name: key_waiters_key_idx; Type: INDEX; Schema: conveyor
+--
+
+CREATE INDEX key_waiters_key_idx ON conveyor.key_waiters USING btree (kind, tenant_id, concurrency_key, msg_id);
 
 --
 -- Name: pgqueuer_entrypoints_kind_idx; Type: INDEX; Schema: conveyor
@@ -6841,6 +8712,18 @@ CREATE INDEX content_job_stages_leased_idx ON public.content_job_stages USING bt
 CREATE INDEX content_job_stages_ready_idx ON public.content_job_stages USING btree (stage, available_at) WHERE (status = 'ready'::text);
 
 --
+-- Name: content_job_stages_ready_tenant_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX content_job_stages_ready_tenant_idx ON public.content_job_stages USING btree (stage, tenant_id, available_at) WHERE (status = 'ready'::text);
+
+--
+-- Name: content_job_stages_tenant_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX content_job_stages_tenant_id_idx ON public.content_job_stages USING btree (tenant_id);
+
+--
 -- Name: content_jobs_finished_at_idx; Type: INDEX; Schema: public
 --
 
@@ -6851,6 +8734,12 @@ CREATE INDEX content_jobs_finished_at_idx ON public.content_jobs USING btree (fi
 --
 
 CREATE INDEX content_jobs_status_idx ON public.content_jobs USING btree (status);
+
+--
+-- Name: content_jobs_tenant_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX content_jobs_tenant_id_idx ON public.content_jobs USING btree (tenant_id);
 
 --
 -- Name: critical_jobs_tenant_id_idx; Type: INDEX; Schema: public
@@ -6979,6 +8868,12 @@ CREATE TRIGGER job_kinds_removed AFTER DELETE ON conveyor.job_kinds FOR EACH STA
 CREATE TRIGGER content_job_events_accumulate_totals AFTER DELETE ON public.content_job_events FOR EACH ROW WHEN (((old.stage IS NOT NULL) AND (old.status = ANY (ARRAY['completed'::text, 'error'::text])))) EXECUTE FUNCTION conveyor.accumulate_stage_event_totals();
 
 --
+-- Name: content_job_stages content_job_stages_tenant; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER content_job_stages_tenant BEFORE INSERT ON public.content_job_stages FOR EACH ROW EXECUTE FUNCTION conveyor.content_stage_tenant();
+
+--
 -- Name: content_stage_config content_stage_config_last_updated_at; Type: TRIGGER; Schema: public
 --
 
@@ -7033,11 +8928,32 @@ CREATE TRIGGER schedules_before_write BEFORE INSERT OR UPDATE OF cron ON public.
 CREATE TRIGGER tenants_seed_rate_limiters AFTER INSERT ON public.tenants FOR EACH ROW EXECUTE FUNCTION conveyor.seed_rate_limiters();
 
 --
+-- Name: concurrency_key_limits concurrency_key_limits_kind_fkey; Type: FK CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.concurrency_key_limits
+    ADD CONSTRAINT concurrency_key_limits_kind_fkey FOREIGN KEY (kind) REFERENCES conveyor.job_kinds(kind) ON UPDATE CASCADE ON DELETE CASCADE;
+
+--
+-- Name: concurrency_key_limits concurrency_key_limits_tenant_id_fkey; Type: FK CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.concurrency_key_limits
+    ADD CONSTRAINT concurrency_key_limits_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
+
+--
 -- Name: dedupe_keys dedupe_keys_job_id_fkey; Type: FK CONSTRAINT; Schema: conveyor
 --
 
 ALTER TABLE ONLY conveyor.dedupe_keys
     ADD CONSTRAINT dedupe_keys_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(id) ON DELETE CASCADE;
+
+--
+-- Name: fair_served fair_served_tenant_id_fkey; Type: FK CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.fair_served
+    ADD CONSTRAINT fair_served_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
 
 --
 -- Name: pgqueuer_entrypoints pgqueuer_entrypoints_kind_fkey; Type: FK CONSTRAINT; Schema: conveyor
@@ -7089,6 +9005,13 @@ ALTER TABLE ONLY conveyor.tenant_alert_rules
     ADD CONSTRAINT tenant_alert_rules_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
 
 --
+-- Name: tenant_weights tenant_weights_tenant_id_fkey; Type: FK CONSTRAINT; Schema: conveyor
+--
+
+ALTER TABLE ONLY conveyor.tenant_weights
+    ADD CONSTRAINT tenant_weights_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
+
+--
 -- Name: alert_history alert_history_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 
@@ -7122,6 +9045,20 @@ ALTER TABLE ONLY public.content_job_stages
 
 ALTER TABLE ONLY public.content_job_stages
     ADD CONSTRAINT content_job_stages_stage_fkey FOREIGN KEY (stage) REFERENCES public.content_stage_config(stage);
+
+--
+-- Name: content_job_stages content_job_stages_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.content_job_stages
+    ADD CONSTRAINT content_job_stages_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE RESTRICT;
+
+--
+-- Name: content_jobs content_jobs_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.content_jobs
+    ADD CONSTRAINT content_jobs_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE RESTRICT;
 
 --
 -- Name: critical_jobs critical_jobs_job_id_fkey; Type: FK CONSTRAINT; Schema: public
@@ -7364,6 +9301,18 @@ ALTER TABLE public.schedules ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation_policy ON public.alert_history USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
 
 --
+-- Name: content_job_stages tenant_isolation_policy; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation_policy ON public.content_job_stages USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
+
+--
+-- Name: content_jobs tenant_isolation_policy; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation_policy ON public.content_jobs USING (((tenant_id)::text = ( SELECT current_setting('app.current_tenant'::text, true) AS current_setting)));
+
+--
 -- Name: critical_jobs tenant_isolation_policy; Type: POLICY; Schema: public
 --
 
@@ -7477,6 +9426,12 @@ REVOKE ALL ON FUNCTION conveyor.accumulate_queue_totals() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conveyor.accumulate_stage_event_totals() FROM PUBLIC;
 
 --
+-- Name: FUNCTION admit_keyed(p_kind conveyor.job_kinds, p_queue text, p_msgs pgmq.message_record[], p_now timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.admit_keyed(p_kind conveyor.job_kinds, p_queue text, p_msgs pgmq.message_record[], p_now timestamp with time zone) FROM PUBLIC;
+
+--
 -- Name: FUNCTION audit_full(); Type: ACL; Schema: conveyor
 --
 
@@ -7514,10 +9469,10 @@ GRANT ALL ON TABLE public.jobs TO service_role;
 GRANT SELECT ON TABLE public.jobs TO authenticated;
 
 --
--- Name: FUNCTION check_same_request(p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb, p_critical boolean, p_fn text); Type: ACL; Schema: conveyor
+-- Name: FUNCTION check_same_request(p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb, p_critical boolean, p_concurrency_key text, p_concurrency_limit integer, p_fn text); Type: ACL; Schema: conveyor
 --
 
-REVOKE ALL ON FUNCTION conveyor.check_same_request(p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb, p_critical boolean, p_fn text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conveyor.check_same_request(p_job public.jobs, p_kind text, p_payload jsonb, p_priority text, p_headers jsonb, p_critical boolean, p_concurrency_key text, p_concurrency_limit integer, p_fn text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION claim(p_kind conveyor.job_kinds, p_worker text, p_qty integer, p_vt integer, p_now timestamp with time zone, p_max integer, p_full boolean, p_invocation uuid); Type: ACL; Schema: conveyor
@@ -7532,6 +9487,12 @@ REVOKE ALL ON FUNCTION conveyor.claim(p_kind conveyor.job_kinds, p_worker text, 
 REVOKE ALL ON FUNCTION conveyor.claim_args(p_kind text, p_worker text, p_qty integer, p_vt integer, p_policy jsonb) FROM PUBLIC;
 
 --
+-- Name: FUNCTION claim_messages(p_kind conveyor.job_kinds, p_queue text, p_msgs pgmq.message_record[], p_worker text, p_now timestamp with time zone, p_max integer, p_full boolean); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.claim_messages(p_kind conveyor.job_kinds, p_queue text, p_msgs pgmq.message_record[], p_worker text, p_now timestamp with time zone, p_max integer, p_full boolean) FROM PUBLIC;
+
+--
 -- Name: FUNCTION complete_jobs(p_worker text, p_results jsonb, p_now timestamp with time zone, p_archive boolean, p_full boolean); Type: ACL; Schema: conveyor
 --
 
@@ -7544,6 +9505,12 @@ REVOKE ALL ON FUNCTION conveyor.complete_jobs(p_worker text, p_results jsonb, p_
 REVOKE ALL ON FUNCTION conveyor.content_event(p_job_id uuid, p_stage text, p_status text, p_message text, p_details jsonb) FROM PUBLIC;
 
 --
+-- Name: FUNCTION default_tenant_id(); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.default_tenant_id() FROM PUBLIC;
+
+--
 -- Name: TABLE content_job_stages; Type: ACL; Schema: public
 --
 
@@ -7554,6 +9521,12 @@ GRANT ALL ON TABLE public.content_job_stages TO service_role;
 --
 
 REVOKE ALL ON FUNCTION conveyor.content_fail_stage(p_row public.content_job_stages, p_message text, p_errors jsonb, p_now timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION content_fair_tenant(p_stage text, p_now timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.content_fair_tenant(p_stage text, p_now timestamp with time zone) FROM PUBLIC;
 
 --
 -- Name: FUNCTION content_leased_count(p_stage text, p_now timestamp with time zone); Type: ACL; Schema: conveyor
@@ -7572,6 +9545,12 @@ REVOKE ALL ON FUNCTION conveyor.content_next_stage(p_stage text) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION conveyor.content_ready_count(p_stage text, p_now timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION content_stage_tenant(); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.content_stage_tenant() FROM PUBLIC;
 
 --
 -- Name: FUNCTION content_stages(); Type: ACL; Schema: conveyor
@@ -7652,12 +9631,6 @@ REVOKE ALL ON FUNCTION conveyor.dead_letter_jobs_kick() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conveyor.dead_letter_orphan(p_queue text, p_msg pgmq.message_record) FROM PUBLIC;
 
 --
--- Name: FUNCTION default_tenant_id(); Type: ACL; Schema: conveyor
---
-
-REVOKE ALL ON FUNCTION conveyor.default_tenant_id() FROM PUBLIC;
-
---
 -- Name: FUNCTION dispose_unclaimed(p_queue text, p_msgs pgmq.message_record[], p_max integer, p_now timestamp with time zone); Type: ACL; Schema: conveyor
 --
 
@@ -7676,10 +9649,10 @@ REVOKE ALL ON FUNCTION conveyor.dlq_name() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conveyor.endpoint_url(p_endpoint text) FROM PUBLIC;
 
 --
--- Name: FUNCTION enqueue(p_tenant_id uuid, p_kind text, p_payload jsonb, p_idempotency_key text, p_priority text, p_run_at timestamp with time zone, p_headers jsonb, p_critical boolean, p_dedupe_key text, p_source text, p_fn text); Type: ACL; Schema: conveyor
+-- Name: FUNCTION enqueue(p_tenant_id uuid, p_kind text, p_payload jsonb, p_idempotency_key text, p_priority text, p_run_at timestamp with time zone, p_headers jsonb, p_critical boolean, p_dedupe_key text, p_concurrency_key text, p_concurrency_limit integer, p_source text, p_fn text); Type: ACL; Schema: conveyor
 --
 
-REVOKE ALL ON FUNCTION conveyor.enqueue(p_tenant_id uuid, p_kind text, p_payload jsonb, p_idempotency_key text, p_priority text, p_run_at timestamp with time zone, p_headers jsonb, p_critical boolean, p_dedupe_key text, p_source text, p_fn text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conveyor.enqueue(p_tenant_id uuid, p_kind text, p_payload jsonb, p_idempotency_key text, p_priority text, p_run_at timestamp with time zone, p_headers jsonb, p_critical boolean, p_dedupe_key text, p_concurrency_key text, p_concurrency_limit integer, p_source text, p_fn text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION enqueue_items(p_items conveyor.queue_job_item[], p_source text); Type: ACL; Schema: conveyor
@@ -7704,6 +9677,24 @@ REVOKE ALL ON FUNCTION conveyor.ensure_queue(p_queue text) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION conveyor.expire_invocations(p_source text, p_target text, p_now timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fair_account(p_target text, p_tenants uuid[], p_deltas bigint[]); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.fair_account(p_target text, p_tenants uuid[], p_deltas bigint[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fair_read_sql(p_queue text, p_dynamic boolean); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.fair_read_sql(p_queue text, p_dynamic boolean) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fair_state(p_target text, p_tenants uuid[]); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.fair_state(p_target text, p_tenants uuid[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION generate_queue_sql(); Type: ACL; Schema: conveyor
@@ -7746,6 +9737,12 @@ REVOKE ALL ON FUNCTION conveyor.job_id_floor(p_at timestamp with time zone) FROM
 --
 
 REVOKE ALL ON FUNCTION conveyor.job_kinds_removed() FROM PUBLIC;
+
+--
+-- Name: FUNCTION job_message(p_tenant_id uuid, p_key text, p_limit integer); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.job_message(p_tenant_id uuid, p_key text, p_limit integer) FROM PUBLIC;
 
 --
 -- Name: FUNCTION kick(p_target text); Type: ACL; Schema: conveyor
@@ -7842,6 +9839,18 @@ REVOKE ALL ON FUNCTION conveyor.q_put(p_queue text, p_msg_id bigint, p_vt timest
 REVOKE ALL ON FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer) FROM PUBLIC;
 
 --
+-- Name: FUNCTION q_read_fair(p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamp with time zone[], p_tiers boolean[], p_qty integer, p_vt integer); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.q_read_fair(p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamp with time zone[], p_tiers boolean[], p_qty integer, p_vt integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION q_tenants(p_queue text, p_limit integer); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.q_tenants(p_queue text, p_limit integer) FROM PUBLIC;
+
+--
 -- Name: FUNCTION queue_job_tenant(p_requested uuid); Type: ACL; Schema: conveyor
 --
 
@@ -7878,10 +9887,22 @@ REVOKE ALL ON FUNCTION conveyor.raise_hints() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conveyor.read_queue(p_queue text, p_vt integer, p_qty integer, p_service text, p_now timestamp with time zone) FROM PUBLIC;
 
 --
+-- Name: FUNCTION read_queue_tenant(p_queue text, p_tenant text, p_vt integer, p_qty integer, p_service text, p_now timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.read_queue_tenant(p_queue text, p_tenant text, p_vt integer, p_qty integer, p_service text, p_now timestamp with time zone) FROM PUBLIC;
+
+--
 -- Name: FUNCTION release_job_holds(p_job_ids uuid[], p_finished boolean); Type: ACL; Schema: conveyor
 --
 
 REVOKE ALL ON FUNCTION conveyor.release_job_holds(p_job_ids uuid[], p_finished boolean) FROM PUBLIC;
+
+--
+-- Name: FUNCTION release_keys(p_msg_ids bigint[]); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.release_keys(p_msg_ids bigint[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION rescue_lost_jobs(p_now timestamp with time zone); Type: ACL; Schema: conveyor
@@ -7984,6 +10005,18 @@ REVOKE ALL ON FUNCTION conveyor.triggered_count(p_source text, p_target text, p_
 --
 
 REVOKE ALL ON FUNCTION conveyor.vault_secret(p_name text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION wake_free_keys(p_kind conveyor.job_kinds, p_now timestamp with time zone); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.wake_free_keys(p_kind conveyor.job_kinds, p_now timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION wake_waiters(p_kind text, p_tenant uuid, p_key text, p_n integer); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.wake_waiters(p_kind text, p_tenant uuid, p_key text, p_n integer) FROM PUBLIC;
 
 --
 -- Name: FUNCTION capture_queue_metrics(p_now timestamp with time zone); Type: ACL; Schema: public
@@ -8127,6 +10160,13 @@ REVOKE ALL ON FUNCTION public.operator_alerts(p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.operator_alerts(p_limit integer) TO service_role;
 
 --
+-- Name: FUNCTION operator_concurrency_keys(p_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.operator_concurrency_keys(p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.operator_concurrency_keys(p_limit integer) TO service_role;
+
+--
 -- Name: FUNCTION operator_configure_target(p_target text, p_enabled boolean, p_max_concurrency integer, p_trigger_batch_size integer); Type: ACL; Schema: public
 --
 
@@ -8190,6 +10230,20 @@ REVOKE ALL ON FUNCTION public.operator_rate_limiters(p_limit integer) FROM PUBLI
 GRANT ALL ON FUNCTION public.operator_rate_limiters(p_limit integer) TO service_role;
 
 --
+-- Name: FUNCTION operator_set_concurrency_limit(p_kind text, p_limit integer, p_key text, p_tenant uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.operator_set_concurrency_limit(p_kind text, p_limit integer, p_key text, p_tenant uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.operator_set_concurrency_limit(p_kind text, p_limit integer, p_key text, p_tenant uuid) TO service_role;
+
+--
+-- Name: FUNCTION operator_set_tenant_weight(p_tenant uuid, p_weight numeric); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.operator_set_tenant_weight(p_tenant uuid, p_weight numeric) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.operator_set_tenant_weight(p_tenant uuid, p_weight numeric) TO service_role;
+
+--
 -- Name: FUNCTION operator_stage_errors(p_limit integer); Type: ACL; Schema: public
 --
 
@@ -8202,6 +10256,13 @@ GRANT ALL ON FUNCTION public.operator_stage_errors(p_limit integer) TO service_r
 
 REVOKE ALL ON FUNCTION public.operator_stages(p_minutes integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.operator_stages(p_minutes integer) TO service_role;
+
+--
+-- Name: FUNCTION operator_tenants(p_minutes integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.operator_tenants(p_minutes integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.operator_tenants(p_minutes integer) TO service_role;
 
 --
 -- Name: FUNCTION outbox_write(p_tenant_id uuid, p_job_id uuid, p_channel text, p_recipient text, p_subject text, p_body text, p_template text, p_provider text, p_metadata jsonb); Type: ACL; Schema: public
@@ -8554,11 +10615,11 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 --     ('queue:enforce', '-infinity', '0')
 --     ('queue:enrich', '-infinity', '0')
 --     ('queue:outreach', '-infinity', '0')
---   conveyor.job_kinds (kind, queue_name, service_name, worker_slug, description, max_concurrency, trigger_batch_size, enabled)
---     ('enforce', 'q_enforce', NULL, 'enforce-worker', 'evaluate policy rules and record a decision', '2', '1', 'true')
---     ('enrich', 'q_enrich', NULL, 'enrich-worker', 'normalise a contact record and derive fields', '2', '1', 'true')
---     ('fetch', 'q_fetch', NULL, 'fetch-worker', 'PGQueuer-style jobs sent to fn_pgqueuer_enqueue', '2', '1', 'true')
---     ('outreach', 'q_outreach', 'sendgrid', 'outreach-worker', 'render a message into the outbox', '2', '1', 'true')
+--   conveyor.job_kinds (kind, queue_name, service_name, worker_slug, description, max_concurrency, trigger_batch_size, enabled, fair_share, concurrency_key_limit)
+--     ('enforce', 'q_enforce', NULL, 'enforce-worker', 'evaluate policy rules and record a decision', '2', '1', 'true', 'true', '1')
+--     ('enrich', 'q_enrich', NULL, 'enrich-worker', 'normalise a contact record and derive fields', '2', '1', 'true', 'true', '1')
+--     ('fetch', 'q_fetch', NULL, 'fetch-worker', 'PGQueuer-style jobs sent to fn_pgqueuer_enqueue', '2', '1', 'true', 'true', '1')
+--     ('outreach', 'q_outreach', 'sendgrid', 'outreach-worker', 'render a message into the outbox', '2', '1', 'true', 'true', '1')
 --   conveyor.pgqueuer_entrypoints (entrypoint, kind)
 --     ('enforce', 'enforce')
 --     ('enrich', 'enrich')
@@ -8590,12 +10651,16 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 --     ('content_backoff_base_ms', '1000', 'first retry delay of a failed content stage')
 --     ('content_backoff_max_ms', '60000', 'largest retry delay of a failed content stage')
 --     ('content_brief_max_bytes', '65536', 'largest accepted content brief (bytes of its JSON text)')
+--     ('content_fair_share', 'true', 'fair share across tenants for the content stages (job kinds: conveyor.job_kinds.fair_share)')
 --     ('content_lease_sec', '60', 'default lease of a claimed content stage')
 --     ('content_max_attempts', '3', 'attempts of a content stage before the job fails (a body may say max_attempts)')
 --     ('critical_max_attempts', '5', 'attempts of a critical job')
 --     ('dispatcher_endpoint', '"/functions/v1/content-queue-dispatcher"', 'the dispatcher function: a path (resolved against Vault project_url) or a full URL')
 --     ('dispatcher_sweep_ms', '45000', 'with push_kicks off, how long a cron-started dispatcher keeps cycling while work is in flight')
 --     ('dlq_worker_endpoint', '"/functions/v1/dlq-worker"', 'the dead-letter consumer function (a path resolves against Vault project_url)')
+--     ('fair_share_lag', '100', 'fair share: the most a tenant''s virtual time (jobs served ÷ weight) may be above the lowest of the tenants with ready work; a claim pulls it back to that (so past service counts against a tenant for at most this many jobs, and a newcomer is at most this far ahead)')
+--     ('fair_share_max_tenants', '1000', 'fair share: most tenants with live messages a claim looks at per tier queue (in tenant id order)')
+--     ('fair_share_recheck_ms', '25', 'fair share: a session that found one tenant with ready jobs of a kind claims oldest first for the rest of this many milliseconds without looking again (a second tenant waits at most that long to be seen)')
 --     ('invocation_lease_sec', '15', 'a running queue worker holds its dispatch slot this long past its last heartbeat (its claims and extends beat)')
 --     ('invocation_retention_hours', '24', 'finished worker invocations older than this are pruned')
 --     ('invocation_run_sec', '300', 'a started content stage worker not finished after this long is presumed dead (its slots are its leases)')
@@ -8608,6 +10673,8 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 --     ('push_kicks', 'true', 'false = no kicks on enqueue and no push triggers between content stages: only cron dispatches')
 --     ('retention_hours', '72', 'finished jobs, events and archives older than this are pruned (RETENTION_HOURS)')
 --     ('schedule_max_catchup', '5', 'most due times one schedule fires in one materialiser run (catch-up after downtime)')
+--     ('starving_factor', '10', 'a tenant is starving when its oldest ready job has waited this many times the median of the other tenants'' oldest ready jobs of the kind or stage')
+--     ('starving_min_sec', '60', 'and at least this many seconds')
 --     ('visibility_sec', '90', 'default visibility timeout of a claim (QUEUE_VISIBILITY_SEC)')
 --     ('worker_request_timeout_ms', '5000', 'pg_net timeout of a worker trigger (workers answer 202 at once and work in the background)')
 --   public.content_stage_config (stage, queue, worker_endpoint, max_concurrency, trigger_batch_size, enabled)

@@ -554,16 +554,20 @@ Deno.test("alerts (gateway): evaluate_alerts raises a breached rule for tenant A
     "deduplicated: still the one open alert",
   );
 
-  // A worker takes two of A's jobs: depth 1, not above 2.
+  // A worker takes three jobs; fair share gives A two and B one (docs/fairness.md): A's depth
+  // is 1, not above 2.
   const claim = await t.service.rpc("claim_jobs", {
     p_kind: "enrich",
     p_worker: "gw-alerts",
-    p_qty: 2,
+    p_qty: 3,
     // Leases that outlive the evaluation 2 minutes on (an expired lease makes its job ready).
     p_vt: 3600,
   });
   assertEquals([claim.status, claim.error], [200, null]);
-  assertEquals((claim.data as ClaimedRow[]).map((j) => j.tenant_id), [t.a, t.a]);
+  assertEquals(
+    (claim.data as ClaimedRow[]).map((j) => j.tenant_id).sort(),
+    [t.a, t.a, t.b].sort(),
+  );
   const later = new Date(now.getTime() + 2 * MINUTE);
   assertEquals(await evaluate(later), [{ raised: 0, updated: 0, resolved: 1 }]);
   const resolved = await read(t.asA);

@@ -19,7 +19,12 @@
 import postgres from "postgres";
 import { cliArgs } from "./args.ts";
 import { CONTENT_STAGES } from "../supabase/functions/_shared/content/types.ts";
-import { workerUrl } from "../supabase/functions/_shared/operator/data.ts";
+import {
+  type TenantRow,
+  TENANTS_COMMAND,
+  workerUrl,
+} from "../supabase/functions/_shared/operator/data.ts";
+import { formatAge } from "../supabase/functions/_shared/operator/format.ts";
 import { exposedSchemas, failing, loadAllowList, runLints, sortFindings } from "./lint/db_lints.ts";
 import { LINTS } from "./lint/lints.ts";
 import { listMigrations } from "./stack/migrate.ts";
@@ -289,7 +294,54 @@ export async function runDoctor(
 
   out.push(await checkStageEndpoints(t, resetFix));
   out.push(await checkOperatorEndpoints(t));
+  out.push(await checkTenants(t, resetFix));
   return out;
+}
+
+/**
+ * The tenants `operator_tenants` flags as starving (issue 21): ready work whose oldest job has
+ * waited far longer than the other tenants' of the same kind or stage, with nothing of it
+ * claimed in the last minute. One result: ok, or fail naming each with the command to look.
+ */
+export function tenantsResult(rows: readonly TenantRow[]): CheckResult {
+  const check = "tenants";
+  const starving = rows.filter((r) => r.starving);
+  if (starving.length === 0) {
+    const withWork = new Set(rows.filter((r) => r.ready + r.running > 0).map((r) => r.tenant_id));
+    return { check, status: "ok", detail: `${withWork.size} with work, none starving` };
+  }
+  return {
+    check,
+    status: "fail",
+    detail: starving.map((r) =>
+      `tenant ${r.tenant} is starving on ${r.source === "content" ? "stage " : ""}${r.target}: ` +
+      `its oldest ready job has waited ${formatAge(r.oldest_ready_age_sec ?? 0)} ` +
+      `(the other tenants' median ${formatAge(r.others_median_age_sec ?? 0)}) and none ` +
+      "was claimed in the last minute"
+    ).join("; "),
+    fix: `${TENANTS_COMMAND} (then its weight: deno task conveyor tenant weight <tenant-id> <n>, ` +
+      "or its concurrency keys: deno task conveyor keys limit)",
+  };
+}
+
+async function checkTenants(t: DoctorTarget, resetFix: string): Promise<CheckResult> {
+  const r = await request(t, "/rest/v1/rpc/operator_tenants", {
+    method: "POST",
+    body: JSON.stringify({ p_minutes: 5 }),
+  });
+  if (r.status === 404) {
+    return {
+      check: "tenants",
+      status: "fail",
+      detail:
+        "PostgREST does not know public.operator_tenants (migration 20261207120100 not applied?)",
+      fix: resetFix,
+    };
+  }
+  if (r.status !== 200) {
+    return { check: "tenants", status: "fail", detail: `HTTP ${r.status}: ${short(r.text)}` };
+  }
+  return tenantsResult(JSON.parse(r.text) as TenantRow[]);
 }
 
 /**

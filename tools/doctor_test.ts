@@ -11,6 +11,7 @@ import {
   resolveTarget,
   runDoctor,
   stageEndpoints,
+  tenantsResult,
 } from "./doctor.ts";
 
 const env = testEnv();
@@ -40,6 +41,7 @@ const CHECKS = [
   "worker functions",
   "stage endpoints",
   "operator endpoints",
+  "tenants",
 ];
 
 /** `deno task doctor` against `url` (+ `dbUrl`): its exit status and output lines. */
@@ -132,6 +134,7 @@ Deno.test({
         "worker functions",
         "stage endpoints",
         "operator endpoints",
+        "tenants",
       ]
     ) {
       assert(out.some((l) => l.startsWith(`ok   ${check}`)), `${check} in\n${out.join("\n")}`);
@@ -142,6 +145,42 @@ Deno.test({
       out.join("\n"),
     );
   },
+});
+
+Deno.test("tenantsResult(): a starving tenant fails the check with its wait and the command to look", () => {
+  const row = {
+    source: "queue" as const,
+    target: "enrich",
+    tenant_id: "bbbbbbbb-1111-4111-8111-111111111111",
+    tenant: "beta",
+    weight: 1,
+    ready: 3,
+    waiting: 0,
+    running: 0,
+    oldest_ready_age_sec: 900,
+    others_median_age_sec: 2,
+    claimed: 0,
+    claimed_share: 0,
+    recently_claimed: 0,
+    starving: true,
+  };
+  const busy = {
+    ...row,
+    tenant_id: "aaaaaaaa-1111-4111-8111-111111111111",
+    tenant: "acme",
+    ready: 50_000,
+    oldest_ready_age_sec: 2,
+    others_median_age_sec: 900,
+    starving: false,
+  };
+  assertEquals(
+    formatLine(tenantsResult([busy, row])),
+    "FAIL tenants: tenant beta is starving on enrich: its oldest ready job has waited 15 min " +
+      "(the other tenants' median 2 s) and none was claimed in the last minute → " +
+      "deno task conveyor status --tenants (then its weight: deno task conveyor tenant weight " +
+      "<tenant-id> <n>, or its concurrency keys: deno task conveyor keys limit)",
+  );
+  assertEquals(formatLine(tenantsResult([busy])), "ok   tenants (1 with work, none starving)");
 });
 
 Deno.test("stageEndpoints(): paths resolve against the project URL; other URLs are listed", () => {

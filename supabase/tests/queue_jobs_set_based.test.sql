@@ -163,7 +163,7 @@ select is(pg_temp.err($$select * from public.queue_jobs('[
 select is(pg_temp.err($$select * from public.queue_jobs('[
     {"idempotency_key":"e-0","kind":"enrich"},
     {"idempotency_key":"e-1","kind":"enrich","colour":"red"}]'::jsonb)$$),
-  'P0001|queue_job: unknown field "colour"|element 1 of the array (0-based)|accepted fields: idempotency_key, kind, payload, priority, delay_seconds, execute_after, headers, critical, tenant_id',
+  'P0001|queue_job: unknown field "colour"|element 1 of the array (0-based)|accepted fields: idempotency_key, kind, payload, priority, delay_seconds, execute_after, headers, critical, concurrency_key, concurrency_limit, tenant_id',
   'queue_job''s hint is kept');
 select is(pg_temp.err($$select * from public.queue_jobs('[{"idempotency_key":"e-0","kind":"enrich"}, 7]'::jsonb)$$),
   'P0001|queue_job: the body must be a JSON object|element 1 of the array (0-based)',

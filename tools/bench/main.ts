@@ -23,7 +23,7 @@ import { cliArgs, usageExit } from "../args.ts";
 import { checkProject, REPO_ROOT } from "../stack/state.ts";
 import { DBS, loadAvg, startEnv } from "./env.ts";
 import { buildPlan, FULL, QUICK, RUN_ORDER, type Sizes, SMOKE, WORKLOADS } from "./plan.ts";
-import { computeRatios, markdown, svgChart, terminalSummary } from "./report.ts";
+import { computeRatios, figuresText, markdown, svgChart, terminalSummary } from "./report.ts";
 import { medianCost } from "./meter.ts";
 import { fmtMs, fmtRate, median } from "./stats.ts";
 import type { Case, CaseSummary, RunResult } from "./types.ts";
@@ -56,6 +56,16 @@ function selected(c: Case, only: string[] | undefined): boolean {
   return only.some((o) => c.workload === o || c.id.startsWith(o));
 }
 
+/** The median of each of the runs' own figures (undefined when none has any). */
+function medianFigures(runs: RunResult[]): Record<string, number> | undefined {
+  const names = [...new Set(runs.flatMap((r) => Object.keys(r.figures ?? {})))];
+  if (names.length === 0) return undefined;
+  return Object.fromEntries(names.map((k) => [
+    k,
+    median(runs.flatMap((r) => r.figures?.[k] !== undefined ? [r.figures[k]!] : [])),
+  ]));
+}
+
 function summarise(c: Case, runs: RunResult[], failures: string[]): CaseSummary {
   const vals = runs.map((r) => r.value);
   return {
@@ -71,6 +81,7 @@ function summarise(c: Case, runs: RunResult[], failures: string[]): CaseSummary 
       ? median(runs.filter((r) => r.walPerJob !== undefined).map((r) => r.walPerJob!))
       : undefined,
     cost: medianCost(runs.flatMap((r) => r.cost ? [r.cost] : [])),
+    figures: medianFigures(runs),
     duplicates: runs.reduce((a, r) => a + r.delivery.duplicates, 0),
     delivered: runs.reduce((a, r) => a + r.delivery.distinct, 0),
   };
@@ -136,11 +147,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
             const r = await c.run(env);
             const d = r.delivery;
             const unit = c.unit ?? "jobs/s";
-            const fig = unit === "ms"
+            const fig = (unit === "ms"
               ? `p50 ${fmtMs(r.value)} ms p95 ${fmtMs(r.p95 ?? NaN)} p99 ${fmtMs(r.p99 ?? NaN)}`
               : `${fmtRate(r.value)} ${unit} (${r.n.toLocaleString("en-US")} in ${
                 r.seconds.toFixed(2)
-              } s)`;
+              } s)`) + (r.figures ? `; ${figuresText(r.figures)}` : "");
             if (d.lost > 0) {
               slot.failures.push(`rep ${rep + 1} lost ${d.lost} of ${d.expected}`);
               log(`${head}: FAILED, lost ${d.lost} of ${d.expected} jobs (${fig})`);
@@ -187,6 +198,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchOutcome> {
           id: s.case.id,
           settings: s.case.settings,
           median: s.median,
+          figures: s.figures,
           runs: s.runs,
           failures: s.failures,
         })),

@@ -8,6 +8,7 @@
 import type { BenchEnv } from "./env.ts";
 import * as conveyor from "./systems/conveyor.ts";
 import * as push from "./systems/conveyor_push.ts";
+import * as fairness from "./systems/fairness.ts";
 import * as graphile from "./systems/graphile.ts";
 import * as pgboss from "./systems/pgboss.ts";
 import * as raw from "./systems/raw.ts";
@@ -38,6 +39,11 @@ export interface Sizes {
   backlogMeasure: number;
   /** Conveyor's polling worker's idle interval. */
   pollMs: number;
+  /** Noisy neighbour: tenant A's ready backlog, and the seconds B and C enqueue for. */
+  fairBacklog: number;
+  fairSeconds: number;
+  /** Concurrency keys: jobs (over 50 keys, limit 2, 8 racing workers). */
+  fairKeysJobs: number;
 }
 
 /** The full run (docs/benchmarks.md). */
@@ -61,6 +67,9 @@ export const FULL: Sizes = {
   backlogLarge: 1_000_000,
   backlogMeasure: 8_000,
   pollMs: 100,
+  fairBacklog: 100_000,
+  fairSeconds: 15,
+  fairKeysJobs: 1000,
 };
 
 /** `--quick`: every code path, small sizes, one repetition (< 3 minutes). */
@@ -82,6 +91,9 @@ export const QUICK: Sizes = {
   backlogLarge: 50_000,
   backlogMeasure: 4_000,
   pollMs: 100,
+  fairBacklog: 20_000,
+  fairSeconds: 4,
+  fairKeysJobs: 1000,
 };
 
 /** `--smoke`: one tiny run of every case, the same code paths (a faster local check). */
@@ -103,6 +115,9 @@ export const SMOKE: Sizes = {
   backlogLarge: 600,
   backlogMeasure: 200,
   pollMs: 50,
+  fairBacklog: 1_000,
+  fairSeconds: 1,
+  fairKeysJobs: 200,
 };
 
 const V = { conveyor: "main", pgboss: pgboss.PGBOSS_VERSION, graphile: graphile.GRAPHILE_VERSION };
@@ -465,6 +480,57 @@ export function buildPlan(z: Sizes): Case[] {
     skip: (e) => push.pushMissing(e, "pipeline"),
     run: (e) => push.pipelineThroughput(e, z.pipelineJobs),
   });
+  // 7) Fair share and concurrency keys (issue 21).
+  for (const via of ["sql", "rpc"] as const) {
+    for (const on of [true, false]) {
+      add({
+        workload: "fairness",
+        id: `fair.overhead-${via}.${on ? "on" : "off"}`,
+        system: `Conveyor drain, one tenant, fair share ${on ? "on" : "off"} (` +
+          (via === "sql" ? "direct SQL" : "RPC path") + ")",
+        version: V.conveyor,
+        settings: `conveyor.job_kinds.fair_share = ${on}; equal b10/c10: ${shape(A)}`,
+        size: n,
+        run: (e) => fairness.drainOneTenant(e, n, A, via, on),
+      });
+    }
+  }
+  const noisy = { backlog: z.fairBacklog, seconds: z.fairSeconds, workers: 10, batch: 10 };
+  for (
+    const [mode, label] of [["idle", "A idle"], ["on", "fair share on"], ["off", "fair share off"]]
+  ) {
+    add({
+      workload: "fairness",
+      id: `fair.noisy.${mode}`,
+      system: `Noisy neighbour: B and C enqueue → start, ${label}`,
+      version: V.conveyor,
+      settings: (mode === "idle"
+        ? "tenant A has nothing queued"
+        : `tenant A has ${z.fairBacklog.toLocaleString("en-US")} jobs ready`) +
+        `; B and C enqueue ${fairness.LIGHT_RATE} jobs/s each for ${z.fairSeconds} s with queue_job; ` +
+        `10 worker loops × batch 10 (direct SQL, settle_and_claim_jobs), no-op handler`,
+      size: 2 * fairness.LIGHT_RATE * z.fairSeconds,
+      unit: "ms",
+      run: (e) =>
+        fairness.noisyNeighbour(
+          e,
+          { ...noisy, backlog: mode === "idle" ? 0 : noisy.backlog },
+          mode !== "off",
+        ),
+    });
+  }
+  add({
+    workload: "fairness",
+    id: "fair.keys",
+    system: "Concurrency keys: racing workers with kills",
+    version: V.conveyor,
+    settings: `${z.fairKeysJobs.toLocaleString("en-US")} jobs over 50 keys, concurrency_limit 2; ` +
+      "8 loops × batch 10 (settle_and_claim_jobs, 2 s leases), jobs run 5–25 ms; two loops killed " +
+      "every 20th batch (their jobs come back when the leases expire); ledger sampled every ~2 ms",
+    size: z.fairKeysJobs,
+    run: (e) =>
+      fairness.concurrencyKeys(e, { jobs: z.fairKeysJobs, keys: 50, limit: 2, workers: 8 }),
+  });
   return cases;
 }
 
@@ -475,6 +541,7 @@ export const RUN_ORDER: WorkloadId[] = [
   "batch",
   "drain",
   "backlog",
+  "fairness",
   "latency",
   "pipeline",
 ];
@@ -488,4 +555,5 @@ export const WORKLOADS: Array<{ id: WorkloadId; title: string }> = [
   { id: "latency", title: "4. Latency, enqueue → handler start (one job in flight)" },
   { id: "backlog", title: "5. Backlog scale" },
   { id: "pipeline", title: "6. Content pipeline" },
+  { id: "fairness", title: "7. Fair share and concurrency keys (issue 21)" },
 ];

@@ -10,8 +10,11 @@ import { WORKLOADS } from "./plan.ts";
 import { fmtMs, fmtRate, median } from "./stats.ts";
 import type { CaseSummary } from "./types.ts";
 
-/** What a ratio compares: the case's figure (jobs/s, req/s), or a cost per job. */
-export type RatioMetric = "rate" | "pgCpu" | "wal";
+/**
+ * What a ratio compares: the case's figure (jobs/s, req/s, p50 ms), a cost per job, or one of
+ * the case's own figures (`figure:<name>`, RunResult.figures).
+ */
+export type RatioMetric = "rate" | "pgCpu" | "wal" | `figure:${string}`;
 
 /** A ratio between two medians of the same run, with its target. */
 export interface Ratio {
@@ -21,6 +24,8 @@ export interface Ratio {
   den: string;
   /** Default "rate": the cases' medians (jobs/s, req/s). */
   metric?: RatioMetric;
+  /** The denominator's metric when it differs from the numerator's. */
+  denMetric?: RatioMetric;
   target?: number;
   /** The target is a ceiling (a cost ratio: ≤ target), not a floor. */
   atMost?: boolean;
@@ -163,6 +168,63 @@ export function ratioDefs(): Ratio[] {
       den: "backlog.small",
       target: 0.9,
     },
+    // Issue 21's targets.
+    {
+      label: "fair share overhead, one tenant: drain on ÷ off, direct SQL",
+      num: "fair.overhead-sql.on",
+      den: "fair.overhead-sql.off",
+      target: 0.9,
+    },
+    {
+      label: "fair share overhead, one tenant: drain on ÷ off, RPC path",
+      num: "fair.overhead-rpc.on",
+      den: "fair.overhead-rpc.off",
+      target: 0.9,
+    },
+    {
+      label: "fair share overhead, one tenant: Postgres CPU/job on ÷ off, direct SQL",
+      num: "fair.overhead-sql.on",
+      den: "fair.overhead-sql.off",
+      metric: "pgCpu",
+    },
+    {
+      label: "noisy neighbour: B/C enqueue → start p50, fair share on ÷ A idle",
+      num: "fair.noisy.on",
+      den: "fair.noisy.idle",
+      target: 2,
+      atMost: true,
+    },
+    {
+      label: "noisy neighbour: B/C enqueue → start p50, fair share off ÷ A idle",
+      num: "fair.noisy.off",
+      den: "fair.noisy.idle",
+    },
+    {
+      label: "noisy neighbour: A's jobs/s, fair share on ÷ (fair share off − B's and C's 40/s)",
+      num: "fair.noisy.on",
+      den: "fair.noisy.off",
+      metric: "figure:a_jobs_per_s",
+      denMetric: "figure:remaining_jobs_per_s",
+      target: 0.8,
+    },
+    {
+      label: "concurrency keys: most running per key, ledger ÷ limit",
+      num: "fair.keys",
+      den: "fair.keys",
+      metric: "figure:max_running_ledger",
+      denMetric: "figure:limit",
+      target: 1,
+      atMost: true,
+    },
+    {
+      label: "concurrency keys: most running per key, handlers ÷ limit",
+      num: "fair.keys",
+      den: "fair.keys",
+      metric: "figure:max_running_handlers",
+      denMetric: "figure:limit",
+      target: 1,
+      atMost: true,
+    },
   ];
 }
 
@@ -170,6 +232,7 @@ export function ratioDefs(): Ratio[] {
 function metricOf(s: CaseSummary, metric: RatioMetric = "rate"): number | undefined {
   if (s.runs.length === 0) return undefined;
   if (metric === "rate") return s.median;
+  if (metric.startsWith("figure:")) return s.figures?.[metric.slice("figure:".length)];
   if (metric === "pgCpu") return s.cost?.pgUs;
   return s.cost?.walB ?? s.walPerJob;
 }
@@ -186,7 +249,7 @@ export function computeRatios(sums: CaseSummary[]): Ratio[] {
     const a = find(r.num);
     const b = find(r.den);
     const x = a && metricOf(a, r.metric);
-    const y = b && metricOf(b, r.metric);
+    const y = b && metricOf(b, r.denMetric ?? r.metric);
     const ok = x !== undefined && y !== undefined && y > 0;
     return { ...r, value: ok ? x / y : undefined };
   });
@@ -235,6 +298,14 @@ function auditText(s: CaseSummary): string {
   if (a.length === 0) return "–";
   const modes = [...new Set(a.map((x) => x.mode))].join("/");
   return `${modes}, ${median(a.map((x) => x.eventsPerJob)).toFixed(1)} events/job`;
+}
+
+/** A case's own figures (medians over its runs), as `name value` pairs. */
+export function figuresText(f: Record<string, number> | undefined): string {
+  if (!f) return "–";
+  return Object.entries(f).map(([k, v]) =>
+    `${k} ${k.endsWith("_ms") ? fmtMs(v) : Number.isInteger(v) ? String(v) : fmtRate(v)}`
+  ).join(", ");
 }
 
 /** A backlog's pre-fill: median seconds and rate of the enqueue part. */
@@ -346,10 +417,11 @@ export function terminalSummary(sums: CaseSummary[], ratios: Ratio[]): string {
       const fill = s.runs.some((r) => r.fill) && w.id === "backlog"
         ? ` | pre-fill ${fillText(s)}`
         : "";
+      const figs = s.figures ? ` | ${figuresText(s.figures)}` : "";
       lines.push(
         `  ${s.case.id.padEnd(28)} ${figure(s).padStart(9)} ${unit.padEnd(6)} [${
           range(s)
-        }]${extra}${cost}${audit}${fill}  ${status(s)}`,
+        }]${extra}${cost}${audit}${fill}${figs}  ${status(s)}`,
       );
     }
   }
@@ -502,6 +574,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
     const costCols = rows.some((s) => s.cost);
     const auditCol = rows.some((s) => s.runs.some((r) => r.audit));
     const fillCol = w.id === "backlog" && rows.some((s) => s.runs.some((r) => r.fill));
+    const figCol = rows.some((s) => s.figures);
     const head = [
       "system",
       "version",
@@ -522,6 +595,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
         : []),
       ...(auditCol ? ["audit (setting, job_events rows/job)"] : []),
       ...(fillCol ? ["pre-fill (untimed)"] : []),
+      ...(figCol ? ["figures (medians)"] : []),
       "check",
     ];
     out.push(mdTable(
@@ -544,6 +618,7 @@ export function markdown(sums: CaseSummary[], ratios: Ratio[], meta: ReportMeta)
         ...(costCols ? [fmtUs(s.cost?.pgUs), apiText(s), fmtUs(s.cost?.clientUs), walText(s)] : []),
         ...(auditCol ? [auditText(s)] : []),
         ...(fillCol ? [fillText(s)] : []),
+        ...(figCol ? [figuresText(s.figures)] : []),
         status(s),
       ]),
     ));

@@ -15,7 +15,8 @@ export type WorkloadId =
   | "drain"
   | "latency"
   | "backlog"
-  | "pipeline";
+  | "pipeline"
+  | "fairness";
 
 /** What one run (one repetition of one case) measured. */
 export interface RunResult {
@@ -38,6 +39,8 @@ export interface RunResult {
   audit?: { mode: string; eventsPerJob: number };
   /** Every job processed exactly once? */
   delivery: Delivery;
+  /** A case's own figures beside its value (fairness: per-tenant p50s, rates, maxima). */
+  figures?: Record<string, number>;
 }
 
 /** One line of a workload's table: a system with one configuration. */
@@ -80,4 +83,6 @@ export interface CaseSummary {
   walPerJob?: number;
   /** Medians over the runs of each figure of their costs, where measured. */
   cost?: Cost;
+  /** Medians over the runs of each of their own figures (RunResult.figures). */
+  figures?: Record<string, number>;
 }

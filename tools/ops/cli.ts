@@ -11,12 +11,14 @@
  */
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import {
+  type ConcurrencyKeyRow,
   contentRedriveCommand,
   type DashboardData,
   type FailedContentJobRow,
   type FailedContentJobs,
   type QueueRow,
   type StageRow,
+  type TenantRow,
   withWorkerUrls,
   workerUrl,
 } from "../../supabase/functions/_shared/operator/data.ts";
@@ -45,12 +47,20 @@ export const USAGE = `Conveyor ops CLI: look at and steer a deployment through i
 
 usage: deno task conveyor <command> [options]
 
-  status [--minutes N] [--all] [--json]
+  status [--minutes N] [--all] [--tenants] [--json]
         queues (kind × tier) and content stages: ready, in flight, throughput,
-        dead letters and open alerts (--all: idle fast/bulk queues too)
+        dead letters and open alerts (--all: idle fast/bulk queues too); tenants
+        sharing a kind or stage (--tenants: every tenant with work), starving
+        tenants, and concurrency keys with parked jobs or at their limit
   enqueue <kind> [payload-json] [--idempotency-key K] [--priority fast|normal|bulk]
           [--delay SECONDS] [--critical] [--tenant UUID]
+          [--concurrency-key K [--concurrency-limit N]]
         enqueue a job with queue_job; prints its number (#1234)
+  tenant weight <tenant-id> <weight>
+        a tenant's fair share weight (default 1; 2 = twice the share while others wait)
+  keys limit <kind> <N | none> [--key K [--tenant UUID]]
+        concurrency key limit: the kind's default, or (--key) one key's override
+        for a tenant (default tenant); none removes the override
   enqueue content <brief-json | --topic TEXT> [--idempotency-key K]
         start a content job (research → … → complete); prints the job id
   dlq list [--kind K] [--tenant UUID] [--limit N] [--json]
@@ -122,6 +132,10 @@ const OPTIONS = {
   delay: { type: "string" },
   critical: { type: "boolean" },
   tenant: { type: "string" },
+  tenants: { type: "boolean" },
+  key: { type: "string" },
+  "concurrency-key": { type: "string" },
+  "concurrency-limit": { type: "string" },
   topic: { type: "string" },
   kind: { type: "string" },
   stage: { type: "string" },
@@ -253,6 +267,64 @@ function stageTable(rows: readonly StageRow[], projectUrl: string): string[] {
   ], rows);
 }
 
+function tenantTable(rows: readonly TenantRow[]): string[] {
+  return renderTable<TenantRow>([
+    {
+      header: "KIND/STAGE",
+      value: (t) => (t.source === "content" ? `${t.target} (stage)` : t.target),
+    },
+    { header: "TENANT", value: (t) => t.tenant },
+    { header: "WEIGHT", value: (t) => t.weight },
+    { header: "READY", value: (t) => t.ready },
+    { header: "WAITING", value: (t) => t.waiting },
+    { header: "RUNNING", value: (t) => t.running },
+    {
+      header: "OLDEST",
+      value: (t) => (t.oldest_ready_age_sec === null ? "-" : formatAge(t.oldest_ready_age_sec)),
+      align: "right",
+    },
+    {
+      header: "SHARE",
+      value: (t) => (t.claimed_share === null ? "-" : `${Math.round(t.claimed_share * 100)}%`),
+      align: "right",
+    },
+    { header: "", value: (t) => (t.starving ? "STARVING" : "") },
+  ], rows);
+}
+
+function keyTable(rows: readonly ConcurrencyKeyRow[]): string[] {
+  return renderTable<ConcurrencyKeyRow>([
+    { header: "KIND", value: (k) => k.kind },
+    { header: "TENANT", value: (k) => k.tenant },
+    { header: "KEY", value: (k) => oneLine(k.concurrency_key, 40) },
+    { header: "RUNNING", value: (k) => `${k.running}/${k.max_running}` },
+    { header: "PARKED", value: (k) => k.waiting },
+    {
+      header: "WAITING",
+      value: (k) => (k.oldest_waiting_age_sec === null ? "-" : formatAge(k.oldest_waiting_age_sec)),
+      align: "right",
+    },
+  ], rows);
+}
+
+/**
+ * The tenants worth showing: with --tenants every row with live work; otherwise the kinds
+ * and stages two or more tenants share right now (where fair share decides), and starving
+ * tenants wherever they are.
+ */
+function tenantsShown(rows: readonly TenantRow[], all: boolean): TenantRow[] {
+  const live = rows.filter((t) => t.ready + t.waiting + t.running > 0 || t.starving);
+  if (all) return live;
+  const shared = new Set<string>();
+  const seen = new Map<string, number>();
+  for (const t of live) {
+    const k = `${t.source}:${t.target}`;
+    seen.set(k, (seen.get(k) ?? 0) + 1);
+    if (seen.get(k)! > 1) shared.add(k);
+  }
+  return live.filter((t) => t.starving || shared.has(`${t.source}:${t.target}`));
+}
+
 async function status(ctx: Ctx): Promise<void> {
   const minutes = intFlag(ctx.flags.minutes, "minutes", 5, 1440) ?? 60;
   const d = await call<DashboardData>(ctx, "operator_dashboard", {
@@ -279,6 +351,40 @@ async function status(ctx: Ctx): Promise<void> {
   }
   io.out("");
   for (const l of stageTable(d.stages, ctx.target.url)) io.out(l);
+  io.out("");
+  const tenants = d.tenants ?? [];
+  const shown = tenantsShown(tenants, ctx.flags.tenants === true);
+  const withWork = new Set(
+    tenants.filter((t) => t.ready + t.waiting + t.running > 0).map((t) => t.tenant_id),
+  ).size;
+  if (shown.length > 0) {
+    io.out(
+      ctx.flags.tenants
+        ? `Tenants with work (SHARE: of the claims over the last ${minutes} min)`
+        : `Tenants sharing a kind or stage (fair share; SHARE: of the claims over the last ${minutes} min)`,
+    );
+    for (const l of tenantTable(shown)) io.out(l);
+  } else {
+    io.out(
+      `Tenants: ${withWork} with work${
+        withWork > 0 ? ", none sharing a kind or stage now (--tenants lists them)" : ""
+      }`,
+    );
+  }
+  for (const t of tenants.filter((x) => x.starving)) {
+    io.out(
+      `  STARVING: ${t.tenant}'s oldest ready ${t.target} job has waited ${
+        formatAge(t.oldest_ready_age_sec ?? 0)
+      } (the other tenants' median ${formatAge(t.others_median_age_sec ?? 0)}), ` +
+        "and none of its jobs was claimed in the last minute",
+    );
+  }
+  const keys = d.concurrency_keys ?? [];
+  if (keys.length > 0) {
+    io.out("");
+    io.out("Concurrency keys with parked jobs or at their limit");
+    for (const l of keyTable(keys)) io.out(l);
+  }
   io.out("");
   const dl = d.dead_letters;
   const kinds = dl.by_kind.map((k) => `${k.kind} ${k.size}`).join(", ");
@@ -340,6 +446,11 @@ async function enqueue(ctx: Ctx): Promise<void> {
   if (delay !== undefined) body.delay_seconds = delay;
   if (ctx.flags.critical) body.critical = true;
   if (ctx.flags.tenant) body.tenant_id = uuidArg(ctx.flags.tenant, "--tenant");
+  if (ctx.flags["concurrency-key"] !== undefined) {
+    body.concurrency_key = ctx.flags["concurrency-key"];
+  }
+  const climit = intFlag(ctx.flags["concurrency-limit"], "concurrency-limit", 1, 1000);
+  if (climit !== undefined) body.concurrency_limit = climit;
   const number = await call<number>(ctx, "queue_job", body);
   ctx.io.out(`${kind} job ${jobNumber(number)} enqueued (idempotency key ${key})`);
 }
@@ -779,6 +890,55 @@ async function stage(ctx: Ctx): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------
+// tenant weight, keys limit
+
+async function tenantWeight(ctx: Ctx): Promise<void> {
+  const [action, tenant, value] = ctx.args;
+  if (action !== "weight" || !tenant || value === undefined) {
+    throw usageError("tenant needs: weight <tenant-id> <weight>");
+  }
+  const weight = Number(value);
+  if (!Number.isFinite(weight)) throw usageError(`the weight must be a number, got "${value}"`);
+  const r = await call<{ tenant: string; tenant_id: string; weight: number }>(
+    ctx,
+    "operator_set_tenant_weight",
+    { p_tenant: uuidArg(tenant, "the tenant id"), p_weight: weight },
+  );
+  ctx.io.out(`tenant ${r.tenant} (${r.tenant_id}): fair share weight ${r.weight}`);
+}
+
+async function keysLimit(ctx: Ctx): Promise<void> {
+  const [action, kind, value] = ctx.args;
+  if (action !== "limit" || !kind || value === undefined) {
+    throw usageError("keys needs: limit <kind> <N | none> [--key K [--tenant UUID]]");
+  }
+  const key = ctx.flags.key;
+  if (value === "none" && key === undefined) {
+    throw usageError("keys limit <kind> none removes a key's override: give --key");
+  }
+  if (ctx.flags.tenant && key === undefined) {
+    throw usageError("--tenant goes with --key (a kind's default applies to every tenant)");
+  }
+  const limit = value === "none" ? null : intFlag(value, "limit", 1, 1000);
+  const r = await call<{ limit: number | null; woken: number }>(
+    ctx,
+    "operator_set_concurrency_limit",
+    {
+      p_kind: kind,
+      p_limit: limit,
+      p_key: key ?? null,
+      p_tenant: ctx.flags.tenant ? uuidArg(ctx.flags.tenant, "--tenant") : null,
+    },
+  );
+  const what = key === undefined
+    ? `${kind}: concurrency keys run at most ${r.limit} job(s) at once by default`
+    : r.limit === null
+    ? `${kind} key ${key}: override removed`
+    : `${kind} key ${key}: at most ${r.limit} job(s) at once`;
+  ctx.io.out(`${what}${r.woken ? ` (${r.woken} parked job(s) woken)` : ""}`);
+}
+
+// ---------------------------------------------------------------------------------------
 // tail
 
 interface EventRow {
@@ -927,6 +1087,8 @@ const COMMANDS: Record<string, (ctx: Ctx) => Promise<void>> = {
   stage,
   tail,
   dashboard,
+  tenant: tenantWeight,
+  keys: keysLimit,
   "dlq list": dlqList,
   "dlq show": dlqShow,
   "dlq redrive": dlqRedrive,

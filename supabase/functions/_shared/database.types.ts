@@ -156,6 +156,7 @@ export type Database = {
           stage: string;
           started_at: string | null;
           status: string;
+          tenant_id: string;
           updated_at: string;
         };
         Insert: {
@@ -176,6 +177,7 @@ export type Database = {
           stage: string;
           started_at?: string | null;
           status?: string;
+          tenant_id?: string;
           updated_at?: string;
         };
         Update: {
@@ -196,6 +198,7 @@ export type Database = {
           stage?: string;
           started_at?: string | null;
           status?: string;
+          tenant_id?: string;
           updated_at?: string;
         };
         Relationships: [
@@ -211,6 +214,12 @@ export type Database = {
             referencedRelation: "content_stage_config";
             referencedColumns: ["stage"];
           },
+          {
+            foreignKeyName: "content_job_stages_tenant_id_fkey";
+            columns: ["tenant_id"];
+            referencedRelation: "tenants";
+            referencedColumns: ["id"];
+          },
         ];
       };
       content_jobs: {
@@ -225,6 +234,7 @@ export type Database = {
           max_attempts: number;
           started_at: string | null;
           status: string;
+          tenant_id: string;
           updated_at: string;
         };
         Insert: {
@@ -238,6 +248,7 @@ export type Database = {
           max_attempts: number;
           started_at?: string | null;
           status?: string;
+          tenant_id?: string;
           updated_at?: string;
         };
         Update: {
@@ -251,9 +262,17 @@ export type Database = {
           max_attempts?: number;
           started_at?: string | null;
           status?: string;
+          tenant_id?: string;
           updated_at?: string;
         };
-        Relationships: [];
+        Relationships: [
+          {
+            foreignKeyName: "content_jobs_tenant_id_fkey";
+            columns: ["tenant_id"];
+            referencedRelation: "tenants";
+            referencedColumns: ["id"];
+          },
+        ];
       };
       content_stage_config: {
         Row: {
@@ -506,6 +525,8 @@ export type Database = {
       jobs: {
         Row: {
           attempts: number;
+          concurrency_key: string | null;
+          concurrency_limit: number | null;
           created_at: string;
           dedupe_key: string | null;
           errors: NonNullable<Json>;
@@ -532,6 +553,8 @@ export type Database = {
         };
         Insert: {
           attempts?: number;
+          concurrency_key?: string | null;
+          concurrency_limit?: number | null;
           created_at?: string;
           dedupe_key?: string | null;
           errors?: NonNullable<Json>;
@@ -558,6 +581,8 @@ export type Database = {
         };
         Update: {
           attempts?: number;
+          concurrency_key?: string | null;
+          concurrency_limit?: number | null;
           created_at?: string;
           dedupe_key?: string | null;
           errors?: NonNullable<Json>;
@@ -1067,6 +1092,20 @@ export type Database = {
           value: number;
         }[];
       };
+      operator_concurrency_keys: {
+        Args: { p_limit?: number };
+        Returns: {
+          at_limit: boolean;
+          concurrency_key: string;
+          kind: string;
+          max_running: number;
+          oldest_waiting_age_sec: number;
+          running: number;
+          tenant: string;
+          tenant_id: string;
+          waiting: number;
+        }[];
+      };
       operator_configure_target: {
         Args: {
           p_enabled?: boolean;
@@ -1161,6 +1200,19 @@ export type Database = {
           tokens: number;
         }[];
       };
+      operator_set_concurrency_limit: {
+        Args: {
+          p_key?: string;
+          p_kind: string;
+          p_limit: number;
+          p_tenant?: string;
+        };
+        Returns: Json;
+      };
+      operator_set_tenant_weight: {
+        Args: { p_tenant: string; p_weight: number };
+        Returns: Json;
+      };
       operator_stage_errors: {
         Args: { p_limit?: number };
         Returns: {
@@ -1194,6 +1246,25 @@ export type Database = {
           triggered: number;
           waiting_retry: number;
           worker_endpoint: string;
+        }[];
+      };
+      operator_tenants: {
+        Args: { p_minutes?: number };
+        Returns: {
+          claimed: number;
+          claimed_share: number;
+          oldest_ready_age_sec: number;
+          others_median_age_sec: number;
+          ready: number;
+          recently_claimed: number;
+          running: number;
+          source: string;
+          starving: boolean;
+          target: string;
+          tenant: string;
+          tenant_id: string;
+          waiting: number;
+          weight: number;
         }[];
       };
       outbox_write: {

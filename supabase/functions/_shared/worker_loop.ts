@@ -68,14 +68,18 @@ export interface LoopOptions {
   now?: () => number;
 }
 
-/** What a run of the loop did. */
-export interface LoopSummary {
+/** Jobs a drain handled, by outcome (the loop's and the functions' answers share them). */
+export interface DrainCounts {
   claimed: number;
   completed: number;
   failed: number;
   cancelled: number;
   snoozed: number;
   released: number;
+}
+
+/** What a run of the loop did. */
+export interface LoopSummary extends DrainCounts {
   batches: number;
   /** Why the loop ended; "lost" = the source's dispatch slot lapsed (see {@link LoopSource.lost}). */
   stoppedBy: "empty" | "budget" | "shutdown" | "lost";

@@ -27,7 +27,7 @@ import {
 import type { RunResult } from "../types.ts";
 
 /** The worker runtime under test: the QueueAdapter, the worker loop and the config loader. */
-interface Runtime {
+export interface Runtime {
   adapter: typeof AdapterMod;
   loop: typeof LoopMod;
   config: typeof ConfigMod;
@@ -412,28 +412,37 @@ async function hasSettleAndClaim(sql: postgres.Sql): Promise<boolean> {
 }
 
 /** A claimed row (conveyor.claimed_job), as far as the SQL path needs it. */
-interface Claimed {
+export interface Claimed {
   job_id: string;
   lease_id: string;
+  payload?: Record<string, unknown>;
 }
 
 const POLICY = { max_attempts: 3, backoff_base_ms: 1000, backoff_max_ms: 60000 };
 
-/** The worker loop's source over direct SQL: claim_jobs / settle_jobs on a postgres.js pool. */
-function sqlSource(
+/**
+ * The worker loop's source over direct SQL: claim_jobs / settle_jobs on a postgres.js pool.
+ * `withPayload`: claims return each job's payload too (the fairness workloads read it).
+ */
+export function sqlSource(
   rt: Runtime,
   sql: postgres.Sql,
   worker: string,
   onJob: (row: Claimed) => void,
   combined: boolean,
+  withPayload = false,
 ): LoopSource<Claimed, null> {
   const entries = (results: Array<{ item: Claimed; outcome: LoopMod.Outcome<null> }>) =>
     results.map((r) => rt.adapter.settleEntry(r.item, r.outcome));
   const source: LoopSource<Claimed, null> = {
     claim: async (max) => [
-      ...await sql<Claimed[]>`
-        select job_id, lease_id from public.claim_jobs(${KIND}, ${worker}, ${max}, 90, null,
-          ${sql.json(POLICY)})`,
+      ...(withPayload
+        ? await sql<Claimed[]>`
+          select job_id, lease_id, payload from public.claim_jobs(${KIND}, ${worker}, ${max}, 90,
+            null, ${sql.json(POLICY)})`
+        : await sql<Claimed[]>`
+          select job_id, lease_id from public.claim_jobs(${KIND}, ${worker}, ${max}, 90, null,
+            ${sql.json(POLICY)})`),
     ],
     run: (row) => {
       onJob(row);

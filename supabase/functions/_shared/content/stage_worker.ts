@@ -21,7 +21,7 @@ import { z } from "../deps.ts";
 import { QueueError, toError } from "../errors.ts";
 import { errorResponse, json, readJsonObject, requireServiceRole } from "../http.ts";
 import { rpc, serviceClient } from "../supabase.ts";
-import { type LoopSummary, runLoop } from "../worker_loop.ts";
+import { type DrainCounts, type LoopSummary, runLoop } from "../worker_loop.ts";
 import { runInBackground, shutdownSignal, sleep, type WaitUntil } from "../dispatch/background.ts";
 import { loadStageWorkerConfig, type StageWorkerConfig } from "./config.ts";
 import { stageHandlers } from "./registry.ts";
@@ -37,15 +37,9 @@ export const StageWorkerRequest = z.object({
 });
 
 /** What one run of a stage worker did. */
-export interface StageRunSummary {
+export interface StageRunSummary extends DrainCounts {
   stage: ContentStage;
   invocation_id: string | null;
-  claimed: number;
-  completed: number;
-  failed: number;
-  cancelled: number;
-  snoozed: number;
-  released: number;
   retry_waits: number;
   stopped_by: LoopSummary["stoppedBy"] | "error";
   duration_ms: number;

@@ -15,6 +15,7 @@
 import { capacityBar, COLORS, meter, throughputChart } from "./charts.ts";
 import {
   type AlertRow,
+  type ConcurrencyKeyRow,
   contentRedriveCommand,
   type DashboardData,
   type DeadLetters,
@@ -23,6 +24,8 @@ import {
   type RateLimiterRow,
   type StageErrorRow,
   type StageRow,
+  type TenantRow,
+  TENANTS_COMMAND,
 } from "./data.ts";
 import { ago, clockTime, formatAge, formatCount, jobNumber, oneLine, shortId } from "./format.ts";
 import { html, type HtmlValue, type SafeHtml, trusted } from "./html.ts";
@@ -390,6 +393,111 @@ function limitersPanel(d: DashboardData): SafeHtml {
   `;
 }
 
+function tenantRow(t: TenantRow): SafeHtml {
+  return html`
+    <tr data-tenant-row="${t.source}:${t.target}:${t.tenant_id}"
+      data-starving="${t.starving ? "true" : "false"}"><td><span class="name">${t
+        .target}</span>${t.source === "content"
+        ? html`
+          <span class="muted">stage</span>
+        `
+        : null}</td><td>${t.tenant}</td>
+    ${num("weight", Number(t.weight), String(t.weight))}
+    ${num("ready", t.ready)}
+    ${num("waiting", t.waiting)}
+    ${num("running", t.running)}
+    ${num(
+      "oldest_ready_age_sec",
+      t.oldest_ready_age_sec ?? 0,
+      t.oldest_ready_age_sec === null ? "–" : formatAge(t.oldest_ready_age_sec),
+    )}
+    ${num(
+      "claimed_share",
+      Number(t.claimed_share ?? 0),
+      t.claimed_share === null ? "–" : `${Math.round(Number(t.claimed_share) * 100)}%`,
+    )}
+    <td>${t.starving ? html`<span class="pill err">starving</span>` : null}</td>
+    </tr>
+  `;
+}
+
+function tenantsPanel(d: DashboardData): SafeHtml {
+  const rows = (d.tenants ?? []).filter((t) => t.ready + t.waiting + t.running > 0 || t.starving);
+  return html`
+    <section class="card"
+      id="tenants"><h2>Tenants <span class="sub">per kind or stage: work waiting and running, share of claims over the window (fair share)</span></h2>
+    ${rows.length
+      ? html`
+        <table>
+          <thead>
+            <tr>
+              <th>Kind / stage</th>
+              <th>Tenant</th>
+              <th class="num">Weight</th>
+              <th class="num">Ready</th>
+              <th class="num">Waiting</th>
+              <th class="num">Running</th>
+              <th class="num">Oldest ready</th>
+              <th class="num">Share</th>
+              <th></th>
+            </tr>
+          </thead>
+          <tbody>${rows.map(tenantRow)}</tbody>
+        </table>
+        ${rows.some((t) => t.starving)
+          ? html`<p>A starving tenant's oldest ready job has waited far longer than the other tenants' and none of its jobs was claimed in the last minute: <code>${TENANTS_COMMAND}</code>, then its weight (<code>deno task conveyor tenant weight</code>) or its concurrency keys.</p>`
+          : null}
+      `
+      : html`<p class="muted">No tenant has work waiting or running.</p>`}
+    </section>
+  `;
+}
+
+function keyRow(k: ConcurrencyKeyRow): SafeHtml {
+  return html`
+    <tr
+      data-key="${k.kind}:${k.tenant_id}:${k.concurrency_key}"><td><span class="name">${k
+        .kind}</span></td><td>${k.tenant}</td><td><code>${oneLine(
+          k.concurrency_key,
+          60,
+        )}</code></td>
+    ${num("running", k.running, `${k.running} / ${k.max_running}`)}
+    ${num("waiting", k.waiting)}
+    ${num(
+      "oldest_waiting_age_sec",
+      k.oldest_waiting_age_sec ?? 0,
+      k.oldest_waiting_age_sec === null ? "–" : formatAge(k.oldest_waiting_age_sec),
+    )}
+    </tr>
+  `;
+}
+
+function keysPanel(d: DashboardData): SafeHtml {
+  const rows = d.concurrency_keys ?? [];
+  return html`
+    <section class="card"
+      id="concurrency-keys"><h2>Concurrency keys <span class="sub">keys with parked jobs or at their limit</span></h2>
+    ${rows.length
+      ? html`
+        <table>
+          <thead>
+            <tr>
+              <th>Kind</th>
+              <th>Tenant</th>
+              <th>Key</th>
+              <th class="num">Running</th>
+              <th class="num">Parked</th>
+              <th class="num">Waiting since</th>
+            </tr>
+          </thead>
+          <tbody>${rows.map(keyRow)}</tbody>
+        </table>
+      `
+      : html`<p class="muted">No key is at its limit.</p>`}
+    </section>
+  `;
+}
+
 function alertItem(a: AlertRow, now: string): SafeHtml {
   const tone = a.status === "resolved" ? "muted-pill" : a.severity === "critical" ? "err" : "warn";
   return html`
@@ -445,6 +553,7 @@ ${throughputPanel(d)}
 ${queuesPanel(d)}
 ${stagesPanel(d)}
 ${deadLetterPanel(d.dead_letters, d.generated_at)}
+<div class="grid">${tenantsPanel(d)}${keysPanel(d)}</div>
 <div class="grid">${limitersPanel(d)}${alertsPanel(d)}</div>
 ${footer(d)}`;
 }

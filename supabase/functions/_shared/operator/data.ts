@@ -171,6 +171,50 @@ export interface AlertRow {
   resolved_at: string | null;
 }
 
+/**
+ * One job kind or content stage and tenant with live work or recent claims
+ * (`operator_tenants`, migration 20261207120100_fair_share_operators.sql).
+ */
+export interface TenantRow {
+  source: "queue" | "content";
+  /** The job kind or content stage. */
+  target: string;
+  tenant_id: string;
+  tenant: string;
+  weight: number;
+  ready: number;
+  /** Delayed, backing off, or parked behind a concurrency key. */
+  waiting: number;
+  running: number;
+  oldest_ready_age_sec: number | null;
+  /** Median of the other tenants' oldest ready ages of the same kind or stage. */
+  others_median_age_sec: number | null;
+  /** Claimed over the window, and its share of the kind's or stage's claims. */
+  claimed: number;
+  claimed_share: number | null;
+  /** Claimed in the current and the previous minute. */
+  recently_claimed: number;
+  /** Ready work far older than the other tenants' and nothing claimed for a minute. */
+  starving: boolean;
+}
+
+/** One concurrency key with parked jobs or at its limit (`operator_concurrency_keys`). */
+export interface ConcurrencyKeyRow {
+  kind: string;
+  tenant_id: string;
+  tenant: string;
+  concurrency_key: string;
+  running: number;
+  max_running: number;
+  /** Parked jobs, waiting for a slot. */
+  waiting: number;
+  oldest_waiting_age_sec: number | null;
+  at_limit: boolean;
+}
+
+/** The command that shows tenants and keys (status prints both sections). */
+export const TENANTS_COMMAND = "deno task conveyor status --tenants";
+
 /** `operator_dashboard()`: every panel. */
 export interface DashboardData {
   generated_at: string;
@@ -183,6 +227,10 @@ export interface DashboardData {
   failed_content_jobs: FailedContentJobs;
   rate_limiters: RateLimiterRow[];
   alerts: AlertRow[];
+  /** Per kind or stage and tenant (absent before migration 20261207120100). */
+  tenants?: TenantRow[];
+  /** Keys with parked jobs or at their limit (absent before migration 20261207120100). */
+  concurrency_keys?: ConcurrencyKeyRow[];
 }
 
 /** One Prometheus sample from `operator_metrics()`. */

@@ -124,6 +124,48 @@ function sampleData(): DashboardData {
       raised_at: "2026-01-01T11:40:00Z",
       resolved_at: null,
     }],
+    tenants: [{
+      source: "queue",
+      target: "enrich",
+      tenant_id: "aaaaaaaa-1111-4111-8111-111111111111",
+      tenant: "acme",
+      weight: 2,
+      ready: 90_000,
+      waiting: 0,
+      running: 20,
+      oldest_ready_age_sec: 300,
+      others_median_age_sec: 1,
+      claimed: 9000,
+      claimed_share: 0.9,
+      recently_claimed: 1200,
+      starving: false,
+    }, {
+      source: "queue",
+      target: "enrich",
+      tenant_id: "bbbbbbbb-1111-4111-8111-111111111111",
+      tenant: EVIL,
+      weight: 1,
+      ready: 4,
+      waiting: 0,
+      running: 0,
+      oldest_ready_age_sec: 720,
+      others_median_age_sec: 1,
+      claimed: 0,
+      claimed_share: 0,
+      recently_claimed: 0,
+      starving: true,
+    }],
+    concurrency_keys: [{
+      kind: "enrich",
+      tenant_id: "aaaaaaaa-1111-4111-8111-111111111111",
+      tenant: "acme",
+      concurrency_key: EVIL,
+      running: 2,
+      max_running: 2,
+      waiting: 7,
+      oldest_waiting_age_sec: 42,
+      at_limit: true,
+    }],
   };
 }
 
@@ -317,4 +359,20 @@ Deno.test("conveyor-metrics: a database failure is a 503 (the scrape fails, up =
   const res = await h(new Request("http://fn.local/conveyor-metrics?key=" + KEY));
   assertEquals(res.status, 503);
   await res.body?.cancel();
+});
+
+Deno.test("conveyor-dashboard: tenants sharing a kind, a starving one flagged with the command to look, and keys at their limit", async () => {
+  const body = await (await dashboard()(get("", { authorization: `Bearer ${KEY}` }))).text();
+  assertMatch(
+    body,
+    /<tr data-tenant-row="queue:enrich:bbbbbbbb-1111-4111-8111-111111111111"\s+data-starving="true">[\s\S]*?<span class="pill err">starving<\/span>/,
+  );
+  assertMatch(
+    body,
+    /data-tenant-row="queue:enrich:aaaaaaaa-1111-4111-8111-111111111111"\s+data-starving="false">[\s\S]*?data-field="claimed_share" data-value="0.9">90%</,
+  );
+  assert(body.includes("<code>deno task conveyor status --tenants</code>"), "the command to look");
+  assertMatch(body, /data-field="running" data-value="2">2 \/ 2</);
+  assertMatch(body, /data-field="waiting" data-value="7">7</);
+  assert(!body.includes(EVIL), "tenant names and keys are escaped");
 });

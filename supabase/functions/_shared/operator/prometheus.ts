@@ -110,6 +110,39 @@ export const FAMILIES: Readonly<Record<string, Family>> = {
     type: "gauge",
     help: "Worker invocations triggered or running, per dispatch source and target.",
   },
+  conveyor_tenant_ready_jobs: {
+    type: "gauge",
+    help: "Jobs that may run now, per job kind or content stage (source, target) and tenant.",
+  },
+  conveyor_tenant_waiting_jobs: {
+    type: "gauge",
+    help: "Jobs waiting for later: delayed, backing off, or parked behind a concurrency key.",
+  },
+  conveyor_tenant_running_jobs: {
+    type: "gauge",
+    help: "Jobs claimed by a worker and not yet settled, per kind or stage and tenant.",
+  },
+  conveyor_tenant_oldest_ready_age_seconds: {
+    type: "gauge",
+    help: "How long the tenant's oldest job that may run has waited; 0 when none waits.",
+  },
+  conveyor_tenant_weight: {
+    type: "gauge",
+    help: "The tenant's fair share weight (conveyor.tenant_weights; 1 by default).",
+  },
+  conveyor_tenant_starving: {
+    type: "gauge",
+    help:
+      "1 when the tenant's oldest ready job has waited far longer than the other tenants' and none of its jobs was claimed in the last minute.",
+  },
+  conveyor_concurrency_keys_at_limit: {
+    type: "gauge",
+    help: "Concurrency keys running as many jobs as their limit, per kind and tenant.",
+  },
+  conveyor_concurrency_key_waiting_jobs: {
+    type: "gauge",
+    help: "Jobs parked until their concurrency key has a free slot, per kind and tenant.",
+  },
   conveyor_metrics_snapshot_age_seconds: {
     type: "gauge",
     help:

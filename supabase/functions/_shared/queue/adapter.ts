@@ -39,6 +39,16 @@ export interface PublishOptions {
   headers?: Record<string, unknown>;
   /** More attempts (5 instead of the configured maximum). */
   critical?: boolean;
+  /**
+   * At most the key's limit of jobs of this kind and tenant with this key run at once (e.g.
+   * `user:42`); the others wait. 1–255 characters. pgmq provider only.
+   */
+  concurrencyKey?: string;
+  /**
+   * The key's limit this job asks for (1–1000; default: the kind's, 1). An operator's
+   * override for the key wins (docs/fairness.md).
+   */
+  concurrencyLimit?: number;
   /** Trusted callers only; default tenant otherwise. */
   tenantId?: string;
 }
@@ -155,6 +165,23 @@ export function checkPublish(job: PublishOptions, kinds: readonly string[]): voi
   if (job.executeAfter !== undefined && Number.isNaN(new Date(job.executeAfter).getTime())) {
     throw bad("execute_after must be an ISO timestamp");
   }
+  if (job.concurrencyKey !== undefined) {
+    if (typeof job.concurrencyKey !== "string" || job.concurrencyKey.trim() === "") {
+      throw bad("concurrency_key must be a non-empty string");
+    }
+    if (job.concurrencyKey.length > 255) {
+      throw bad("concurrency_key is longer than 255 characters");
+    }
+  }
+  if (job.concurrencyLimit !== undefined) {
+    if (
+      !Number.isInteger(job.concurrencyLimit) || job.concurrencyLimit < 1 ||
+      job.concurrencyLimit > 1000
+    ) {
+      throw bad("concurrency_limit must be a whole number between 1 and 1000");
+    }
+    if (job.concurrencyKey === undefined) throw bad("concurrency_limit needs a concurrency_key");
+  }
 }
 
 /** The body `queue_job` takes for these options. */
@@ -173,6 +200,8 @@ export function queueJobBody(job: PublishOptions): Record<string, unknown> {
   }
   if (job.headers) body.headers = job.headers;
   if (job.critical !== undefined) body.critical = job.critical;
+  if (job.concurrencyKey !== undefined) body.concurrency_key = job.concurrencyKey;
+  if (job.concurrencyLimit !== undefined) body.concurrency_limit = job.concurrencyLimit;
   if (job.tenantId) body.tenant_id = job.tenantId;
   return body;
 }

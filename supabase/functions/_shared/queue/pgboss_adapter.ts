@@ -157,6 +157,13 @@ export class PgBossQueueAdapter implements QueueAdapter {
   async publish(job: PublishOptions): Promise<string> {
     this.#loops.assertOpen();
     checkPublish(job, this.#kinds);
+    if (job.concurrencyKey !== undefined) {
+      // pg-boss limits a queue, not a key of a queue: refusing beats running over the limit.
+      throw new QueueError(
+        "bad_request",
+        "queue_job: concurrency_key needs QUEUE_PROVIDER=pgmq (pg-boss has no per-key limit)",
+      );
+    }
     const tenant = job.tenantId ?? DEFAULT_TENANT;
     const id = await idempotentId(job.kind, tenant, job.idempotencyKey);
     const data: JobData = {

@@ -25,6 +25,7 @@ import { sleep } from "../dispatch/background.ts";
 import type { ConsumeSummary, DeadLetter, QueueAdapter } from "./adapter.ts";
 import { defaultHandlers, type HandlerRegistry } from "./handlers/mod.ts";
 import { createQueueAdapter } from "./mod.ts";
+import type { DrainCounts } from "../worker_loop.ts";
 
 /** The request body. Unknown keys are ignored (callers may add e.g. "source"). */
 export const WorkerRequest = z.object({
@@ -33,14 +34,8 @@ export const WorkerRequest = z.object({
 });
 
 /** The summary a drain answers with. */
-export interface WorkerSummary {
+export interface WorkerSummary extends DrainCounts {
   kind: string;
-  claimed: number;
-  completed: number;
-  failed: number;
-  cancelled: number;
-  snoozed: number;
-  released: number;
   batches: number;
   /** Why the drain ended; "refused" = the invocation's dispatch slot was no longer valid. */
   stopped_by: ConsumeSummary["stoppedBy"] | "refused";
