@@ -1,5 +1,5 @@
 -- A claim reads at most the batch it asks for, whatever plan the read gets
--- (20261207120000_q_read_once.sql). The plan that broke it: the queue table was last
+-- (20261207120200_q_read_once.sql). The plan that broke it: the queue table was last
 -- analysed empty (reltuples 0: autovacuum after a drain), so the planner expects one row
 -- and, in the generic plan PL/pgSQL keeps for a session, ran the LIMIT … SKIP LOCKED batch
 -- once per row of the table, claiming every visible message (600 of a batch enqueue in one
