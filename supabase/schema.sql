@@ -1953,13 +1953,15 @@ begin
     v_read := v_read || format($f$
   %s p_queue = %L then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.%I q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.%I m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.%I q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;$f$,
       v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
@@ -2829,134 +2831,158 @@ CREATE FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer) RETUR
 begin
   if p_queue = 'q_enforce' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_enforce q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_enforce m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enforce q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enforce_bulk' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_enforce_bulk q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_enforce_bulk m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enforce_bulk q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enforce_fast' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_enforce_fast q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_enforce_fast m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enforce_fast q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enrich' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_enrich q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_enrich m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enrich q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enrich_bulk' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_enrich_bulk q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_enrich_bulk m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enrich_bulk q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enrich_fast' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_enrich_fast q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_enrich_fast m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_enrich_fast q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_fetch' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_fetch q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_fetch m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_fetch q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_fetch_bulk' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_fetch_bulk q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_fetch_bulk m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_fetch_bulk q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_fetch_fast' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_fetch_fast q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_fetch_fast m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_fetch_fast q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_outreach' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_outreach q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_outreach m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_outreach q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_outreach_bulk' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_outreach_bulk q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_outreach_bulk m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_outreach_bulk q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_outreach_fast' then
     return query
+    with c as materialized (
+      select q.msg_id from pgmq.q_q_outreach_fast q
+      where q.vt <= clock_timestamp()
+      order by q.msg_id
+      limit p_qty
+      for update skip locked)
     update pgmq.q_q_outreach_fast m
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from (select q.msg_id from pgmq.q_q_outreach_fast q
-          where q.vt <= clock_timestamp()
-          order by q.msg_id
-          limit p_qty
-          for update skip locked) c
+    from c
     where m.msg_id = c.msg_id
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   else

@@ -85,12 +85,17 @@ Deno.test({
       });
       const cycle = await res.json();
       assertEquals(res.status, 200, JSON.stringify(cycle));
-      await eventually("a new enrich-worker process", async () => {
-        const p = (await stackProcs(env.stackDir)).functions.find((f) =>
-          f.slug === "enrich-worker"
-        );
-        return p && p.pid !== victim!.pid;
-      }, 30_000);
+      // The dispatcher's answer (what it started) goes into the failure message.
+      await eventually(
+        `a new enrich-worker process (dispatch: ${JSON.stringify(cycle)})`,
+        async () => {
+          const p = (await stackProcs(env.stackDir)).functions.find((f) =>
+            f.slug === "enrich-worker"
+          );
+          return p && p.pid !== victim!.pid;
+        },
+        30_000,
+      );
 
       // Drained: what the dead worker held comes back after its visibility timeout (90 s),
       // then cron's dispatcher (every minute) starts a worker for it.
