@@ -15,6 +15,12 @@
  *
  *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
  *
+ * The noisy-neighbour case of `--only fair.noisy` (docs/fairness.md), fair share on or off, with
+ * the statements' profile and, from the ledger, where B's and C's jobs waited: enqueue (the
+ * ledger row's `created_at`) → the start of the claim that took them (`started_at`):
+ *
+ *   deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15]
+ *
  * CPU per HTTP call by process (client, gateway, PostgREST, cluster), rpc-http and enqueue-http:
  *
  *   deno run -A tools/bench/profile.ts http-cpu [--n 20000] [--reps 4]
@@ -29,9 +35,11 @@ import postgres from "postgres";
 import { DBS, startEnv } from "./env.ts";
 import { median as med } from "./stats.ts";
 import * as conveyor from "./systems/conveyor.ts";
+import * as fairness from "./systems/fairness.ts";
 
 const USAGE =
   `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--explain MS] [--dir D]
+       deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--explain MS] [--dir D]
        deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir D]
 
 Profiles one Conveyor case on the bench environment (pg_stat_statements, auto_explain), or
@@ -47,6 +55,8 @@ const { values, positionals } = cliArgs(USAGE, {
     variants: { type: "string", default: "" },
     workload: { type: "string", default: "drain" },
     chunk: { type: "string", default: "1000" },
+    fair: { type: "string", default: "on" },
+    seconds: { type: "string", default: "15" },
     dir: { type: "string" },
   },
 });
@@ -61,6 +71,7 @@ const CASES = [
   "batch",
   "ab",
   "ab-sql",
+  "noisy",
 ];
 if (!CASES.includes(what)) usageExit(`unknown case "${what}" (one of ${CASES.join(", ")})`);
 const n = Number(values.n);
@@ -105,6 +116,12 @@ try {
   );
   await admin.unsafe(`alter database postgres set auto_explain.log_nested_statements = on`);
   await admin.unsafe(`alter database postgres set auto_explain.log_analyze = on`);
+  if (what === "noisy") {
+    // Which statements wait on which locks: every lock wait over 5 ms, in the cluster log.
+    await admin.unsafe(`alter database postgres set log_lock_waits = on`);
+    await admin.unsafe(`alter database postgres set deadlock_timeout = '5ms'`);
+    await admin.unsafe(`alter database postgres set auto_explain.log_buffers = on`);
+  }
   const shape = { workers: 10, batch: 10, concurrency: 10 };
   const backlog = Number(values.backlog);
   if (what === "ab") {
@@ -275,7 +292,32 @@ try {
   else if (what === "enqueue-http") r = await conveyor.enqueueSingle(env, n, 10, "http");
   else if (what === "rpc-http") r = await conveyor.rpcInsert(env, n, 10, "http");
   else if (what === "rpc-sql") r = await conveyor.rpcInsert(env, n, 10, "sql");
-  else r = await conveyor.enqueueBatch(env, n, 1000, "sql");
+  else if (what === "noisy") {
+    const cpu0 = await clusterCpu(env.dir);
+    r = await fairness.noisyNeighbour(env, {
+      backlog: backlog || 100_000,
+      seconds: Number(values.seconds),
+      workers: 10,
+      batch: 10,
+    }, values.fair !== "off");
+    log(
+      `noisy: ${JSON.stringify(r.figures)}; cluster CPU ${
+        Math.round(await clusterCpu(env.dir) - cpu0)
+      } s`,
+    );
+    const waits = await admin<{ tenant: string; p50: number; p90: number; n: number }[]>`
+      select j.tenant_id::text as tenant, count(*)::int as n,
+             percentile_cont(0.5) within group (order by extract(epoch from j.started_at - j.created_at) * 1000)::float8 as p50,
+             percentile_cont(0.9) within group (order by extract(epoch from j.started_at - j.created_at) * 1000)::float8 as p90
+      from public.jobs j where j.payload ? 't0' group by 1 order by 1`;
+    for (const w of waits) {
+      log(
+        `  ${w.tenant}: ${w.n} jobs, enqueue → claim start p50 ${w.p50.toFixed(1)} ms, p90 ${
+          w.p90.toFixed(1)
+        } ms`,
+      );
+    }
+  } else r = await conveyor.enqueueBatch(env, n, 1000, "sql");
   log(
     `${what}: ${Math.round(r.value)}/s over ${r.n} in ${
       ((performance.now() - t0) / 1000).toFixed(1)
