@@ -19,7 +19,9 @@
  * the statements' profile and, from the ledger, where B's and C's jobs waited: enqueue (the
  * ledger row's `created_at`) → the start of the claim that took them (`started_at`):
  *
- *   deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15]
+ *   deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--settings k=v,…]
+ *
+ * (`--settings`: `conveyor.settings` values for the run, e.g. `fair_share_recheck_ms=10`.)
  *
  * CPU per HTTP call by process (client, gateway, PostgREST, cluster), rpc-http and enqueue-http:
  *
@@ -39,7 +41,7 @@ import * as fairness from "./systems/fairness.ts";
 
 const USAGE =
   `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--explain MS] [--dir D]
-       deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--explain MS] [--dir D]
+       deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--settings k=v,…] [--explain MS] [--dir D]
        deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir D]
 
 Profiles one Conveyor case on the bench environment (pg_stat_statements, auto_explain), or
@@ -57,6 +59,7 @@ const { values, positionals } = cliArgs(USAGE, {
     chunk: { type: "string", default: "1000" },
     fair: { type: "string", default: "on" },
     seconds: { type: "string", default: "15" },
+    settings: { type: "string", default: "" },
     dir: { type: "string" },
   },
 });
@@ -293,6 +296,10 @@ try {
   else if (what === "rpc-http") r = await conveyor.rpcInsert(env, n, 10, "http");
   else if (what === "rpc-sql") r = await conveyor.rpcInsert(env, n, 10, "sql");
   else if (what === "noisy") {
+    for (const kv of values.settings.split(",").filter(Boolean)) {
+      const [k, v] = kv.split("=");
+      await admin`update conveyor.settings set value = ${v!}::jsonb where key = ${k!}`;
+    }
     const cpu0 = await clusterCpu(env.dir);
     r = await fairness.noisyNeighbour(env, {
       backlog: backlog || 100_000,
