@@ -1827,8 +1827,8 @@ declare
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%9$s q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit %6$s
         for update skip locked) x
@@ -1837,8 +1837,8 @@ declare
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%10$s q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit %6$s
         for update skip locked) x
@@ -1847,8 +1847,8 @@ declare
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%11$s q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit %6$s
         for update skip locked) x
@@ -3010,8 +3010,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enforce_fast q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3020,8 +3020,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enforce q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3030,8 +3030,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enforce_bulk q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3064,8 +3064,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enrich_fast q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3074,8 +3074,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enrich q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3084,8 +3084,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enrich_bulk q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3118,8 +3118,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_fetch_fast q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3128,8 +3128,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_fetch q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3138,8 +3138,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_fetch_bulk q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3172,8 +3172,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_outreach_fast q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3182,8 +3182,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_outreach q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3192,8 +3192,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_outreach_bulk q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3226,8 +3226,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%1$I q
-        where (q.message ->> ''tenant_id'') = a.t
-          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> ''tenant_id'') >= a.t and (q.message ->> ''tenant_id'') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> ''tenant_id''), q.vt
         limit $6
         for update skip locked) x
@@ -3236,8 +3236,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%2$I q
-        where (q.message ->> ''tenant_id'') = a.t
-          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> ''tenant_id'') >= a.t and (q.message ->> ''tenant_id'') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> ''tenant_id''), q.vt
         limit $6
         for update skip locked) x
@@ -3246,8 +3246,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%3$I q
-        where (q.message ->> ''tenant_id'') = a.t
-          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> ''tenant_id'') >= a.t and (q.message ->> ''tenant_id'') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> ''tenant_id''), q.vt
         limit $6
         for update skip locked) x
