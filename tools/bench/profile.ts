@@ -8,12 +8,13 @@
  * Same-run A/B of schema variants (e.g. a migration against its revert): each variant is a
  * SQL file applied to the bench database before its turn; the variants take turns (order
  * rotated each repetition), each turn one workload over SQL: `--workload drain` (default: a
- * fresh pre-fill, then a drain, batch 10 × 10 workers) or `--workload batch` (`queue_jobs`
- * into emptied queues, `--chunk` jobs per call). Reports jobs/s, WAL bytes/job and cluster
+ * fresh pre-fill, then a drain, batch 10 × 10 workers), `--workload batch` (`queue_jobs`
+ * into emptied queues, `--chunk` jobs per call) or `--workload noisy` (the noisy neighbour
+ * with fair share on, `--backlog`, `--seconds`: B's and C's p50, A's jobs/s, Postgres CPU). Reports jobs/s, WAL bytes/job and cluster
  * CPU µs/job (medians), with pg_walinspect's breakdown by relation of the last turn of each
  * variant:
  *
- *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
+ *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
  *
  * The noisy-neighbour case of `--only fair.noisy` (docs/fairness.md), fair share on or off, with
  * the statements' profile and, from the ledger, where B's and C's jobs waited: enqueue (the
@@ -42,7 +43,7 @@ import * as fairness from "./systems/fairness.ts";
 const USAGE =
   `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--explain MS] [--dir D]
        deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--settings k=v,…] [--explain MS] [--dir D]
-       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir D]
+       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy] [--chunk 1000] [--reps 4] [--dir D]
 
 Profiles one Conveyor case on the bench environment (pg_stat_statements, auto_explain), or
 A/B-tests schema variants in one run. See the comment at the top of this file.`;
@@ -203,10 +204,53 @@ try {
     });
     if (variants.length < 2) throw new Error("ab-sql: give at least two --variants");
     const workload = values.workload;
-    if (workload !== "drain" && workload !== "batch") {
-      throw new Error(`--workload: drain or batch, got ${workload}`);
+    if (workload !== "drain" && workload !== "batch" && workload !== "noisy") {
+      throw new Error(`--workload: drain, batch or noisy, got ${workload}`);
     }
     // No auto_explain here: its per-statement instrumentation would be part of the figures.
+    if (workload === "noisy") {
+      // The noisy neighbour (fair share on) per variant, alternating: B's and C's p50, A's
+      // jobs/s and Postgres CPU per job over the timed window (the bench's meter).
+      await admin.unsafe(`alter database postgres reset all`);
+      const out = new Map(
+        variants.map((
+          v,
+        ) => [v.name, { p50: [] as number[], a: [] as number[], pg: [] as number[] }]),
+      );
+      for (let rep = 0; rep < Number(values.reps); rep++) {
+        for (let i = 0; i < variants.length; i++) {
+          const v = variants[(i + rep) % variants.length]!;
+          await admin.unsafe(v.sql);
+          const r = await fairness.noisyNeighbour(env, {
+            backlog: backlog || 100_000,
+            seconds: Number(values.seconds),
+            workers: 10,
+            batch: 10,
+          }, true);
+          const o = out.get(v.name)!;
+          o.p50.push(r.value);
+          o.a.push(Number(r.figures?.a_jobs_per_s ?? 0));
+          o.pg.push(r.cost?.pgUs ?? NaN);
+          log(
+            `ab-sql noisy ${v.name} rep ${rep}: B/C p50 ${r.value.toFixed(1)} ms, A ${
+              Math.round(o.a.at(-1)!)
+            } jobs/s, Postgres ${Math.round(o.pg.at(-1)!)} µs/job`,
+          );
+        }
+      }
+      for (const [name, o] of out) {
+        log(
+          `${name}: B/C p50 ${med(o.p50).toFixed(1)} ms (${
+            o.p50.map((x) => x.toFixed(1)).join(", ")
+          }), A ${Math.round(med(o.a))} jobs/s (${o.a.map(Math.round).join(", ")}), Postgres ${
+            Math.round(med(o.pg))
+          } µs/job (${o.pg.map(Math.round).join(", ")})`,
+        );
+      }
+      await admin.end();
+      await env.stop();
+      Deno.exit(0);
+    }
     await admin.unsafe(`alter database postgres reset all`);
     await admin.unsafe(`create extension if not exists pg_walinspect`);
     const res = new Map(
