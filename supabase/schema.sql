@@ -1172,7 +1172,7 @@ $$;
 --
 
 CREATE FUNCTION conveyor.counted_jobs(p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(queue_name text, tenant_id uuid, enqueued bigint, claimed bigint, completed bigint, retried bigint, failed bigint)
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE ROWS 20
     SET search_path TO ''
     AS $$
   select c.queue_name, c.tenant_id, sum(c.enqueued)::bigint, sum(c.claimed)::bigint,
@@ -2334,7 +2334,7 @@ $$;
 --
 
 CREATE FUNCTION conveyor.live_jobs(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(queue_name text, tenant_id uuid, ready bigint, waiting bigint, in_flight bigint, oldest_ready timestamp with time zone)
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE ROWS 20
     SET search_path TO ''
     AS $_$
 declare
@@ -5674,6 +5674,7 @@ COMMENT ON FUNCTION public.operator_find_jobs(p_ref text, p_limit integer) IS 'T
 CREATE FUNCTION public.operator_metrics() RETURNS TABLE(metric text, labels jsonb, value double precision)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
+    SET jit TO 'off'
     AS $$
 declare
   v_now timestamptz := clock_timestamp();
@@ -5843,6 +5844,7 @@ COMMENT ON FUNCTION public.operator_metrics() IS 'Prometheus samples (metric, la
 CREATE FUNCTION public.operator_queues(p_minutes integer DEFAULT 60) RETURNS TABLE("position" integer, kind text, tier text, queue text, kind_enabled boolean, max_concurrency integer, workers bigint, ready bigint, delayed bigint, in_flight bigint, oldest_ready_age_sec integer, processed bigint, failed bigint, series_start timestamp with time zone, processed_series bigint[], failed_series bigint[])
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 declare
@@ -6161,6 +6163,7 @@ COMMENT ON FUNCTION public.operator_stages(p_minutes integer) IS 'Per content st
 CREATE FUNCTION public.operator_tenants(p_minutes integer DEFAULT 5) RETURNS TABLE(source text, target text, tenant_id uuid, tenant text, weight numeric, ready bigint, waiting bigint, running bigint, oldest_ready_age_sec integer, others_median_age_sec integer, claimed bigint, claimed_share numeric, recently_claimed bigint, starving boolean)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 declare

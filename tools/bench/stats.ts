@@ -4,6 +4,8 @@
  *
  * @module
  */
+import type { Cost } from "./meter.ts";
+import type { RunResult } from "./types.ts";
 
 /** Median of `xs` (NaN for none). */
 export function median(xs: readonly number[]): number {
@@ -30,13 +32,27 @@ export interface Delivery {
   lost: number;
 }
 
-/** Delivery of an enqueue run, from the rows it left: one row per job, `distinct` of the jobs' marks. */
-export function rowsDelivery(expected: number, r: { rows: number; distinct: number }): Delivery {
+/**
+ * An enqueue run's result: its rate, its cost and its delivery, read from the rows it left
+ * (one row per job, `distinct` of the jobs' marks).
+ */
+export function enqueueRun(
+  n: number,
+  r: { rows: number; distinct: number },
+  seconds: number,
+  cost: Cost,
+): RunResult {
   return {
-    expected,
-    distinct: r.distinct,
-    duplicates: r.rows - r.distinct,
-    lost: expected - r.distinct,
+    value: n / seconds,
+    n,
+    seconds,
+    cost,
+    delivery: {
+      expected: n,
+      distinct: r.distinct,
+      duplicates: r.rows - r.distinct,
+      lost: n - r.distinct,
+    },
   };
 }
 

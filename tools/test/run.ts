@@ -136,6 +136,8 @@ async function runDenoTests(env: Record<string, string>): Promise<void> {
   if (config) args.push("--config", config);
   if (values.filter) args.push("--filter", values.filter);
   const files = positionals.filter((p) => p.endsWith(".ts"));
+  // Files named, none of them Deno's: only those (pgTAP) run.
+  if (positionals.length > 0 && files.length === 0) return;
   if (project !== REPO_ROOT && files.length === 0) {
     files.push(...await projectTests());
     if (files.length === 0) {
@@ -160,6 +162,7 @@ async function runPgTap(env: Record<string, string>): Promise<void> {
   const files: string[] = [];
   const wanted = positionals.filter((p) => p.endsWith(".sql"));
   if (wanted.length) files.push(...wanted);
+  else if (positionals.length > 0) return; // files named, none of them pgTAP's
   else {
     try {
       for await (const e of Deno.readDir(`${project}/supabase/tests`)) {

@@ -78,6 +78,11 @@ export interface DrainCounts {
   released: number;
 }
 
+/** A fresh set of counts (spread it into a summary). */
+export function noCounts(): DrainCounts {
+  return { claimed: 0, completed: 0, failed: 0, cancelled: 0, snoozed: 0, released: 0 };
+}
+
 /** What a run of the loop did. */
 export interface LoopSummary extends DrainCounts {
   batches: number;
@@ -128,12 +133,7 @@ export async function runLoop<T, R>(
   const now = opts.now ?? Date.now;
   const start = now();
   const s: LoopSummary = {
-    claimed: 0,
-    completed: 0,
-    failed: 0,
-    cancelled: 0,
-    snoozed: 0,
-    released: 0,
+    ...noCounts(),
     batches: 0,
     stoppedBy: "empty",
     durationMs: 0,

@@ -18,8 +18,8 @@ import { type BenchEnv, DBS } from "../env.ts";
 import { type Cost, meter } from "../meter.ts";
 import {
   DeliveryCounter,
+  enqueueRun,
   percentile,
-  rowsDelivery,
   sleep,
   waitUntil,
   withTimeout,
@@ -201,13 +201,7 @@ export async function rpcInsert(
     const [r] = await sql<{ rows: number; distinct: number }[]>`
       select count(*)::int as rows, count(distinct body ->> 'i')::int as distinct
       from public.bench_sink`;
-    return {
-      value: n / seconds,
-      n,
-      seconds,
-      cost,
-      delivery: rowsDelivery(n, r!),
-    };
+    return enqueueRun(n, r!, seconds, cost);
   } finally {
     await sql.end();
   }

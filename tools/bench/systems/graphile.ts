@@ -10,8 +10,8 @@ import { makeWorkerUtils, run, runMigrations } from "npm:graphile-worker@0.18.0"
 import type { Logger as GwLogger } from "npm:graphile-worker@0.18.0";
 import { Logger } from "npm:graphile-worker@0.18.0";
 import { type BenchEnv, DBS } from "../env.ts";
-import { type Cost, meter } from "../meter.ts";
-import { DeliveryCounter, rowsDelivery, waitUntil, withTimeout } from "../stats.ts";
+import { meter } from "../meter.ts";
+import { DeliveryCounter, enqueueRun, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
 
@@ -47,21 +47,6 @@ async function counts(env: BenchEnv) {
   }
 }
 
-function enqueued(
-  n: number,
-  r: { rows: number; distinct: number },
-  seconds: number,
-  cost: Cost,
-): RunResult {
-  return {
-    value: n / seconds,
-    n,
-    seconds,
-    cost,
-    delivery: rowsDelivery(n, r),
-  };
-}
-
 /** `addJob()` from `conc` loops (pool 12, as the anchors). */
 export async function addJob(env: BenchEnv, n: number, conc: number): Promise<RunResult> {
   await fresh(env);
@@ -74,7 +59,7 @@ export async function addJob(env: BenchEnv, n: number, conc: number): Promise<Ru
     const done = await meter(env);
     const seconds = await loops(n, conc, (i) => utils.addJob(TASK, { i }));
     const cost = await done(n);
-    return enqueued(n, await counts(env), seconds, cost);
+    return enqueueRun(n, await counts(env), seconds, cost);
   } finally {
     await utils.release();
   }
@@ -101,7 +86,7 @@ export async function addJobs(env: BenchEnv, n: number, chunk: number): Promise<
     }
     const seconds = (performance.now() - t0) / 1000;
     const cost = await done(n);
-    return enqueued(n, await counts(env), seconds, cost);
+    return enqueueRun(n, await counts(env), seconds, cost);
   } finally {
     await utils.release();
   }

@@ -10,7 +10,7 @@ import postgres from "postgres";
 import { PgBoss } from "npm:pg-boss@12.38.0";
 import { type BenchEnv, DBS } from "../env.ts";
 import { meter } from "../meter.ts";
-import { DeliveryCounter, rowsDelivery, waitUntil, withTimeout } from "../stats.ts";
+import { DeliveryCounter, enqueueRun, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
 
@@ -66,13 +66,7 @@ export async function send(env: BenchEnv, n: number, conc: number): Promise<RunR
     const seconds = await loops(n, conc, (i) => boss.send(QUEUE, { i }));
     const cost = await done(n);
     const r = await countJobs(env);
-    return {
-      value: n / seconds,
-      n,
-      seconds,
-      cost,
-      delivery: rowsDelivery(n, r),
-    };
+    return enqueueRun(n, r, seconds, cost);
   } finally {
     await stop(boss);
   }
@@ -93,13 +87,7 @@ export async function insert(env: BenchEnv, n: number, chunk: number): Promise<R
     const seconds = (performance.now() - t0) / 1000;
     const cost = await done(n);
     const r = await countJobs(env);
-    return {
-      value: n / seconds,
-      n,
-      seconds,
-      cost,
-      delivery: rowsDelivery(n, r),
-    };
+    return enqueueRun(n, r, seconds, cost);
   } finally {
     await stop(boss);
   }

@@ -8,7 +8,7 @@
 import postgres from "postgres";
 import { type BenchEnv, DBS } from "../env.ts";
 import { type Cost, meter } from "../meter.ts";
-import { DeliveryCounter, rowsDelivery } from "../stats.ts";
+import { DeliveryCounter, enqueueRun } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { loops } from "./conveyor.ts";
 
@@ -24,13 +24,7 @@ async function rawCounts(
 ): Promise<RunResult> {
   const [r] = await sql<{ rows: number; distinct: number }[]>`
     select count(*)::int as rows, count(distinct payload ->> 'i')::int as distinct from rq`;
-  return {
-    value: n / seconds,
-    n,
-    seconds,
-    cost,
-    delivery: rowsDelivery(n, r!),
-  };
+  return enqueueRun(n, r!, seconds, cost);
 }
 
 /** One INSERT per call (autocommit) from `conc` loops on a pool of `conc`. */

@@ -21,7 +21,7 @@ import { z } from "../deps.ts";
 import { QueueError, toError } from "../errors.ts";
 import { errorResponse, json, readJsonObject, requireServiceRole } from "../http.ts";
 import { rpc, serviceClient } from "../supabase.ts";
-import { type DrainCounts, type LoopSummary, runLoop } from "../worker_loop.ts";
+import { type DrainCounts, type LoopSummary, noCounts, runLoop } from "../worker_loop.ts";
 import { runInBackground, shutdownSignal, sleep, type WaitUntil } from "../dispatch/background.ts";
 import { loadStageWorkerConfig, type StageWorkerConfig } from "./config.ts";
 import { stageHandlers } from "./registry.ts";
@@ -83,12 +83,7 @@ export function createStageWorker(
     const s: StageRunSummary = {
       stage,
       invocation_id: invocationId ?? null,
-      claimed: 0,
-      completed: 0,
-      failed: 0,
-      cancelled: 0,
-      snoozed: 0,
-      released: 0,
+      ...noCounts(),
       retry_waits: 0,
       stopped_by: "empty",
       duration_ms: 0,

@@ -25,7 +25,7 @@ import { sleep } from "../dispatch/background.ts";
 import type { ConsumeSummary, DeadLetter, QueueAdapter } from "./adapter.ts";
 import { defaultHandlers, type HandlerRegistry } from "./handlers/mod.ts";
 import { createQueueAdapter } from "./mod.ts";
-import type { DrainCounts } from "../worker_loop.ts";
+import { type DrainCounts, noCounts } from "../worker_loop.ts";
 
 /** The request body. Unknown keys are ignored (callers may add e.g. "source"). */
 export const WorkerRequest = z.object({
@@ -221,12 +221,7 @@ export function makeWorkerHandler(
         }));
         return {
           kind,
-          claimed: 0,
-          completed: 0,
-          failed: 0,
-          cancelled: 0,
-          snoozed: 0,
-          released: 0,
+          ...noCounts(),
           batches: 0,
           stopped_by: "refused",
           duration_ms: 0,
