@@ -424,7 +424,7 @@ CREATE TABLE public.jobs (
     CONSTRAINT jobs_priority_check CHECK ((priority = ANY (ARRAY['fast'::text, 'normal'::text, 'bulk'::text]))),
     CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text])))
 )
-WITH (fillfactor='50');
+WITH (fillfactor='30');
 
 ALTER TABLE ONLY public.jobs FORCE ROW LEVEL SECURITY;
 
@@ -838,9 +838,19 @@ begin
     return v_rows;
   end if;
 
+  -- An UPDATE first (as conveyor.complete_jobs): no lock record for the row of the minute.
+  with g as (
+    select r.tenant_id as t, count(*) as n from unnest(v_rows) r group by r.tenant_id
+  ), u as (
+    update conveyor.job_counts c set claimed = c.claimed + g.n
+    from g
+    where c.minute = date_trunc('minute', p_now) and c.backend = pg_backend_pid()
+      and c.tenant_id = g.t and c.queue_name = p_queue
+    returning c.tenant_id
+  )
   insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, claimed)
-  select date_trunc('minute', p_now), pg_backend_pid(), r.tenant_id, p_queue, count(*)
-  from unnest(v_rows) r group by r.tenant_id
+  select date_trunc('minute', p_now), pg_backend_pid(), g.t, p_queue, g.n from g
+  where not exists (select 1 from u where u.tenant_id = g.t)
   on conflict (minute, backend, tenant_id, queue_name) do update
   set claimed = c.claimed + excluded.claimed;
   if p_kind.service_name is not null then
@@ -868,10 +878,18 @@ CREATE FUNCTION conveyor.complete_jobs(p_worker text, p_results jsonb, p_now tim
     SET search_path TO ''
     AS $$
 declare
-  v_done public.jobs[];
   v_ids uuid[];
+  v_msgs bigint[];
+  v_queues text[];
+  v_tenants uuid[];
+  v_attempts int[];
+  v_dedupe boolean;
+  v_keyed bigint[];
   v_queue text;
+  v_list text[];
+  v_part bigint[];
 begin
+  -- Only the columns the rest needs (not whole ledger rows: payload, output, errors).
   with ok as (
     update public.jobs j
     set status = 'completed', finished_at = p_now, updated_at = p_now, output = r.output,
@@ -879,43 +897,65 @@ begin
     from jsonb_to_recordset(p_results) as r(job_id uuid, lease_id uuid, status text, output jsonb)
     where r.status = 'completed' and j.id = r.job_id and j.lease_id = r.lease_id
       and j.status = 'processing' and j.locked_until > p_now
-    returning j.*
+    returning j.id, j.msg_id, j.queue_name, j.tenant_id, j.attempts, j.dedupe_key, j.concurrency_key
   )
-  select array_agg(ok) into v_done from ok;
-  if v_done is null then
+  select array_agg(ok.id), array_agg(ok.msg_id), array_agg(ok.queue_name),
+         array_agg(ok.tenant_id), array_agg(ok.attempts), bool_or(ok.dedupe_key is not null),
+         array_agg(ok.msg_id) filter (where ok.concurrency_key is not null)
+  into v_ids, v_msgs, v_queues, v_tenants, v_attempts, v_dedupe, v_keyed
+  from ok;
+  if v_ids is null then
     return '{}';
   end if;
-  for v_queue in select distinct d.queue_name from unnest(v_done) d loop
+  -- A worker's batch is one queue's: its messages go in one call, without splitting them.
+  if v_queues[1] = all (v_queues) then
+    v_list := array[v_queues[1]];
+  else
+    v_list := array(select distinct q from unnest(v_queues) q);
+  end if;
+  foreach v_queue in array v_list loop
+    if cardinality(v_list) > 1 then
+      v_part := array(select x.m from unnest(v_msgs, v_queues) as x(m, q) where x.q = v_queue);
+    else
+      v_part := v_msgs;
+    end if;
     begin
       if p_archive then
-        perform pgmq.archive(v_queue, array(select d.msg_id from unnest(v_done) d
-                                            where d.queue_name = v_queue));
+        perform pgmq.archive(v_queue, v_part);
       else
-        perform conveyor.q_delete(v_queue, array(select d.msg_id from unnest(v_done) d
-                                                 where d.queue_name = v_queue));
+        perform conveyor.q_delete(v_queue, v_part);
       end if;
     exception when deadlock_detected then
       null;
     end;
   end loop;
-  select array_agg(d.id) into v_ids from unnest(v_done) d;
-  if exists (select 1 from unnest(v_done) d where d.dedupe_key is not null) then
+  if v_dedupe then
     delete from conveyor.dedupe_keys k where k.job_id = any (v_ids);
   end if;
-  if exists (select 1 from unnest(v_done) d where d.concurrency_key is not null) then
-    perform conveyor.release_keys(array(select d.msg_id from unnest(v_done) d
-                                        where d.concurrency_key is not null));
+  if v_keyed is not null then
+    perform conveyor.release_keys(v_keyed);
   end if;
   delete from conveyor.service_leases l where l.job_id = any (v_ids);
+  -- An UPDATE first: an upsert that finds its row locks it first (a WAL record of its own),
+  -- and this backend's row for the minute is there but for the first batch of a minute.
+  with g as (
+    select x.t, x.q, count(*) as n from unnest(v_tenants, v_queues) as x(t, q) group by x.t, x.q
+  ), u as (
+    update conveyor.job_counts c set completed = c.completed + g.n
+    from g
+    where c.minute = date_trunc('minute', p_now) and c.backend = pg_backend_pid()
+      and c.tenant_id = g.t and c.queue_name = g.q
+    returning c.tenant_id, c.queue_name
+  )
   insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, completed)
-  select date_trunc('minute', p_now), pg_backend_pid(), d.tenant_id, d.queue_name, count(*)
-  from unnest(v_done) d group by d.tenant_id, d.queue_name
+  select date_trunc('minute', p_now), pg_backend_pid(), g.t, g.q, g.n from g
+  where not exists (select 1 from u where u.tenant_id = g.t and u.queue_name = g.q)
   on conflict (minute, backend, tenant_id, queue_name) do update
   set completed = c.completed + excluded.completed;
   if p_full then
     insert into public.job_events (job_id, tenant_id, type, payload)
-    select d.id, d.tenant_id, 'completed', jsonb_build_object('attempt', d.attempts, 'worker', p_worker)
-    from unnest(v_done) d;
+    select x.id, x.tenant_id, 'completed', jsonb_build_object('attempt', x.attempts, 'worker', p_worker)
+    from unnest(v_ids, v_tenants, v_attempts) as x(id, tenant_id, attempts);
   end if;
   return v_ids;
 end
@@ -7054,7 +7094,9 @@ begin
                         v_max, v_full, p_invocation) c;
     v_claimed := v_claimed || v_more;
   end if;
-  perform conveyor.raise_hints();
+  if coalesce(current_setting('conveyor.empty_tiers', true), '') <> '' then
+    perform conveyor.raise_hints();
+  end if;
   return jsonb_build_object(
     'settled', v_settled,
     'claimed', v_claimed,
