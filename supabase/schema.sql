@@ -1867,8 +1867,8 @@ declare
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%9$s q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit %6$s
         for update skip locked) x
@@ -1877,8 +1877,8 @@ declare
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%10$s q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit %6$s
         for update skip locked) x
@@ -1887,8 +1887,8 @@ declare
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%11$s q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit %6$s
         for update skip locked) x
@@ -3050,8 +3050,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enforce_fast q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3060,8 +3060,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enforce q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3070,8 +3070,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enforce_bulk q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3104,8 +3104,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enrich_fast q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3114,8 +3114,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enrich q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3124,8 +3124,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enrich_bulk q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3158,8 +3158,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_fetch_fast q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3168,8 +3168,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_fetch q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3178,8 +3178,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_fetch_bulk q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3212,8 +3212,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_outreach_fast q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3222,8 +3222,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_outreach q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3232,8 +3232,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_outreach_bulk q
-        where (q.message ->> 'tenant_id') = a.t
-          and ((q.message ->> 'tenant_id'), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> 'tenant_id'), q.vt
         limit p_qty
         for update skip locked) x
@@ -3266,8 +3266,8 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%1$I q
-        where (q.message ->> ''tenant_id'') = a.t
-          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> ''tenant_id'') >= a.t and (q.message ->> ''tenant_id'') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> ''tenant_id''), q.vt
         limit $6
         for update skip locked) x
@@ -3276,8 +3276,8 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%2$I q
-        where (q.message ->> ''tenant_id'') = a.t
-          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> ''tenant_id'') >= a.t and (q.message ->> ''tenant_id'') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> ''tenant_id''), q.vt
         limit $6
         for update skip locked) x
@@ -3286,8 +3286,8 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%3$I q
-        where (q.message ->> ''tenant_id'') = a.t
-          and ((q.message ->> ''tenant_id''), q.vt) <= (a.t, clock_timestamp())
+        where (q.message ->> ''tenant_id'') >= a.t and (q.message ->> ''tenant_id'') <= a.t
+          and q.vt <= clock_timestamp()
         order by (q.message ->> ''tenant_id''), q.vt
         limit $6
         for update skip locked) x

@@ -8,12 +8,21 @@
  * Same-run A/B of schema variants (e.g. a migration against its revert): each variant is a
  * SQL file applied to the bench database before its turn; the variants take turns (order
  * rotated each repetition), each turn one workload over SQL: `--workload drain` (default: a
- * fresh pre-fill, then a drain, batch 10 × 10 workers) or `--workload batch` (`queue_jobs`
- * into emptied queues, `--chunk` jobs per call). Reports jobs/s, WAL bytes/job and cluster
+ * fresh pre-fill, then a drain, batch 10 × 10 workers), `--workload batch` (`queue_jobs`
+ * into emptied queues, `--chunk` jobs per call) or `--workload noisy` (the noisy neighbour
+ * with fair share on, `--backlog`, `--seconds`: B's and C's p50, A's jobs/s, Postgres CPU). Reports jobs/s, WAL bytes/job and cluster
  * CPU µs/job (medians), with pg_walinspect's breakdown by relation of the last turn of each
  * variant:
  *
- *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
+ *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
+ *
+ * The noisy-neighbour case of `--only fair.noisy` (docs/fairness.md), fair share on or off, with
+ * the statements' profile and, from the ledger, where B's and C's jobs waited: enqueue (the
+ * ledger row's `created_at`) → the start of the claim that took them (`started_at`):
+ *
+ *   deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--settings k=v,…]
+ *
+ * (`--settings`: `conveyor.settings` values for the run, e.g. `fair_share_recheck_ms=10`.)
  *
  * CPU per HTTP call by process (client, gateway, PostgREST, cluster), rpc-http and enqueue-http:
  *
@@ -29,10 +38,12 @@ import postgres from "postgres";
 import { DBS, startEnv } from "./env.ts";
 import { median as med } from "./stats.ts";
 import * as conveyor from "./systems/conveyor.ts";
+import * as fairness from "./systems/fairness.ts";
 
 const USAGE =
   `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--explain MS] [--dir D]
-       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch] [--chunk 1000] [--reps 4] [--dir D]
+       deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--settings k=v,…] [--explain MS] [--dir D]
+       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy] [--chunk 1000] [--reps 4] [--dir D]
 
 Profiles one Conveyor case on the bench environment (pg_stat_statements, auto_explain), or
 A/B-tests schema variants in one run. See the comment at the top of this file.`;
@@ -47,6 +58,9 @@ const { values, positionals } = cliArgs(USAGE, {
     variants: { type: "string", default: "" },
     workload: { type: "string", default: "drain" },
     chunk: { type: "string", default: "1000" },
+    fair: { type: "string", default: "on" },
+    seconds: { type: "string", default: "15" },
+    settings: { type: "string", default: "" },
     dir: { type: "string" },
   },
 });
@@ -61,6 +75,7 @@ const CASES = [
   "batch",
   "ab",
   "ab-sql",
+  "noisy",
 ];
 if (!CASES.includes(what)) usageExit(`unknown case "${what}" (one of ${CASES.join(", ")})`);
 const n = Number(values.n);
@@ -105,6 +120,12 @@ try {
   );
   await admin.unsafe(`alter database postgres set auto_explain.log_nested_statements = on`);
   await admin.unsafe(`alter database postgres set auto_explain.log_analyze = on`);
+  if (what === "noisy") {
+    // Which statements wait on which locks: every lock wait over 5 ms, in the cluster log.
+    await admin.unsafe(`alter database postgres set log_lock_waits = on`);
+    await admin.unsafe(`alter database postgres set deadlock_timeout = '5ms'`);
+    await admin.unsafe(`alter database postgres set auto_explain.log_buffers = on`);
+  }
   const shape = { workers: 10, batch: 10, concurrency: 10 };
   const backlog = Number(values.backlog);
   if (what === "ab") {
@@ -183,10 +204,53 @@ try {
     });
     if (variants.length < 2) throw new Error("ab-sql: give at least two --variants");
     const workload = values.workload;
-    if (workload !== "drain" && workload !== "batch") {
-      throw new Error(`--workload: drain or batch, got ${workload}`);
+    if (workload !== "drain" && workload !== "batch" && workload !== "noisy") {
+      throw new Error(`--workload: drain, batch or noisy, got ${workload}`);
     }
     // No auto_explain here: its per-statement instrumentation would be part of the figures.
+    if (workload === "noisy") {
+      // The noisy neighbour (fair share on) per variant, alternating: B's and C's p50, A's
+      // jobs/s and Postgres CPU per job over the timed window (the bench's meter).
+      await admin.unsafe(`alter database postgres reset all`);
+      const out = new Map(
+        variants.map((
+          v,
+        ) => [v.name, { p50: [] as number[], a: [] as number[], pg: [] as number[] }]),
+      );
+      for (let rep = 0; rep < Number(values.reps); rep++) {
+        for (let i = 0; i < variants.length; i++) {
+          const v = variants[(i + rep) % variants.length]!;
+          await admin.unsafe(v.sql);
+          const r = await fairness.noisyNeighbour(env, {
+            backlog: backlog || 100_000,
+            seconds: Number(values.seconds),
+            workers: 10,
+            batch: 10,
+          }, true);
+          const o = out.get(v.name)!;
+          o.p50.push(r.value);
+          o.a.push(Number(r.figures?.a_jobs_per_s ?? 0));
+          o.pg.push(r.cost?.pgUs ?? NaN);
+          log(
+            `ab-sql noisy ${v.name} rep ${rep}: B/C p50 ${r.value.toFixed(1)} ms, A ${
+              Math.round(o.a.at(-1)!)
+            } jobs/s, Postgres ${Math.round(o.pg.at(-1)!)} µs/job`,
+          );
+        }
+      }
+      for (const [name, o] of out) {
+        log(
+          `${name}: B/C p50 ${med(o.p50).toFixed(1)} ms (${
+            o.p50.map((x) => x.toFixed(1)).join(", ")
+          }), A ${Math.round(med(o.a))} jobs/s (${o.a.map(Math.round).join(", ")}), Postgres ${
+            Math.round(med(o.pg))
+          } µs/job (${o.pg.map(Math.round).join(", ")})`,
+        );
+      }
+      await admin.end();
+      await env.stop();
+      Deno.exit(0);
+    }
     await admin.unsafe(`alter database postgres reset all`);
     await admin.unsafe(`create extension if not exists pg_walinspect`);
     const res = new Map(
@@ -275,7 +339,36 @@ try {
   else if (what === "enqueue-http") r = await conveyor.enqueueSingle(env, n, 10, "http");
   else if (what === "rpc-http") r = await conveyor.rpcInsert(env, n, 10, "http");
   else if (what === "rpc-sql") r = await conveyor.rpcInsert(env, n, 10, "sql");
-  else r = await conveyor.enqueueBatch(env, n, 1000, "sql");
+  else if (what === "noisy") {
+    for (const kv of values.settings.split(",").filter(Boolean)) {
+      const [k, v] = kv.split("=");
+      await admin`update conveyor.settings set value = ${v!}::jsonb where key = ${k!}`;
+    }
+    const cpu0 = await clusterCpu(env.dir);
+    r = await fairness.noisyNeighbour(env, {
+      backlog: backlog || 100_000,
+      seconds: Number(values.seconds),
+      workers: 10,
+      batch: 10,
+    }, values.fair !== "off");
+    log(
+      `noisy: ${JSON.stringify(r.figures)}; cluster CPU ${
+        Math.round(await clusterCpu(env.dir) - cpu0)
+      } s`,
+    );
+    const waits = await admin<{ tenant: string; p50: number; p90: number; n: number }[]>`
+      select j.tenant_id::text as tenant, count(*)::int as n,
+             percentile_cont(0.5) within group (order by extract(epoch from j.started_at - j.created_at) * 1000)::float8 as p50,
+             percentile_cont(0.9) within group (order by extract(epoch from j.started_at - j.created_at) * 1000)::float8 as p90
+      from public.jobs j where j.payload ? 't0' group by 1 order by 1`;
+    for (const w of waits) {
+      log(
+        `  ${w.tenant}: ${w.n} jobs, enqueue → claim start p50 ${w.p50.toFixed(1)} ms, p90 ${
+          w.p90.toFixed(1)
+        } ms`,
+      );
+    }
+  } else r = await conveyor.enqueueBatch(env, n, 1000, "sql");
   log(
     `${what}: ${Math.round(r.value)}/s over ${r.n} in ${
       ((performance.now() - t0) / 1000).toFixed(1)

@@ -93,8 +93,9 @@ interface Timed {
  * C enqueueing LIGHT_RATE jobs/s each through queue_job for `sizes.seconds`, the worker loop
  * (direct SQL, settle_and_claim_jobs; an idle loop polls every IDLE_POLL_MS, as a lingering
  * worker does) draining. Value: p50 of B's and C's enqueue → handler
- * start (ms). Figures: B and C p50, A's jobs/s over the window, the remaining rate (A's
- * jobs/s minus B's and C's offered load: what the fairness-off run leaves A), jobs/s in all.
+ * start (ms). Figures: B and C p50, the p50 of their queue_job calls (commit included), A's
+ * jobs/s over the window, the remaining rate (A's jobs/s minus B's and C's offered load: what
+ * the fairness-off run leaves A), jobs/s in all.
  */
 export async function noisyNeighbour(
   env: BenchEnv,
@@ -128,6 +129,9 @@ async function noisyRun(env: BenchEnv, sizes: NoisySizes): Promise<RunResult> {
   let window = { from: Infinity, to: Infinity };
   let failedCalls = 0;
   const expectLight: string[] = [];
+  // How long each light job's queue_job call took (commit included): the part of its wait
+  // before any claim can see it.
+  const enqMs: number[] = [];
   try {
     await Promise.all(Array.from({ length: sizes.workers }, () => sql`select 1`));
     await enq`select 1`;
@@ -173,14 +177,16 @@ async function noisyRun(env: BenchEnv, sizes: NoisySizes): Promise<RunResult> {
       if (wait > 0) await sleep(wait);
       // B's and C's job of this tick at once, each on its own connection (a postgres.js query
       // runs when awaited, so each is awaited here, not collected for later).
-      await Promise.all((["B", "C"] as const).map((tenant) => {
+      await Promise.all((["B", "C"] as const).map(async (tenant) => {
+        const t0 = performance.now();
         const body = {
           idempotency_key: `${tag}-${tenant}-${k}`,
           kind: conveyor.KIND,
           tenant_id: tenant === "B" ? TENANT_B : TENANT_C,
-          payload: { t0: performance.now(), tenant },
+          payload: { t0, tenant },
         };
-        return enq`select public.queue_job(${enq.json(body as postgres.JSONValue)}) as id`;
+        await enq`select public.queue_job(${enq.json(body as postgres.JSONValue)}) as id`;
+        enqMs.push(performance.now() - t0);
       }));
     }
     const end = performance.now();
@@ -214,6 +220,7 @@ async function noisyRun(env: BenchEnv, sizes: NoisySizes): Promise<RunResult> {
       figures: {
         b_p50_ms: percentile(lat.B!, 50),
         c_p50_ms: percentile(lat.C!, 50),
+        enqueue_p50_ms: percentile(enqMs, 50),
         a_jobs_per_s: aRate,
         remaining_jobs_per_s: Math.max(0, aRate - 2 * LIGHT_RATE),
         jobs_per_s: (aStarts.length + all.length) / seconds,
