@@ -252,8 +252,9 @@ interface KeyClaimed {
 /**
  * Concurrency keys: `jobs` jobs over `keys` keys with a limit of `limit`, enqueued with
  * queue_jobs; `workers` loops claim batches of 10 through settle_and_claim_jobs (2 s leases)
- * and run each job 5–25 ms; the first two loops are killed every 20th batch (the batch is
- * dropped, never settled: it comes back when its leases expire). A sampler reads the ledger
+ * and run each job 5–25 ms; the first two loops are killed on their first batch and every 10th
+ * after it (from the first, so a fast run kills too): the batch is dropped, never settled, and
+ * comes back when its leases expire. A sampler reads the ledger
  * (processing jobs with a live lease per key) and the key leases every few ms. Value: jobs/s;
  * figures: the most jobs of one key running at once by each measure, and the limit.
  */
@@ -336,7 +337,7 @@ export async function concurrencyKeys(env: BenchEnv, s: KeySizes): Promise<RunRe
             await sleep(5 + Math.random() * 20);
             running.set(b.payload.key, running.get(b.payload.key)! - 1);
           }));
-          if (w < 2 && batches % 20 === 0) {
+          if (w < 2 && batches % 10 === 1) {
             kills++;
             batch = [];
             continue;
