@@ -10,9 +10,9 @@
  * rotated each repetition), each turn one workload over SQL: `--workload drain` (default: a
  * fresh pre-fill, then a drain, batch 10 × 10 workers), `--workload batch` (`queue_jobs`
  * into emptied queues, `--chunk` jobs per call) or `--workload noisy` (the noisy neighbour
- * with fair share on, `--backlog`, `--seconds`: B's and C's p50, A's jobs/s, Postgres CPU). Reports jobs/s, WAL bytes/job and cluster
- * CPU µs/job (medians), with pg_walinspect's breakdown by relation of the last turn of each
- * variant:
+ * with fair share on, `--backlog`, `--seconds`: B's and C's p50, A's jobs/s, Postgres CPU).
+ * Reports jobs/s, WAL bytes/job and cluster CPU µs/job (medians), with pg_walinspect's
+ * breakdown by relation of the last turn of each variant:
  *
  *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
  *
@@ -128,6 +128,13 @@ try {
   }
   const shape = { workers: 10, batch: 10, concurrency: 10 };
   const backlog = Number(values.backlog);
+  // The noisy-neighbour case, as `noisy` and `ab-sql --workload noisy` run it.
+  const noisy = {
+    backlog: backlog || 100_000,
+    seconds: Number(values.seconds),
+    workers: 10,
+    batch: 10,
+  };
   if (what === "ab") {
     // Same-run A/B of the combined settle+claim call: split vs combined, alternating, over
     // both paths, at batch 10 and batch 100.
@@ -221,12 +228,7 @@ try {
         for (let i = 0; i < variants.length; i++) {
           const v = variants[(i + rep) % variants.length]!;
           await admin.unsafe(v.sql);
-          const r = await fairness.noisyNeighbour(env, {
-            backlog: backlog || 100_000,
-            seconds: Number(values.seconds),
-            workers: 10,
-            batch: 10,
-          }, true);
+          const r = await fairness.noisyNeighbour(env, noisy, true);
           const o = out.get(v.name)!;
           o.p50.push(r.value);
           o.a.push(Number(r.figures?.a_jobs_per_s ?? 0));
@@ -345,12 +347,7 @@ try {
       await admin`update conveyor.settings set value = ${v!}::jsonb where key = ${k!}`;
     }
     const cpu0 = await clusterCpu(env.dir);
-    r = await fairness.noisyNeighbour(env, {
-      backlog: backlog || 100_000,
-      seconds: Number(values.seconds),
-      workers: 10,
-      batch: 10,
-    }, values.fair !== "off");
+    r = await fairness.noisyNeighbour(env, noisy, values.fair !== "off");
     log(
       `noisy: ${JSON.stringify(r.figures)}; cluster CPU ${
         Math.round(await clusterCpu(env.dir) - cpu0)
