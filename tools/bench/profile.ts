@@ -10,11 +10,13 @@
  * rotated each repetition), each turn one workload over SQL: `--workload drain` (default: a
  * fresh pre-fill, then a drain, batch 10 × 10 workers), `--workload batch` (`queue_jobs`
  * into emptied queues, `--chunk` jobs per call) or `--workload noisy` (the noisy neighbour
- * with fair share on, `--backlog`, `--seconds`: B's and C's p50, A's jobs/s, Postgres CPU).
+ * with fair share on, `--backlog`, `--seconds`: B's and C's p50, A's jobs/s, Postgres CPU) or
+ * `--workload enqueue` (`--n` single `queue_job` calls over SQL, c10, into emptied queues,
+ * with the bench's `bench_insert` reference each repetition: Postgres CPU/call, the ratio).
  * Reports jobs/s, WAL bytes/job and cluster CPU µs/job (medians), with pg_walinspect's
  * breakdown by relation of the last turn of each variant:
  *
- *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
+ *   deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy|enqueue] [--chunk 1000] [--reps 4] [--dir .stack/bench-x]
  *
  * The noisy-neighbour case of `--only fair.noisy` (docs/fairness.md), fair share on or off, with
  * the statements' profile and, from the ledger, where B's and C's jobs waited: enqueue (the
@@ -43,7 +45,7 @@ import * as fairness from "./systems/fairness.ts";
 const USAGE =
   `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--explain MS] [--dir D]
        deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--settings k=v,…] [--explain MS] [--dir D]
-       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy] [--chunk 1000] [--reps 4] [--dir D]
+       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy|enqueue] [--chunk 1000] [--reps 4] [--dir D]
 
 Profiles one Conveyor case on the bench environment (pg_stat_statements, auto_explain), or
 A/B-tests schema variants in one run. See the comment at the top of this file.`;
@@ -211,8 +213,8 @@ try {
     });
     if (variants.length < 2) throw new Error("ab-sql: give at least two --variants");
     const workload = values.workload;
-    if (workload !== "drain" && workload !== "batch" && workload !== "noisy") {
-      throw new Error(`--workload: drain, batch or noisy, got ${workload}`);
+    if (!["drain", "batch", "noisy", "enqueue"].includes(workload)) {
+      throw new Error(`--workload: drain, batch, noisy or enqueue, got ${workload}`);
     }
     // No auto_explain here: its per-statement instrumentation would be part of the figures.
     if (workload === "noisy") {
@@ -247,6 +249,60 @@ try {
           }), A ${Math.round(med(o.a))} jobs/s (${o.a.map(Math.round).join(", ")}), Postgres ${
             Math.round(med(o.pg))
           } µs/job (${o.pg.map(Math.round).join(", ")})`,
+        );
+      }
+      await admin.end();
+      await env.stop();
+      Deno.exit(0);
+    }
+    if (workload === "enqueue") {
+      // Single `queue_job` calls over SQL from 10 connections into emptied queues (the
+      // bench's enqueue.conveyor-sql.c10), per variant, alternating, with the bench's
+      // one-INSERT reference (rpc.sql: `bench_insert` over SQL, c10) run once per rep
+      // between them: Postgres CPU/call from the bench's meter, and the ratio the bench
+      // reports ("queue_job c10 (SQL) ÷ bench_insert() (SQL)", target ≤ 2).
+      await admin.unsafe(`alter database postgres reset all`);
+      const out = new Map(
+        [...variants.map((v) => v.name), "bench_insert"].map((name) => [name, {
+          rate: [] as number[],
+          pg: [] as number[],
+          wal: [] as number[],
+        }]),
+      );
+      for (let rep = 0; rep < Number(values.reps); rep++) {
+        const turns = [...variants.map((_, i) => variants[(i + rep) % variants.length]!)];
+        turns.splice(rep % (turns.length + 1), 0, { name: "bench_insert", sql: "" });
+        for (const v of turns) {
+          let r;
+          if (v.name === "bench_insert") r = await conveyor.rpcInsert(env, n, 10, "sql");
+          else {
+            await admin.unsafe(v.sql);
+            r = await conveyor.enqueueSingle(env, n, 10, "sql");
+          }
+          if (r.delivery.lost || r.delivery.duplicates) {
+            throw new Error(`${v.name}: ${JSON.stringify(r.delivery)}`);
+          }
+          const o = out.get(v.name)!;
+          o.rate.push(r.value);
+          o.pg.push(r.cost?.pgUs ?? NaN);
+          o.wal.push(r.cost?.walB ?? NaN);
+          log(
+            `ab-sql enqueue ${v.name} rep ${rep}: ${Math.round(r.value)} calls/s, Postgres ${
+              Math.round(o.pg.at(-1)!)
+            } µs/call, ${Math.round(o.wal.at(-1)!)} B WAL/call`,
+          );
+        }
+      }
+      const ref = med(out.get("bench_insert")!.pg);
+      for (const [name, o] of out) {
+        log(
+          `${name}: ${Math.round(med(o.rate))} calls/s (${
+            o.rate.map(Math.round).join(", ")
+          }), Postgres ${Math.round(med(o.pg))} µs/call (${o.pg.map(Math.round).join(", ")}; ${
+            (med(o.pg) / ref).toFixed(2)
+          }× bench_insert), ${Math.round(med(o.wal))} B WAL/call (${
+            o.wal.map(Math.round).join(", ")
+          })`,
         );
       }
       await admin.end();

@@ -1,0 +1,273 @@
+-- public.queue_job cost far more Postgres CPU per call than a one-row INSERT function (issue
+-- 16's target is at most 2×; the full bench of 1c1049a measured 738 µs against 166 µs, 4.45×).
+-- A good part of it was the layers around the work, not the work: the call went through
+-- parse_queue_job (a composite return), queue_job_tenant, conveyor.enqueue (a RETURNS TABLE
+-- function read with `select * into`, a tuplestore per call), each PL/pgSQL with its own
+-- search_path (a GUC save and restore per call), q_put, kick; it read conveyor.settings four
+-- times; PERFORM runs a full executor pass where an assignment is a simple expression.
+-- Figures (same-run A/B) in tools/bench/notes.md, item 12.
+--
+-- public.queue_job now does one call's work itself, in one function, with the same checks in
+-- the same order and the same texts as parse_queue_job, queue_job_tenant and
+-- conveyor.enqueue (which stay, for queue_jobs, fn_pgqueuer_enqueue and the schedules):
+--
+-- * one read of conveyor.settings for everything the call needs (payload_max_bytes,
+--   max_delay_sec, critical_max_attempts, audit, push_kicks, kick_debounce_ms), with the
+--   kind's queue in the same statement;
+-- * the tenant from conveyor.resolve_tenant (the JWT's claim) as before, checked to exist;
+-- * the ledger row RETURNING only its id and number (not the whole row);
+-- * void calls (q_put, the hint lock) as assignments, not PERFORM;
+-- * conveyor.job_counts counted with an UPDATE first, the upsert only for the first job of a
+--   minute in a backend (as 20261207130000_lean_settle.sql does for claim and settle: an
+--   upsert that finds its row locks it first, a WAL record more);
+-- * no dispatch_kicks read and no conveyor.kick call when push_kicks is off (kick would
+--   return at once; pg_cron's dispatcher picks the work up).
+--
+-- queue_job never sends a dedupe key (its body has no such field), so conveyor.enqueue's
+-- dedupe_keys branch is not part of it; its source is always 'queue_job', so the audit event
+-- is written exactly when audit is 'full'.
+
+create or replace function public.queue_job(jsonb) returns bigint
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  c_fn constant text := 'queue_job';
+  c_fields constant text[] := array['idempotency_key', 'kind', 'payload', 'priority',
+    'delay_seconds', 'execute_after', 'headers', 'critical', 'concurrency_key',
+    'concurrency_limit', 'tenant_id'];
+  p jsonb := $1;
+  v_kind text;
+  v_queue text;
+  v_key text;
+  v_priority text := 'normal';
+  v_run_at timestamptz;
+  v_size int;
+  v_extra text;
+  v_payload jsonb;
+  v_headers jsonb;
+  v_critical boolean := false;
+  v_ckey text;
+  v_climit int;
+  v_tenant uuid;
+  v_limit bigint;
+  v_max_delay bigint;
+  v_max_attempts int;
+  v_full boolean;
+  v_push boolean;
+  v_window interval;
+  v_id uuid;
+  v_msg bigint;
+  v_job public.jobs;
+  v_void text;
+begin
+  if p is null or jsonb_typeof(p) <> 'object' then
+    raise exception 'queue_job: the body must be a JSON object';
+  end if;
+
+  -- The seed's three checks, in the seed's order, with the seed's texts.
+  if p -> 'kind' is null or jsonb_typeof(p -> 'kind') = 'null' then
+    raise exception 'queue_job: missing kind in payload';
+  end if;
+  v_kind := p ->> 'kind';
+  -- One statement for the kind's queue and every setting this call reads.
+  select (select k.queue_name from conveyor.job_kinds k
+          where k.kind = v_kind and jsonb_typeof(p -> 'kind') = 'string'),
+         max((s.value #>> '{}')::bigint) filter (where s.key = 'payload_max_bytes'),
+         max((s.value #>> '{}')::bigint) filter (where s.key = 'max_delay_sec'),
+         max((s.value #>> '{}')::int) filter (where s.key = 'critical_max_attempts'),
+         coalesce(bool_or(s.value = '"full"') filter (where s.key = 'audit'), false),
+         coalesce(bool_and((s.value #>> '{}')::boolean) filter (where s.key = 'push_kicks'), true),
+         make_interval(secs => coalesce(max((s.value #>> '{}')::numeric)
+                                          filter (where s.key = 'kick_debounce_ms'), 250) / 1000.0)
+  into v_queue, v_limit, v_max_delay, v_max_attempts, v_full, v_push, v_window
+  from conveyor.settings s
+  where s.key in ('payload_max_bytes', 'max_delay_sec', 'critical_max_attempts', 'audit',
+                  'push_kicks', 'kick_debounce_ms');
+  if v_queue is null then
+    raise exception 'queue_job: unsupported kind %', v_kind;
+  end if;
+  if jsonb_typeof(p -> 'idempotency_key') is distinct from 'string'
+     or (p ->> 'idempotency_key') !~ '\S' then
+    raise exception 'queue_job: missing idempotency_key';
+  end if;
+  v_key := p ->> 'idempotency_key';
+
+  -- Beyond the seed: every other field is checked, each with its own message.
+  v_size := octet_length(p::text);
+  if v_size > v_limit then
+    raise exception 'queue_job: payload too large (% bytes, the limit is % bytes)', v_size, v_limit;
+  end if;
+  -- `p - c_fields` is a plain expression: the key query runs only when there is an extra key.
+  if p - c_fields <> '{}'::jsonb then
+    select k into v_extra from jsonb_object_keys(p) k where k <> all (c_fields) order by k limit 1;
+    raise exception 'queue_job: unknown field "%"', v_extra
+      using hint = 'accepted fields: ' || array_to_string(c_fields, ', ');
+  end if;
+  if length(v_key) > 255 then
+    raise exception 'queue_job: idempotency_key is longer than 255 characters';
+  end if;
+  v_payload := p -> 'payload';
+  if v_payload is null then
+    v_payload := '{}';
+  elsif jsonb_typeof(v_payload) <> 'object' then
+    raise exception 'queue_job: payload must be a JSON object';
+  end if;
+  if p ? 'priority' then
+    if jsonb_typeof(p -> 'priority') <> 'string'
+       or p ->> 'priority' not in ('fast', 'normal', 'bulk') then
+      raise exception 'queue_job: unsupported priority % (use fast, normal or bulk)', p -> 'priority';
+    end if;
+    v_priority := p ->> 'priority';
+  end if;
+  if p ? 'delay_seconds' and p ? 'execute_after' then
+    raise exception 'queue_job: give either delay_seconds or execute_after, not both';
+  end if;
+  if p ? 'delay_seconds' then
+    if jsonb_typeof(p -> 'delay_seconds') <> 'number'
+       or (p ->> 'delay_seconds')::numeric <> trunc((p ->> 'delay_seconds')::numeric)
+       or (p ->> 'delay_seconds')::numeric not between 0 and v_max_delay then
+      raise exception 'queue_job: delay_seconds must be a whole number between 0 and %', v_max_delay;
+    end if;
+    v_run_at := now() + make_interval(secs => (p ->> 'delay_seconds')::numeric);
+  end if;
+  if p ? 'execute_after' then
+    if jsonb_typeof(p -> 'execute_after') = 'string' then
+      v_run_at := conveyor.parse_run_at(p ->> 'execute_after');
+    end if;
+    if v_run_at is null then
+      raise exception 'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"';
+    end if;
+    -- A past timestamp means "now"; a negative interval is a mistake (as a negative
+    -- delay_seconds, or fn_pgqueuer_enqueue's negative execute_after).
+    if v_run_at < now() and p ->> 'execute_after' !~ '^\s*\d{4}-\d{2}-\d{2}' then
+      raise exception 'queue_job: execute_after must not be a negative interval';
+    end if;
+    if v_run_at > now() + make_interval(secs => v_max_delay) then
+      raise exception 'queue_job: execute_after is more than % seconds away', v_max_delay;
+    end if;
+  end if;
+  v_run_at := coalesce(v_run_at, now());
+  v_headers := p -> 'headers';
+  if v_headers is not null then
+    if jsonb_typeof(v_headers) = 'null' then
+      v_headers := null;
+    elsif jsonb_typeof(v_headers) <> 'object' then
+      raise exception 'queue_job: headers must be a JSON object';
+    end if;
+  end if;
+  if p ? 'critical' then
+    if jsonb_typeof(p -> 'critical') <> 'boolean' then
+      raise exception 'queue_job: critical must be true or false';
+    end if;
+    v_critical := (p ->> 'critical')::boolean;
+  end if;
+  if coalesce(jsonb_typeof(p -> 'concurrency_key'), 'null') <> 'null' then
+    if jsonb_typeof(p -> 'concurrency_key') <> 'string' or (p ->> 'concurrency_key') !~ '\S' then
+      raise exception 'queue_job: concurrency_key must be a non-empty string';
+    end if;
+    v_ckey := p ->> 'concurrency_key';
+    if length(v_ckey) > 255 then
+      raise exception 'queue_job: concurrency_key is longer than 255 characters';
+    end if;
+  end if;
+  if coalesce(jsonb_typeof(p -> 'concurrency_limit'), 'null') <> 'null' then
+    if jsonb_typeof(p -> 'concurrency_limit') <> 'number'
+       or (p ->> 'concurrency_limit')::numeric <> trunc((p ->> 'concurrency_limit')::numeric)
+       or (p ->> 'concurrency_limit')::numeric not between 1 and 1000 then
+      raise exception 'queue_job: concurrency_limit must be a whole number between 1 and 1000';
+    end if;
+    if v_ckey is null then
+      raise exception 'queue_job: concurrency_limit needs a concurrency_key';
+    end if;
+    v_climit := (p ->> 'concurrency_limit')::int;
+  end if;
+  if p ? 'tenant_id' then
+    if jsonb_typeof(p -> 'tenant_id') <> 'string'
+       or p ->> 'tenant_id' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+      raise exception 'queue_job: tenant_id must be a uuid';
+    end if;
+  end if;
+  -- The queue of the job's tier (conveyor.tier_queue).
+  if v_priority = 'fast' then
+    v_queue := v_queue || '_fast';
+  elsif v_priority = 'bulk' then
+    v_queue := v_queue || '_bulk';
+  end if;
+
+  -- The tenant: the token's (conveyor.queue_job_tenant).
+  v_tenant := conveyor.resolve_tenant((p ->> 'tenant_id')::uuid, c_fn);
+  if not exists (select 1 from public.tenants t where t.id = v_tenant) then
+    raise exception 'queue_job: unknown tenant %', v_tenant;
+  end if;
+  if not v_critical then
+    v_max_attempts := null;
+  end if;
+
+  -- conveyor.enqueue's work for one queue_job call. ON CONFLICT waits for a concurrent
+  -- holder of the same key to commit or roll back, so of N identical calls exactly one
+  -- inserts and the others read its job (race-free at READ COMMITTED: the SELECT below is a
+  -- statement of its own, with a snapshot that sees it).
+  insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
+                           max_attempts, payload, headers, run_at, concurrency_key,
+                           concurrency_limit)
+  values (v_tenant, nextval('conveyor.job_number_seq'), v_kind, v_queue, v_priority, v_key,
+          v_max_attempts, v_payload, v_headers, v_run_at, v_ckey, v_climit)
+  on conflict (tenant_id, idempotency_key) do nothing
+  returning id, msg_id into v_id, v_msg;
+  if v_id is null then
+    select * into v_job from public.jobs j
+    where j.tenant_id = v_tenant and j.idempotency_key = v_key;
+    perform conveyor.check_same_request(v_job, v_kind, v_payload, v_priority, v_headers,
+                                        v_critical, v_ckey, v_climit, c_fn);
+    return v_job.msg_id;
+  end if;
+
+  -- Assignments, not PERFORM: a void call as an expression skips an executor pass.
+  v_void := conveyor.q_put(v_queue, v_msg, v_run_at,
+                           conveyor.job_message(v_tenant, v_ckey, v_climit), v_headers);
+  -- conveyor.lower_hint, written out.
+  v_void := pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v_queue));
+  update conveyor.queue_hints h set visible_from = v_run_at
+  where h.queue_name = v_queue and h.visible_from > v_run_at;
+  -- conveyor.count_jobs, UPDATE first (this backend's row for the minute is there but for
+  -- the first job of a minute).
+  update conveyor.job_counts c set enqueued = c.enqueued + 1
+  where c.minute = date_trunc('minute', now()) and c.backend = pg_backend_pid()
+    and c.tenant_id = v_tenant and c.queue_name = v_queue;
+  if not found then
+    insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, enqueued)
+    values (date_trunc('minute', now()), pg_backend_pid(), v_tenant, v_queue, 1)
+    on conflict (minute, backend, tenant_id, queue_name) do update set enqueued = c.enqueued + 1;
+  end if;
+
+  if v_critical then
+    insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
+    values (v_tenant, v_id, v_key, v_max_attempts);
+    insert into public.idempotency_keys (tenant_id, key, job_id)
+    values (v_tenant, v_key, v_id);
+  end if;
+  if v_full then
+    insert into public.job_events (job_id, tenant_id, type, payload)
+    values (v_id, v_tenant, 'enqueued', jsonb_strip_nulls(jsonb_build_object(
+      'msg_id', v_msg, 'queue', v_queue, 'priority', v_priority,
+      'run_at', v_run_at, 'source', c_fn, 'critical', v_critical,
+      'concurrency_key', v_ckey)));
+  end if;
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
+  -- its first check is made here, so a kick inside the debounce window costs one read, and
+  -- none when push kicks are off (conveyor.kick would do nothing).
+  if v_push and v_run_at <= now() and not exists (
+    select 1 from conveyor.dispatch_kicks k
+    where k.target = 'queue:' || v_kind and k.last_kick_at >= clock_timestamp() - v_window) then
+    perform conveyor.kick('queue:' || v_kind);
+  end if;
+  return v_msg;
+end
+$$;
+
+comment on function public.queue_job(jsonb) is
+  'Enqueue a job: {"idempotency_key","kind","payload"} (+ priority, delay_seconds | execute_after, headers, critical, concurrency_key, concurrency_limit). Returns the pgmq message id.';
+revoke all on function public.queue_job(jsonb) from public;
+grant execute on function public.queue_job(jsonb) to authenticated, service_role;
