@@ -37,6 +37,7 @@ declare
   c_fields constant text[] := array['idempotency_key', 'kind', 'payload', 'priority',
     'delay_seconds', 'execute_after', 'headers', 'critical', 'concurrency_key',
     'concurrency_limit', 'tenant_id'];
+  c_basic constant text[] := array['idempotency_key', 'kind', 'payload'];
   p jsonb := $1;
   v_kind text;
   v_queue text;
@@ -54,9 +55,7 @@ declare
   v_limit bigint;
   v_max_delay bigint;
   v_max_attempts int;
-  v_full boolean;
-  v_push boolean;
-  v_window interval;
+  v_settings jsonb;
   v_id uuid;
   v_msg bigint;
   v_job public.jobs;
@@ -71,17 +70,12 @@ begin
     raise exception 'queue_job: missing kind in payload';
   end if;
   v_kind := p ->> 'kind';
-  -- One statement for the kind's queue and every setting this call reads.
+  -- One statement for the kind's queue and every setting this call reads (one aggregate:
+  -- each one more is work at every executor start).
   select (select k.queue_name from conveyor.job_kinds k
           where k.kind = v_kind and jsonb_typeof(p -> 'kind') = 'string'),
-         max((s.value #>> '{}')::bigint) filter (where s.key = 'payload_max_bytes'),
-         max((s.value #>> '{}')::bigint) filter (where s.key = 'max_delay_sec'),
-         max((s.value #>> '{}')::int) filter (where s.key = 'critical_max_attempts'),
-         coalesce(bool_or(s.value = '"full"') filter (where s.key = 'audit'), false),
-         coalesce(bool_and((s.value #>> '{}')::boolean) filter (where s.key = 'push_kicks'), true),
-         make_interval(secs => coalesce(max((s.value #>> '{}')::numeric)
-                                          filter (where s.key = 'kick_debounce_ms'), 250) / 1000.0)
-  into v_queue, v_limit, v_max_delay, v_max_attempts, v_full, v_push, v_window
+         jsonb_object_agg(s.key, s.value)
+  into v_queue, v_settings
   from conveyor.settings s
   where s.key in ('payload_max_bytes', 'max_delay_sec', 'critical_max_attempts', 'audit',
                   'push_kicks', 'kick_debounce_ms');
@@ -93,6 +87,8 @@ begin
     raise exception 'queue_job: missing idempotency_key';
   end if;
   v_key := p ->> 'idempotency_key';
+  v_limit := (v_settings ->> 'payload_max_bytes')::bigint;
+  v_max_delay := (v_settings ->> 'max_delay_sec')::bigint;
 
   -- Beyond the seed: every other field is checked, each with its own message.
   v_size := octet_length(p::text);
@@ -114,95 +110,94 @@ begin
   elsif jsonb_typeof(v_payload) <> 'object' then
     raise exception 'queue_job: payload must be a JSON object';
   end if;
-  if p ? 'priority' then
-    if jsonb_typeof(p -> 'priority') <> 'string'
-       or p ->> 'priority' not in ('fast', 'normal', 'bulk') then
-      raise exception 'queue_job: unsupported priority % (use fast, normal or bulk)', p -> 'priority';
+  -- The optional fields, checked only when the body has one (most have none: each check is
+  -- an expression to set up in every transaction).
+  if p - c_basic <> '{}'::jsonb then
+    if p ? 'priority' then
+      if jsonb_typeof(p -> 'priority') <> 'string'
+         or p ->> 'priority' not in ('fast', 'normal', 'bulk') then
+        raise exception 'queue_job: unsupported priority % (use fast, normal or bulk)', p -> 'priority';
+      end if;
+      v_priority := p ->> 'priority';
     end if;
-    v_priority := p ->> 'priority';
-  end if;
-  if p ? 'delay_seconds' and p ? 'execute_after' then
-    raise exception 'queue_job: give either delay_seconds or execute_after, not both';
-  end if;
-  if p ? 'delay_seconds' then
-    if jsonb_typeof(p -> 'delay_seconds') <> 'number'
-       or (p ->> 'delay_seconds')::numeric <> trunc((p ->> 'delay_seconds')::numeric)
-       or (p ->> 'delay_seconds')::numeric not between 0 and v_max_delay then
-      raise exception 'queue_job: delay_seconds must be a whole number between 0 and %', v_max_delay;
+    if p ? 'delay_seconds' and p ? 'execute_after' then
+      raise exception 'queue_job: give either delay_seconds or execute_after, not both';
     end if;
-    v_run_at := now() + make_interval(secs => (p ->> 'delay_seconds')::numeric);
-  end if;
-  if p ? 'execute_after' then
-    if jsonb_typeof(p -> 'execute_after') = 'string' then
-      v_run_at := conveyor.parse_run_at(p ->> 'execute_after');
+    if p ? 'delay_seconds' then
+      if jsonb_typeof(p -> 'delay_seconds') <> 'number'
+         or (p ->> 'delay_seconds')::numeric <> trunc((p ->> 'delay_seconds')::numeric)
+         or (p ->> 'delay_seconds')::numeric not between 0 and v_max_delay then
+        raise exception 'queue_job: delay_seconds must be a whole number between 0 and %', v_max_delay;
+      end if;
+      v_run_at := now() + make_interval(secs => (p ->> 'delay_seconds')::numeric);
     end if;
-    if v_run_at is null then
-      raise exception 'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"';
+    if p ? 'execute_after' then
+      if jsonb_typeof(p -> 'execute_after') = 'string' then
+        v_run_at := conveyor.parse_run_at(p ->> 'execute_after');
+      end if;
+      if v_run_at is null then
+        raise exception 'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"';
+      end if;
+      -- A past timestamp means "now"; a negative interval is a mistake (as a negative
+      -- delay_seconds, or fn_pgqueuer_enqueue's negative execute_after).
+      if v_run_at < now() and p ->> 'execute_after' !~ '^\s*\d{4}-\d{2}-\d{2}' then
+        raise exception 'queue_job: execute_after must not be a negative interval';
+      end if;
+      if v_run_at > now() + make_interval(secs => v_max_delay) then
+        raise exception 'queue_job: execute_after is more than % seconds away', v_max_delay;
+      end if;
     end if;
-    -- A past timestamp means "now"; a negative interval is a mistake (as a negative
-    -- delay_seconds, or fn_pgqueuer_enqueue's negative execute_after).
-    if v_run_at < now() and p ->> 'execute_after' !~ '^\s*\d{4}-\d{2}-\d{2}' then
-      raise exception 'queue_job: execute_after must not be a negative interval';
+    v_headers := p -> 'headers';
+    if v_headers is not null then
+      if jsonb_typeof(v_headers) = 'null' then
+        v_headers := null;
+      elsif jsonb_typeof(v_headers) <> 'object' then
+        raise exception 'queue_job: headers must be a JSON object';
+      end if;
     end if;
-    if v_run_at > now() + make_interval(secs => v_max_delay) then
-      raise exception 'queue_job: execute_after is more than % seconds away', v_max_delay;
+    if p ? 'critical' then
+      if jsonb_typeof(p -> 'critical') <> 'boolean' then
+        raise exception 'queue_job: critical must be true or false';
+      end if;
+      v_critical := (p ->> 'critical')::boolean;
+    end if;
+    if coalesce(jsonb_typeof(p -> 'concurrency_key'), 'null') <> 'null' then
+      if jsonb_typeof(p -> 'concurrency_key') <> 'string' or (p ->> 'concurrency_key') !~ '\S' then
+        raise exception 'queue_job: concurrency_key must be a non-empty string';
+      end if;
+      v_ckey := p ->> 'concurrency_key';
+      if length(v_ckey) > 255 then
+        raise exception 'queue_job: concurrency_key is longer than 255 characters';
+      end if;
+    end if;
+    if coalesce(jsonb_typeof(p -> 'concurrency_limit'), 'null') <> 'null' then
+      if jsonb_typeof(p -> 'concurrency_limit') <> 'number'
+         or (p ->> 'concurrency_limit')::numeric <> trunc((p ->> 'concurrency_limit')::numeric)
+         or (p ->> 'concurrency_limit')::numeric not between 1 and 1000 then
+        raise exception 'queue_job: concurrency_limit must be a whole number between 1 and 1000';
+      end if;
+      if v_ckey is null then
+        raise exception 'queue_job: concurrency_limit needs a concurrency_key';
+      end if;
+      v_climit := (p ->> 'concurrency_limit')::int;
+    end if;
+    if p ? 'tenant_id' then
+      if jsonb_typeof(p -> 'tenant_id') <> 'string'
+         or p ->> 'tenant_id' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+        raise exception 'queue_job: tenant_id must be a uuid';
+      end if;
     end if;
   end if;
   v_run_at := coalesce(v_run_at, now());
-  v_headers := p -> 'headers';
-  if v_headers is not null then
-    if jsonb_typeof(v_headers) = 'null' then
-      v_headers := null;
-    elsif jsonb_typeof(v_headers) <> 'object' then
-      raise exception 'queue_job: headers must be a JSON object';
-    end if;
-  end if;
-  if p ? 'critical' then
-    if jsonb_typeof(p -> 'critical') <> 'boolean' then
-      raise exception 'queue_job: critical must be true or false';
-    end if;
-    v_critical := (p ->> 'critical')::boolean;
-  end if;
-  if coalesce(jsonb_typeof(p -> 'concurrency_key'), 'null') <> 'null' then
-    if jsonb_typeof(p -> 'concurrency_key') <> 'string' or (p ->> 'concurrency_key') !~ '\S' then
-      raise exception 'queue_job: concurrency_key must be a non-empty string';
-    end if;
-    v_ckey := p ->> 'concurrency_key';
-    if length(v_ckey) > 255 then
-      raise exception 'queue_job: concurrency_key is longer than 255 characters';
-    end if;
-  end if;
-  if coalesce(jsonb_typeof(p -> 'concurrency_limit'), 'null') <> 'null' then
-    if jsonb_typeof(p -> 'concurrency_limit') <> 'number'
-       or (p ->> 'concurrency_limit')::numeric <> trunc((p ->> 'concurrency_limit')::numeric)
-       or (p ->> 'concurrency_limit')::numeric not between 1 and 1000 then
-      raise exception 'queue_job: concurrency_limit must be a whole number between 1 and 1000';
-    end if;
-    if v_ckey is null then
-      raise exception 'queue_job: concurrency_limit needs a concurrency_key';
-    end if;
-    v_climit := (p ->> 'concurrency_limit')::int;
-  end if;
-  if p ? 'tenant_id' then
-    if jsonb_typeof(p -> 'tenant_id') <> 'string'
-       or p ->> 'tenant_id' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-      raise exception 'queue_job: tenant_id must be a uuid';
-    end if;
-  end if;
-  -- The queue of the job's tier (conveyor.tier_queue).
-  if v_priority = 'fast' then
-    v_queue := v_queue || '_fast';
-  elsif v_priority = 'bulk' then
-    v_queue := v_queue || '_bulk';
-  end if;
+  v_queue := conveyor.tier_queue(v_queue, v_priority);
 
   -- The tenant: the token's (conveyor.queue_job_tenant).
   v_tenant := conveyor.resolve_tenant((p ->> 'tenant_id')::uuid, c_fn);
   if not exists (select 1 from public.tenants t where t.id = v_tenant) then
     raise exception 'queue_job: unknown tenant %', v_tenant;
   end if;
-  if not v_critical then
-    v_max_attempts := null;
+  if v_critical then
+    v_max_attempts := (v_settings ->> 'critical_max_attempts')::int;
   end if;
 
   -- conveyor.enqueue's work for one queue_job call. ON CONFLICT waits for a concurrent
@@ -248,7 +243,7 @@ begin
     insert into public.idempotency_keys (tenant_id, key, job_id)
     values (v_tenant, v_key, v_id);
   end if;
-  if v_full then
+  if v_settings ->> 'audit' = 'full' then
     insert into public.job_events (job_id, tenant_id, type, payload)
     values (v_id, v_tenant, 'enqueued', jsonb_strip_nulls(jsonb_build_object(
       'msg_id', v_msg, 'queue', v_queue, 'priority', v_priority,
@@ -258,10 +253,14 @@ begin
   -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
   -- its first check is made here, so a kick inside the debounce window costs one read, and
   -- none when push kicks are off (conveyor.kick would do nothing).
-  if v_push and v_run_at <= now() and not exists (
-    select 1 from conveyor.dispatch_kicks k
-    where k.target = 'queue:' || v_kind and k.last_kick_at >= clock_timestamp() - v_window) then
-    perform conveyor.kick('queue:' || v_kind);
+  if v_run_at <= now() and coalesce((v_settings ->> 'push_kicks')::boolean, true) then
+    if not exists (
+      select 1 from conveyor.dispatch_kicks k
+      where k.target = 'queue:' || v_kind
+        and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
+          (v_settings ->> 'kick_debounce_ms')::numeric, 250) / 1000.0)) then
+      perform conveyor.kick('queue:' || v_kind);
+    end if;
   end if;
   return v_msg;
 end
@@ -271,3 +270,8 @@ comment on function public.queue_job(jsonb) is
   'Enqueue a job: {"idempotency_key","kind","payload"} (+ priority, delay_seconds | execute_after, headers, critical, concurrency_key, concurrency_limit). Returns the pgmq message id.';
 revoke all on function public.queue_job(jsonb) from public;
 grant execute on function public.queue_job(jsonb) to authenticated, service_role;
+
+-- The message of a job is inlined where it is called, as 20261207120000_fair_share.sql meant:
+-- declared immutable around jsonb_build_object (stable), it never was, and PL/pgSQL parsed
+-- and planned its body again in every transaction.
+alter function conveyor.job_message(uuid, text, int) stable;
