@@ -1,27 +1,35 @@
 -- public.queue_job cost far more Postgres CPU per call than a one-row INSERT function (issue
 -- 16's target is at most 2×; the full bench of 1c1049a measured 738 µs against 166 µs, 4.45×).
--- A good part of it was the layers around the work, not the work: the call went through
--- parse_queue_job (a composite return), queue_job_tenant, conveyor.enqueue (a RETURNS TABLE
--- function read with `select * into`, a tuplestore per call), each PL/pgSQL with its own
--- search_path (a GUC save and restore per call), q_put, kick; it read conveyor.settings four
--- times; PERFORM runs a full executor pass where an assignment is a simple expression.
--- Figures (same-run A/B) in tools/bench/notes.md, item 12.
+-- Much of it was the layers and statements around the work, not the work (perf and
+-- pg_stat_statements, tools/bench/notes.md item 12): the call went through parse_queue_job (a
+-- composite return), queue_job_tenant, resolve_tenant, conveyor.enqueue (a RETURNS TABLE
+-- function read with `select * into`: a tuplestore per call), q_put and kick, each PL/pgSQL
+-- with its own search_path (a GUC save and restore); it read conveyor.settings four times;
+-- every statement and every PL/pgSQL expression is set up again in each transaction (an
+-- executor start, an ACL check per function); conveyor.job_message, declared immutable
+-- around jsonb_build_object (stable), was never inlined, so its body was parsed and planned
+-- again in every transaction; and with push kicks off (the bench) every call still read
+-- dispatch_kicks and called conveyor.kick. Same-run A/B, 10k calls c10 over SQL, medians of
+-- 4: 623 → 460 µs Postgres CPU per call with the first two changes below, then 541 → 492
+-- with the last two (a busier run); WAL 1,254 → 1,197 B/call.
 --
--- public.queue_job now does one call's work itself, in one function, with the same checks in
--- the same order and the same texts as parse_queue_job, queue_job_tenant and
--- conveyor.enqueue (which stay, for queue_jobs, fn_pgqueuer_enqueue and the schedules):
+-- public.queue_job now does one call's work itself, with the same checks in the same order
+-- and the same texts as parse_queue_job, queue_job_tenant and conveyor.enqueue (which stay,
+-- for queue_jobs, fn_pgqueuer_enqueue and the schedules):
 --
--- * one read of conveyor.settings for everything the call needs (payload_max_bytes,
---   max_delay_sec, critical_max_attempts, audit, push_kicks, kick_debounce_ms), with the
---   kind's queue in the same statement;
--- * the tenant from conveyor.resolve_tenant (the JWT's claim) as before, checked to exist;
--- * the ledger row RETURNING only its id and number (not the whole row);
--- * void calls (q_put, the hint lock) as assignments, not PERFORM;
--- * conveyor.job_counts counted with an UPDATE first, the upsert only for the first job of a
---   minute in a backend (as 20261207130000_lean_settle.sql does for claim and settle: an
---   upsert that finds its row locks it first, a WAL record more);
--- * no dispatch_kicks read and no conveyor.kick call when push_kicks is off (kick would
---   return at once; pg_cron's dispatcher picks the work up).
+-- * one statement reads the kind's queue and every setting the call needs (payload_max_bytes,
+--   max_delay_sec, critical_max_attempts, audit, push_kicks, kick_debounce_ms) as one
+--   jsonb_object_agg; the optional fields are checked only when the body has one; void calls
+--   (q_put, the hint lock) are assignments, not PERFORM (a full executor pass); the ledger
+--   row returns only its id and number; no dispatch_kicks read when push_kicks is off
+--   (conveyor.kick would return at once: pg_cron's dispatcher picks the work up);
+-- * conveyor.job_message is declared stable, so it is inlined where it is called;
+-- * the tenant (conveyor.resolve_tenant: the JWT's claim) is checked to exist by the ledger
+--   INSERT itself (INSERT … SELECT from public.tenants; no row and no job with the key: the
+--   same "unknown tenant" error);
+-- * the hint and the per-minute count are one statement, the count by an UPDATE first (the
+--   upsert only for the first job of a minute in a backend, as 20261207130000_lean_settle.sql
+--   does for claim and settle: an upsert that finds its row locks it first, a WAL record more).
 --
 -- queue_job never sends a dedupe key (its body has no such field), so conveyor.enqueue's
 -- dedupe_keys branch is not part of it; its source is always 'queue_job', so the audit event
@@ -193,9 +201,6 @@ begin
 
   -- The tenant: the token's (conveyor.queue_job_tenant).
   v_tenant := conveyor.resolve_tenant((p ->> 'tenant_id')::uuid, c_fn);
-  if not exists (select 1 from public.tenants t where t.id = v_tenant) then
-    raise exception 'queue_job: unknown tenant %', v_tenant;
-  end if;
   if v_critical then
     v_max_attempts := (v_settings ->> 'critical_max_attempts')::int;
   end if;
@@ -207,13 +212,19 @@ begin
   insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
                            max_attempts, payload, headers, run_at, concurrency_key,
                            concurrency_limit)
-  values (v_tenant, nextval('conveyor.job_number_seq'), v_kind, v_queue, v_priority, v_key,
-          v_max_attempts, v_payload, v_headers, v_run_at, v_ckey, v_climit)
+  select v_tenant, nextval('conveyor.job_number_seq'), v_kind, v_queue, v_priority, v_key,
+         v_max_attempts, v_payload, v_headers, v_run_at, v_ckey, v_climit
+  from public.tenants t where t.id = v_tenant
   on conflict (tenant_id, idempotency_key) do nothing
   returning id, msg_id into v_id, v_msg;
   if v_id is null then
     select * into v_job from public.jobs j
     where j.tenant_id = v_tenant and j.idempotency_key = v_key;
+    -- No row from public.tenants: the check conveyor.queue_job_tenant makes, after the fact
+    -- (a tenant's jobs keep it from being deleted, so a job found means the tenant exists).
+    if v_job.id is null and not exists (select 1 from public.tenants t where t.id = v_tenant) then
+      raise exception 'queue_job: unknown tenant %', v_tenant;
+    end if;
     perform conveyor.check_same_request(v_job, v_kind, v_payload, v_priority, v_headers,
                                         v_critical, v_ckey, v_climit, c_fn);
     return v_job.msg_id;
@@ -224,10 +235,12 @@ begin
                            conveyor.job_message(v_tenant, v_ckey, v_climit), v_headers);
   -- conveyor.lower_hint, written out.
   v_void := pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v_queue));
-  update conveyor.queue_hints h set visible_from = v_run_at
-  where h.queue_name = v_queue and h.visible_from > v_run_at;
-  -- conveyor.count_jobs, UPDATE first (this backend's row for the minute is there but for
-  -- the first job of a minute).
+  -- With conveyor.count_jobs in the same statement, UPDATE first (this backend's row for the
+  -- minute is there but for the first job of a minute).
+  with h as (
+    update conveyor.queue_hints h set visible_from = v_run_at
+    where h.queue_name = v_queue and h.visible_from > v_run_at
+  )
   update conveyor.job_counts c set enqueued = c.enqueued + 1
   where c.minute = date_trunc('minute', now()) and c.backend = pg_backend_pid()
     and c.tenant_id = v_tenant and c.queue_name = v_queue;
@@ -271,7 +284,6 @@ comment on function public.queue_job(jsonb) is
 revoke all on function public.queue_job(jsonb) from public;
 grant execute on function public.queue_job(jsonb) to authenticated, service_role;
 
--- The message of a job is inlined where it is called, as 20261207120000_fair_share.sql meant:
--- declared immutable around jsonb_build_object (stable), it never was, and PL/pgSQL parsed
--- and planned its body again in every transaction.
+-- The message of a job is inlined where it is called, as 20261207120000_fair_share.sql meant
+-- (conveyor.enqueue and redrive_dead_job gain too).
 alter function conveyor.job_message(uuid, text, int) stable;
