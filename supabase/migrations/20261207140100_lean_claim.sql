@@ -22,7 +22,8 @@
 --
 -- Same-run A/B (profile.ts ab-sql, drain 20k jobs, batch 10 × 10 workers over SQL, 4
 -- alternating repetitions, medians): cluster CPU 189 → 171 µs/job (−10 %; runs 179–225 vs
--- 153–182), WAL 1,261 → 1,260 B/job, jobs/s 0.98× (noise). On the old statement the generic
+-- 153–182), WAL 1,261 → 1,260 B/job, jobs/s 0.98× (noise); a second run 223 → 168 µs/job
+-- (−25 %), WAL 1,265 → 1,259 B/job, jobs/s 1.33×. On the old statement the generic
 -- plan alone cost 389 µs/job against 193: the join, not the read, was on the wrong side.
 --
 -- The generator (conveyor.generate_queue_sql, current definition in supabase/schema.sql) is
