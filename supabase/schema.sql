@@ -211,6 +211,9 @@ declare
   v_park bigint[];
   v_park_limit int[];
   v_back bigint[] := '{}';
+  v_ids bigint[];
+  v_mine bigint[];
+  v_busy bigint[];
 begin
   v_out := array(select m from unnest(p_msgs) m where not (m.message ? 'concurrency_key'));
   for v_key in
@@ -235,6 +238,21 @@ begin
       v_back := v_back || array(select m.msg_id from unnest(v_group) m);
       continue;
     end if;
+    -- Parked jobs whose waiter row another transaction holds: a waker (conveyor.wake_waiters)
+    -- is deleting the row and will lower the tier's hint next. Waiting for it here deadlocks
+    -- when this transaction already holds the hint's row (an earlier lower_hint, e.g. in the
+    -- settle before this claim). Those messages go back for 100 ms, as a busy key's do; the
+    -- rest of the key's jobs are admitted as usual.
+    v_ids := array(select m.msg_id from unnest(v_group) m);
+    v_mine := array(select w.msg_id from conveyor.key_waiters w
+                    where w.msg_id = any (v_ids) for update skip locked);
+    v_busy := array(select w.msg_id from conveyor.key_waiters w
+                    where w.msg_id = any (v_ids) and w.msg_id <> all (v_mine));
+    if cardinality(v_busy) > 0 then
+      v_back := v_back || v_busy;
+      v_group := array(select m from unnest(v_group) m where m.msg_id <> all (v_busy));
+      continue when cardinality(v_group) = 0;
+    end if;
     select c.max_running into v_override from conveyor.concurrency_key_limits c
     where c.tenant_id = v_tenant and c.kind = p_kind.kind and c.concurrency_key = v_key.ckey;
     -- A statement of its own, after the lock: its snapshot sees every lease committed by the
@@ -243,7 +261,7 @@ begin
     from conveyor.key_leases l
     where l.tenant_id = v_tenant and l.kind = p_kind.kind and l.concurrency_key = v_key.ckey
       and l.expires_at > p_now
-      and l.msg_id <> all (array(select m.msg_id from unnest(v_group) m));
+      and l.msg_id <> all (v_ids);
     v_grant := '{}';
     v_grant_vt := null;
     v_park := '{}';
