@@ -211,6 +211,9 @@ declare
   v_park bigint[];
   v_park_limit int[];
   v_back bigint[] := '{}';
+  v_ids bigint[];
+  v_mine bigint[];
+  v_busy bigint[];
 begin
   v_out := array(select m from unnest(p_msgs) m where not (m.message ? 'concurrency_key'));
   for v_key in
@@ -235,6 +238,21 @@ begin
       v_back := v_back || array(select m.msg_id from unnest(v_group) m);
       continue;
     end if;
+    -- Parked jobs whose waiter row another transaction holds: a waker (conveyor.wake_waiters)
+    -- is deleting the row and will lower the tier's hint next. Waiting for it here deadlocks
+    -- when this transaction already holds the hint's row (an earlier lower_hint, e.g. in the
+    -- settle before this claim). Those messages go back for 100 ms, as a busy key's do; the
+    -- rest of the key's jobs are admitted as usual.
+    v_ids := array(select m.msg_id from unnest(v_group) m);
+    v_mine := array(select w.msg_id from conveyor.key_waiters w
+                    where w.msg_id = any (v_ids) for update skip locked);
+    v_busy := array(select w.msg_id from conveyor.key_waiters w
+                    where w.msg_id = any (v_ids) and w.msg_id <> all (v_mine));
+    if cardinality(v_busy) > 0 then
+      v_back := v_back || v_busy;
+      v_group := array(select m from unnest(v_group) m where m.msg_id <> all (v_busy));
+      continue when cardinality(v_group) = 0;
+    end if;
     select c.max_running into v_override from conveyor.concurrency_key_limits c
     where c.tenant_id = v_tenant and c.kind = p_kind.kind and c.concurrency_key = v_key.ckey;
     -- A statement of its own, after the lock: its snapshot sees every lease committed by the
@@ -243,7 +261,7 @@ begin
     from conveyor.key_leases l
     where l.tenant_id = v_tenant and l.kind = p_kind.kind and l.concurrency_key = v_key.ckey
       and l.expires_at > p_now
-      and l.msg_id <> all (array(select m.msg_id from unnest(v_group) m));
+      and l.msg_id <> all (v_ids);
     v_grant := '{}';
     v_grant_vt := null;
     v_park := '{}';
@@ -518,6 +536,8 @@ declare
   v_round int := 0;
   v_served uuid[] := '{}';
   v_solo text;
+  v_max_ten int;
+  v_recheck bigint;
 begin
   if p_invocation is not null and not conveyor.invocation_alive(p_invocation, p_now) then
     perform set_config('conveyor.invocation_lost', 'on', true);
@@ -546,12 +566,18 @@ begin
     -- the end of the transaction (conveyor.raise_hints, which checks the tier itself: a
     -- message without a tenant, an orphan, keeps it low, and the plain read below, with one
     -- tenant or none, disposes of it).
+    -- Both settings of the look in one statement (conveyor.setting_int, a SQL function with
+    -- a SET clause, is planned again on every call: twice per look).
+    select coalesce(max((s.value #>> '{}')::bigint)
+                      filter (where s.key = 'fair_share_max_tenants'), 1000)::int,
+           coalesce(max((s.value #>> '{}')::bigint) filter (where s.key = 'fair_share_recheck_ms'), 25)
+    into v_max_ten, v_recheck
+    from conveyor.settings s where s.key in ('fair_share_max_tenants', 'fair_share_recheck_ms');
     for i in 1 .. 3 loop
       continue when not v_open[i];
       select coalesce(array_agg(t.tenant_key), '{}'), coalesce(array_agg(t.first_vt), '{}')
       into v_ten, v_vts
-      from conveyor.q_tenants(v_tiers[i],
-             coalesce(conveyor.setting_int('fair_share_max_tenants')::int, 1000)) t
+      from conveyor.q_tenants(v_tiers[i], v_max_ten) t
       where t.first_vt <= clock_timestamp() and t.tenant_key ~* c_uuid;
       if cardinality(v_ten) = 0 then
         perform set_config('conveyor.empty_tiers',
@@ -571,7 +597,7 @@ begin
     -- Remembered for this session for fair_share_recheck_ms.
     perform set_config('conveyor.fair_solo', case when v_fair then '' else p_kind.kind || ' ' ||
       (floor(extract(epoch from clock_timestamp()) * 1000)
-       + coalesce(conveyor.setting_int('fair_share_recheck_ms'), 25))::bigint::text end,
+       + v_recheck)::bigint::text end,
       false);
   end if;
 
@@ -1993,16 +2019,14 @@ begin
     v_read := v_read || format($f$
   %s p_queue = %L then
     return query
-    with c as materialized (
+    update pgmq.%I m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.%I q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.%I m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;$f$,
       v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
     v_put := v_put || format($f$
@@ -2064,6 +2088,9 @@ create or replace function conveyor.q_read(p_queue text, p_vt int, p_qty int)
 returns setof pgmq.message_record
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
+set enable_sort = off
 as $body$
 -- Generated by conveyor.generate_queue_sql(): do not edit.
 begin%s
@@ -2105,6 +2132,9 @@ create or replace function conveyor.q_tenants(p_queue text, p_limit int)
 returns table (tenant_key text, first_vt timestamptz)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
+set enable_sort = off
 as $body$
 -- Generated by conveyor.generate_queue_sql(): do not edit.
 begin%s
@@ -2866,164 +2896,143 @@ $_$;
 CREATE FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer) RETURNS SETOF pgmq.message_record
     LANGUAGE plpgsql
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_sort TO 'off'
     AS $$
 -- Generated by conveyor.generate_queue_sql(): do not edit.
 begin
   if p_queue = 'q_enforce' then
     return query
-    with c as materialized (
+    update pgmq.q_q_enforce m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enforce q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_enforce m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enforce_bulk' then
     return query
-    with c as materialized (
+    update pgmq.q_q_enforce_bulk m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enforce_bulk q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_enforce_bulk m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enforce_fast' then
     return query
-    with c as materialized (
+    update pgmq.q_q_enforce_fast m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enforce_fast q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_enforce_fast m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enrich' then
     return query
-    with c as materialized (
+    update pgmq.q_q_enrich m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enrich q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_enrich m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enrich_bulk' then
     return query
-    with c as materialized (
+    update pgmq.q_q_enrich_bulk m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enrich_bulk q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_enrich_bulk m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_enrich_fast' then
     return query
-    with c as materialized (
+    update pgmq.q_q_enrich_fast m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enrich_fast q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_enrich_fast m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_fetch' then
     return query
-    with c as materialized (
+    update pgmq.q_q_fetch m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_fetch q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_fetch m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_fetch_bulk' then
     return query
-    with c as materialized (
+    update pgmq.q_q_fetch_bulk m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_fetch_bulk q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_fetch_bulk m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_fetch_fast' then
     return query
-    with c as materialized (
+    update pgmq.q_q_fetch_fast m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_fetch_fast q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_fetch_fast m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_outreach' then
     return query
-    with c as materialized (
+    update pgmq.q_q_outreach m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_outreach q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_outreach m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_outreach_bulk' then
     return query
-    with c as materialized (
+    update pgmq.q_q_outreach_bulk m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_outreach_bulk q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_outreach_bulk m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   elsif p_queue = 'q_outreach_fast' then
     return query
-    with c as materialized (
+    update pgmq.q_q_outreach_fast m
+    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
+    where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_outreach_fast q
       where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
-      for update skip locked)
-    update pgmq.q_q_outreach_fast m
-    set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
-    from c
-    where m.msg_id = c.msg_id
+      for update skip locked))
     returning m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers;
   else
     return query select * from pgmq.read(p_queue, p_vt, p_qty);
@@ -3325,6 +3334,9 @@ $_$;
 CREATE FUNCTION conveyor.q_tenants(p_queue text, p_limit integer) RETURNS TABLE(tenant_key text, first_vt timestamp with time zone)
     LANGUAGE plpgsql
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_sort TO 'off'
     AS $_$
 -- Generated by conveyor.generate_queue_sql(): do not edit.
 begin

@@ -416,3 +416,79 @@ Deno.test({
     await k.sql`delete from conveyor.tenant_weights where tenant_id = ${tenant}`;
   },
 });
+
+Deno.test({
+  name:
+    "a claim never waits for a parked job's waiter row a waker holds: it puts the job back instead of deadlocking on the tier's hint",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using k = await quietKind();
+    const tier = `q_${k.kind}`;
+    for (let i = 0; i < 2; i++) {
+      const res = await post("queue_job", {
+        idempotency_key: `waker:${k.kind}:${i}`,
+        kind: k.kind,
+        payload: { i },
+        concurrency_key: "user:9",
+        concurrency_limit: 1,
+      });
+      assertEquals(res.status, 200, await res.text());
+    }
+    // The first job runs; the second is parked behind it (a waiter row, its message hidden).
+    const first = await k.sql`select job_id from public.claim_jobs(${k.kind}, 'w-first', 10, 600)`;
+    assertEquals(first.length, 1);
+    const [parked] = await k.sql<{ msg_id: string }[]>`
+      select w.msg_id from conveyor.key_waiters w where w.kind = ${k.kind}`;
+    assert(parked, "the second job is parked");
+    // Its park time has passed: the next claim reads it again (the tier's hint, raised to the
+    // park time by the claim that found the tier empty, lowered as time passing would).
+    await k.sql.unsafe(
+      `update pgmq."q_${tier}" set vt = now() - interval '1 second' where msg_id = $1`,
+      [parked.msg_id],
+    );
+    await k
+      .sql`update conveyor.queue_hints set visible_from = '-infinity' where queue_name = ${tier}`;
+
+    const waker = connect(env.dbUrl, 1);
+    const claimer = connect(env.dbUrl, 1);
+    const w = await waker.reserve();
+    const c = await claimer.reserve();
+    try {
+      // The waker (as conveyor.wake_waiters does) holds the waiter row and will want the hint.
+      await w`begin`;
+      await w`set local lock_timeout = '5s'`;
+      await w`select 1 from conveyor.key_waiters where msg_id = ${parked.msg_id} for update`;
+      // The claimer holds the hint's row (as after a lower_hint in its settle), then claims.
+      await c`begin`;
+      await c`set local lock_timeout = '5s'`;
+      await c`update conveyor.queue_hints set visible_from = visible_from where queue_name = ${tier}`;
+      const claim = c`select job_id from public.claim_jobs(${k.kind}, 'w-second', 10, 600)`
+        .then((rows) => rows.length, (e) => String(e.message));
+      await sleep(300);
+      const hint = w`update conveyor.queue_hints set visible_from = visible_from
+                     where queue_name = ${tier}`.then(() => "ok", (e) => String(e.message));
+      // Before the fix the claim waited for the waiter row and one of the two failed with
+      // "deadlock detected" after deadlock_timeout.
+      assertEquals(await claim, 0);
+      const [back] = await c.unsafe(
+        `select vt > now() and vt <= clock_timestamp() + interval '1 second' as soon
+         from pgmq."q_${tier}" where msg_id = $1`,
+        [parked.msg_id],
+      );
+      assertEquals(back!.soon, true, "the parked job is put back for a moment");
+      await c`commit`;
+      assertEquals(await hint, "ok");
+      await w`rollback`;
+    } finally {
+      w.release();
+      c.release();
+      await waker.end({ timeout: 1 });
+      await claimer.end({ timeout: 1 });
+    }
+    // The waker gave up: the job is still parked, and its key is still at its limit.
+    const [still] = await k.sql`
+      select count(*)::int as n from conveyor.key_waiters where msg_id = ${parked.msg_id}`;
+    assertEquals(still!.n, 1);
+  },
+});

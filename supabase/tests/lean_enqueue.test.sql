@@ -1,4 +1,4 @@
--- queue_job in one function (20261207140000_lean_enqueue.sql): it reads every setting it
+-- queue_job in one function (20261207140300_lean_enqueue.sql): it reads every setting it
 -- needs in one statement, so each is pinned here as still honoured (payload_max_bytes,
 -- max_delay_sec, critical_max_attempts, audit, push_kicks, kick_debounce_ms), with the
 -- per-minute count written by an UPDATE after the first job and the queue hint lowered.

@@ -1,7 +1,7 @@
 -- public.queue_job cost far more Postgres CPU per call than a one-row INSERT function (issue
 -- 16's target is at most 2×; the full bench of 1c1049a measured 738 µs against 166 µs, 4.45×).
 -- Much of it was the layers and statements around the work, not the work (perf and
--- pg_stat_statements, tools/bench/notes.md item 12): the call went through parse_queue_job (a
+-- pg_stat_statements, tools/bench/notes.md item 13): the call went through parse_queue_job (a
 -- composite return), queue_job_tenant, resolve_tenant, conveyor.enqueue (a RETURNS TABLE
 -- function read with `select * into`: a tuplestore per call), q_put and kick, each PL/pgSQL
 -- with its own search_path (a GUC save and restore); it read conveyor.settings four times;
