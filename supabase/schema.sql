@@ -2454,6 +2454,7 @@ declare
   c_fields constant text[] := array['idempotency_key', 'kind', 'payload', 'priority',
     'delay_seconds', 'execute_after', 'headers', 'critical', 'concurrency_key',
     'concurrency_limit', 'tenant_id'];
+  c_basic constant text[] := array['idempotency_key', 'kind', 'payload'];
   v_kind text;
   v_queue text;
   v_key text;
@@ -2461,6 +2462,9 @@ declare
   v_run_at timestamptz;
   v_size int;
   v_extra text;
+  v_payload jsonb;
+  v_headers jsonb;
+  v_critical boolean := false;
   v_ckey text;
   v_climit int;
 begin
@@ -2473,9 +2477,8 @@ begin
     raise exception 'queue_job: missing kind in payload';
   end if;
   v_kind := p ->> 'kind';
-  if jsonb_typeof(p -> 'kind') = 'string' then
-    select k.queue_name into v_queue from conveyor.job_kinds k where k.kind = v_kind;
-  end if;
+  select k.queue_name into v_queue from conveyor.job_kinds k
+  where k.kind = v_kind and jsonb_typeof(p -> 'kind') = 'string';
   if v_queue is null then
     raise exception 'queue_job: unsupported kind %', v_kind;
   end if;
@@ -2499,73 +2502,88 @@ begin
   if length(v_key) > 255 then
     raise exception 'queue_job: idempotency_key is longer than 255 characters';
   end if;
-  if p ? 'payload' and jsonb_typeof(p -> 'payload') <> 'object' then
+  v_payload := p -> 'payload';
+  if v_payload is null then
+    v_payload := '{}';
+  elsif jsonb_typeof(v_payload) <> 'object' then
     raise exception 'queue_job: payload must be a JSON object';
   end if;
-  if p ? 'priority' then
-    if jsonb_typeof(p -> 'priority') <> 'string'
-       or p ->> 'priority' not in ('fast', 'normal', 'bulk') then
-      raise exception 'queue_job: unsupported priority % (use fast, normal or bulk)', p -> 'priority';
+  -- The optional fields, checked only when the body has one (most have none: each check is
+  -- an expression to set up in every transaction).
+  if p - c_basic <> '{}'::jsonb then
+    if p ? 'priority' then
+      if jsonb_typeof(p -> 'priority') <> 'string'
+         or p ->> 'priority' not in ('fast', 'normal', 'bulk') then
+        raise exception 'queue_job: unsupported priority % (use fast, normal or bulk)', p -> 'priority';
+      end if;
+      v_priority := p ->> 'priority';
     end if;
-    v_priority := p ->> 'priority';
-  end if;
-  if p ? 'delay_seconds' and p ? 'execute_after' then
-    raise exception 'queue_job: give either delay_seconds or execute_after, not both';
-  end if;
-  if p ? 'delay_seconds' then
-    if jsonb_typeof(p -> 'delay_seconds') <> 'number'
-       or (p ->> 'delay_seconds')::numeric <> trunc((p ->> 'delay_seconds')::numeric)
-       or (p ->> 'delay_seconds')::numeric not between 0 and p_max_delay then
-      raise exception 'queue_job: delay_seconds must be a whole number between 0 and %', p_max_delay;
+    if p ? 'delay_seconds' and p ? 'execute_after' then
+      raise exception 'queue_job: give either delay_seconds or execute_after, not both';
     end if;
-    v_run_at := now() + make_interval(secs => (p ->> 'delay_seconds')::numeric);
-  end if;
-  if p ? 'execute_after' then
-    if jsonb_typeof(p -> 'execute_after') = 'string' then
-      v_run_at := conveyor.parse_run_at(p ->> 'execute_after');
+    if p ? 'delay_seconds' then
+      if jsonb_typeof(p -> 'delay_seconds') <> 'number'
+         or (p ->> 'delay_seconds')::numeric <> trunc((p ->> 'delay_seconds')::numeric)
+         or (p ->> 'delay_seconds')::numeric not between 0 and p_max_delay then
+        raise exception 'queue_job: delay_seconds must be a whole number between 0 and %', p_max_delay;
+      end if;
+      v_run_at := now() + make_interval(secs => (p ->> 'delay_seconds')::numeric);
     end if;
-    if v_run_at is null then
-      raise exception 'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"';
+    if p ? 'execute_after' then
+      if jsonb_typeof(p -> 'execute_after') = 'string' then
+        v_run_at := conveyor.parse_run_at(p ->> 'execute_after');
+      end if;
+      if v_run_at is null then
+        raise exception 'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"';
+      end if;
+      -- A past timestamp means "now"; a negative interval is a mistake (as a negative
+      -- delay_seconds, or fn_pgqueuer_enqueue's negative execute_after).
+      if v_run_at < now() and p ->> 'execute_after' !~ '^\s*\d{4}-\d{2}-\d{2}' then
+        raise exception 'queue_job: execute_after must not be a negative interval';
+      end if;
+      if v_run_at > now() + make_interval(secs => p_max_delay) then
+        raise exception 'queue_job: execute_after is more than % seconds away', p_max_delay;
+      end if;
     end if;
-    -- A past timestamp means "now"; a negative interval is a mistake (as a negative
-    -- delay_seconds, or fn_pgqueuer_enqueue's negative execute_after).
-    if v_run_at < now() and p ->> 'execute_after' !~ '^\s*\d{4}-\d{2}-\d{2}' then
-      raise exception 'queue_job: execute_after must not be a negative interval';
+    v_headers := p -> 'headers';
+    if v_headers is not null then
+      if jsonb_typeof(v_headers) = 'null' then
+        v_headers := null;
+      elsif jsonb_typeof(v_headers) <> 'object' then
+        raise exception 'queue_job: headers must be a JSON object';
+      end if;
     end if;
-    if v_run_at > now() + make_interval(secs => p_max_delay) then
-      raise exception 'queue_job: execute_after is more than % seconds away', p_max_delay;
+    if p ? 'critical' then
+      if jsonb_typeof(p -> 'critical') <> 'boolean' then
+        raise exception 'queue_job: critical must be true or false';
+      end if;
+      v_critical := (p ->> 'critical')::boolean;
     end if;
-  end if;
-  if p ? 'headers' and jsonb_typeof(p -> 'headers') not in ('object', 'null') then
-    raise exception 'queue_job: headers must be a JSON object';
-  end if;
-  if p ? 'critical' and jsonb_typeof(p -> 'critical') <> 'boolean' then
-    raise exception 'queue_job: critical must be true or false';
-  end if;
-  if coalesce(jsonb_typeof(p -> 'concurrency_key'), 'null') <> 'null' then
-    if jsonb_typeof(p -> 'concurrency_key') <> 'string' or (p ->> 'concurrency_key') !~ '\S' then
-      raise exception 'queue_job: concurrency_key must be a non-empty string';
+    if coalesce(jsonb_typeof(p -> 'concurrency_key'), 'null') <> 'null' then
+      if jsonb_typeof(p -> 'concurrency_key') <> 'string' or (p ->> 'concurrency_key') !~ '\S' then
+        raise exception 'queue_job: concurrency_key must be a non-empty string';
+      end if;
+      v_ckey := p ->> 'concurrency_key';
+      if length(v_ckey) > 255 then
+        raise exception 'queue_job: concurrency_key is longer than 255 characters';
+      end if;
     end if;
-    v_ckey := p ->> 'concurrency_key';
-    if length(v_ckey) > 255 then
-      raise exception 'queue_job: concurrency_key is longer than 255 characters';
+    if coalesce(jsonb_typeof(p -> 'concurrency_limit'), 'null') <> 'null' then
+      if jsonb_typeof(p -> 'concurrency_limit') <> 'number'
+         or (p ->> 'concurrency_limit')::numeric <> trunc((p ->> 'concurrency_limit')::numeric)
+         or (p ->> 'concurrency_limit')::numeric not between 1 and 1000 then
+        raise exception 'queue_job: concurrency_limit must be a whole number between 1 and 1000';
+      end if;
+      if v_ckey is null then
+        raise exception 'queue_job: concurrency_limit needs a concurrency_key';
+      end if;
+      v_climit := (p ->> 'concurrency_limit')::int;
     end if;
-  end if;
-  if coalesce(jsonb_typeof(p -> 'concurrency_limit'), 'null') <> 'null' then
-    if jsonb_typeof(p -> 'concurrency_limit') <> 'number'
-       or (p ->> 'concurrency_limit')::numeric <> trunc((p ->> 'concurrency_limit')::numeric)
-       or (p ->> 'concurrency_limit')::numeric not between 1 and 1000 then
-      raise exception 'queue_job: concurrency_limit must be a whole number between 1 and 1000';
-    end if;
-    if v_ckey is null then
-      raise exception 'queue_job: concurrency_limit needs a concurrency_key';
-    end if;
-    v_climit := (p ->> 'concurrency_limit')::int;
-  end if;
-  if p ? 'tenant_id' then
-    if jsonb_typeof(p -> 'tenant_id') <> 'string'
-       or p ->> 'tenant_id' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-      raise exception 'queue_job: tenant_id must be a uuid';
+    if p ? 'tenant_id' then
+      if jsonb_typeof(p -> 'tenant_id') <> 'string'
+         or p ->> 'tenant_id' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+        raise exception 'queue_job: tenant_id must be a uuid';
+      end if;
     end if;
   end if;
 
@@ -2576,9 +2594,9 @@ begin
     v_key,
     v_priority,
     coalesce(v_run_at, now()),
-    coalesce(p -> 'payload', '{}'::jsonb),
-    nullif(p -> 'headers', 'null'::jsonb),
-    coalesce((p ->> 'critical')::boolean, false),
+    v_payload,
+    v_headers,
+    v_critical,
     v_ckey,
     v_climit
   )::conveyor.queue_job_item;
@@ -6500,26 +6518,8 @@ CREATE FUNCTION public.queue_job(jsonb) RETURNS bigint
     AS $_$
 declare
   c_fn constant text := 'queue_job';
-  c_fields constant text[] := array['idempotency_key', 'kind', 'payload', 'priority',
-    'delay_seconds', 'execute_after', 'headers', 'critical', 'concurrency_key',
-    'concurrency_limit', 'tenant_id'];
-  c_basic constant text[] := array['idempotency_key', 'kind', 'payload'];
-  p jsonb := $1;
-  v_kind text;
-  v_queue text;
-  v_key text;
-  v_priority text := 'normal';
-  v_run_at timestamptz;
-  v_size int;
-  v_extra text;
-  v_payload jsonb;
-  v_headers jsonb;
-  v_critical boolean := false;
-  v_ckey text;
-  v_climit int;
+  v conveyor.queue_job_item;
   v_tenant uuid;
-  v_limit bigint;
-  v_max_delay bigint;
   v_max_attempts int;
   v_settings jsonb;
   v_id uuid;
@@ -6527,139 +6527,18 @@ declare
   v_job public.jobs;
   v_void text;
 begin
-  if p is null or jsonb_typeof(p) <> 'object' then
-    raise exception 'queue_job: the body must be a JSON object';
-  end if;
-
-  -- The seed's three checks, in the seed's order, with the seed's texts.
-  if p -> 'kind' is null or jsonb_typeof(p -> 'kind') = 'null' then
-    raise exception 'queue_job: missing kind in payload';
-  end if;
-  v_kind := p ->> 'kind';
-  -- One statement for the kind's queue and every setting this call reads (one aggregate:
-  -- each one more is work at every executor start).
-  select (select k.queue_name from conveyor.job_kinds k
-          where k.kind = v_kind and jsonb_typeof(p -> 'kind') = 'string'),
-         jsonb_object_agg(s.key, s.value)
-  into v_queue, v_settings
+  -- Every setting this call reads, in one statement (one aggregate: each one more is work at
+  -- every executor start).
+  select jsonb_object_agg(s.key, s.value) into v_settings
   from conveyor.settings s
   where s.key in ('payload_max_bytes', 'max_delay_sec', 'critical_max_attempts', 'audit',
                   'push_kicks', 'kick_debounce_ms');
-  if v_queue is null then
-    raise exception 'queue_job: unsupported kind %', v_kind;
-  end if;
-  if jsonb_typeof(p -> 'idempotency_key') is distinct from 'string'
-     or (p ->> 'idempotency_key') !~ '\S' then
-    raise exception 'queue_job: missing idempotency_key';
-  end if;
-  v_key := p ->> 'idempotency_key';
-  v_limit := (v_settings ->> 'payload_max_bytes')::bigint;
-  v_max_delay := (v_settings ->> 'max_delay_sec')::bigint;
-
-  -- Beyond the seed: every other field is checked, each with its own message.
-  v_size := octet_length(p::text);
-  if v_size > v_limit then
-    raise exception 'queue_job: payload too large (% bytes, the limit is % bytes)', v_size, v_limit;
-  end if;
-  -- `p - c_fields` is a plain expression: the key query runs only when there is an extra key.
-  if p - c_fields <> '{}'::jsonb then
-    select k into v_extra from jsonb_object_keys(p) k where k <> all (c_fields) order by k limit 1;
-    raise exception 'queue_job: unknown field "%"', v_extra
-      using hint = 'accepted fields: ' || array_to_string(c_fields, ', ');
-  end if;
-  if length(v_key) > 255 then
-    raise exception 'queue_job: idempotency_key is longer than 255 characters';
-  end if;
-  v_payload := p -> 'payload';
-  if v_payload is null then
-    v_payload := '{}';
-  elsif jsonb_typeof(v_payload) <> 'object' then
-    raise exception 'queue_job: payload must be a JSON object';
-  end if;
-  -- The optional fields, checked only when the body has one (most have none: each check is
-  -- an expression to set up in every transaction).
-  if p - c_basic <> '{}'::jsonb then
-    if p ? 'priority' then
-      if jsonb_typeof(p -> 'priority') <> 'string'
-         or p ->> 'priority' not in ('fast', 'normal', 'bulk') then
-        raise exception 'queue_job: unsupported priority % (use fast, normal or bulk)', p -> 'priority';
-      end if;
-      v_priority := p ->> 'priority';
-    end if;
-    if p ? 'delay_seconds' and p ? 'execute_after' then
-      raise exception 'queue_job: give either delay_seconds or execute_after, not both';
-    end if;
-    if p ? 'delay_seconds' then
-      if jsonb_typeof(p -> 'delay_seconds') <> 'number'
-         or (p ->> 'delay_seconds')::numeric <> trunc((p ->> 'delay_seconds')::numeric)
-         or (p ->> 'delay_seconds')::numeric not between 0 and v_max_delay then
-        raise exception 'queue_job: delay_seconds must be a whole number between 0 and %', v_max_delay;
-      end if;
-      v_run_at := now() + make_interval(secs => (p ->> 'delay_seconds')::numeric);
-    end if;
-    if p ? 'execute_after' then
-      if jsonb_typeof(p -> 'execute_after') = 'string' then
-        v_run_at := conveyor.parse_run_at(p ->> 'execute_after');
-      end if;
-      if v_run_at is null then
-        raise exception 'queue_job: execute_after must be an ISO timestamp or an interval such as "10 seconds"';
-      end if;
-      -- A past timestamp means "now"; a negative interval is a mistake (as a negative
-      -- delay_seconds, or fn_pgqueuer_enqueue's negative execute_after).
-      if v_run_at < now() and p ->> 'execute_after' !~ '^\s*\d{4}-\d{2}-\d{2}' then
-        raise exception 'queue_job: execute_after must not be a negative interval';
-      end if;
-      if v_run_at > now() + make_interval(secs => v_max_delay) then
-        raise exception 'queue_job: execute_after is more than % seconds away', v_max_delay;
-      end if;
-    end if;
-    v_headers := p -> 'headers';
-    if v_headers is not null then
-      if jsonb_typeof(v_headers) = 'null' then
-        v_headers := null;
-      elsif jsonb_typeof(v_headers) <> 'object' then
-        raise exception 'queue_job: headers must be a JSON object';
-      end if;
-    end if;
-    if p ? 'critical' then
-      if jsonb_typeof(p -> 'critical') <> 'boolean' then
-        raise exception 'queue_job: critical must be true or false';
-      end if;
-      v_critical := (p ->> 'critical')::boolean;
-    end if;
-    if coalesce(jsonb_typeof(p -> 'concurrency_key'), 'null') <> 'null' then
-      if jsonb_typeof(p -> 'concurrency_key') <> 'string' or (p ->> 'concurrency_key') !~ '\S' then
-        raise exception 'queue_job: concurrency_key must be a non-empty string';
-      end if;
-      v_ckey := p ->> 'concurrency_key';
-      if length(v_ckey) > 255 then
-        raise exception 'queue_job: concurrency_key is longer than 255 characters';
-      end if;
-    end if;
-    if coalesce(jsonb_typeof(p -> 'concurrency_limit'), 'null') <> 'null' then
-      if jsonb_typeof(p -> 'concurrency_limit') <> 'number'
-         or (p ->> 'concurrency_limit')::numeric <> trunc((p ->> 'concurrency_limit')::numeric)
-         or (p ->> 'concurrency_limit')::numeric not between 1 and 1000 then
-        raise exception 'queue_job: concurrency_limit must be a whole number between 1 and 1000';
-      end if;
-      if v_ckey is null then
-        raise exception 'queue_job: concurrency_limit needs a concurrency_key';
-      end if;
-      v_climit := (p ->> 'concurrency_limit')::int;
-    end if;
-    if p ? 'tenant_id' then
-      if jsonb_typeof(p -> 'tenant_id') <> 'string'
-         or p ->> 'tenant_id' !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-        raise exception 'queue_job: tenant_id must be a uuid';
-      end if;
-    end if;
-  end if;
-  v_run_at := coalesce(v_run_at, now());
-  v_queue := conveyor.tier_queue(v_queue, v_priority);
+  v := conveyor.parse_queue_job($1, (v_settings ->> 'payload_max_bytes')::bigint,
+                                (v_settings ->> 'max_delay_sec')::bigint);
 
   -- The tenant: the token's (conveyor.queue_job_tenant).
-  v_tenant := conveyor.resolve_tenant((p ->> 'tenant_id')::uuid, c_fn);
-  if v_critical then
+  v_tenant := conveyor.resolve_tenant(v.tenant_id, c_fn);
+  if v.critical then
     v_max_attempts := (v_settings ->> 'critical_max_attempts')::int;
   end if;
 
@@ -6670,67 +6549,69 @@ begin
   insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
                            max_attempts, payload, headers, run_at, concurrency_key,
                            concurrency_limit)
-  select v_tenant, nextval('conveyor.job_number_seq'), v_kind, v_queue, v_priority, v_key,
-         v_max_attempts, v_payload, v_headers, v_run_at, v_ckey, v_climit
+  select v_tenant, nextval('conveyor.job_number_seq'), v.kind, v.queue_name, v.priority,
+         v.idempotency_key, v_max_attempts, v.payload, v.headers, v.run_at, v.concurrency_key,
+         v.concurrency_limit
   from public.tenants t where t.id = v_tenant
   on conflict (tenant_id, idempotency_key) do nothing
   returning id, msg_id into v_id, v_msg;
   if v_id is null then
     select * into v_job from public.jobs j
-    where j.tenant_id = v_tenant and j.idempotency_key = v_key;
+    where j.tenant_id = v_tenant and j.idempotency_key = v.idempotency_key;
     -- No row from public.tenants: the check conveyor.queue_job_tenant makes, after the fact
     -- (a tenant's jobs keep it from being deleted, so a job found means the tenant exists).
     if v_job.id is null and not exists (select 1 from public.tenants t where t.id = v_tenant) then
       raise exception 'queue_job: unknown tenant %', v_tenant;
     end if;
-    perform conveyor.check_same_request(v_job, v_kind, v_payload, v_priority, v_headers,
-                                        v_critical, v_ckey, v_climit, c_fn);
+    perform conveyor.check_same_request(v_job, v.kind, v.payload, v.priority, v.headers,
+                                        v.critical, v.concurrency_key, v.concurrency_limit, c_fn);
     return v_job.msg_id;
   end if;
 
   -- Assignments, not PERFORM: a void call as an expression skips an executor pass.
-  v_void := conveyor.q_put(v_queue, v_msg, v_run_at,
-                           conveyor.job_message(v_tenant, v_ckey, v_climit), v_headers);
+  v_void := conveyor.q_put(v.queue_name, v_msg, v.run_at,
+                           conveyor.job_message(v_tenant, v.concurrency_key, v.concurrency_limit),
+                           v.headers);
   -- conveyor.lower_hint, written out.
-  v_void := pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v_queue));
+  v_void := pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v.queue_name));
   -- With conveyor.count_jobs in the same statement, UPDATE first (this backend's row for the
   -- minute is there but for the first job of a minute).
   with h as (
-    update conveyor.queue_hints h set visible_from = v_run_at
-    where h.queue_name = v_queue and h.visible_from > v_run_at
+    update conveyor.queue_hints h set visible_from = v.run_at
+    where h.queue_name = v.queue_name and h.visible_from > v.run_at
   )
   update conveyor.job_counts c set enqueued = c.enqueued + 1
   where c.minute = date_trunc('minute', now()) and c.backend = pg_backend_pid()
-    and c.tenant_id = v_tenant and c.queue_name = v_queue;
+    and c.tenant_id = v_tenant and c.queue_name = v.queue_name;
   if not found then
     insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, enqueued)
-    values (date_trunc('minute', now()), pg_backend_pid(), v_tenant, v_queue, 1)
+    values (date_trunc('minute', now()), pg_backend_pid(), v_tenant, v.queue_name, 1)
     on conflict (minute, backend, tenant_id, queue_name) do update set enqueued = c.enqueued + 1;
   end if;
 
-  if v_critical then
+  if v.critical then
     insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
-    values (v_tenant, v_id, v_key, v_max_attempts);
+    values (v_tenant, v_id, v.idempotency_key, v_max_attempts);
     insert into public.idempotency_keys (tenant_id, key, job_id)
-    values (v_tenant, v_key, v_id);
+    values (v_tenant, v.idempotency_key, v_id);
   end if;
   if v_settings ->> 'audit' = 'full' then
     insert into public.job_events (job_id, tenant_id, type, payload)
     values (v_id, v_tenant, 'enqueued', jsonb_strip_nulls(jsonb_build_object(
-      'msg_id', v_msg, 'queue', v_queue, 'priority', v_priority,
-      'run_at', v_run_at, 'source', c_fn, 'critical', v_critical,
-      'concurrency_key', v_ckey)));
+      'msg_id', v_msg, 'queue', v.queue_name, 'priority', v.priority,
+      'run_at', v.run_at, 'source', c_fn, 'critical', v.critical,
+      'concurrency_key', v.concurrency_key)));
   end if;
   -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
   -- its first check is made here, so a kick inside the debounce window costs one read, and
   -- none when push kicks are off (conveyor.kick would do nothing).
-  if v_run_at <= now() and coalesce((v_settings ->> 'push_kicks')::boolean, true) then
+  if v.run_at <= now() and coalesce((v_settings ->> 'push_kicks')::boolean, true) then
     if not exists (
       select 1 from conveyor.dispatch_kicks k
-      where k.target = 'queue:' || v_kind
+      where k.target = 'queue:' || v.kind
         and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
           (v_settings ->> 'kick_debounce_ms')::numeric, 250) / 1000.0)) then
-      perform conveyor.kick('queue:' || v_kind);
+      perform conveyor.kick('queue:' || v.kind);
     end if;
   end if;
   return v_msg;
