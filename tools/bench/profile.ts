@@ -97,6 +97,33 @@ async function processCpu(pid: number | string, children = false): Promise<numbe
 }
 
 /**
+ * ab-sql's turns: each variant once per repetition (`--reps`), the order rotated from one
+ * repetition to the next so that drift on the shared machine reaches every variant; `turn`
+ * runs one and returns its figures, collected per variant in variant order.
+ */
+async function alternate<T extends Record<string, number>>(
+  variants: readonly { name: string; sql: string }[],
+  turn: (v: { name: string; sql: string }, rep: number) => Promise<T>,
+): Promise<Map<string, Record<keyof T, number[]>>> {
+  const out = new Map<string, Record<keyof T, number[]>>();
+  for (let rep = 0; rep < Number(values.reps); rep++) {
+    for (let i = 0; i < variants.length; i++) {
+      const v = variants[(i + rep) % variants.length]!;
+      const f = await turn(v, rep);
+      if (!out.has(v.name)) out.set(v.name, {} as Record<keyof T, number[]>);
+      const o = out.get(v.name)!;
+      for (const k of Object.keys(f) as (keyof T)[]) (o[k] ??= []).push(f[k]!);
+    }
+  }
+  return new Map(variants.map((v) => [v.name, out.get(v.name)!]));
+}
+
+/** A figure's median and its repetitions: `12 µs/job (11, 12, 14)`. */
+function series(xs: number[], fmt: (x: number) => string, unit: string): string {
+  return `${fmt(med(xs))} ${unit} (${xs.map(fmt).join(", ")})`;
+}
+
+/**
  * CPU seconds of the whole cluster: the postmaster, its exited children (cutime/cstime: a
  * pool's backends that ended) and its live ones. Less sensitive than jobs/s to what else
  * runs on a shared machine.
@@ -217,62 +244,42 @@ try {
       throw new Error(`--workload: drain, batch, noisy or enqueue, got ${workload}`);
     }
     // No auto_explain here: its per-statement instrumentation would be part of the figures.
+    await admin.unsafe(`alter database postgres reset all`);
+    const round = (x: number) => String(Math.round(x));
     if (workload === "noisy") {
-      // The noisy neighbour (fair share on) per variant, alternating: B's and C's p50, A's
-      // jobs/s and Postgres CPU per job over the timed window (the bench's meter).
-      await admin.unsafe(`alter database postgres reset all`);
-      const out = new Map(
-        variants.map((
-          v,
-        ) => [v.name, { p50: [] as number[], a: [] as number[], pg: [] as number[] }]),
-      );
-      for (let rep = 0; rep < Number(values.reps); rep++) {
-        for (let i = 0; i < variants.length; i++) {
-          const v = variants[(i + rep) % variants.length]!;
-          await admin.unsafe(v.sql);
-          const r = await fairness.noisyNeighbour(env, noisy, true);
-          const o = out.get(v.name)!;
-          o.p50.push(r.value);
-          o.a.push(Number(r.figures?.a_jobs_per_s ?? 0));
-          o.pg.push(r.cost?.pgUs ?? NaN);
-          log(
-            `ab-sql noisy ${v.name} rep ${rep}: B/C p50 ${r.value.toFixed(1)} ms, A ${
-              Math.round(o.a.at(-1)!)
-            } jobs/s, Postgres ${Math.round(o.pg.at(-1)!)} µs/job`,
-          );
-        }
-      }
+      // The noisy neighbour (fair share on) per variant: B's and C's p50, A's jobs/s and
+      // Postgres CPU per job over the timed window (the bench's meter).
+      const out = await alternate(variants, async (v, rep) => {
+        await admin.unsafe(v.sql);
+        const r = await fairness.noisyNeighbour(env, noisy, true);
+        const f = {
+          p50: r.value,
+          a: Number(r.figures?.a_jobs_per_s ?? 0),
+          pg: r.cost?.pgUs ?? NaN,
+        };
+        log(
+          `ab-sql noisy ${v.name} rep ${rep}: B/C p50 ${f.p50.toFixed(1)} ms, A ${
+            round(f.a)
+          } jobs/s, Postgres ${round(f.pg)} µs/job`,
+        );
+        return f;
+      });
       for (const [name, o] of out) {
         log(
-          `${name}: B/C p50 ${med(o.p50).toFixed(1)} ms (${
-            o.p50.map((x) => x.toFixed(1)).join(", ")
-          }), A ${Math.round(med(o.a))} jobs/s (${o.a.map(Math.round).join(", ")}), Postgres ${
-            Math.round(med(o.pg))
-          } µs/job (${o.pg.map(Math.round).join(", ")})`,
+          `${name}: B/C p50 ${series(o.p50, (x) => x.toFixed(1), "ms")}, A ${
+            series(o.a, round, "jobs/s")
+          }, Postgres ${series(o.pg, round, "µs/job")}`,
         );
       }
-      await admin.end();
-      await env.stop();
-      Deno.exit(0);
-    }
-    if (workload === "enqueue") {
+    } else if (workload === "enqueue") {
       // Single `queue_job` calls over SQL from 10 connections into emptied queues (the
-      // bench's enqueue.conveyor-sql.c10), per variant, alternating, with the bench's
-      // one-INSERT reference (rpc.sql: `bench_insert` over SQL, c10) run once per rep
-      // between them: Postgres CPU/call from the bench's meter, and the ratio the bench
-      // reports ("queue_job c10 (SQL) ÷ bench_insert() (SQL)", target ≤ 2).
-      await admin.unsafe(`alter database postgres reset all`);
-      const out = new Map(
-        [...variants.map((v) => v.name), "bench_insert"].map((name) => [name, {
-          rate: [] as number[],
-          pg: [] as number[],
-          wal: [] as number[],
-        }]),
-      );
-      for (let rep = 0; rep < Number(values.reps); rep++) {
-        const turns = [...variants.map((_, i) => variants[(i + rep) % variants.length]!)];
-        turns.splice(rep % (turns.length + 1), 0, { name: "bench_insert", sql: "" });
-        for (const v of turns) {
+      // bench's enqueue.conveyor-sql.c10) per variant, with the bench's one-INSERT reference
+      // (rpc.sql: `bench_insert` over SQL, c10) taking its turn among them: Postgres CPU/call
+      // from the bench's meter, and the ratio the bench reports ("queue_job c10 (SQL) ÷
+      // bench_insert() (SQL)", target ≤ 2).
+      const out = await alternate(
+        [...variants, { name: "bench_insert", sql: "" }],
+        async (v, rep) => {
           let r;
           if (v.name === "bench_insert") r = await conveyor.rpcInsert(env, n, 10, "sql");
           else {
@@ -282,44 +289,27 @@ try {
           if (r.delivery.lost || r.delivery.duplicates) {
             throw new Error(`${v.name}: ${JSON.stringify(r.delivery)}`);
           }
-          const o = out.get(v.name)!;
-          o.rate.push(r.value);
-          o.pg.push(r.cost?.pgUs ?? NaN);
-          o.wal.push(r.cost?.walB ?? NaN);
+          const f = { rate: r.value, pg: r.cost?.pgUs ?? NaN, wal: r.cost?.walB ?? NaN };
           log(
-            `ab-sql enqueue ${v.name} rep ${rep}: ${Math.round(r.value)} calls/s, Postgres ${
-              Math.round(o.pg.at(-1)!)
-            } µs/call, ${Math.round(o.wal.at(-1)!)} B WAL/call`,
+            `ab-sql enqueue ${v.name} rep ${rep}: ${round(f.rate)} calls/s, Postgres ${
+              round(f.pg)
+            } µs/call, ${round(f.wal)} B WAL/call`,
           );
-        }
-      }
+          return f;
+        },
+      );
       const ref = med(out.get("bench_insert")!.pg);
       for (const [name, o] of out) {
         log(
-          `${name}: ${Math.round(med(o.rate))} calls/s (${
-            o.rate.map(Math.round).join(", ")
-          }), Postgres ${Math.round(med(o.pg))} µs/call (${o.pg.map(Math.round).join(", ")}; ${
-            (med(o.pg) / ref).toFixed(2)
-          }× bench_insert), ${Math.round(med(o.wal))} B WAL/call (${
-            o.wal.map(Math.round).join(", ")
-          })`,
+          `${name}: ${series(o.rate, round, "calls/s")}, Postgres ${
+            series(o.pg, round, "µs/call")
+          } = ${(med(o.pg) / ref).toFixed(2)}× bench_insert, ${series(o.wal, round, "B WAL/call")}`,
         );
       }
-      await admin.end();
-      await env.stop();
-      Deno.exit(0);
-    }
-    await admin.unsafe(`alter database postgres reset all`);
-    await admin.unsafe(`create extension if not exists pg_walinspect`);
-    const res = new Map(
-      variants.map((
-        v,
-      ) => [v.name, { rate: [] as number[], wal: [] as number[], cpu: [] as number[] }]),
-    );
-    const detail = new Map<string, string>();
-    for (let rep = 0; rep < Number(values.reps); rep++) {
-      for (let i = 0; i < variants.length; i++) {
-        const v = variants[(i + rep) % variants.length]!;
+    } else {
+      await admin.unsafe(`create extension if not exists pg_walinspect`);
+      const detail = new Map<string, string>();
+      const out = await alternate(variants, async (v, rep) => {
         await admin.unsafe(v.sql);
         if (workload === "drain") await conveyor.prefill(env, n);
         const [at] = await admin<{ lsn: string }[]>`select pg_current_wal_lsn()::text as lsn`;
@@ -333,14 +323,11 @@ try {
         }
         const [w] = await admin<{ d: number }[]>`
           select (pg_current_wal_insert_lsn() - ${at!.lsn}::pg_lsn)::float8 as d`;
-        res.get(v.name)!.cpu.push(cpuUs);
-        res.get(v.name)!.rate.push(r.value);
-        const walPerJob = r.walPerJob ?? w!.d / n;
-        res.get(v.name)!.wal.push(walPerJob);
+        const f = { rate: r.value, wal: r.walPerJob ?? w!.d / n, cpu: cpuUs };
         log(
-          `ab-sql ${v.name} rep ${rep}: ${Math.round(r.value)}/s, ${
-            Math.round(walPerJob)
-          } B WAL/job, ${Math.round(cpuUs)} µs cluster CPU/job`,
+          `ab-sql ${v.name} rep ${rep}: ${round(f.rate)}/s, ${round(f.wal)} B WAL/job, ${
+            round(f.cpu)
+          } µs cluster CPU/job`,
         );
         // Per relation (the first block a record touches): which table or index writes what.
         // pg_walinspect reads only flushed WAL: wait for the WAL writer to get there.
@@ -367,19 +354,17 @@ try {
             } B/job +${String(p.fpi_b).padStart(5)} B/job FPI`
           ).join("\n"),
         );
+        return f;
+      });
+      const base = med(out.get(variants[0]!.name)!.rate);
+      for (const [name, x] of out) {
+        log(
+          `${name}: ${series(x.rate, round, "jobs/s")} = ${(med(x.rate) / base).toFixed(2)}×, ${
+            series(x.wal, round, "B WAL/job")
+          }, ${series(x.cpu, round, "µs cluster CPU/job")}`,
+        );
+        log(`${name}, WAL of its last ${workload} by relation:\n${detail.get(name)}`);
       }
-    }
-    const base = res.get(variants[0]!.name)!;
-    for (const v of variants) {
-      const x = res.get(v.name)!;
-      log(
-        `${v.name}: ${Math.round(med(x.rate))} jobs/s (${
-          (med(x.rate) / med(base.rate)).toFixed(2)
-        }×; ${x.rate.map(Math.round).join(", ")}), ${Math.round(med(x.wal))} B WAL/job (${
-          x.wal.map(Math.round).join(", ")
-        }), ${Math.round(med(x.cpu))} µs cluster CPU/job (${x.cpu.map(Math.round).join(", ")})`,
-      );
-      log(`${v.name}, WAL of its last ${workload} by relation:\n${detail.get(v.name)}`);
     }
     await admin.end();
     await env.stop();
