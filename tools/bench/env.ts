@@ -83,6 +83,12 @@ export interface BenchEnv {
   pids: Record<string, number>;
   /** pids of the other processes the environment started (the pg_net worker, once started). */
   otherPids(): Record<string, number>;
+  /**
+   * Starts one more gateway, the one of the tree at `root` (e.g. an export of another commit),
+   * in front of the same PostgREST, on a port of its own: a same-run A/B of gateway code
+   * (`profile.ts http-cpu --variants`). Stopped with the environment.
+   */
+  spawnGateway(root: string): Promise<{ pid: number; apiUrl: string }>;
   /** VACUUM ANALYZE the database, then CHECKPOINT (the anchors' settle()). */
   settle(db: string): Promise<void>;
   stop(): Promise<void>;
@@ -246,6 +252,31 @@ export async function startEnv(
     await waitForHealth(def.health!, 60_000);
     log(`${name} (pid ${child.pid}) healthy, log ${dir}/logs/${name}.log`);
   }
+  const spawnGateway = async (other: string) => {
+    const def = defs.find((d) => d.name === "gateway")!;
+    const port = freePort();
+    const apiUrl = `http://127.0.0.1:${port}`;
+    const args = def.args.map((a) =>
+      a.startsWith(`${root}/tools/stack/`) ? other + a.slice(root.length) : a
+    );
+    args[args.indexOf("--port") + 1] = String(port);
+    const file = await Deno.open(`${dir}/logs/gateway-${port}.log`, { write: true, create: true });
+    const child = new Deno.Command(def.cmd, {
+      args,
+      env: def.env,
+      cwd: other,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const chunk of s) await file.write(chunk).catch(() => 0);
+    };
+    spawned.push({ child, pumps: Promise.all([pump(child.stdout), pump(child.stderr)]), file });
+    await waitForHealth(`${apiUrl}/health`, 60_000);
+    log(`gateway of ${other} (pid ${child.pid}) healthy on ${apiUrl}`);
+    return { pid: child.pid, apiUrl };
+  };
 
   // The dispatcher's cron safety net stays paused for the whole run (it would start worker
   // functions on a pre-filled queue); push kicks are off until a push workload asks.
@@ -327,6 +358,7 @@ export async function startEnv(
     otherPids: (): Record<string, number> =>
       net ? { "pg_net worker": (net as Deno.ChildProcess).pid } : {},
     startNetWorker,
+    spawnGateway,
     setPush,
     wal,
     stop: async () => {

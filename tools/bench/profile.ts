@@ -78,6 +78,7 @@ const CASES = [
   "ab",
   "ab-sql",
   "noisy",
+  "http-cpu",
 ];
 if (!CASES.includes(what)) usageExit(`unknown case "${what}" (one of ${CASES.join(", ")})`);
 const n = Number(values.n);
@@ -101,9 +102,9 @@ async function processCpu(pid: number | string, children = false): Promise<numbe
  * repetition to the next so that drift on the shared machine reaches every variant; `turn`
  * runs one and returns its figures, collected per variant in variant order.
  */
-async function alternate<T extends Record<string, number>>(
-  variants: readonly { name: string; sql: string }[],
-  turn: (v: { name: string; sql: string }, rep: number) => Promise<T>,
+async function alternate<T extends Record<string, number>, V extends { name: string; sql: string }>(
+  variants: readonly V[],
+  turn: (v: V, rep: number) => Promise<T>,
 ): Promise<Map<string, Record<keyof T, number[]>>> {
   const out = new Map<string, Record<keyof T, number[]>>();
   for (let rep = 0; rep < Number(values.reps); rep++) {
@@ -198,36 +199,69 @@ try {
   if (what === "http-cpu") {
     // CPU per HTTP call of each process on the path (issue 20's "per-request cost"): the
     // client (this process), the gateway, PostgREST where it runs, and the cluster. No
-    // auto_explain: its instrumentation would be part of the figures.
+    // auto_explain: its instrumentation would be part of the figures. With `--variants`
+    // (`name=file.sql`, `name=file.sql@tree`, `name=@tree`) a same-run A/B: each variant's SQL
+    // applied before its turn and, with `@tree`, the gateway of that tree (e.g. an export of
+    // another commit) serving it; turns alternate as in ab-sql.
     await admin.unsafe(`alter database postgres reset all`);
-    const procs = { ...env.pids, client: Deno.pid };
-    const rows: string[] = [];
-    for (const c of ["rpc-http", "enqueue-http"] as const) {
-      const per: Record<string, number[]> = { cluster: [], rate: [] };
-      for (const k of Object.keys(procs)) per[k] = [];
-      for (let rep = 0; rep < Number(values.reps); rep++) {
+    const gateways = new Map<string, { pid: number; apiUrl: string }>();
+    const variants = values.variants
+      ? values.variants.split(",").map((v) => {
+        const [name, spec] = v.split("=");
+        if (!name || spec === undefined) {
+          throw new Error(`--variants: want name=file.sql[@tree], got ${v}`);
+        }
+        const [file, tree] = spec.split("@");
+        return { name, sql: file ? Deno.readTextFileSync(file) : "", tree };
+      })
+      : [{ name: "current", sql: "", tree: undefined as string | undefined }];
+    for (const v of variants) {
+      if (v.tree && !gateways.has(v.tree)) gateways.set(v.tree, await env.spawnGateway(v.tree));
+    }
+    const own = { pid: env.pids.gateway!, apiUrl: env.apiUrl };
+    const round = (x: number) => String(Math.round(x));
+    const out = await alternate(variants, async (v, rep) => {
+      await admin.unsafe(v.sql);
+      const gw = v.tree ? gateways.get(v.tree)! : own;
+      env.apiUrl = gw.apiUrl;
+      env.pids.gateway = gw.pid;
+      const procs = { ...env.pids, client: Deno.pid };
+      const f: Record<string, number> = {};
+      for (const c of ["rpc-http", "enqueue-http"] as const) {
         const before: Record<string, number> = { cluster: await clusterCpu(env.dir) };
         for (const [k, pid] of Object.entries(procs)) before[k] = await processCpu(pid);
         const r = c === "rpc-http"
           ? await conveyor.rpcInsert(env, n, 10, "http")
           : await conveyor.enqueueSingle(env, n, 10, "http");
-        per.cluster!.push((await clusterCpu(env.dir) - before.cluster!) / n * 1e6);
+        f[`${c} cluster`] = (await clusterCpu(env.dir) - before.cluster!) / n * 1e6;
         for (const [k, pid] of Object.entries(procs)) {
-          per[k]!.push((await processCpu(pid) - before[k]!) / n * 1e6);
+          f[`${c} ${k}`] = (await processCpu(pid) - before[k]!) / n * 1e6;
         }
-        per.rate!.push(r.value);
-        log(`${c} rep ${rep}: ${Math.round(r.value)}/s`);
+        f[`${c} calls/s`] = r.value;
+        log(
+          `${v.name} rep ${rep} ${c}: ${
+            Object.entries(f).filter(([k]) => k.startsWith(c)).map(([k, x]) =>
+              `${k.slice(c.length + 1)} ${round(x)}`
+            ).join(", ")
+          }`,
+        );
       }
-      const parts = Object.entries(per).filter(([k]) => k !== "rate").map(([k, v]) =>
-        `${k} ${Math.round(med(v))} µs`
-      );
-      rows.push(
-        `${c} (n=${n} × ${values.reps}, medians): ${parts.join(", ")}, ${
-          Math.round(med(per.rate!))
-        } calls/s`,
-      );
+      return f;
+    });
+    env.apiUrl = own.apiUrl;
+    env.pids.gateway = own.pid;
+    for (const [name, o] of out) {
+      log(`${name} (n=${n} × ${values.reps}; µs of CPU per call, medians [runs]):`);
+      for (const c of ["rpc-http", "enqueue-http"]) {
+        log(
+          `  ${c}: ${
+            Object.entries(o).filter(([k]) => k.startsWith(c)).map(([k, x]) =>
+              `${k.slice(c.length + 1)} ${series(x, round, "")}`
+            ).join(", ")
+          }`,
+        );
+      }
     }
-    log(rows.join("\n"));
     await admin.end();
     await env.stop();
     Deno.exit(0);
