@@ -63,16 +63,19 @@ export class RestProxy {
     const authorization = await this.opts.auth.authorization(req.headers, url);
     if (authorization instanceof Response) return authorization;
 
-    const headers = new Headers();
+    // A plain record, not a Headers object: fetch converts its init once either way, and a
+    // Headers would be built here and then iterated (sorted and combined) again by fetch.
+    // Iterating req.headers gives each name once (lowercased, repeated values combined).
+    const headers: Record<string, string> = Object.create(null);
     for (const [name, value] of req.headers) {
       if (HOP_BY_HOP.has(name) || name === "host" || name === "authorization") continue;
-      headers.append(name, value);
+      headers[name] = value;
     }
-    if (authorization !== null) headers.set("authorization", authorization);
+    if (authorization !== null) headers.authorization = authorization;
     // fetch would decode a compressed answer but keep its Content-Encoding header.
-    headers.set("accept-encoding", "identity");
-    if (!headers.has("x-forwarded-host")) headers.set("x-forwarded-host", url.host);
-    if (!headers.has("x-forwarded-proto")) headers.set("x-forwarded-proto", "http");
+    headers["accept-encoding"] = "identity";
+    headers["x-forwarded-host"] ??= url.host;
+    headers["x-forwarded-proto"] ??= "http";
 
     const method = req.method;
     let body: BodyInit | null = null;
@@ -115,15 +118,22 @@ export class RestProxy {
       if (id) this.opts.onInvocationFinished(id);
     }
 
-    const out = new Headers();
+    // A record as above; Set-Cookie is the one header whose values are not combined.
+    const out: Record<string, string> = Object.create(null);
+    let cookies: string[] | undefined;
     for (const [name, value] of res.headers) {
-      if (!HOP_BY_HOP.has(name)) out.append(name, value);
+      if (name === "set-cookie") (cookies ??= []).push(value);
+      else if (!HOP_BY_HOP.has(name)) out[name] = value;
     }
-    if (NULL_BODY_STATUS.has(res.status) || method === "HEAD") {
-      await res.body?.cancel().catch(() => {});
-      return new Response(null, { status: res.status, statusText: res.statusText, headers: out });
-    }
-    return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
+    const nullBody = NULL_BODY_STATUS.has(res.status) || method === "HEAD";
+    if (nullBody) await res.body?.cancel().catch(() => {});
+    const answer = new Response(nullBody ? null : res.body, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: out,
+    });
+    for (const c of cookies ?? []) answer.headers.append("set-cookie", c);
+    return answer;
   }
 }
 
@@ -132,7 +142,11 @@ export class RestProxy {
  * read it as a filter on a column `apikey` and answer 400).
  */
 function upstreamSearch(url: URL): string {
-  if (!url.searchParams.has("apikey")) return url.search;
+  // A plain test first (no name can decode to `apikey` without "apikey" or a `%` in the raw
+  // query): searchParams parses the whole query into a new object.
+  const raw = url.search;
+  if (!raw.includes("apikey") && !raw.includes("%")) return raw;
+  if (!url.searchParams.has("apikey")) return raw;
   const params = url.search.slice(1).split("&").filter((p) => !/^apikey(=|$)/.test(p));
   return params.length ? `?${params.join("&")}` : "";
 }

@@ -21,6 +21,12 @@ Deno.test({
       create table public.${P}_t (id int primary key, name text);
       create function public.${P}_echo(v text) returns text language sql immutable as $$ select v $$;
       create function public.${P}_j(jsonb) returns jsonb language sql immutable as $$ select $1 $$;
+      create function public.${P}_hdr() returns json language plpgsql as $$
+      begin
+        perform set_config('response.headers',
+          '[{"Set-Cookie":"a=1"},{"Set-Cookie":"b=2"},{"X-Thing":"v"}]', true);
+        return current_setting('request.headers', true)::json;
+      end $$;
     `);
     await using g = await testGateway(DB_URL!, { accessLog: true });
     try {
@@ -55,6 +61,25 @@ Deno.test({
         const err = await raw(`${g.rest}/rpc/${P}_echo?v=hi`);
         assertEquals([err.status, err.headers.get("access-control-allow-origin")], [401, "*"]);
       });
+
+      await t.step(
+        "headers both ways: forwarded as Kong does, Set-Cookie values kept apart",
+        async () => {
+          const r = await raw(`${g.rest}/rpc/${P}_hdr?apikey=${SECRET_KEY}`, {
+            headers: { "x-client-info": "t/1", "accept-encoding": "gzip" },
+          });
+          assertEquals(r.status, 200);
+          assertEquals(r.headers.getSetCookie(), ["a=1", "b=2"]);
+          assertEquals(r.headers.get("x-thing"), "v");
+          const seen = r.json as Record<string, string>;
+          assertEquals(seen["x-client-info"], "t/1");
+          assertEquals(seen["accept-encoding"], "identity");
+          assertEquals(seen["x-forwarded-proto"], "http");
+          assertEquals(seen["x-forwarded-host"], new URL(g.url).host);
+          assertMatch(seen["authorization"]!, /^Bearer ey/);
+          assert(!("apikey" in seen));
+        },
+      );
 
       await t.step("/health reports the database", async () => {
         const r = await raw(`${g.url}/health`);
