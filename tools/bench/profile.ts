@@ -28,7 +28,12 @@
  *
  * CPU per HTTP call by process (client, gateway, PostgREST, cluster), rpc-http and enqueue-http:
  *
- *   deno run -A tools/bench/profile.ts http-cpu [--n 20000] [--reps 4]
+ *   deno run -A tools/bench/profile.ts http-cpu [--n 20000] [--reps 4] [--variants name=[file.sql][@tree],…]
+ *
+ * (`--variants`: a same-run A/B, turns alternating as in ab-sql: each variant's SQL applied
+ * before its turn and, with `@tree`, the gateway of that tree, e.g. `git archive <commit>`
+ * unpacked somewhere, serving it in front of the same PostgREST; `name=` is the environment
+ * as it is.)
  *
  * The gateway's CPU profile: set BENCH_GATEWAY_CPU_PROF=<dir> (any bench command); the
  * gateway writes a .cpuprofile there when the run ends.
@@ -46,6 +51,7 @@ const USAGE =
   `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--explain MS] [--dir D]
        deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--settings k=v,…] [--explain MS] [--dir D]
        deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy|enqueue] [--chunk 1000] [--reps 4] [--dir D]
+       deno run -A tools/bench/profile.ts http-cpu [--n 20000] [--reps 4] [--variants name=[file.sql][@tree],…] [--dir D]
 
 Profiles one Conveyor case on the bench environment (pg_stat_statements, auto_explain), or
 A/B-tests schema variants in one run. See the comment at the top of this file.`;
