@@ -241,6 +241,7 @@ Deno.test({
         drop table if exists public.${P}_t;
         drop function if exists public.${P}_echo(text);
         drop function if exists public.${P}_j(jsonb);
+        drop function if exists public.${P}_hdr();
       `).catch(() => {});
       await db.end();
     }
