@@ -201,8 +201,11 @@ update conveyor.settings set value = '5' where key = 'critical_max_attempts';
 -- per-element path: its tenant from the token, and the per-job enqueue rate limit
 -- (0020_tenancy_pre_request.sql) refusing the element that goes over it.
 insert into public.tenants (id, name) values ('00000000-0000-0000-0000-0000000000cc', 'qjs-api');
-insert into public.rate_limits (tenant_id, scope, max_requests, window_seconds)
-values ('00000000-0000-0000-0000-0000000000cc', 'enqueue', 2, 3600);
+-- The window starts at the first element's clock (an expired one: the default, now(), is the
+-- test transaction's start, which a loaded machine can leave more than a second behind, so
+-- the hint said 3599).
+insert into public.rate_limits (tenant_id, scope, max_requests, window_seconds, window_started_at)
+values ('00000000-0000-0000-0000-0000000000cc', 'enqueue', 2, 3600, 'epoch');
 create function public.qjs_test_as_api(jsonb) returns setof bigint
 language sql security definer set search_path = '' as $$ select * from public.queue_jobs($1) $$;
 grant execute on function public.qjs_test_as_api(jsonb) to authenticated;

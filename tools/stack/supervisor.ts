@@ -297,11 +297,15 @@ export class Stack {
   }
 }
 
-/** Polls an URL until it answers 200, or throws after `timeoutMs`. */
-export async function waitForHealth(url: string, timeoutMs: number): Promise<void> {
+/** Polls an URL until it answers 200, or throws after `timeoutMs` or once `signal` aborts. */
+export async function waitForHealth(
+  url: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && !signal?.aborted) {
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
       await res.body?.cancel();

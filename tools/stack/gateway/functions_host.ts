@@ -63,6 +63,7 @@
  */
 import { parse as parseToml } from "smol-toml";
 import { verifyJwt } from "../keys.ts";
+import { freePort } from "../proc.ts";
 import { HOP_BY_HOP } from "./rest_proxy.ts";
 
 export interface FunctionsHostOptions {
@@ -204,13 +205,6 @@ export function parseDotEnv(text: string): Record<string, string> {
     out[key] = value;
   }
   return out;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
 }
 
 /** Splits a byte stream into lines and hands each to `onLine`. */

@@ -47,6 +47,10 @@ export interface TestPostgrest extends AsyncDisposable {
  * Starts PostgREST for `dbUrl` (logged in as authenticator), configured from config.toml
  * text the way the stack configures its own; `env` adds PGRST_* variables (e.g.
  * `PGRST_DB_TX_END`). Resolves once its admin server says it is ready.
+ *
+ * `freePort()` closes its probe before PostgREST binds, so another process can take the port
+ * in between (a CI run saw `Network.Socket.bind: resource busy (Address in use)`); PostgREST
+ * then exits at once, and it is started again on other ports.
  */
 export async function startPostgrest(
   dbUrl: string,
@@ -54,6 +58,24 @@ export async function startPostgrest(
   env: Record<string, string> = {},
 ): Promise<TestPostgrest> {
   const bin = await ensurePostgrest(() => {});
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await spawnPostgrest(bin, dbUrl, configToml, env);
+    } catch (e) {
+      if (!(e instanceof PortTaken) || attempt === 3) throw e;
+    }
+  }
+}
+
+/** PostgREST exited because one of its ports was taken after we picked it. */
+class PortTaken extends Error {}
+
+async function spawnPostgrest(
+  bin: string,
+  dbUrl: string,
+  configToml: string,
+  env: Record<string, string>,
+): Promise<TestPostgrest> {
   const port = freePort();
   const adminPort = freePort();
   const child = new Deno.Command(bin, {
@@ -82,11 +104,23 @@ export async function startPostgrest(
     await pumps;
   };
   const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const ready = new AbortController();
+  const exited = child.status.then(async (s) => {
+    if (ready.signal.aborted) return;
+    await pumps;
+    const out = logs.join("\n");
+    const Err = out.includes("Address in use") ? PortTaken : Error;
+    throw new Err(`PostgREST exited (code ${s.code}) before it was ready:\n${out}`);
+  });
   try {
-    await waitForHealth(`${adminUrl}/ready`, 30_000);
+    await Promise.race([waitForHealth(`${adminUrl}/ready`, 30_000, ready.signal), exited]);
   } catch (e) {
+    ready.abort();
     await stop();
+    if (e instanceof PortTaken) throw e;
     throw new Error(`PostgREST did not become ready: ${(e as Error).message}\n${logs.join("\n")}`);
+  } finally {
+    ready.abort();
   }
   return {
     url: `http://127.0.0.1:${port}`,
