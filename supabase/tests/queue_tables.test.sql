@@ -1,4 +1,4 @@
--- Conveyor's queue tables (20261207160200, 20261207160300; tools/bench/notes.md, item 14): two
+-- Conveyor's queue tables (20261207160200_lean_queue_tables.sql; tools/bench/notes.md, item 14): two
 -- indexes (the primary key and the tenant index keyed by the tenant as a uuid, then vt), no
 -- pgmq vt index, fillfactor 50; and conveyor.raise_hints, which took the earliest vt from the
 -- vt index, takes the same minimum from the tenant index: over every tenant and the messages

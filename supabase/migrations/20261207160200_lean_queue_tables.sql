@@ -1,8 +1,17 @@
--- A drained job still wrote more WAL in its queue's table and tenant index than it needs to
--- (issue 16; tools/bench/notes.md, item 14). A read sets the message's vt, so its UPDATE is
--- never HOT: it writes a new version of the row and an entry in each index of the queue.
--- Two changes, same reads, same guarantees:
+-- Lean queue tables (issue 16; tools/bench/notes.md, item 14). A drained job wrote more WAL
+-- into its queue's table and indexes than it needs to. A read sets the message's vt, so its
+-- UPDATE is never HOT: it writes a new version of the row and an entry in each index of the
+-- queue. Three changes, same reads, same guarantees:
 --
+-- * No pgmq vt index on Conveyor's queues. pgmq.create makes `q_<queue>_vt_idx` on (vt) and
+--   every message took an entry in it at its INSERT and at each read (66 B per drained job,
+--   as much again per enqueue), but no read of ours uses it: the plain read (conveyor.q_read)
+--   walks the primary key in msg_id order and tests vt, the fair read and the tenant look walk
+--   the tenant index, set_vt/delete/archive go by msg_id. Its one user was
+--   conveyor.raise_hints (`select min(vt)`, when a claim found a tier empty): it now takes the
+--   same minimum from the tenant index, one descent per tenant with a message in the tier
+--   (conveyor.q_tenants without a limit) and one for the messages without a tenant. The
+--   dead-letter queue (no tenant index) and queues made with pgmq.create directly keep it.
 -- * The tenant index, ((message ->> 'tenant_id'), vt), took 112 B per drained job: its key
 --   was the tenant's id as text (37 bytes, where a uuid is 16), a 56-byte index tuple against
 --   32, and as many more page splits. It is now keyed by the tenant as a uuid (null when the
@@ -20,14 +29,12 @@
 --   in the queue heap fell from 331 to 209 B. The price is space while messages wait: a
 --   queue table holds half as many per page (it is emptied as jobs finish). New pages
 --   only: the pages written so far keep their rows.
--- * conveyor.ensure_queue makes the new index and sets the fillfactor; the queues made so
---   far get both below (the index under the same name, built again).
--- * conveyor.fair_read_sql and conveyor.generate_queue_sql (q_tenants) read by the new key;
---   q_tenants still returns the tenant as text. conveyor.raise_hints takes the messages
---   without a tenant by the new key. Then the per-queue functions are generated again.
 --
--- Each function is its current definition (supabase/schema.sql, raise_hints and ensure_queue
--- as 20261207160200 left them) with these changes only.
+-- conveyor.ensure_queue makes new queues so; the queues made so far are changed at the end
+-- (their tenant index built again under the same name). conveyor.fair_read_sql and
+-- conveyor.generate_queue_sql (q_tenants) read by the new key; q_tenants still returns the
+-- tenant as text. Then the per-queue functions are generated again. Each function is its
+-- current definition (supabase/schema.sql) with these changes only.
 
 create or replace function conveyor.ensure_queue(p_queue text) returns void
 language plpgsql
@@ -365,6 +372,7 @@ begin
     select h.queue_name from conveyor.queue_hints h
     where to_regclass(format('pgmq.%I', 'q_' || h.queue_name)) is not null
   loop
+    execute format('drop index if exists pgmq.%I', 'q_' || v_queue || '_vt_idx');
     execute format('drop index if exists pgmq.%I', 'q_' || v_queue || '_tenant_vt_idx');
     execute format('create index %I on pgmq.%I ('
                    '(case when (message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (message ->> ''tenant_id'')::uuid end), vt)',
