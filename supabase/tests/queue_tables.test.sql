@@ -1,0 +1,57 @@
+-- Conveyor's queue tables (20261207160200_lean_queue_tables.sql; tools/bench/notes.md, item 14): two
+-- indexes (the primary key and the tenant index keyed by the tenant as a uuid, then vt), no
+-- pgmq vt index, fillfactor 50; and conveyor.raise_hints, which took the earliest vt from the
+-- vt index, takes the same minimum from the tenant index: over every tenant and the messages
+-- without one (or whose tenant is not a uuid).
+-- A kind of its own (l_qt, queues q_l_qt*), created and dropped with the transaction.
+begin;
+select plan(10);
+
+insert into conveyor.job_kinds (kind, queue_name, worker_slug, description, enabled)
+values ('l_qt', 'q_l_qt', 'test', 'queue tables test kind', false);
+select conveyor.ensure_kind_queues('l_qt');
+
+select set_eq(
+  $$ select indexname::text collate "default" from pg_indexes
+     where schemaname = 'pgmq' and tablename = 'q_q_l_qt_bulk' $$,
+  $$ values ('q_q_l_qt_bulk_pkey'), ('q_q_l_qt_bulk_tenant_vt_idx') $$,
+  'a tier queue has the primary key and the tenant index, not pgmq''s vt index');
+select is((select count(*)::int from pg_class c
+           where c.relnamespace = 'pgmq'::regnamespace
+             and c.relname in ('q_q_l_qt', 'q_q_l_qt_fast', 'q_q_l_qt_bulk')
+             and c.reloptions @> array['fillfactor=50']), 3,
+  'every tier queue table has fillfactor 50');
+
+-- The earliest vt of a tier with nothing ready: messages held back for 300 s (tenant A), 200 s
+-- (tenant B), 100 s (no tenant) and 50 s (a tenant that is not a uuid).
+create temporary table m on commit drop as
+select pgmq.send('q_l_qt_bulk', '{"tenant_id": "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"}', 300) as a,
+       pgmq.send('q_l_qt_bulk', '{"tenant_id": "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"}', 200) as b,
+       pgmq.send('q_l_qt_bulk', '{"x": 1}', 100) as none,
+       pgmq.send('q_l_qt_bulk', '{"tenant_id": "not-a-uuid"}', 50) as odd;
+create function pg_temp.hint() returns timestamptz language plpgsql as $$
+begin
+  update conveyor.queue_hints set visible_from = '-infinity' where queue_name = 'q_l_qt_bulk';
+  perform set_config('conveyor.empty_tiers', 'q_l_qt_bulk', true);
+  perform conveyor.raise_hints();
+  return (select visible_from from conveyor.queue_hints where queue_name = 'q_l_qt_bulk');
+end
+$$;
+create function pg_temp.vt(p_msg bigint) returns timestamptz language sql as $$
+  select q.vt from pgmq.q_q_l_qt_bulk q where q.msg_id = p_msg
+$$;
+
+select is(pg_temp.hint(), pg_temp.vt((select odd from m)),
+  'the hint is the earliest vt: a message whose tenant is not a uuid');
+select is((select count(*)::int from conveyor.q_tenants('q_l_qt_bulk', null)), 2,
+  '... which the tenant list leaves out, as the fair look did');
+select ok(pgmq.delete('q_l_qt_bulk', (select odd from m)), 'that message deleted');
+select is(pg_temp.hint(), pg_temp.vt((select none from m)), 'then a message without a tenant');
+select ok(pgmq.delete('q_l_qt_bulk', (select none from m)), 'that one deleted');
+select is(pg_temp.hint(), pg_temp.vt((select b from m)), 'then the earliest tenant''s first message');
+select ok(pgmq.delete('q_l_qt_bulk', (select a from m)) and pgmq.delete('q_l_qt_bulk', (select b from m)),
+  'the last two deleted');
+select is(pg_temp.hint(), 'infinity'::timestamptz, 'and infinity for an empty tier');
+
+select * from finish();
+rollback;
