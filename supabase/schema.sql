@@ -1821,8 +1821,6 @@ begin
     execute format('create index if not exists %I on pgmq.%I ('
                    '(case when (message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (message ->> ''tenant_id'')::uuid end), vt)',
                    'q_' || p_queue || '_tenant_vt_idx', 'q_' || p_queue);
-    -- Room on each page for the new version a read writes (see the migration that set it).
-    execute format('alter table pgmq.%I set (fillfactor = 50)', 'q_' || p_queue);
     -- No read of ours uses pgmq's vt index, and every message takes an entry in it at each
     -- write (the tenant index above gives conveyor.raise_hints its minimum).
     execute format('drop index if exists pgmq.%I', 'q_' || p_queue || '_vt_idx');

@@ -1,7 +1,7 @@
 -- Lean queue tables (issue 16; tools/bench/notes.md, item 14). A drained job wrote more WAL
 -- into its queue's table and indexes than it needs to. A read sets the message's vt, so its
 -- UPDATE is never HOT: it writes a new version of the row and an entry in each index of the
--- queue. Three changes, same reads, same guarantees:
+-- queue. Two changes, same reads, same guarantees:
 --
 -- * No pgmq vt index on Conveyor's queues. pgmq.create makes `q_<queue>_vt_idx` on (vt) and
 --   every message took an entry in it at its INSERT and at each read (66 B per drained job,
@@ -21,14 +21,11 @@
 --   planner matches them. Not a function: an index expression runs with the rights of whoever
 --   writes the message (pgmq.send by service_role), and the API roles execute no function of
 --   conveyor's.
--- * Queue tables get fillfactor 50 (pgmq makes them at 100). A read's UPDATE writes the
---   message's new version; on a full page it goes to another page and its WAL record
---   carries the whole row, message included, while on the same page (where the WAL is not
---   logical) the record leaves out the unchanged end of the row: the message and headers.
---   At 50 a page keeps room for a new version of each of its messages. A drained job's WAL
---   in the queue heap fell from 331 to 209 B. The price is space while messages wait: a
---   queue table holds half as many per page (it is emptied as jobs finish). New pages
---   only: the pages written so far keep their rows.
+--
+-- Tried and not kept: fillfactor 50 on the queue tables, so that a read's new message version
+-- stays on its page and its WAL leaves the message out (a drained job 1,168 → 1,047 B); the
+-- doubled table made a 1M backlog drain slower (backlog ratio 0.88 → 0.77 in back-to-back
+-- runs), which the lean path must not make worse.
 --
 -- conveyor.ensure_queue makes new queues so; the queues made so far are changed at the end
 -- (their tenant index built again under the same name). conveyor.fair_read_sql and
@@ -53,8 +50,6 @@ begin
     execute format('create index if not exists %I on pgmq.%I ('
                    '(case when (message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (message ->> ''tenant_id'')::uuid end), vt)',
                    'q_' || p_queue || '_tenant_vt_idx', 'q_' || p_queue);
-    -- Room on each page for the new version a read writes (see the migration that set it).
-    execute format('alter table pgmq.%I set (fillfactor = 50)', 'q_' || p_queue);
     -- No read of ours uses pgmq's vt index, and every message takes an entry in it at each
     -- write (the tenant index above gives conveyor.raise_hints its minimum).
     execute format('drop index if exists pgmq.%I', 'q_' || p_queue || '_vt_idx');
@@ -377,7 +372,6 @@ begin
     execute format('create index %I on pgmq.%I ('
                    '(case when (message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (message ->> ''tenant_id'')::uuid end), vt)',
                    'q_' || v_queue || '_tenant_vt_idx', 'q_' || v_queue);
-    execute format('alter table pgmq.%I set (fillfactor = 50)', 'q_' || v_queue);
   end loop;
 end
 $$;

@@ -1,11 +1,11 @@
 -- Conveyor's queue tables (20261207160200_lean_queue_tables.sql; tools/bench/notes.md, item 14): two
 -- indexes (the primary key and the tenant index keyed by the tenant as a uuid, then vt), no
--- pgmq vt index, fillfactor 50; and conveyor.raise_hints, which took the earliest vt from the
+-- pgmq vt index; and conveyor.raise_hints, which took the earliest vt from the
 -- vt index, takes the same minimum from the tenant index: over every tenant and the messages
 -- without one (or whose tenant is not a uuid).
 -- A kind of its own (l_qt, queues q_l_qt*), created and dropped with the transaction.
 begin;
-select plan(10);
+select plan(9);
 
 insert into conveyor.job_kinds (kind, queue_name, worker_slug, description, enabled)
 values ('l_qt', 'q_l_qt', 'test', 'queue tables test kind', false);
@@ -16,11 +16,6 @@ select set_eq(
      where schemaname = 'pgmq' and tablename = 'q_q_l_qt_bulk' $$,
   $$ values ('q_q_l_qt_bulk_pkey'), ('q_q_l_qt_bulk_tenant_vt_idx') $$,
   'a tier queue has the primary key and the tenant index, not pgmq''s vt index');
-select is((select count(*)::int from pg_class c
-           where c.relnamespace = 'pgmq'::regnamespace
-             and c.relname in ('q_q_l_qt', 'q_q_l_qt_fast', 'q_q_l_qt_bulk')
-             and c.reloptions @> array['fillfactor=50']), 3,
-  'every tier queue table has fillfactor 50');
 
 -- The earliest vt of a tier with nothing ready: messages held back for 300 s (tenant A), 200 s
 -- (tenant B), 100 s (no tenant) and 50 s (a tenant that is not a uuid).
