@@ -14,14 +14,18 @@
 -- with the last two (a busier run); WAL 1,254 → 1,197 B/call.
 --
 -- public.queue_job now does one call's work itself, with the same checks in the same order
--- and the same texts as parse_queue_job, queue_job_tenant and conveyor.enqueue (which stay,
--- for queue_jobs, fn_pgqueuer_enqueue and the schedules):
+-- and the same texts as before. It calls conveyor.parse_queue_job, the one definition of the
+-- checks that queue_jobs uses too, which takes the lean version of them (the optional fields
+-- checked only when the body has one, the payload and headers read once); queue_job_tenant
+-- and conveyor.enqueue stay for queue_jobs, fn_pgqueuer_enqueue and the schedules. A first
+-- version copied the checks into queue_job instead: same-run A/B 342 µs/call with the copy
+-- against 339 calling the parser (tools/bench/notes.md item 13), so the one copy is kept.
 --
 -- * one statement reads the kind's queue and every setting the call needs (payload_max_bytes,
 --   max_delay_sec, critical_max_attempts, audit, push_kicks, kick_debounce_ms) as one
---   jsonb_object_agg; the optional fields are checked only when the body has one; void calls
---   (q_put, the hint lock) are assignments, not PERFORM (a full executor pass); the ledger
---   row returns only its id and number; no dispatch_kicks read when push_kicks is off
+--   jsonb_object_agg; void calls (q_put, the hint lock) are assignments, not PERFORM (a full
+--   executor pass); the ledger row returns only its id and number; no dispatch_kicks read
+--   when push_kicks is off
 --   (conveyor.kick would return at once: pg_cron's dispatcher picks the work up);
 -- * conveyor.job_message is declared stable, so it is inlined where it is called;
 -- * the tenant (conveyor.resolve_tenant: the JWT's claim) is checked to exist by the ledger
@@ -35,18 +39,16 @@
 -- dedupe_keys branch is not part of it; its source is always 'queue_job', so the audit event
 -- is written exactly when audit is 'full'.
 
-create or replace function public.queue_job(jsonb) returns bigint
-language plpgsql
-security definer
+create or replace function conveyor.parse_queue_job(p jsonb, p_limit bigint, p_max_delay bigint)
+returns conveyor.queue_job_item
+language plpgsql stable
 set search_path = ''
-as $$
+as $_$
 declare
-  c_fn constant text := 'queue_job';
   c_fields constant text[] := array['idempotency_key', 'kind', 'payload', 'priority',
     'delay_seconds', 'execute_after', 'headers', 'critical', 'concurrency_key',
     'concurrency_limit', 'tenant_id'];
   c_basic constant text[] := array['idempotency_key', 'kind', 'payload'];
-  p jsonb := $1;
   v_kind text;
   v_queue text;
   v_key text;
@@ -59,15 +61,6 @@ declare
   v_critical boolean := false;
   v_ckey text;
   v_climit int;
-  v_tenant uuid;
-  v_limit bigint;
-  v_max_delay bigint;
-  v_max_attempts int;
-  v_settings jsonb;
-  v_id uuid;
-  v_msg bigint;
-  v_job public.jobs;
-  v_void text;
 begin
   if p is null or jsonb_typeof(p) <> 'object' then
     raise exception 'queue_job: the body must be a JSON object';
@@ -78,15 +71,8 @@ begin
     raise exception 'queue_job: missing kind in payload';
   end if;
   v_kind := p ->> 'kind';
-  -- One statement for the kind's queue and every setting this call reads (one aggregate:
-  -- each one more is work at every executor start).
-  select (select k.queue_name from conveyor.job_kinds k
-          where k.kind = v_kind and jsonb_typeof(p -> 'kind') = 'string'),
-         jsonb_object_agg(s.key, s.value)
-  into v_queue, v_settings
-  from conveyor.settings s
-  where s.key in ('payload_max_bytes', 'max_delay_sec', 'critical_max_attempts', 'audit',
-                  'push_kicks', 'kick_debounce_ms');
+  select k.queue_name into v_queue from conveyor.job_kinds k
+  where k.kind = v_kind and jsonb_typeof(p -> 'kind') = 'string';
   if v_queue is null then
     raise exception 'queue_job: unsupported kind %', v_kind;
   end if;
@@ -95,13 +81,11 @@ begin
     raise exception 'queue_job: missing idempotency_key';
   end if;
   v_key := p ->> 'idempotency_key';
-  v_limit := (v_settings ->> 'payload_max_bytes')::bigint;
-  v_max_delay := (v_settings ->> 'max_delay_sec')::bigint;
 
   -- Beyond the seed: every other field is checked, each with its own message.
   v_size := octet_length(p::text);
-  if v_size > v_limit then
-    raise exception 'queue_job: payload too large (% bytes, the limit is % bytes)', v_size, v_limit;
+  if v_size > p_limit then
+    raise exception 'queue_job: payload too large (% bytes, the limit is % bytes)', v_size, p_limit;
   end if;
   -- `p - c_fields` is a plain expression: the key query runs only when there is an extra key.
   if p - c_fields <> '{}'::jsonb then
@@ -134,8 +118,8 @@ begin
     if p ? 'delay_seconds' then
       if jsonb_typeof(p -> 'delay_seconds') <> 'number'
          or (p ->> 'delay_seconds')::numeric <> trunc((p ->> 'delay_seconds')::numeric)
-         or (p ->> 'delay_seconds')::numeric not between 0 and v_max_delay then
-        raise exception 'queue_job: delay_seconds must be a whole number between 0 and %', v_max_delay;
+         or (p ->> 'delay_seconds')::numeric not between 0 and p_max_delay then
+        raise exception 'queue_job: delay_seconds must be a whole number between 0 and %', p_max_delay;
       end if;
       v_run_at := now() + make_interval(secs => (p ->> 'delay_seconds')::numeric);
     end if;
@@ -151,8 +135,8 @@ begin
       if v_run_at < now() and p ->> 'execute_after' !~ '^\s*\d{4}-\d{2}-\d{2}' then
         raise exception 'queue_job: execute_after must not be a negative interval';
       end if;
-      if v_run_at > now() + make_interval(secs => v_max_delay) then
-        raise exception 'queue_job: execute_after is more than % seconds away', v_max_delay;
+      if v_run_at > now() + make_interval(secs => p_max_delay) then
+        raise exception 'queue_job: execute_after is more than % seconds away', p_max_delay;
       end if;
     end if;
     v_headers := p -> 'headers';
@@ -196,12 +180,51 @@ begin
       end if;
     end if;
   end if;
-  v_run_at := coalesce(v_run_at, now());
-  v_queue := conveyor.tier_queue(v_queue, v_priority);
+
+  return row(
+    (p ->> 'tenant_id')::uuid,
+    v_kind,
+    conveyor.tier_queue(v_queue, v_priority),
+    v_key,
+    v_priority,
+    coalesce(v_run_at, now()),
+    v_payload,
+    v_headers,
+    v_critical,
+    v_ckey,
+    v_climit
+  )::conveyor.queue_job_item;
+end
+$_$;
+
+create or replace function public.queue_job(jsonb) returns bigint
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  c_fn constant text := 'queue_job';
+  v conveyor.queue_job_item;
+  v_tenant uuid;
+  v_max_attempts int;
+  v_settings jsonb;
+  v_id uuid;
+  v_msg bigint;
+  v_job public.jobs;
+  v_void text;
+begin
+  -- Every setting this call reads, in one statement (one aggregate: each one more is work at
+  -- every executor start).
+  select jsonb_object_agg(s.key, s.value) into v_settings
+  from conveyor.settings s
+  where s.key in ('payload_max_bytes', 'max_delay_sec', 'critical_max_attempts', 'audit',
+                  'push_kicks', 'kick_debounce_ms');
+  v := conveyor.parse_queue_job($1, (v_settings ->> 'payload_max_bytes')::bigint,
+                                (v_settings ->> 'max_delay_sec')::bigint);
 
   -- The tenant: the token's (conveyor.queue_job_tenant).
-  v_tenant := conveyor.resolve_tenant((p ->> 'tenant_id')::uuid, c_fn);
-  if v_critical then
+  v_tenant := conveyor.resolve_tenant(v.tenant_id, c_fn);
+  if v.critical then
     v_max_attempts := (v_settings ->> 'critical_max_attempts')::int;
   end if;
 
@@ -212,67 +235,69 @@ begin
   insert into public.jobs (tenant_id, msg_id, kind, queue_name, priority, idempotency_key,
                            max_attempts, payload, headers, run_at, concurrency_key,
                            concurrency_limit)
-  select v_tenant, nextval('conveyor.job_number_seq'), v_kind, v_queue, v_priority, v_key,
-         v_max_attempts, v_payload, v_headers, v_run_at, v_ckey, v_climit
+  select v_tenant, nextval('conveyor.job_number_seq'), v.kind, v.queue_name, v.priority,
+         v.idempotency_key, v_max_attempts, v.payload, v.headers, v.run_at, v.concurrency_key,
+         v.concurrency_limit
   from public.tenants t where t.id = v_tenant
   on conflict (tenant_id, idempotency_key) do nothing
   returning id, msg_id into v_id, v_msg;
   if v_id is null then
     select * into v_job from public.jobs j
-    where j.tenant_id = v_tenant and j.idempotency_key = v_key;
+    where j.tenant_id = v_tenant and j.idempotency_key = v.idempotency_key;
     -- No row from public.tenants: the check conveyor.queue_job_tenant makes, after the fact
     -- (a tenant's jobs keep it from being deleted, so a job found means the tenant exists).
     if v_job.id is null and not exists (select 1 from public.tenants t where t.id = v_tenant) then
       raise exception 'queue_job: unknown tenant %', v_tenant;
     end if;
-    perform conveyor.check_same_request(v_job, v_kind, v_payload, v_priority, v_headers,
-                                        v_critical, v_ckey, v_climit, c_fn);
+    perform conveyor.check_same_request(v_job, v.kind, v.payload, v.priority, v.headers,
+                                        v.critical, v.concurrency_key, v.concurrency_limit, c_fn);
     return v_job.msg_id;
   end if;
 
   -- Assignments, not PERFORM: a void call as an expression skips an executor pass.
-  v_void := conveyor.q_put(v_queue, v_msg, v_run_at,
-                           conveyor.job_message(v_tenant, v_ckey, v_climit), v_headers);
+  v_void := conveyor.q_put(v.queue_name, v_msg, v.run_at,
+                           conveyor.job_message(v_tenant, v.concurrency_key, v.concurrency_limit),
+                           v.headers);
   -- conveyor.lower_hint, written out.
-  v_void := pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v_queue));
+  v_void := pg_advisory_xact_lock_shared(conveyor.hint_lock_key(v.queue_name));
   -- With conveyor.count_jobs in the same statement, UPDATE first (this backend's row for the
   -- minute is there but for the first job of a minute).
   with h as (
-    update conveyor.queue_hints h set visible_from = v_run_at
-    where h.queue_name = v_queue and h.visible_from > v_run_at
+    update conveyor.queue_hints h set visible_from = v.run_at
+    where h.queue_name = v.queue_name and h.visible_from > v.run_at
   )
   update conveyor.job_counts c set enqueued = c.enqueued + 1
   where c.minute = date_trunc('minute', now()) and c.backend = pg_backend_pid()
-    and c.tenant_id = v_tenant and c.queue_name = v_queue;
+    and c.tenant_id = v_tenant and c.queue_name = v.queue_name;
   if not found then
     insert into conveyor.job_counts as c (minute, backend, tenant_id, queue_name, enqueued)
-    values (date_trunc('minute', now()), pg_backend_pid(), v_tenant, v_queue, 1)
+    values (date_trunc('minute', now()), pg_backend_pid(), v_tenant, v.queue_name, 1)
     on conflict (minute, backend, tenant_id, queue_name) do update set enqueued = c.enqueued + 1;
   end if;
 
-  if v_critical then
+  if v.critical then
     insert into public.critical_jobs (tenant_id, job_id, idempotency_key, max_attempts)
-    values (v_tenant, v_id, v_key, v_max_attempts);
+    values (v_tenant, v_id, v.idempotency_key, v_max_attempts);
     insert into public.idempotency_keys (tenant_id, key, job_id)
-    values (v_tenant, v_key, v_id);
+    values (v_tenant, v.idempotency_key, v_id);
   end if;
   if v_settings ->> 'audit' = 'full' then
     insert into public.job_events (job_id, tenant_id, type, payload)
     values (v_id, v_tenant, 'enqueued', jsonb_strip_nulls(jsonb_build_object(
-      'msg_id', v_msg, 'queue', v_queue, 'priority', v_priority,
-      'run_at', v_run_at, 'source', c_fn, 'critical', v_critical,
-      'concurrency_key', v_ckey)));
+      'msg_id', v_msg, 'queue', v.queue_name, 'priority', v.priority,
+      'run_at', v.run_at, 'source', c_fn, 'critical', v.critical,
+      'concurrency_key', v.concurrency_key)));
   end if;
   -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
   -- its first check is made here, so a kick inside the debounce window costs one read, and
   -- none when push kicks are off (conveyor.kick would do nothing).
-  if v_run_at <= now() and coalesce((v_settings ->> 'push_kicks')::boolean, true) then
+  if v.run_at <= now() and coalesce((v_settings ->> 'push_kicks')::boolean, true) then
     if not exists (
       select 1 from conveyor.dispatch_kicks k
-      where k.target = 'queue:' || v_kind
+      where k.target = 'queue:' || v.kind
         and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
           (v_settings ->> 'kick_debounce_ms')::numeric, 250) / 1000.0)) then
-      perform conveyor.kick('queue:' || v_kind);
+      perform conveyor.kick('queue:' || v.kind);
     end if;
   end if;
   return v_msg;
