@@ -13,6 +13,7 @@ import { freePort } from "../stack/proc.ts";
 import { REPO_ROOT } from "../stack/state.ts";
 import { clusterFor, Stack, waitForHealth } from "../stack/supervisor.ts";
 import { serviceRoleKey } from "../stack/keys.ts";
+import type { ServiceDef } from "../stack/service.ts";
 
 /** The dispatcher's pg_cron job (seed 001): paused for the run, resumed by the cron-only case. */
 export const DISPATCHER_CRON_JOB = "planperfect-content-queue-dispatcher";
@@ -225,6 +226,27 @@ export async function startEnv(
   // processes, their output in files, copied off the hot path (a pipe read per burst).
   const defs = await stack.serviceDefs();
   const spawned: { child: Deno.ChildProcess; pumps: Promise<unknown>; file: Deno.FsFile }[] = [];
+  // Starts a service's process with its output copied to `file`; stopped with the rest.
+  const spawnLogged = (
+    def: ServiceDef,
+    args: string[],
+    cwd: string | undefined,
+    file: Deno.FsFile,
+  ) => {
+    const child = new Deno.Command(def.cmd, {
+      args,
+      env: def.env,
+      cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const chunk of s) await file.write(chunk).catch(() => 0);
+    };
+    spawned.push({ child, pumps: Promise.all([pump(child.stdout), pump(child.stderr)]), file });
+    return child;
+  };
   const pids: Record<string, number> = {};
   for (const name of ["postgrest", "gateway"]) {
     const def = defs.find((d) => d.name === name)!;
@@ -236,18 +258,7 @@ export async function startEnv(
       create: true,
       truncate: true,
     });
-    const child = new Deno.Command(def.cmd, {
-      args,
-      env: def.env,
-      cwd: def.cwd,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const pump = async (s: ReadableStream<Uint8Array>) => {
-      for await (const chunk of s) await file.write(chunk).catch(() => 0);
-    };
-    spawned.push({ child, pumps: Promise.all([pump(child.stdout), pump(child.stderr)]), file });
+    const child = spawnLogged(def, args, def.cwd, file);
     pids[name] = child.pid;
     await waitForHealth(def.health!, 60_000);
     log(`${name} (pid ${child.pid}) healthy, log ${dir}/logs/${name}.log`);
@@ -261,18 +272,7 @@ export async function startEnv(
     );
     args[args.indexOf("--port") + 1] = String(port);
     const file = await Deno.open(`${dir}/logs/gateway-${port}.log`, { write: true, create: true });
-    const child = new Deno.Command(def.cmd, {
-      args,
-      env: def.env,
-      cwd: other,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const pump = async (s: ReadableStream<Uint8Array>) => {
-      for await (const chunk of s) await file.write(chunk).catch(() => 0);
-    };
-    spawned.push({ child, pumps: Promise.all([pump(child.stdout), pump(child.stderr)]), file });
+    const child = spawnLogged(def, args, other, file);
     await waitForHealth(`${apiUrl}/health`, 60_000);
     log(`gateway of ${other} (pid ${child.pid}) healthy on ${apiUrl}`);
     return { pid: child.pid, apiUrl };
