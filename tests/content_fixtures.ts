@@ -66,6 +66,9 @@ export function sqlDispatchStore(sql: Sql): DispatchStore {
       ]);
       return Number(r!.n);
     },
+    async closeKickWindow(target) {
+      await sql`select public.close_kick_window(${target})`;
+    },
   };
 }
 

@@ -8,7 +8,10 @@
  *
  * Dispatches of job kinds use `stage` = the kind and `queue` = its queue. After answering:
  * - `recheck_ms` (sent by kicks): one more cycle once the kick's debounce window has
- *   closed, for work enqueued while a kick was suppressed;
+ *   closed, for work enqueued while a kick was suppressed. Before it, `close_kick_window`
+ *   waits for every suppressed kick of `target` to commit (they hold the target's shared
+ *   kick lock) and closes the window, so the cycle sees their jobs however late they
+ *   committed, and any kick after it makes its own call;
  * - `sweep_ms` (sent by cron when push kicks are off): a cycle every second while work is
  *   ready or in flight, up to sweep_ms, so a job moves through all six stages on one cron
  *   tick (pg_cron 1.4.2 fires at most once a minute).
@@ -130,14 +133,30 @@ export function createDispatcherHandler(
   async function followUp(
     overrides: ConcurrencyOverrides,
     source: string,
+    target: string | undefined,
     first: CycleOutcome,
     recheckMs: number,
     sweepMs: number,
   ): Promise<void> {
     const signal = opts.signal ?? shutdownSignal();
     if (recheckMs > 0) {
-      // Shutting down (the isolate is retired) cuts the wait short, not the re-check.
+      // Shutting down (the isolate is retired) cuts the wait short, not the re-check. The
+      // wait lets a burst of enqueues share this one re-check; what makes it see them all
+      // is closing the window.
       await sleep(recheckMs, signal);
+      if (target !== undefined) {
+        try {
+          await getStore().closeKickWindow(target);
+        } catch (e) {
+          // The cycle still runs: it sees every job committed by now.
+          console.log(JSON.stringify({
+            level: "warn",
+            msg: "close_kick_window failed",
+            target,
+            error: toError(e).message,
+          }));
+        }
+      }
       await runDispatchCycle(getStore(), overrides, `dispatch:${source}-recheck`);
     }
     if (sweepMs > 0) {
@@ -168,11 +187,11 @@ export function createDispatcherHandler(
         // The function's configuration is wrong, not the request.
         return json({ error: "config_invalid", message: toError(e).message }, 500);
       }
-      const { source, recheck_ms = 0, sweep_ms = 0 } = parsed.data;
+      const { source, target, recheck_ms = 0, sweep_ms = 0 } = parsed.data;
       const first = await runDispatchCycle(getStore(), overrides, `dispatch:${source}`);
       if (recheck_ms > 0 || sweep_ms > 0) {
         runInBackground(
-          () => followUp(overrides, source, first, recheck_ms, sweep_ms),
+          () => followUp(overrides, source, target, first, recheck_ms, sweep_ms),
           opts.waitUntil,
         );
       }

@@ -19,6 +19,7 @@ function memoryStore(rows: BacklogRow[], fail: string[] = []) {
       if (fail.includes(req.target)) return Promise.reject(new Error(`boom ${req.target}`));
       return Promise.resolve(req.count);
     },
+    closeKickWindow: () => Promise.resolve(),
   };
   return { store, calls };
 }
@@ -133,14 +134,19 @@ Deno.test("runDispatchCycle() on an idle backlog triggers nothing and reports id
   assertEquals(calls.length, 0);
 });
 
-Deno.test("dispatcher handler with recheck_ms runs one more cycle in the background", async () => {
-  let cycles = 0;
+Deno.test("dispatcher handler with recheck_ms closes the kick window, then runs one more cycle", async () => {
+  const log: string[] = [];
+  let failClose = false;
   const store: DispatchStore = {
     backlog: () => {
-      cycles++;
+      log.push("backlog");
       return Promise.resolve([]);
     },
     trigger: () => Promise.resolve(0),
+    closeKickWindow: (target) => {
+      log.push(`close ${target}`);
+      return failClose ? Promise.reject(new Error("boom")) : Promise.resolve();
+    },
   };
   const pending: Promise<unknown>[] = [];
   const handler = createDispatcherHandler({
@@ -150,9 +156,20 @@ Deno.test("dispatcher handler with recheck_ms runs one more cycle in the backgro
     signal: new AbortController().signal,
   });
   await handler(post({ source: "kick", target: "content:research", recheck_ms: 10 }));
-  assertEquals(cycles, 1);
-  await Promise.all(pending);
-  assertEquals(cycles, 2);
+  assertEquals(log, ["backlog"]);
+  await Promise.all(pending.splice(0));
+  assertEquals(log, ["backlog", "close content:research", "backlog"]);
+
+  // Without a target there is no window to close; a failed close still leaves the cycle.
+  log.length = 0;
+  await handler(post({ source: "kick", recheck_ms: 10 }));
+  await Promise.all(pending.splice(0));
+  assertEquals(log, ["backlog", "backlog"]);
+  log.length = 0;
+  failClose = true;
+  await handler(post({ source: "kick", target: "queue:k", recheck_ms: 10 }));
+  await Promise.all(pending.splice(0));
+  assertEquals(log, ["backlog", "close queue:k", "backlog"]);
 });
 
 /**
