@@ -1654,14 +1654,27 @@ begin
       'concurrency_key', p_concurrency_key)));
   end if;
   -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
-  -- its first check is made here, so a kick inside the debounce window costs one read.
-  if v_run_at <= now() and not exists (
-    select 1 from conveyor.dispatch_kicks k
-    where k.target = 'queue:' || p_kind
-      and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
-        (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
-        250) / 1000.0)) then
-    perform conveyor.kick('queue:' || p_kind);
+  -- its first check is made here, so a kick inside the debounce window costs one read, then
+  -- (conveyor.kick's handshake) the target's shared kick lock and a second read.
+  if v_run_at <= now() then
+    if not exists (
+      select 1 from conveyor.dispatch_kicks k
+      where k.target = 'queue:' || p_kind
+        and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
+          (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
+          250) / 1000.0)) then
+      perform conveyor.kick('queue:' || p_kind);
+    else
+      perform pg_advisory_xact_lock_shared(conveyor.kick_lock_key('queue:' || p_kind));
+      if not exists (
+        select 1 from conveyor.dispatch_kicks k
+        where k.target = 'queue:' || p_kind
+          and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
+            (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
+            250) / 1000.0)) then
+        perform conveyor.kick('queue:' || p_kind);
+      end if;
+    end if;
   end if;
 
   return query select v_job.id, v_job.msg_id, true;
@@ -2316,6 +2329,7 @@ declare
   v_last timestamptz;
   v_push boolean;
   v_won boolean;
+  v_locked boolean := false;
 begin
   select coalesce(bool_and((s.value #>> '{}')::boolean) filter (where s.key = 'push_kicks'), true),
          make_interval(secs => coalesce(max((s.value #>> '{}')::numeric)
@@ -2323,27 +2337,47 @@ begin
          (select k.last_kick_at from conveyor.dispatch_kicks k where k.target = p_target)
   into v_push, v_window, v_last
   from conveyor.settings s where s.key in ('push_kicks', 'kick_debounce_ms');
-  if not v_push or v_last >= v_now - v_window then
+  if not v_push then
     return false;
   end if;
-  with c as (
-    select k.target from conveyor.dispatch_kicks k
-    where k.target = p_target and k.last_kick_at < v_now - v_window
-    for update skip locked
-  )
-  update conveyor.dispatch_kicks k
-  set last_kick_at = v_now, kicks = k.kicks + 1
-  from c
-  where k.target = c.target;
-  v_won := found;
-  if not v_won and v_last is null then
-    insert into conveyor.dispatch_kicks (target, last_kick_at, kicks) values (p_target, v_now, 1)
-    on conflict (target) do nothing;
-    v_won := found;
-  end if;
-  if not v_won then
-    return false;
-  end if;
+  -- At most two rounds: the second under the target's shared kick lock. A kick returns false
+  -- only holding it, so the recheck of the window's winner (public.close_kick_window) waits
+  -- for this transaction before it reads the backlog.
+  loop
+    if v_last >= v_now - v_window then
+      -- Another kick's window is open.
+      if v_locked then
+        return false;
+      end if;
+    else
+      with c as (
+        select k.target from conveyor.dispatch_kicks k
+        where k.target = p_target and k.last_kick_at < v_now - v_window
+        for update skip locked
+      )
+      update conveyor.dispatch_kicks k
+      set last_kick_at = v_now, kicks = k.kicks + 1
+      from c
+      where k.target = c.target;
+      v_won := found;
+      if not v_won and v_last is null then
+        insert into conveyor.dispatch_kicks (target, last_kick_at, kicks) values (p_target, v_now, 1)
+        on conflict (target) do nothing;
+        v_won := found;
+      end if;
+      exit when v_won;
+      -- Lost to a concurrent winner: under the lock, its row is still locked (it has not
+      -- committed, so its recheck comes after this commit) or its window is open.
+      if v_locked then
+        return false;
+      end if;
+    end if;
+    perform pg_advisory_xact_lock_shared(conveyor.kick_lock_key(p_target));
+    v_locked := true;
+    -- A new statement, so a new snapshot: a window closed meanwhile is seen.
+    v_now := clock_timestamp();
+    select k.last_kick_at into v_last from conveyor.dispatch_kicks k where k.target = p_target;
+  end loop;
   begin
     if p_target = 'dlq' then
       perform conveyor.invoke_dead_letter_worker('kick');
@@ -2358,6 +2392,14 @@ begin
   return true;
 end
 $$;
+
+--
+-- Name: kick_lock_key(text); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.kick_lock_key(p_target text) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select pg_catalog.hashtextextended('conveyor.kick:' operator(pg_catalog.||) p_target, 0) $$;
 
 --
 -- Name: live_jobs(timestamp with time zone); Type: FUNCTION; Schema: conveyor
@@ -4599,6 +4641,40 @@ end
 $$;
 
 --
+-- Name: close_kick_window(text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.close_kick_window(p_target text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if p_target is null or btrim(p_target) = '' then
+    raise exception 'close_kick_window: target must not be blank';
+  end if;
+  if not exists (select 1 from conveyor.dispatch_kicks k where k.target = p_target) then
+    raise exception 'close_kick_window: unknown target %', p_target;
+  end if;
+  -- Waits for every kick of the target that was suppressed (they hold the shared lock to
+  -- their commit); kicks that come for the lock meanwhile wait too, then see the window
+  -- closed.
+  perform pg_advisory_xact_lock(conveyor.kick_lock_key(p_target));
+  -- SKIP LOCKED: a row locked here belongs to a winner that has not committed; its window is
+  -- its own, and its own recheck closes it.
+  update conveyor.dispatch_kicks k set last_kick_at = '-infinity'
+  from (select k2.target from conveyor.dispatch_kicks k2
+        where k2.target = p_target for update skip locked) c
+  where k.target = c.target;
+end
+$$;
+
+--
+-- Name: FUNCTION close_kick_window(p_target text); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.close_kick_window(p_target text) IS 'Closes the kick debounce window of a dispatch target (e.g. content:research, queue:<kind>) after every kick it suppressed has committed, so the dispatcher''s recheck sees their work.';
+
+--
 -- Name: complete_job(uuid, uuid, jsonb); Type: FUNCTION; Schema: public
 --
 
@@ -6603,8 +6679,9 @@ begin
       'concurrency_key', v.concurrency_key)));
   end if;
   -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
-  -- its first check is made here, so a kick inside the debounce window costs one read, and
-  -- none when push kicks are off (conveyor.kick would do nothing).
+  -- its first check is made here, so a kick inside the debounce window costs one read, then
+  -- (conveyor.kick's handshake) the target's shared kick lock and a second read, and none
+  -- when push kicks are off (conveyor.kick would do nothing).
   if v.run_at <= now() and coalesce((v_settings ->> 'push_kicks')::boolean, true) then
     if not exists (
       select 1 from conveyor.dispatch_kicks k
@@ -6612,6 +6689,15 @@ begin
         and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
           (v_settings ->> 'kick_debounce_ms')::numeric, 250) / 1000.0)) then
       perform conveyor.kick('queue:' || v.kind);
+    else
+      v_void := pg_advisory_xact_lock_shared(conveyor.kick_lock_key('queue:' || v.kind));
+      if not exists (
+        select 1 from conveyor.dispatch_kicks k
+        where k.target = 'queue:' || v.kind
+          and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
+            (v_settings ->> 'kick_debounce_ms')::numeric, 250) / 1000.0)) then
+        perform conveyor.kick('queue:' || v.kind);
+      end if;
     end if;
   end if;
   return v_msg;
@@ -9896,6 +9982,12 @@ REVOKE ALL ON FUNCTION conveyor.job_message(p_tenant_id uuid, p_key text, p_limi
 REVOKE ALL ON FUNCTION conveyor.kick(p_target text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION kick_lock_key(p_target text); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.kick_lock_key(p_target text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION live_jobs(p_now timestamp with time zone); Type: ACL; Schema: conveyor
 --
 
@@ -10183,6 +10275,13 @@ GRANT ALL ON FUNCTION public.claim_content_stage(p_stage text, p_worker text, p_
 
 REVOKE ALL ON FUNCTION public.claim_jobs(p_kind text, p_worker text, p_qty integer, p_vt integer, p_now timestamp with time zone, p_policy jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.claim_jobs(p_kind text, p_worker text, p_qty integer, p_vt integer, p_now timestamp with time zone, p_policy jsonb) TO service_role;
+
+--
+-- Name: FUNCTION close_kick_window(p_target text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.close_kick_window(p_target text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.close_kick_window(p_target text) TO service_role;
 
 --
 -- Name: FUNCTION complete_job(p_job_id uuid, p_lease_id uuid, p_output jsonb); Type: ACL; Schema: public

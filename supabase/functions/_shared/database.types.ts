@@ -944,6 +944,7 @@ export type Database = {
           isSetofReturn: true;
         };
       };
+      close_kick_window: { Args: { p_target: string }; Returns: undefined };
       complete_job: {
         Args: { p_job_id: string; p_lease_id: string; p_output?: Json };
         Returns: boolean;
