@@ -1820,7 +1820,7 @@ $$;
 CREATE FUNCTION conveyor.ensure_queue(p_queue text) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
-    AS $$
+    AS $_$
 begin
   if not exists (select 1 from pgmq.meta m where m.queue_name = p_queue) then
     perform pgmq.create(p_queue);
@@ -1831,8 +1831,12 @@ begin
   end if;
   if p_queue <> conveyor.dlq_name() then
     insert into conveyor.queue_hints (queue_name) values (p_queue) on conflict do nothing;
-    execute format('create index if not exists %I on pgmq.%I ((message ->> ''tenant_id''), vt)',
+    execute format('create index if not exists %I on pgmq.%I ('
+                   '(case when (message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (message ->> ''tenant_id'')::uuid end), vt)',
                    'q_' || p_queue || '_tenant_vt_idx', 'q_' || p_queue);
+    -- No read of ours uses pgmq's vt index, and every message takes an entry in it at each
+    -- write (the tenant index above gives conveyor.raise_hints its minimum).
+    execute format('drop index if exists pgmq.%I', 'q_' || p_queue || '_vt_idx');
   end if;
   -- With "Expose Queues via PostgREST" (pgmq_public) on, a queue table without RLS is
   -- readable by the API roles (Supabase lint 0019). No policies: only service_role and
@@ -1840,7 +1844,7 @@ begin
   execute format('alter table pgmq.%I enable row level security', 'q_' || p_queue);
   execute format('alter table pgmq.%I enable row level security', 'a_' || p_queue);
 end
-$$;
+$_$;
 
 --
 -- Name: expire_invocations(text, text, timestamp with time zone); Type: FUNCTION; Schema: conveyor
@@ -1906,9 +1910,10 @@ declare
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%9$s q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit %6$s
         for update skip locked) x
       where (%5$s)[1]
@@ -1916,9 +1921,10 @@ declare
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%10$s q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit %6$s
         for update skip locked) x
       where (%5$s)[2]
@@ -1926,9 +1932,10 @@ declare
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%11$s q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit %6$s
         for update skip locked) x
       where (%5$s)[3]
@@ -2055,18 +2062,18 @@ begin
   %s p_queue = %L then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.%I q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.%I q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.%I q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.%I q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;$f$,
+    select t.tenant::text, t.vt from t limit p_limit;$f$,
       v_kw, v_queue, 'q_' || v_queue, 'q_' || v_queue);
     v_kw := 'elsif';
   end loop;
@@ -2153,15 +2160,15 @@ as $body$
 begin%s
     return query execute format(
       'with recursive t as ('
-      '  (select (q.message ->> ''tenant_id'') as tenant, q.vt from pgmq.%%1$I q'
-      '   where (q.message ->> ''tenant_id'') is not null'
-      '   order by (q.message ->> ''tenant_id''), q.vt limit 1)'
+      '  (select (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) as tenant, q.vt from pgmq.%%1$I q'
+      '   where (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) is not null'
+      '   order by (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end), q.vt limit 1)'
       '  union all'
       '  select n.tenant, n.vt from t cross join lateral ('
-      '    select (q.message ->> ''tenant_id'') as tenant, q.vt from pgmq.%%1$I q'
-      '    where (q.message ->> ''tenant_id'') > t.tenant'
-      '    order by (q.message ->> ''tenant_id''), q.vt limit 1) n)'
-      ' select t.tenant, t.vt from t limit $1', 'q_' || p_queue) using p_limit;
+      '    select (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) as tenant, q.vt from pgmq.%%1$I q'
+      '    where (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) > t.tenant'
+      '    order by (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end), q.vt limit 1) n)'
+      ' select t.tenant::text, t.vt from t limit $1', 'q_' || p_queue) using p_limit;
   %s
 end
 $body$$def$, v_tenants, v_end);
@@ -3119,9 +3126,10 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enforce_fast q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[1]
@@ -3129,9 +3137,10 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enforce q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[2]
@@ -3139,9 +3148,10 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enforce_bulk q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[3]
@@ -3173,9 +3183,10 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enrich_fast q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[1]
@@ -3183,9 +3194,10 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enrich q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[2]
@@ -3193,9 +3205,10 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_enrich_bulk q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[3]
@@ -3227,9 +3240,10 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_fetch_fast q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[1]
@@ -3237,9 +3251,10 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_fetch q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[2]
@@ -3247,9 +3262,10 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_fetch_bulk q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[3]
@@ -3281,9 +3297,10 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_outreach_fast q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[1]
@@ -3291,9 +3308,10 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_outreach q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[2]
@@ -3301,9 +3319,10 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.q_q_outreach_bulk q
-        where (q.message ->> 'tenant_id') >= a.t and (q.message ->> 'tenant_id') <= a.t
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> 'tenant_id'), q.vt
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit p_qty
         for update skip locked) x
       where (p_tiers)[3]
@@ -3335,9 +3354,10 @@ begin
       select 1 as tier, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%1$I q
-        where (q.message ->> ''tenant_id'') >= a.t and (q.message ->> ''tenant_id'') <= a.t
+        where (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> ''tenant_id''), q.vt
+        order by (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end), q.vt
         limit $6
         for update skip locked) x
       where ($5)[1]
@@ -3345,9 +3365,10 @@ begin
       select 2, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%2$I q
-        where (q.message ->> ''tenant_id'') >= a.t and (q.message ->> ''tenant_id'') <= a.t
+        where (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> ''tenant_id''), q.vt
+        order by (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end), q.vt
         limit $6
         for update skip locked) x
       where ($5)[2]
@@ -3355,9 +3376,10 @@ begin
       select 3, x.msg_id, x.vt, a.t, a.ev, a.w, a.oldest
       from a cross join lateral (
         select q.msg_id, q.vt from pgmq.%3$I q
-        where (q.message ->> ''tenant_id'') >= a.t and (q.message ->> ''tenant_id'') <= a.t
+        where (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) >= a.t::uuid
+          and (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) <= a.t::uuid
           and q.vt <= clock_timestamp()
-        order by (q.message ->> ''tenant_id''), q.vt
+        order by (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end), q.vt
         limit $6
         for update skip locked) x
       where ($5)[3]
@@ -3403,195 +3425,195 @@ begin
   if p_queue = 'q_enforce' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enforce q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enforce q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_enforce_bulk' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce_bulk q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enforce_bulk q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce_bulk q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enforce_bulk q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_enforce_fast' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce_fast q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enforce_fast q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enforce_fast q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enforce_fast q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_enrich' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enrich q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enrich q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_enrich_bulk' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich_bulk q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enrich_bulk q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich_bulk q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enrich_bulk q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_enrich_fast' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich_fast q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enrich_fast q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_enrich_fast q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_enrich_fast q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_fetch' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_fetch q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_fetch q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_fetch_bulk' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch_bulk q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_fetch_bulk q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch_bulk q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_fetch_bulk q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_fetch_fast' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch_fast q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_fetch_fast q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_fetch_fast q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_fetch_fast q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_outreach' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_outreach q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_outreach q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_outreach_bulk' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach_bulk q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_outreach_bulk q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach_bulk q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_outreach_bulk q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   elsif p_queue = 'q_outreach_fast' then
     return query
     with recursive t as (
-      (select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach_fast q
-       where (q.message ->> 'tenant_id') is not null
-       order by (q.message ->> 'tenant_id'), q.vt
+      (select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_outreach_fast q
+       where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) is not null
+       order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
        limit 1)
       union all
       select n.tenant, n.vt
       from t cross join lateral (
-        select (q.message ->> 'tenant_id') as tenant, q.vt from pgmq.q_q_outreach_fast q
-        where (q.message ->> 'tenant_id') > t.tenant
-        order by (q.message ->> 'tenant_id'), q.vt
+        select (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) as tenant, q.vt from pgmq.q_q_outreach_fast q
+        where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) > t.tenant
+        order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
         limit 1) n)
-    select t.tenant, t.vt from t limit p_limit;
+    select t.tenant::text, t.vt from t limit p_limit;
   else
     return query execute format(
       'with recursive t as ('
-      '  (select (q.message ->> ''tenant_id'') as tenant, q.vt from pgmq.%1$I q'
-      '   where (q.message ->> ''tenant_id'') is not null'
-      '   order by (q.message ->> ''tenant_id''), q.vt limit 1)'
+      '  (select (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) as tenant, q.vt from pgmq.%1$I q'
+      '   where (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) is not null'
+      '   order by (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end), q.vt limit 1)'
       '  union all'
       '  select n.tenant, n.vt from t cross join lateral ('
-      '    select (q.message ->> ''tenant_id'') as tenant, q.vt from pgmq.%1$I q'
-      '    where (q.message ->> ''tenant_id'') > t.tenant'
-      '    order by (q.message ->> ''tenant_id''), q.vt limit 1) n)'
-      ' select t.tenant, t.vt from t limit $1', 'q_' || p_queue) using p_limit;
+      '    select (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) as tenant, q.vt from pgmq.%1$I q'
+      '    where (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) > t.tenant'
+      '    order by (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end), q.vt limit 1) n)'
+      ' select t.tenant::text, t.vt from t limit $1', 'q_' || p_queue) using p_limit;
   end if;
 end
 $_$;
@@ -3711,7 +3733,7 @@ $$;
 CREATE FUNCTION conveyor.raise_hints() RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
   v_queue text;
   v_next timestamptz;
@@ -3719,8 +3741,15 @@ begin
   foreach v_queue in array coalesce(string_to_array(
     nullif(current_setting('conveyor.empty_tiers', true), ''), ','), '{}') loop
     continue when not pg_try_advisory_xact_lock(conveyor.hint_lock_key(v_queue));
-    -- A statement of its own: its snapshot is taken with the lock held.
-    execute format('select min(vt) from pgmq.%I', 'q_' || v_queue) into v_next;
+    -- A statement of its own: its snapshot is taken with the lock held. The earliest vt from
+    -- the tenant index (the queue has no vt index): each tenant's first, and the first of the
+    -- messages without a tenant.
+    execute format(
+      'select least((select min(t.first_vt) from conveyor.q_tenants($1, null) t),'
+      '  (select q.vt from pgmq.%I q where '
+      '(case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end) is null'
+      '   order by (case when (q.message ->> ''tenant_id'') ~* ''^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'' then (q.message ->> ''tenant_id'')::uuid end), q.vt limit 1))',
+      'q_' || v_queue) into v_next using v_queue;
     v_next := coalesce(v_next, 'infinity');
     if v_next > clock_timestamp() then
       update conveyor.queue_hints h set visible_from = v_next
@@ -3731,7 +3760,7 @@ begin
   end loop;
   perform set_config('conveyor.empty_tiers', '', true);
 end
-$$;
+$_$;
 
 --
 -- Name: read_queue(text, integer, integer, text, timestamp with time zone); Type: FUNCTION; Schema: conveyor
@@ -3849,9 +3878,10 @@ begin
   execute format(
     $q$select coalesce(array_agg(c.msg_id order by c.vt), '{}')
        from (select q.msg_id, q.vt from pgmq.%I q
-             where (q.message ->> 'tenant_id') = $2
-               and ((q.message ->> 'tenant_id'), q.vt) <= ($2, clock_timestamp())
-             order by (q.message ->> 'tenant_id'), q.vt
+             where (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) >= $2::uuid
+               and (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end) <= $2::uuid
+               and q.vt <= clock_timestamp()
+             order by (case when (q.message ->> 'tenant_id') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then (q.message ->> 'tenant_id')::uuid end), q.vt
              limit $1
              for update skip locked) c$q$, 'q_' || p_queue)
     into v_ids using p_qty, p_tenant;

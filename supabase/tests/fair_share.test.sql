@@ -51,8 +51,8 @@ $$;
 select is((select count(*)::int from pg_indexes
            where schemaname = 'pgmq' and indexname in ('q_q_f_fair_tenant_vt_idx',
              'q_q_f_fair_fast_tenant_vt_idx', 'q_q_f_fair_bulk_tenant_vt_idx')
-             and indexdef like '%((message ->> ''tenant_id''::text)), vt)%'), 3,
-  'every tier queue of a kind has the tenant index ((message ->> ''tenant_id''), vt)');
+             and indexdef like '%THEN ((message ->> ''tenant_id''::text))::uuid%END), vt)'), 3,
+  'every tier queue of a kind has the tenant index (the message''s tenant as a uuid, vt)');
 select is((select count(*)::int from pg_indexes
            where schemaname = 'pgmq' and tablename = 'q_q_dlq' and indexname like '%tenant%'), 0,
   'the dead-letter queue has none');

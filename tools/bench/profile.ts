@@ -8,7 +8,7 @@
  * Same-run A/B of schema variants (e.g. a migration against its revert): each variant is a
  * SQL file applied to the bench database before its turn; the variants take turns (order
  * rotated each repetition), each turn one workload over SQL: `--workload drain` (default: a
- * fresh pre-fill, then a drain, batch 10 × 10 workers), `--workload batch` (`queue_jobs`
+ * fresh pre-fill, then a drain, batch 10 × 10 workers, or `--shape b100`: 4 × batch 100), `--workload batch` (`queue_jobs`
  * into emptied queues, `--chunk` jobs per call) or `--workload noisy` (the noisy neighbour
  * with fair share on, `--backlog`, `--seconds`: B's and C's p50, A's jobs/s, Postgres CPU) or
  * `--workload enqueue` (`--n` single `queue_job` calls over SQL, c10, into emptied queues,
@@ -48,9 +48,9 @@ import * as conveyor from "./systems/conveyor.ts";
 import * as fairness from "./systems/fairness.ts";
 
 const USAGE =
-  `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--explain MS] [--dir D]
+  `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--shape b10|b100] [--explain MS] [--dir D]
        deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--settings k=v,…] [--explain MS] [--dir D]
-       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy|enqueue] [--chunk 1000] [--reps 4] [--dir D]
+       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy|enqueue] [--shape b10|b100] [--chunk 1000] [--reps 4] [--dir D]
        deno run -A tools/bench/profile.ts http-cpu [--n 20000] [--reps 4] [--variants name=[file.sql][@tree],…] [--dir D]
 
 Profiles one Conveyor case on the bench environment (pg_stat_statements, auto_explain), or
@@ -69,6 +69,7 @@ const { values, positionals } = cliArgs(USAGE, {
     fair: { type: "string", default: "on" },
     seconds: { type: "string", default: "15" },
     settings: { type: "string", default: "" },
+    shape: { type: "string", default: "b10" },
     dir: { type: "string" },
   },
 });
@@ -88,6 +89,14 @@ const CASES = [
 ];
 if (!CASES.includes(what)) usageExit(`unknown case "${what}" (one of ${CASES.join(", ")})`);
 const n = Number(values.n);
+// The drain's shape (drain-sql, drain-rpc, ab-sql --workload drain): the bench's b10/c10 or
+// its tuned b100 (4 loops × batch 100).
+const SHAPES = {
+  b10: { workers: 10, batch: 10, concurrency: 10 },
+  b100: { workers: 4, batch: 100, concurrency: 100 },
+} as const;
+if (!Object.hasOwn(SHAPES, values.shape)) usageExit(`--shape: b10 or b100, got ${values.shape}`);
+const shape = SHAPES[values.shape as keyof typeof SHAPES];
 const log = (l: string) => console.log(l);
 
 /** Fields of /proc/<pid>/stat from field 3 (state) on; null when the process is gone. */
@@ -162,7 +171,6 @@ try {
     await admin.unsafe(`alter database postgres set deadlock_timeout = '5ms'`);
     await admin.unsafe(`alter database postgres set auto_explain.log_buffers = on`);
   }
-  const shape = { workers: 10, batch: 10, concurrency: 10 };
   const backlog = Number(values.backlog);
   // The noisy-neighbour case, as `noisy` and `ab-sql --workload noisy` run it.
   const noisy = {
@@ -176,11 +184,7 @@ try {
     // both paths, at batch 10 and batch 100.
     const rows: string[] = [];
     for (
-      const [label, s] of [["b10", shape], ["b100", {
-        workers: 4,
-        batch: 100,
-        concurrency: 100,
-      }]] as const
+      const [label, s] of [["b10", SHAPES.b10], ["b100", SHAPES.b100]] as const
     ) {
       for (const via of ["sql", "rpc-ab"] as const) {
         const res: Record<string, number[]> = { split: [], combined: [] };
