@@ -54,7 +54,7 @@ drop function if exists
   public.capture_queue_metrics(timestamptz),
   public.claim_content_stage(text, text, uuid, integer, integer, timestamptz),
   public.claim_jobs(text, text, integer, integer, timestamptz, jsonb),
-  public.close_kick_window(text),
+  public.close_kick_window(text, bigint),
   public.complete_job(uuid, uuid, jsonb),
   public.content_stage_next_ready_at(text),
   public.conveyor_health(),

@@ -66,8 +66,10 @@ export function sqlDispatchStore(sql: Sql): DispatchStore {
       ]);
       return Number(r!.n);
     },
-    async closeKickWindow(target) {
-      await sql`select public.close_kick_window(${target})`;
+    async closeKickWindow(target, window) {
+      const [r] = await sql<{ waited: boolean }[]>`
+        select public.close_kick_window(${target}, ${window ?? null}) as waited`;
+      return r!.waited;
     },
   };
 }

@@ -181,3 +181,121 @@ Deno.test({
     }
   },
 });
+
+/**
+ * One kick lock per window: a recheck waiting for a kick its window suppressed (a transaction
+ * still open) holds up no kick of a later window, and waits at most `kick_close_wait_ms`.
+ * Direct SQL on a target of its own; the dispatcher endpoint points nowhere, so no dispatcher
+ * call (and no recheck of its own) runs.
+ */
+Deno.test({
+  name:
+    "kick windows: a waiting recheck holds up no later kick and waits at most kick_close_wait_ms",
+  ...opts,
+  async fn() {
+    const sql = stackSql(8);
+    const target = `test:kick-window-${crypto.randomUUID()}`;
+    const kick = async (s: Sql) => (await s`select conveyor.kick(${target}) as won`)[0]!.won;
+    const newest = async () =>
+      (await sql`select kicks, last_kick_at = '-infinity' as reset from conveyor.dispatch_kicks
+                 where target = ${target}`)[0]!;
+    // Past the window (`kick_debounce_ms`): the next kick wins.
+    const windowOver = () => new Promise((r) => setTimeout(r, DEBOUNCE_MS + 100));
+    const held = await sql.reserve();
+    const waiter = await sql.reserve();
+    const later = await sql.reserve();
+    try {
+      await withSetting(
+        sql,
+        "push_kicks",
+        true,
+        () =>
+          withSetting(
+            sql,
+            "kick_debounce_ms",
+            DEBOUNCE_MS,
+            () =>
+              withSetting(
+                sql,
+                "dispatcher_endpoint",
+                "/functions/v1/no-such-function",
+                async () => {
+                  assertEquals(await kick(sql), true, "the first kick wins");
+                  const n = Number((await newest()).kicks);
+                  await held`begin`;
+                  assertEquals(await kick(held), false, "a kick inside its window is suppressed");
+                  await windowOver();
+
+                  // The recheck of window n waits for `held` ...
+                  const [w] = await waiter`select pg_backend_pid() as pid`;
+                  const closing = waiter`select public.close_kick_window(${target}, ${n}) as waited`
+                    .then((r) => r[0]!.waited as boolean);
+                  await eventually("the recheck to wait for the suppressed kick", async () => {
+                    const [l] = await sql`select count(*)::int as n from pg_locks
+                                    where pid = ${
+                      w!.pid
+                    } and locktype = 'advisory' and not granted`;
+                    return l!.n === 1;
+                  });
+                  // ... while kicks go on: one wins window n + 1, one is suppressed in it.
+                  assertEquals(await kick(sql), true, "a kick after window n wins");
+                  await later`begin`;
+                  const suppressed = await Promise.race([
+                    kick(later),
+                    new Promise((r) => setTimeout(() => r("blocked"), 5_000)),
+                  ]);
+                  assertEquals(
+                    suppressed,
+                    false,
+                    "a kick suppressed in window n + 1 is not held up",
+                  );
+                  await later`rollback`;
+                  const [still] = await sql`select count(*)::int as n from pg_locks
+                                      where pid = ${
+                    w!.pid
+                  } and locktype = 'advisory' and not granted`;
+                  assertEquals(still!.n, 1, "the recheck of window n was still waiting");
+                  await held`commit`;
+                  assertEquals(
+                    await closing,
+                    true,
+                    "it returns once the suppressed kick committed",
+                  );
+                  const after = await newest();
+                  assertEquals(
+                    [Number(after.kicks), after.reset],
+                    [n + 1, false],
+                    "window n + 1, the newest, is left to its own recheck",
+                  );
+
+                  // The wait is bounded: kick_close_wait_ms 200, a suppressed kick left open.
+                  await withSetting(sql, "kick_close_wait_ms", 200, async () => {
+                    await windowOver();
+                    assertEquals(await kick(sql), true, "window n + 2");
+                    await held`begin`;
+                    assertEquals(await kick(held), false, "suppressed in it, and left open");
+                    const [c] = await waiter`select public.close_kick_window(${target}, ${
+                      n + 2
+                    }) as waited`;
+                    assertEquals(c!.waited, false, "the recheck stops waiting");
+                    assertEquals(
+                      (await newest()).reset,
+                      true,
+                      "... and closes the window all the same",
+                    );
+                    await held`rollback`;
+                  });
+                },
+              ),
+          ),
+      );
+    } finally {
+      for (const c of [held, waiter, later]) {
+        await c`rollback`.catch(() => {});
+        c.release();
+      }
+      await sql`delete from conveyor.dispatch_kicks where target = ${target}`;
+      await sql.end();
+    }
+  },
+});

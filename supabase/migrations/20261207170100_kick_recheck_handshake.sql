@@ -1,4 +1,5 @@
--- A lost wakeup of the debounced dispatcher kicks, closed with a lock handshake.
+-- A lost wakeup of the debounced dispatcher kicks, closed with a lock handshake (issue 16;
+-- tools/bench/notes.md, item 16).
 --
 -- conveyor.kick debounces: inside kick_debounce_ms of the target's last winning kick it does
 -- nothing and relies on the winner's dispatcher call, whose recheck (recheck_ms later) runs
@@ -6,27 +7,47 @@
 -- kick whose transaction commits after the recheck's backlog read (slow commit, lock wait, a
 -- loaded machine, a client holding its transaction) was seen by no one, and its job waited
 -- for the cron tick, forever with cron off (found in a benchmark run: content job 77,
--- enqueued 140 ms after job 76's winning kick, was started only by cron 100 s later).
+-- enqueued 156 ms after job 76's winning kick, was started only by cron 106 s later).
 --
--- Now a kick that would be suppressed (or loses the race to a concurrent winner) first takes
--- the target's shared transaction advisory lock (conveyor.kick_lock_key, held to its commit),
--- then reads last_kick_at again in a new statement, and is suppressed only if a window is
--- still open; else it competes to win as before. The dispatcher's recheck calls the new
--- public.close_kick_window(target) before its backlog read: the exclusive lock on the same
--- key waits for every suppressed kick of the target in flight, and last_kick_at is reset so
--- any later kick wins and makes its own call. The recheck's backlog read, a later
--- transaction, sees every job whose kick was suppressed. The fast path (window closed: the
--- kick wins) takes no lock.
+-- Every winning kick opens a window, numbered by dispatch_kicks.kicks (the winner's count).
+-- A kick that lands inside window n takes the shared transaction advisory lock of (target, n)
+-- (conveyor.kick_lock_key, held to its commit), reads the row again in a new statement, and
+-- is suppressed only if window n is still open; else it competes to win as before (or, if a
+-- newer window opened meanwhile, takes that one's lock). A kick that loses the race to a
+-- winner that has not committed takes the lock of the window that winner opens. The winner's
+-- dispatcher call carries its window's number (conveyor.invoke_dispatcher), and its recheck
+-- calls the new public.close_kick_window(target, n) before its backlog read: the exclusive
+-- lock of (target, n) waits for every kick suppressed in window n, then the window is reset
+-- (last_kick_at = -infinity) if it is still the target's newest, so any later kick wins and
+-- makes its own call. The backlog read, a later transaction, sees every such job.
 --
--- conveyor.kick, conveyor.enqueue and public.queue_job are their current definitions
--- (supabase/schema.sql) with only that change; the last two made the kick's window check
--- themselves and now take the shared lock and check again when it finds the window open.
+-- One lock per window, not per target: kicks suppressed in a newer window take another key,
+-- so they never queue behind a recheck that waits for an older window's kicks. That wait is
+-- bounded by the setting kick_close_wait_ms (10 s): a suppressed kick's transaction open for
+-- longer is not waited for (close_kick_window returns false and the dispatcher logs it); its
+-- job is seen by the dispatcher call of the next kick, which wins once the window is reset, or
+-- by the cron tick. The fast path (no window open: the kick wins) takes no lock.
+--
+-- conveyor.kick, conveyor.invoke_dispatcher, conveyor.enqueue and public.queue_job are their
+-- current definitions (supabase/schema.sql) with only that change. The last two made the
+-- window check themselves, to skip the call of conveyor.kick inside a window; they now call
+-- it whenever a job is due (and, in queue_job, push kicks are on), so that the handshake has
+-- one definition.
+
+insert into conveyor.settings (key, value, description) values
+  ('kick_close_wait_ms', '10000',
+   'the dispatcher''s recheck of a kick waits at most this long for the kicks its window suppressed to commit')
+on conflict (key) do nothing;
 
 -- The family of conveyor.hint_lock_key with its own prefix, so the keys never collide.
-create or replace function conveyor.kick_lock_key(p_target text) returns bigint
+create or replace function conveyor.kick_lock_key(p_target text, p_window bigint) returns bigint
 language sql immutable parallel safe
-as $$ select pg_catalog.hashtextextended('conveyor.kick:' operator(pg_catalog.||) p_target, 0) $$;
-revoke all on function conveyor.kick_lock_key(text) from public;
+as $$
+  select pg_catalog.hashtextextended(
+    'conveyor.kick:' operator(pg_catalog.||) p_target operator(pg_catalog.||) '#'
+    operator(pg_catalog.||) p_window::pg_catalog.text, 0)
+$$;
+revoke all on function conveyor.kick_lock_key(text, bigint) from public;
 
 create or replace function conveyor.kick(p_target text) returns boolean
 language plpgsql
@@ -36,28 +57,32 @@ declare
   v_now timestamptz := clock_timestamp();
   v_window interval;
   v_last timestamptz;
+  v_n bigint;
   v_push boolean;
-  v_won boolean;
-  v_locked boolean := false;
+  v_won boolean := false;
+  v_held bigint;
 begin
   select coalesce(bool_and((s.value #>> '{}')::boolean) filter (where s.key = 'push_kicks'), true),
          make_interval(secs => coalesce(max((s.value #>> '{}')::numeric)
                                           filter (where s.key = 'kick_debounce_ms'), 250) / 1000.0),
-         (select k.last_kick_at from conveyor.dispatch_kicks k where k.target = p_target)
-  into v_push, v_window, v_last
+         (select k.last_kick_at from conveyor.dispatch_kicks k where k.target = p_target),
+         (select k.kicks from conveyor.dispatch_kicks k where k.target = p_target)
+  into v_push, v_window, v_last, v_n
   from conveyor.settings s where s.key in ('push_kicks', 'kick_debounce_ms');
   if not v_push then
     return false;
   end if;
-  -- At most two rounds: the second under the target's shared kick lock. A kick returns false
-  -- only holding it, so the recheck of the window's winner (public.close_kick_window) waits
-  -- for this transaction before it reads the backlog.
-  loop
+  -- v_held: the window whose shared kick lock this transaction holds. A kick returns false
+  -- only holding the lock of the window it falls in, so that window's recheck
+  -- (public.close_kick_window) waits for this transaction before it reads the backlog. Each
+  -- round after the first needs another kick to have won meanwhile: a few at most.
+  for i in 1 .. 4 loop
     if v_last >= v_now - v_window then
-      -- Another kick's window is open.
-      if v_locked then
+      -- Inside window v_n.
+      if v_held = v_n then
         return false;
       end if;
+      v_held := v_n;
     else
       with c as (
         select k.target from conveyor.dispatch_kicks k
@@ -75,18 +100,22 @@ begin
         v_won := found;
       end if;
       exit when v_won;
-      -- Lost to a concurrent winner: under the lock, its row is still locked (it has not
-      -- committed, so its recheck comes after this commit) or its window is open.
-      if v_locked then
+      -- Lost to a winner that has not committed (its row is locked, or its insert is not
+      -- seen): its window will be the next one.
+      if v_held = coalesce(v_n, 0) + 1 then
         return false;
       end if;
+      v_held := coalesce(v_n, 0) + 1;
     end if;
-    perform pg_advisory_xact_lock_shared(conveyor.kick_lock_key(p_target));
-    v_locked := true;
-    -- A new statement, so a new snapshot: a window closed meanwhile is seen.
+    perform pg_advisory_xact_lock_shared(conveyor.kick_lock_key(p_target, v_held));
+    -- A new statement, so a new snapshot: a window closed or opened meanwhile is seen.
     v_now := clock_timestamp();
-    select k.last_kick_at into v_last from conveyor.dispatch_kicks k where k.target = p_target;
+    select k.last_kick_at, k.kicks into v_last, v_n
+    from conveyor.dispatch_kicks k where k.target = p_target;
   end loop;
+  if not v_won then
+    return false;
+  end if;
   begin
     if p_target = 'dlq' then
       perform conveyor.invoke_dead_letter_worker('kick');
@@ -99,6 +128,33 @@ begin
     return false;
   end;
   return true;
+end
+$$;
+
+-- A kick's call names its window, for the recheck's close_kick_window.
+create or replace function conveyor.invoke_dispatcher(p_source text, p_target text default null)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_body jsonb := jsonb_build_object('source', p_source);
+begin
+  if p_target is not null then
+    v_body := v_body || jsonb_build_object('target', p_target);
+  end if;
+  if p_source = 'kick' then
+    v_body := v_body || jsonb_build_object(
+      'recheck_ms', conveyor.setting_int('kick_debounce_ms') + 50,
+      'window', (select k.kicks from conveyor.dispatch_kicks k where k.target = p_target));
+  elsif p_source = 'cron' and not conveyor.push_enabled() then
+    v_body := v_body || jsonb_build_object('sweep_ms', conveyor.setting_int('dispatcher_sweep_ms'));
+  end if;
+  return net.http_post(
+    url := conveyor.endpoint_url(conveyor.setting_text('dispatcher_endpoint')),
+    body := v_body,
+    headers := conveyor.service_headers(),
+    timeout_milliseconds := 10000);
 end
 $$;
 
@@ -180,28 +236,11 @@ begin
       'run_at', v_run_at, 'source', p_source, 'critical', p_critical,
       'concurrency_key', p_concurrency_key)));
   end if;
-  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
-  -- its first check is made here, so a kick inside the debounce window costs one read, then
-  -- (conveyor.kick's handshake) the target's shared kick lock and a second read.
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now.
+  -- Inside another kick's window, conveyor.kick takes that window's shared kick lock, so the
+  -- window's recheck waits for this transaction.
   if v_run_at <= now() then
-    if not exists (
-      select 1 from conveyor.dispatch_kicks k
-      where k.target = 'queue:' || p_kind
-        and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
-          (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
-          250) / 1000.0)) then
-      perform conveyor.kick('queue:' || p_kind);
-    else
-      perform pg_advisory_xact_lock_shared(conveyor.kick_lock_key('queue:' || p_kind));
-      if not exists (
-        select 1 from conveyor.dispatch_kicks k
-        where k.target = 'queue:' || p_kind
-          and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
-            (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
-            250) / 1000.0)) then
-        perform conveyor.kick('queue:' || p_kind);
-      end if;
-    end if;
+    perform conveyor.kick('queue:' || p_kind);
   end if;
 
   return query select v_job.id, v_job.msg_id, true;
@@ -228,7 +267,7 @@ begin
   select jsonb_object_agg(s.key, s.value) into v_settings
   from conveyor.settings s
   where s.key in ('payload_max_bytes', 'max_delay_sec', 'critical_max_attempts', 'audit',
-                  'push_kicks', 'kick_debounce_ms');
+                  'push_kicks');
   v := conveyor.parse_queue_job($1, (v_settings ->> 'payload_max_bytes')::bigint,
                                 (v_settings ->> 'max_delay_sec')::bigint);
 
@@ -298,58 +337,62 @@ begin
       'run_at', v.run_at, 'source', c_fn, 'critical', v.critical,
       'concurrency_key', v.concurrency_key)));
   end if;
-  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
-  -- its first check is made here, so a kick inside the debounce window costs one read, then
-  -- (conveyor.kick's handshake) the target's shared kick lock and a second read, and none
-  -- when push kicks are off (conveyor.kick would do nothing).
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now,
+  -- unless push kicks are off (conveyor.kick would do nothing). Inside another kick's window,
+  -- conveyor.kick takes that window's shared kick lock, so the window's recheck waits for
+  -- this transaction.
   if v.run_at <= now() and coalesce((v_settings ->> 'push_kicks')::boolean, true) then
-    if not exists (
-      select 1 from conveyor.dispatch_kicks k
-      where k.target = 'queue:' || v.kind
-        and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
-          (v_settings ->> 'kick_debounce_ms')::numeric, 250) / 1000.0)) then
-      perform conveyor.kick('queue:' || v.kind);
-    else
-      v_void := pg_advisory_xact_lock_shared(conveyor.kick_lock_key('queue:' || v.kind));
-      if not exists (
-        select 1 from conveyor.dispatch_kicks k
-        where k.target = 'queue:' || v.kind
-          and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
-            (v_settings ->> 'kick_debounce_ms')::numeric, 250) / 1000.0)) then
-        perform conveyor.kick('queue:' || v.kind);
-      end if;
-    end if;
+    perform conveyor.kick('queue:' || v.kind);
   end if;
   return v_msg;
 end
 $_$;
 
--- Called by the dispatcher's recheck of a kick, before its backlog read.
-create or replace function public.close_kick_window(p_target text) returns void
+-- Called by the dispatcher's recheck of a kick, before its backlog read. True when every kick
+-- the window suppressed had committed or rolled back by then.
+create or replace function public.close_kick_window(p_target text, p_window bigint default null)
+returns boolean
 language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  v_n bigint;
+  v_lock_timeout text := current_setting('lock_timeout');
+  v_waited boolean := true;
 begin
   if p_target is null or btrim(p_target) = '' then
     raise exception 'close_kick_window: target must not be blank';
   end if;
-  if not exists (select 1 from conveyor.dispatch_kicks k where k.target = p_target) then
+  select k.kicks into v_n from conveyor.dispatch_kicks k where k.target = p_target;
+  if not found then
     raise exception 'close_kick_window: unknown target %', p_target;
   end if;
-  -- Waits for every kick of the target that was suppressed (they hold the shared lock to
-  -- their commit); kicks that come for the lock meanwhile wait too, then see the window
-  -- closed.
-  perform pg_advisory_xact_lock(conveyor.kick_lock_key(p_target));
-  -- SKIP LOCKED: a row locked here belongs to a winner that has not committed; its window is
-  -- its own, and its own recheck closes it.
+  if p_window is not null and (p_window < 1 or p_window > v_n) then
+    raise exception 'close_kick_window: no window % of %', p_window, p_target
+      using hint = format('its windows are numbered 1 to %s (the target''s kicks)', v_n);
+  end if;
+  -- The kicks suppressed in the window hold its shared lock until they commit. Kicks of newer
+  -- windows take other keys, so they do not queue behind this wait.
+  perform set_config('lock_timeout', conveyor.setting_int('kick_close_wait_ms') || 'ms', true);
+  begin
+    perform pg_advisory_xact_lock(conveyor.kick_lock_key(p_target, coalesce(p_window, v_n)));
+  exception when lock_not_available then
+    v_waited := false;
+  end;
+  perform set_config('lock_timeout', v_lock_timeout, true);
+  -- Reset only the target's newest window (a newer one is closed by its own recheck); SKIP
+  -- LOCKED: a row locked here belongs to a winner that has not committed, whose window is
+  -- the next one.
   update conveyor.dispatch_kicks k set last_kick_at = '-infinity'
   from (select k2.target from conveyor.dispatch_kicks k2
-        where k2.target = p_target for update skip locked) c
+        where k2.target = p_target and k2.kicks = coalesce(p_window, v_n)
+        for update skip locked) c
   where k.target = c.target;
+  return v_waited;
 end
 $$;
-comment on function public.close_kick_window(text) is
-  'Closes the kick debounce window of a dispatch target (e.g. content:research, queue:<kind>) after every kick it suppressed has committed, so the dispatcher''s recheck sees their work.';
-revoke all on function public.close_kick_window(text) from public, anon, authenticated;
-grant execute on function public.close_kick_window(text) to service_role;
+comment on function public.close_kick_window(text, bigint) is
+  'Closes a kick debounce window of a dispatch target (e.g. content:research, queue:<kind>; the window: the winning kick''s number, default the newest) once every kick it suppressed has committed (waiting at most kick_close_wait_ms; false if it stopped waiting), so the dispatcher''s recheck sees their work.';
+revoke all on function public.close_kick_window(text, bigint) from public, anon, authenticated;
+grant execute on function public.close_kick_window(text, bigint) to service_role;

@@ -19,7 +19,7 @@ function memoryStore(rows: BacklogRow[], fail: string[] = []) {
       if (fail.includes(req.target)) return Promise.reject(new Error(`boom ${req.target}`));
       return Promise.resolve(req.count);
     },
-    closeKickWindow: () => Promise.resolve(),
+    closeKickWindow: () => Promise.resolve(true),
   };
   return { store, calls };
 }
@@ -113,6 +113,9 @@ Deno.test("dispatcher handler refuses bad bodies (400), non-service callers (401
     assertEquals(res.status, 400, JSON.stringify(bad));
     assertEquals((await res.json()).error, "bad_request");
   }
+  const badWindow = await handler(post({ source: "kick", target: "queue:k", window: 0 }));
+  assertEquals(badWindow.status, 400);
+  assertEquals((await badWindow.json()).message, "window must be a kick number (1 or more)");
   assertEquals((await handler(post({ source: "manual" }, ANON))).status, 401);
   assertEquals((await handler(new Request("http://x/", { method: "GET" }))).status, 405);
   const badEnv = createDispatcherHandler({
@@ -143,9 +146,9 @@ Deno.test("dispatcher handler with recheck_ms closes the kick window, then runs 
       return Promise.resolve([]);
     },
     trigger: () => Promise.resolve(0),
-    closeKickWindow: (target) => {
-      log.push(`close ${target}`);
-      return failClose ? Promise.reject(new Error("boom")) : Promise.resolve();
+    closeKickWindow: (target, window) => {
+      log.push(`close ${target} ${window}`);
+      return failClose ? Promise.reject(new Error("boom")) : Promise.resolve(true);
     },
   };
   const pending: Promise<unknown>[] = [];
@@ -155,10 +158,10 @@ Deno.test("dispatcher handler with recheck_ms closes the kick window, then runs 
     waitUntil: (p) => pending.push(p),
     signal: new AbortController().signal,
   });
-  await handler(post({ source: "kick", target: "content:research", recheck_ms: 10 }));
+  await handler(post({ source: "kick", target: "content:research", recheck_ms: 10, window: 7 }));
   assertEquals(log, ["backlog"]);
   await Promise.all(pending.splice(0));
-  assertEquals(log, ["backlog", "close content:research", "backlog"]);
+  assertEquals(log, ["backlog", "close content:research 7", "backlog"]);
 
   // Without a target there is no window to close; a failed close still leaves the cycle.
   log.length = 0;
@@ -169,7 +172,7 @@ Deno.test("dispatcher handler with recheck_ms closes the kick window, then runs 
   failClose = true;
   await handler(post({ source: "kick", target: "queue:k", recheck_ms: 10 }));
   await Promise.all(pending.splice(0));
-  assertEquals(log, ["backlog", "close queue:k", "backlog"]);
+  assertEquals(log, ["backlog", "close queue:k undefined", "backlog"]);
 });
 
 /**

@@ -26,10 +26,12 @@ export interface DispatchStore {
   /** Starts workers (capacity re-checked in SQL); returns how many were started. */
   trigger(req: TriggerRequest): Promise<number>;
   /**
-   * Closes a kick target's debounce window once every kick it suppressed has committed
-   * (`close_kick_window`), so a backlog read after it sees their work.
+   * Closes a kick target's debounce window (`window`: the winning kick's number, which the
+   * kick sends; default the newest) once every kick it suppressed has committed
+   * (`close_kick_window`), so a backlog read after it sees their work. False: it stopped
+   * waiting for one (`kick_close_wait_ms`), whose job the next kick or cron picks up.
    */
-  closeKickWindow(target: string): Promise<void>;
+  closeKickWindow(target: string, window?: number): Promise<boolean>;
 }
 
 /**
@@ -78,10 +80,13 @@ export function rpcDispatchStore(
       );
       return Number(n ?? 0);
     },
-    async closeKickWindow(target) {
-      await retryTransient(() => rpc<null>(client, "close_kick_window", { p_target: target }), {
-        forMs,
-      });
+    async closeKickWindow(target, window) {
+      const waited = await retryTransient(
+        () =>
+          rpc<boolean>(client, "close_kick_window", { p_target: target, p_window: window ?? null }),
+        { forMs },
+      );
+      return waited !== false;
     },
   };
 }
