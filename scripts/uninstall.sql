@@ -54,6 +54,7 @@ drop function if exists
   public.capture_queue_metrics(timestamptz),
   public.claim_content_stage(text, text, uuid, integer, integer, timestamptz),
   public.claim_jobs(text, text, integer, integer, timestamptz, jsonb),
+  public.close_kick_window(text, bigint),
   public.complete_job(uuid, uuid, jsonb),
   public.content_stage_next_ready_at(text),
   public.conveyor_health(),
@@ -137,7 +138,7 @@ where version in ('0001', '0010', '0011', '0020', '0050', '0051', '0052', '0053'
                   '20251101000000', '20261207110000', '20261207120000', '20261207120100', '20261207120200',
                   '20261207121000', '20261207130000', '20261207131000',
                   '20261207140100', '20261207140200',
-                  '20261207140300', '20261207160200')
+                  '20261207140300', '20261207160200', '20261207170100')
    or name like 'conveyor\_%';
 
 commit;

@@ -1653,14 +1653,10 @@ begin
       'run_at', v_run_at, 'source', p_source, 'critical', p_critical,
       'concurrency_key', p_concurrency_key)));
   end if;
-  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
-  -- its first check is made here, so a kick inside the debounce window costs one read.
-  if v_run_at <= now() and not exists (
-    select 1 from conveyor.dispatch_kicks k
-    where k.target = 'queue:' || p_kind
-      and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
-        (select (s.value #>> '{}')::numeric from conveyor.settings s where s.key = 'kick_debounce_ms'),
-        250) / 1000.0)) then
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now.
+  -- Inside another kick's window, conveyor.kick takes that window's shared kick lock, so the
+  -- window's recheck waits for this transaction.
+  if v_run_at <= now() then
     perform conveyor.kick('queue:' || p_kind);
   end if;
 
@@ -2256,7 +2252,9 @@ begin
     v_body := v_body || jsonb_build_object('target', p_target);
   end if;
   if p_source = 'kick' then
-    v_body := v_body || jsonb_build_object('recheck_ms', conveyor.setting_int('kick_debounce_ms') + 50);
+    v_body := v_body || jsonb_build_object(
+      'recheck_ms', conveyor.setting_int('kick_debounce_ms') + 50,
+      'window', (select k.kicks from conveyor.dispatch_kicks k where k.target = p_target));
   elsif p_source = 'cron' and not conveyor.push_enabled() then
     v_body := v_body || jsonb_build_object('sweep_ms', conveyor.setting_int('dispatcher_sweep_ms'));
   end if;
@@ -2321,33 +2319,62 @@ declare
   v_now timestamptz := clock_timestamp();
   v_window interval;
   v_last timestamptz;
+  v_n bigint;
   v_push boolean;
-  v_won boolean;
+  v_won boolean := false;
+  v_held bigint;
 begin
   select coalesce(bool_and((s.value #>> '{}')::boolean) filter (where s.key = 'push_kicks'), true),
          make_interval(secs => coalesce(max((s.value #>> '{}')::numeric)
                                           filter (where s.key = 'kick_debounce_ms'), 250) / 1000.0),
-         (select k.last_kick_at from conveyor.dispatch_kicks k where k.target = p_target)
-  into v_push, v_window, v_last
+         (select k.last_kick_at from conveyor.dispatch_kicks k where k.target = p_target),
+         (select k.kicks from conveyor.dispatch_kicks k where k.target = p_target)
+  into v_push, v_window, v_last, v_n
   from conveyor.settings s where s.key in ('push_kicks', 'kick_debounce_ms');
-  if not v_push or v_last >= v_now - v_window then
+  if not v_push then
     return false;
   end if;
-  with c as (
-    select k.target from conveyor.dispatch_kicks k
-    where k.target = p_target and k.last_kick_at < v_now - v_window
-    for update skip locked
-  )
-  update conveyor.dispatch_kicks k
-  set last_kick_at = v_now, kicks = k.kicks + 1
-  from c
-  where k.target = c.target;
-  v_won := found;
-  if not v_won and v_last is null then
-    insert into conveyor.dispatch_kicks (target, last_kick_at, kicks) values (p_target, v_now, 1)
-    on conflict (target) do nothing;
-    v_won := found;
-  end if;
+  -- v_held: the window whose shared kick lock this transaction holds. A kick returns false
+  -- only holding the lock of the window it falls in, so that window's recheck
+  -- (public.close_kick_window) waits for this transaction before it reads the backlog. Each
+  -- round after the first needs another kick to have won meanwhile: a few at most.
+  for i in 1 .. 4 loop
+    if v_last >= v_now - v_window then
+      -- Inside window v_n.
+      if v_held = v_n then
+        return false;
+      end if;
+      v_held := v_n;
+    else
+      with c as (
+        select k.target from conveyor.dispatch_kicks k
+        where k.target = p_target and k.last_kick_at < v_now - v_window
+        for update skip locked
+      )
+      update conveyor.dispatch_kicks k
+      set last_kick_at = v_now, kicks = k.kicks + 1
+      from c
+      where k.target = c.target;
+      v_won := found;
+      if not v_won and v_last is null then
+        insert into conveyor.dispatch_kicks (target, last_kick_at, kicks) values (p_target, v_now, 1)
+        on conflict (target) do nothing;
+        v_won := found;
+      end if;
+      exit when v_won;
+      -- Lost to a winner that has not committed (its row is locked, or its insert is not
+      -- seen): its window will be the next one.
+      if v_held = coalesce(v_n, 0) + 1 then
+        return false;
+      end if;
+      v_held := coalesce(v_n, 0) + 1;
+    end if;
+    perform pg_advisory_xact_lock_shared(conveyor.kick_lock_key(p_target, v_held));
+    -- A new statement, so a new snapshot: a window closed or opened meanwhile is seen.
+    v_now := clock_timestamp();
+    select k.last_kick_at, k.kicks into v_last, v_n
+    from conveyor.dispatch_kicks k where k.target = p_target;
+  end loop;
   if not v_won then
     return false;
   end if;
@@ -2364,6 +2391,18 @@ begin
   end;
   return true;
 end
+$$;
+
+--
+-- Name: kick_lock_key(text, bigint); Type: FUNCTION; Schema: conveyor
+--
+
+CREATE FUNCTION conveyor.kick_lock_key(p_target text, p_window bigint) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select pg_catalog.hashtextextended(
+    'conveyor.kick:' operator(pg_catalog.||) p_target operator(pg_catalog.||) '#'
+    operator(pg_catalog.||) p_window::pg_catalog.text, 0)
 $$;
 
 --
@@ -4629,6 +4668,57 @@ end
 $$;
 
 --
+-- Name: close_kick_window(text, bigint); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.close_kick_window(p_target text, p_window bigint DEFAULT NULL::bigint) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_n bigint;
+  v_lock_timeout text := current_setting('lock_timeout');
+  v_waited boolean := true;
+begin
+  if p_target is null or btrim(p_target) = '' then
+    raise exception 'close_kick_window: target must not be blank';
+  end if;
+  select k.kicks into v_n from conveyor.dispatch_kicks k where k.target = p_target;
+  if not found then
+    raise exception 'close_kick_window: unknown target %', p_target;
+  end if;
+  if p_window is not null and (p_window < 1 or p_window > v_n) then
+    raise exception 'close_kick_window: no window % of %', p_window, p_target
+      using hint = format('its windows are numbered 1 to %s (the target''s kicks)', v_n);
+  end if;
+  -- The kicks suppressed in the window hold its shared lock until they commit. Kicks of newer
+  -- windows take other keys, so they do not queue behind this wait.
+  perform set_config('lock_timeout', conveyor.setting_int('kick_close_wait_ms') || 'ms', true);
+  begin
+    perform pg_advisory_xact_lock(conveyor.kick_lock_key(p_target, coalesce(p_window, v_n)));
+  exception when lock_not_available then
+    v_waited := false;
+  end;
+  perform set_config('lock_timeout', v_lock_timeout, true);
+  -- Reset only the target's newest window (a newer one is closed by its own recheck); SKIP
+  -- LOCKED: a row locked here belongs to a winner that has not committed, whose window is
+  -- the next one.
+  update conveyor.dispatch_kicks k set last_kick_at = '-infinity'
+  from (select k2.target from conveyor.dispatch_kicks k2
+        where k2.target = p_target and k2.kicks = coalesce(p_window, v_n)
+        for update skip locked) c
+  where k.target = c.target;
+  return v_waited;
+end
+$$;
+
+--
+-- Name: FUNCTION close_kick_window(p_target text, p_window bigint); Type: COMMENT; Schema: public
+--
+
+COMMENT ON FUNCTION public.close_kick_window(p_target text, p_window bigint) IS 'Closes a kick debounce window of a dispatch target (e.g. content:research, queue:<kind>; the window: the winning kick''s number, default the newest) once every kick it suppressed has committed (waiting at most kick_close_wait_ms; false if it stopped waiting), so the dispatcher''s recheck sees their work.';
+
+--
 -- Name: complete_job(uuid, uuid, jsonb); Type: FUNCTION; Schema: public
 --
 
@@ -6562,7 +6652,7 @@ begin
   select jsonb_object_agg(s.key, s.value) into v_settings
   from conveyor.settings s
   where s.key in ('payload_max_bytes', 'max_delay_sec', 'critical_max_attempts', 'audit',
-                  'push_kicks', 'kick_debounce_ms');
+                  'push_kicks');
   v := conveyor.parse_queue_job($1, (v_settings ->> 'payload_max_bytes')::bigint,
                                 (v_settings ->> 'max_delay_sec')::bigint);
 
@@ -6632,17 +6722,12 @@ begin
       'run_at', v.run_at, 'source', c_fn, 'critical', v.critical,
       'concurrency_key', v.concurrency_key)));
   end if;
-  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now;
-  -- its first check is made here, so a kick inside the debounce window costs one read, and
-  -- none when push kicks are off (conveyor.kick would do nothing).
+  -- Wake the dispatcher (debounced, sent after COMMIT; 0060_dispatch.sql) for work due now,
+  -- unless push kicks are off (conveyor.kick would do nothing). Inside another kick's window,
+  -- conveyor.kick takes that window's shared kick lock, so the window's recheck waits for
+  -- this transaction.
   if v.run_at <= now() and coalesce((v_settings ->> 'push_kicks')::boolean, true) then
-    if not exists (
-      select 1 from conveyor.dispatch_kicks k
-      where k.target = 'queue:' || v.kind
-        and k.last_kick_at >= clock_timestamp() - make_interval(secs => coalesce(
-          (v_settings ->> 'kick_debounce_ms')::numeric, 250) / 1000.0)) then
-      perform conveyor.kick('queue:' || v.kind);
-    end if;
+    perform conveyor.kick('queue:' || v.kind);
   end if;
   return v_msg;
 end
@@ -9926,6 +10011,12 @@ REVOKE ALL ON FUNCTION conveyor.job_message(p_tenant_id uuid, p_key text, p_limi
 REVOKE ALL ON FUNCTION conveyor.kick(p_target text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION kick_lock_key(p_target text, p_window bigint); Type: ACL; Schema: conveyor
+--
+
+REVOKE ALL ON FUNCTION conveyor.kick_lock_key(p_target text, p_window bigint) FROM PUBLIC;
+
+--
 -- Name: FUNCTION live_jobs(p_now timestamp with time zone); Type: ACL; Schema: conveyor
 --
 
@@ -10213,6 +10304,13 @@ GRANT ALL ON FUNCTION public.claim_content_stage(p_stage text, p_worker text, p_
 
 REVOKE ALL ON FUNCTION public.claim_jobs(p_kind text, p_worker text, p_qty integer, p_vt integer, p_now timestamp with time zone, p_policy jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.claim_jobs(p_kind text, p_worker text, p_qty integer, p_vt integer, p_now timestamp with time zone, p_policy jsonb) TO service_role;
+
+--
+-- Name: FUNCTION close_kick_window(p_target text, p_window bigint); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.close_kick_window(p_target text, p_window bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.close_kick_window(p_target text, p_window bigint) TO service_role;
 
 --
 -- Name: FUNCTION complete_job(p_job_id uuid, p_lease_id uuid, p_output jsonb); Type: ACL; Schema: public
@@ -10840,6 +10938,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 --     ('invocation_retention_hours', '24', 'finished worker invocations older than this are pruned')
 --     ('invocation_run_sec', '300', 'a started content stage worker not finished after this long is presumed dead (its slots are its leases)')
 --     ('invocation_ttl_sec', '30', 'a triggered worker invocation not started after this long is presumed lost and frees its slot')
+--     ('kick_close_wait_ms', '10000', 'the dispatcher''s recheck of a kick waits at most this long for the kicks its window suppressed to commit')
 --     ('kick_debounce_ms', '250', 'at most one dispatcher kick per target in this many ms')
 --     ('max_attempts', '3', 'default attempts before dead-lettering (QUEUE_MAX_ATTEMPTS)')
 --     ('max_delay_sec', '2592000', 'longest accepted delay of a job (30 days)')

@@ -66,6 +66,11 @@ export function sqlDispatchStore(sql: Sql): DispatchStore {
       ]);
       return Number(r!.n);
     },
+    async closeKickWindow(target, window) {
+      const [r] = await sql<{ waited: boolean }[]>`
+        select public.close_kick_window(${target}, ${window ?? null}) as waited`;
+      return r!.waited;
+    },
   };
 }
 

@@ -461,7 +461,15 @@ Deno.test("kicks: queue_content_job kicks the dispatcher at most once per 250 ms
   let reqs = await queuedRequests(db.sql);
   assertEquals(reqs.length, 1);
   assertEquals(reqs[0]!.url, `${FAKE_PROJECT_URL}/functions/v1/content-queue-dispatcher`);
-  assertEquals(reqs[0]!.body, { source: "kick", target: "content:research", recheck_ms: 300 });
+  // The window: the kick's number, which the dispatcher's recheck closes (close_kick_window).
+  const [k] = await db
+    .sql`select kicks from conveyor.dispatch_kicks where target = 'content:research'`;
+  assertEquals(reqs[0]!.body, {
+    source: "kick",
+    target: "content:research",
+    recheck_ms: 300,
+    window: Number(k!.kicks),
+  });
   await new Promise((r) => setTimeout(r, 300));
   await createJob(db.sql);
   reqs = await queuedRequests(db.sql);

@@ -357,7 +357,7 @@ const badDispatch: fc.Arbitrary<Body> = fc.oneof(
     fc.constant("manual\u0000"),
   ).map((v) => json("bad source", { source: v })),
   fc.string({ minLength: 1, maxLength: 12 })
-    .filter((s) => !["source", "target", "recheck_ms", "sweep_ms"].includes(s))
+    .filter((s) => !["source", "target", "recheck_ms", "sweep_ms", "window"].includes(s))
     .map((k) => json("unknown field", { source: "manual", [k]: 1 })),
   fc.oneof(notString.filter((v) => v !== null), fc.constant("t".repeat(101)))
     .map((v) => json("bad target", { source: "manual", target: v })),
@@ -367,6 +367,10 @@ const badDispatch: fc.Arbitrary<Body> = fc.oneof(
       fc.constant(f === "recheck_ms" ? "10001" : "120001"),
     ).map((t) => ({ why: `bad ${f}`, data: `{"source":"kick","${f}":${t}}` }))
   ),
+  fc.constantFrom("0", "-1", "0.5", "1e400", '"7"', "true", "[1]", "{}").map((t) => ({
+    why: "bad window",
+    data: `{"source":"kick","target":"queue:enrich","window":${t}}`,
+  })),
   fc.tuple(badUtf8, fc.constantFrom('"source":"man', '"target":"')).map(([bytes, marker]) => ({
     why: `invalid UTF-8 after ${marker}`,
     data: splice({ source: "manual", target: "research" }, marker, bytes),

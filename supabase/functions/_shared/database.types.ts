@@ -944,6 +944,10 @@ export type Database = {
           isSetofReturn: true;
         };
       };
+      close_kick_window: {
+        Args: { p_target: string; p_window?: number };
+        Returns: boolean;
+      };
       complete_job: {
         Args: { p_job_id: string; p_lease_id: string; p_output?: Json };
         Returns: boolean;

@@ -7,8 +7,12 @@
  *    "duration_ms"}   (+ "errors":[{"stage","queue","error"}] only when a trigger failed)
  *
  * Dispatches of job kinds use `stage` = the kind and `queue` = its queue. After answering:
- * - `recheck_ms` (sent by kicks): one more cycle once the kick's debounce window has
- *   closed, for work enqueued while a kick was suppressed;
+ * - `recheck_ms` (sent by kicks, with their `window` number): one more cycle once the kick's
+ *   debounce window has closed, for work enqueued while a kick was suppressed. Before it,
+ *   `close_kick_window` waits for every kick of `target` suppressed in that window to commit
+ *   (they hold the window's shared kick lock; at most `kick_close_wait_ms`) and closes the
+ *   window, so the cycle sees their jobs however late they committed, and any kick after it
+ *   makes its own call;
  * - `sweep_ms` (sent by cron when push kicks are off): a cycle every second while work is
  *   ready or in flight, up to sweep_ms, so a job moves through all six stages on one cron
  *   tick (pg_cron 1.4.2 fires at most once a minute).
@@ -62,6 +66,8 @@ export const DispatchRequest = z.object({
     .max(10_000, { message: "recheck_ms must be at most 10000" }).optional(),
   sweep_ms: z.number({ invalid_type_error: "sweep_ms must be a number" }).int().min(0)
     .max(120_000, { message: "sweep_ms must be at most 120000" }).optional(),
+  window: z.number({ invalid_type_error: "window must be a number" }).int()
+    .min(1, { message: "window must be a kick number (1 or more)" }).optional(),
 }).strict();
 
 /** Runs one dispatch cycle. Trigger failures are reported per target, not thrown. */
@@ -130,14 +136,40 @@ export function createDispatcherHandler(
   async function followUp(
     overrides: ConcurrencyOverrides,
     source: string,
+    target: string | undefined,
+    window: number | undefined,
     first: CycleOutcome,
     recheckMs: number,
     sweepMs: number,
   ): Promise<void> {
     const signal = opts.signal ?? shutdownSignal();
     if (recheckMs > 0) {
-      // Shutting down (the isolate is retired) cuts the wait short, not the re-check.
+      // Shutting down (the isolate is retired) cuts the wait short, not the re-check. The
+      // wait lets a burst of enqueues share this one re-check; what makes it see them all
+      // is closing the window.
       await sleep(recheckMs, signal);
+      if (target !== undefined) {
+        try {
+          if (!await getStore().closeKickWindow(target, window)) {
+            // A suppressed kick's transaction is still open: its job waits for the next kick
+            // (which now wins) or cron.
+            console.log(JSON.stringify({
+              level: "warn",
+              msg: "kick window closed without waiting for every suppressed kick",
+              target,
+              window,
+            }));
+          }
+        } catch (e) {
+          // The cycle still runs: it sees every job committed by now.
+          console.log(JSON.stringify({
+            level: "warn",
+            msg: "close_kick_window failed",
+            target,
+            error: toError(e).message,
+          }));
+        }
+      }
       await runDispatchCycle(getStore(), overrides, `dispatch:${source}-recheck`);
     }
     if (sweepMs > 0) {
@@ -168,11 +200,11 @@ export function createDispatcherHandler(
         // The function's configuration is wrong, not the request.
         return json({ error: "config_invalid", message: toError(e).message }, 500);
       }
-      const { source, recheck_ms = 0, sweep_ms = 0 } = parsed.data;
+      const { source, target, window, recheck_ms = 0, sweep_ms = 0 } = parsed.data;
       const first = await runDispatchCycle(getStore(), overrides, `dispatch:${source}`);
       if (recheck_ms > 0 || sweep_ms > 0) {
         runInBackground(
-          () => followUp(overrides, source, first, recheck_ms, sweep_ms),
+          () => followUp(overrides, source, target, window, first, recheck_ms, sweep_ms),
           opts.waitUntil,
         );
       }

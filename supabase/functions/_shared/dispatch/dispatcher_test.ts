@@ -19,6 +19,7 @@ function memoryStore(rows: BacklogRow[], fail: string[] = []) {
       if (fail.includes(req.target)) return Promise.reject(new Error(`boom ${req.target}`));
       return Promise.resolve(req.count);
     },
+    closeKickWindow: () => Promise.resolve(true),
   };
   return { store, calls };
 }
@@ -112,6 +113,9 @@ Deno.test("dispatcher handler refuses bad bodies (400), non-service callers (401
     assertEquals(res.status, 400, JSON.stringify(bad));
     assertEquals((await res.json()).error, "bad_request");
   }
+  const badWindow = await handler(post({ source: "kick", target: "queue:k", window: 0 }));
+  assertEquals(badWindow.status, 400);
+  assertEquals((await badWindow.json()).message, "window must be a kick number (1 or more)");
   assertEquals((await handler(post({ source: "manual" }, ANON))).status, 401);
   assertEquals((await handler(new Request("http://x/", { method: "GET" }))).status, 405);
   const badEnv = createDispatcherHandler({
@@ -133,14 +137,19 @@ Deno.test("runDispatchCycle() on an idle backlog triggers nothing and reports id
   assertEquals(calls.length, 0);
 });
 
-Deno.test("dispatcher handler with recheck_ms runs one more cycle in the background", async () => {
-  let cycles = 0;
+Deno.test("dispatcher handler with recheck_ms closes the kick window, then runs one more cycle", async () => {
+  const log: string[] = [];
+  let failClose = false;
   const store: DispatchStore = {
     backlog: () => {
-      cycles++;
+      log.push("backlog");
       return Promise.resolve([]);
     },
     trigger: () => Promise.resolve(0),
+    closeKickWindow: (target, window) => {
+      log.push(`close ${target} ${window}`);
+      return failClose ? Promise.reject(new Error("boom")) : Promise.resolve(true);
+    },
   };
   const pending: Promise<unknown>[] = [];
   const handler = createDispatcherHandler({
@@ -149,10 +158,21 @@ Deno.test("dispatcher handler with recheck_ms runs one more cycle in the backgro
     waitUntil: (p) => pending.push(p),
     signal: new AbortController().signal,
   });
-  await handler(post({ source: "kick", target: "content:research", recheck_ms: 10 }));
-  assertEquals(cycles, 1);
-  await Promise.all(pending);
-  assertEquals(cycles, 2);
+  await handler(post({ source: "kick", target: "content:research", recheck_ms: 10, window: 7 }));
+  assertEquals(log, ["backlog"]);
+  await Promise.all(pending.splice(0));
+  assertEquals(log, ["backlog", "close content:research 7", "backlog"]);
+
+  // Without a target there is no window to close; a failed close still leaves the cycle.
+  log.length = 0;
+  await handler(post({ source: "kick", recheck_ms: 10 }));
+  await Promise.all(pending.splice(0));
+  assertEquals(log, ["backlog", "backlog"]);
+  log.length = 0;
+  failClose = true;
+  await handler(post({ source: "kick", target: "queue:k", recheck_ms: 10 }));
+  await Promise.all(pending.splice(0));
+  assertEquals(log, ["backlog", "close queue:k undefined", "backlog"]);
 });
 
 /**

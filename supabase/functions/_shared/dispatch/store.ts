@@ -25,6 +25,13 @@ export interface DispatchStore {
   backlog(): Promise<BacklogRow[]>;
   /** Starts workers (capacity re-checked in SQL); returns how many were started. */
   trigger(req: TriggerRequest): Promise<number>;
+  /**
+   * Closes a kick target's debounce window (`window`: the winning kick's number, which the
+   * kick sends; default the newest) once every kick it suppressed has committed
+   * (`close_kick_window`), so a backlog read after it sees their work. False: it stopped
+   * waiting for one (`kick_close_wait_ms`), whose job the next kick or cron picks up.
+   */
+  closeKickWindow(target: string, window?: number): Promise<boolean>;
 }
 
 /**
@@ -37,9 +44,10 @@ export const DISPATCH_RETRY_MS = 5_000;
 
 /**
  * The store over PostgREST RPC (`get_dispatch_backlog`, `trigger_content_worker`,
- * `trigger_queue_worker`). Both are called again on a transient failure: reading the backlog
- * changes nothing, and a trigger repeated after a lost answer re-checks capacity in SQL, so
- * it never starts more workers than the kind's slots.
+ * `trigger_queue_worker`, `close_kick_window`). All are called again on a transient failure:
+ * reading the backlog changes nothing, a trigger repeated after a lost answer re-checks
+ * capacity in SQL, so it never starts more workers than the kind's slots, and closing a
+ * window twice is closing it once.
  */
 export function rpcDispatchStore(
   client: SupabaseClient,
@@ -71,6 +79,14 @@ export function rpcDispatchStore(
         { forMs },
       );
       return Number(n ?? 0);
+    },
+    async closeKickWindow(target, window) {
+      const waited = await retryTransient(
+        () =>
+          rpc<boolean>(client, "close_kick_window", { p_target: target, p_window: window ?? null }),
+        { forMs },
+      );
+      return waited !== false;
     },
   };
 }
