@@ -204,6 +204,7 @@ try {
       }
     }
     log(rows.join("\n"));
+    await env.stop();
     Deno.exit(0);
   }
   if (what === "http-cpu") {
