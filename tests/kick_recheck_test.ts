@@ -24,6 +24,21 @@ async function kicks(sql: Sql, target: string): Promise<number> {
   return Number(k?.kicks ?? 0);
 }
 
+/** Push kicks on with a `DEBOUNCE_MS` window, the dispatcher's cron tick off; restored after. */
+function withPushKicksOnly<T>(sql: Sql, fn: () => Promise<T>): Promise<T> {
+  return withCronActive(
+    sql,
+    false,
+    () =>
+      withSetting(
+        sql,
+        "push_kicks",
+        true,
+        () => withSetting(sql, "kick_debounce_ms", DEBOUNCE_MS, fn),
+      ),
+  );
+}
+
 /**
  * The race: `enqueueA()` through the gateway (its kick must win), then, inside A's window,
  * `enqueueB(tx)` in a transaction held open until A's worker of `workerTarget` is done and
@@ -67,56 +82,45 @@ Deno.test({
   async fn() {
     const sql = stackSql();
     try {
-      await withCronActive(
-        sql,
-        false,
-        () =>
-          withSetting(
-            sql,
-            "push_kicks",
-            true,
-            () =>
-              withSetting(sql, "kick_debounce_ms", DEBOUNCE_MS, async () => {
-                let a = "";
-                const bKey = `kick-race-b:${crypto.randomUUID()}`;
-                await raceSuppressedKick(
-                  sql,
-                  "content:research",
-                  "research",
-                  async () => {
-                    const r = await rest("queue_content_job", {
-                      idempotency_key: `kick-race-a:${crypto.randomUUID()}`,
-                      brief: { topic: "kick race A" },
-                    });
-                    assertEquals(r.status, 200, JSON.stringify(r.body));
-                    a = r.body as string;
-                  },
-                  async (tx) => {
-                    await tx`select public.queue_content_job(${
-                      tx.json({ idempotency_key: bKey, brief: { topic: "kick race B" } })
-                    })`;
-                  },
-                );
-                // B's research stage was started by the recheck of A's kick, not by cron.
-                const started = await eventually("job B's research stage to start", async () => {
-                  const [s] = await sql`
+      await withPushKicksOnly(sql, async () => {
+        let a = "";
+        const bKey = `kick-race-b:${crypto.randomUUID()}`;
+        await raceSuppressedKick(
+          sql,
+          "content:research",
+          "research",
+          async () => {
+            const r = await rest("queue_content_job", {
+              idempotency_key: `kick-race-a:${crypto.randomUUID()}`,
+              brief: { topic: "kick race A" },
+            });
+            assertEquals(r.status, 200, JSON.stringify(r.body));
+            a = r.body as string;
+          },
+          async (tx) => {
+            await tx`select public.queue_content_job(${
+              tx.json({ idempotency_key: bKey, brief: { topic: "kick race B" } })
+            })`;
+          },
+        );
+        // B's research stage was started by the recheck of A's kick, not by cron.
+        const started = await eventually("job B's research stage to start", async () => {
+          const [s] = await sql`
                 select i.reason from public.content_jobs j
                 join public.content_job_stages s on s.job_id = j.id and s.stage = 'research'
                 join conveyor.worker_invocations i on i.id = s.invocation_id
                 where j.idempotency_key = ${bKey}`;
-                  return s;
-                }, 15_000);
-                assertEquals(started.reason, "dispatch:kick-recheck");
-                // Both jobs finish (the rest of the pipeline is pushed stage to stage).
-                for (const cond of [sql`id = ${a}`, sql`idempotency_key = ${bKey}`]) {
-                  await eventually("jobs A and B to complete", async () => {
-                    const [j] = await sql`select status from public.content_jobs where ${cond}`;
-                    return j?.status === "completed";
-                  }, 60_000);
-                }
-              }),
-          ),
-      );
+          return s;
+        }, 15_000);
+        assertEquals(started.reason, "dispatch:kick-recheck");
+        // Both jobs finish (the rest of the pipeline is pushed stage to stage).
+        for (const cond of [sql`id = ${a}`, sql`idempotency_key = ${bKey}`]) {
+          await eventually("jobs A and B to complete", async () => {
+            const [j] = await sql`select status from public.content_jobs where ${cond}`;
+            return j?.status === "completed";
+          }, 60_000);
+        }
+      });
     } finally {
       await sql.end();
     }
@@ -129,53 +133,41 @@ Deno.test({
   async fn() {
     const sql = stackSql();
     try {
-      await withCronActive(
-        sql,
-        false,
-        () =>
-          withSetting(
-            sql,
-            "push_kicks",
-            true,
-            () =>
-              withSetting(sql, "kick_debounce_ms", DEBOUNCE_MS, async () => {
-                const aKey = `kick-race-a:${crypto.randomUUID()}`;
-                const bKey = `kick-race-b:${crypto.randomUUID()}`;
-                const payload = { email: "ada@example.com", name: "ada lovelace" };
-                await raceSuppressedKick(
-                  sql,
-                  "queue:enrich",
-                  "enrich",
-                  async () => {
-                    const r = await rest("queue_job", {
-                      idempotency_key: aKey,
-                      kind: "enrich",
-                      payload,
-                    });
-                    assertEquals(r.status, 200, JSON.stringify(r.body));
-                  },
-                  async (tx) => {
-                    await tx`select public.queue_job(${
-                      tx.json({ idempotency_key: bKey, kind: "enrich", payload })
-                    })`;
-                  },
-                );
-                for (const key of [aKey, bKey]) {
-                  await eventually(`job ${key} to complete`, async () => {
-                    const [j] =
-                      await sql`select status from public.jobs where idempotency_key = ${key}`;
-                    return j?.status === "completed";
-                  }, 15_000);
-                }
-                // B's worker was started by the recheck of A's kick (no other dispatch ran).
-                const [inv] = await sql`
+      await withPushKicksOnly(sql, async () => {
+        const aKey = `kick-race-a:${crypto.randomUUID()}`;
+        const bKey = `kick-race-b:${crypto.randomUUID()}`;
+        const payload = { email: "ada@example.com", name: "ada lovelace" };
+        await raceSuppressedKick(
+          sql,
+          "queue:enrich",
+          "enrich",
+          async () => {
+            const r = await rest("queue_job", {
+              idempotency_key: aKey,
+              kind: "enrich",
+              payload,
+            });
+            assertEquals(r.status, 200, JSON.stringify(r.body));
+          },
+          async (tx) => {
+            await tx`select public.queue_job(${
+              tx.json({ idempotency_key: bKey, kind: "enrich", payload })
+            })`;
+          },
+        );
+        for (const key of [aKey, bKey]) {
+          await eventually(`job ${key} to complete`, async () => {
+            const [j] = await sql`select status from public.jobs where idempotency_key = ${key}`;
+            return j?.status === "completed";
+          }, 15_000);
+        }
+        // B's worker was started by the recheck of A's kick (no other dispatch ran).
+        const [inv] = await sql`
               select count(*)::int as n from conveyor.worker_invocations i, public.jobs j
               where i.target = 'enrich' and i.reason = 'dispatch:kick-recheck'
                 and j.idempotency_key = ${bKey} and i.created_at > j.created_at`;
-                assertEquals(inv!.n, 1);
-              }),
-          ),
-      );
+        assertEquals(inv!.n, 1);
+      });
     } finally {
       await sql.end();
     }
