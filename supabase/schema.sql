@@ -4691,11 +4691,13 @@ begin
     raise exception 'close_kick_window: no window % of %', p_window, p_target
       using hint = format('its windows are numbered 1 to %s (the target''s kicks)', v_n);
   end if;
+  -- From here v_n is the window to close.
+  v_n := coalesce(p_window, v_n);
   -- The kicks suppressed in the window hold its shared lock until they commit. Kicks of newer
   -- windows take other keys, so they do not queue behind this wait.
   perform set_config('lock_timeout', conveyor.setting_int('kick_close_wait_ms') || 'ms', true);
   begin
-    perform pg_advisory_xact_lock(conveyor.kick_lock_key(p_target, coalesce(p_window, v_n)));
+    perform pg_advisory_xact_lock(conveyor.kick_lock_key(p_target, v_n));
   exception when lock_not_available then
     v_waited := false;
   end;
@@ -4705,7 +4707,7 @@ begin
   -- the next one.
   update conveyor.dispatch_kicks k set last_kick_at = '-infinity'
   from (select k2.target from conveyor.dispatch_kicks k2
-        where k2.target = p_target and k2.kicks = coalesce(p_window, v_n)
+        where k2.target = p_target and k2.kicks = v_n
         for update skip locked) c
   where k.target = c.target;
   return v_waited;
