@@ -191,95 +191,83 @@ Deno.test({
     const newest = async () =>
       (await sql`select kicks, last_kick_at = '-infinity' as reset from conveyor.dispatch_kicks
                  where target = ${target}`)[0]!;
+    // Advisory locks a backend is waiting for (not yet granted).
+    const waitingLocks = async (pid: number) =>
+      (await sql`select count(*)::int as n from pg_locks
+                 where pid = ${pid} and locktype = 'advisory' and not granted`)[0]!.n;
     // Past the window (`kick_debounce_ms`): the next kick wins.
     const windowOver = () => new Promise((r) => setTimeout(r, DEBOUNCE_MS + 100));
     const held = await sql.reserve();
     const waiter = await sql.reserve();
     const later = await sql.reserve();
     try {
-      await withSetting(
+      await withPushKicksOnly(
         sql,
-        "push_kicks",
-        true,
         () =>
-          withSetting(
-            sql,
-            "kick_debounce_ms",
-            DEBOUNCE_MS,
-            () =>
-              withSetting(
-                sql,
-                "dispatcher_endpoint",
-                "/functions/v1/no-such-function",
-                async () => {
-                  assertEquals(await kick(sql), true, "the first kick wins");
-                  const n = Number((await newest()).kicks);
-                  await held`begin`;
-                  assertEquals(await kick(held), false, "a kick inside its window is suppressed");
-                  await windowOver();
+          withSetting(sql, "dispatcher_endpoint", "/functions/v1/no-such-function", async () => {
+            assertEquals(await kick(sql), true, "the first kick wins");
+            const n = Number((await newest()).kicks);
+            await held`begin`;
+            assertEquals(await kick(held), false, "a kick inside its window is suppressed");
+            await windowOver();
 
-                  // The recheck of window n waits for `held` ...
-                  const [w] = await waiter`select pg_backend_pid() as pid`;
-                  const closing = waiter`select public.close_kick_window(${target}, ${n}) as waited`
-                    .then((r) => r[0]!.waited as boolean);
-                  await eventually("the recheck to wait for the suppressed kick", async () => {
-                    const [l] = await sql`select count(*)::int as n from pg_locks
-                                    where pid = ${
-                      w!.pid
-                    } and locktype = 'advisory' and not granted`;
-                    return l!.n === 1;
-                  });
-                  // ... while kicks go on: one wins window n + 1, one is suppressed in it.
-                  assertEquals(await kick(sql), true, "a kick after window n wins");
-                  await later`begin`;
-                  const suppressed = await Promise.race([
-                    kick(later),
-                    new Promise((r) => setTimeout(() => r("blocked"), 5_000)),
-                  ]);
-                  assertEquals(
-                    suppressed,
-                    false,
-                    "a kick suppressed in window n + 1 is not held up",
-                  );
-                  await later`rollback`;
-                  const [still] = await sql`select count(*)::int as n from pg_locks
-                                      where pid = ${
-                    w!.pid
-                  } and locktype = 'advisory' and not granted`;
-                  assertEquals(still!.n, 1, "the recheck of window n was still waiting");
-                  await held`commit`;
-                  assertEquals(
-                    await closing,
-                    true,
-                    "it returns once the suppressed kick committed",
-                  );
-                  const after = await newest();
-                  assertEquals(
-                    [Number(after.kicks), after.reset],
-                    [n + 1, false],
-                    "window n + 1, the newest, is left to its own recheck",
-                  );
+            // The recheck of window n waits for `held` ...
+            const [w] = await waiter`select pg_backend_pid() as pid`;
+            const closing = waiter`select public.close_kick_window(${target}, ${n}) as waited`
+              .then((r) => r[0]!.waited as boolean);
+            await eventually(
+              "the recheck to wait for the suppressed kick",
+              async () => await waitingLocks(w!.pid) === 1,
+            );
+            // ... while kicks go on: one wins window n + 1, one is suppressed in it.
+            assertEquals(await kick(sql), true, "a kick after window n wins");
+            await later`begin`;
+            const suppressed = await Promise.race([
+              kick(later),
+              new Promise((r) => setTimeout(() => r("blocked"), 5_000)),
+            ]);
+            assertEquals(
+              suppressed,
+              false,
+              "a kick suppressed in window n + 1 is not held up",
+            );
+            await later`rollback`;
+            assertEquals(
+              await waitingLocks(w!.pid),
+              1,
+              "the recheck of window n was still waiting",
+            );
+            await held`commit`;
+            assertEquals(
+              await closing,
+              true,
+              "it returns once the suppressed kick committed",
+            );
+            const after = await newest();
+            assertEquals(
+              [Number(after.kicks), after.reset],
+              [n + 1, false],
+              "window n + 1, the newest, is left to its own recheck",
+            );
 
-                  // The wait is bounded: kick_close_wait_ms 200, a suppressed kick left open.
-                  await withSetting(sql, "kick_close_wait_ms", 200, async () => {
-                    await windowOver();
-                    assertEquals(await kick(sql), true, "window n + 2");
-                    await held`begin`;
-                    assertEquals(await kick(held), false, "suppressed in it, and left open");
-                    const [c] = await waiter`select public.close_kick_window(${target}, ${
-                      n + 2
-                    }) as waited`;
-                    assertEquals(c!.waited, false, "the recheck stops waiting");
-                    assertEquals(
-                      (await newest()).reset,
-                      true,
-                      "... and closes the window all the same",
-                    );
-                    await held`rollback`;
-                  });
-                },
-              ),
-          ),
+            // The wait is bounded: kick_close_wait_ms 200, a suppressed kick left open.
+            await withSetting(sql, "kick_close_wait_ms", 200, async () => {
+              await windowOver();
+              assertEquals(await kick(sql), true, "window n + 2");
+              await held`begin`;
+              assertEquals(await kick(held), false, "suppressed in it, and left open");
+              const [c] = await waiter`select public.close_kick_window(${target}, ${
+                n + 2
+              }) as waited`;
+              assertEquals(c!.waited, false, "the recheck stops waiting");
+              assertEquals(
+                (await newest()).reset,
+                true,
+                "... and closes the window all the same",
+              );
+              await held`rollback`;
+            });
+          }),
       );
     } finally {
       for (const c of [held, waiter, later]) {
