@@ -2228,10 +2228,16 @@ CREATE FUNCTION conveyor.invoke_dead_letter_worker(p_source text) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
+declare
+  v_body jsonb := jsonb_build_object('async', true, 'source', p_source);
 begin
+  if p_source = 'kick' then
+    v_body := v_body || jsonb_build_object(
+      'window', (select k.kicks from conveyor.dispatch_kicks k where k.target = 'dlq'));
+  end if;
   return net.http_post(
     url := conveyor.endpoint_url(conveyor.setting_text('dlq_worker_endpoint')),
-    body := jsonb_build_object('async', true, 'source', p_source),
+    body := v_body,
     headers := conveyor.service_headers(),
     timeout_milliseconds := conveyor.setting_int('worker_request_timeout_ms')::int);
 end
@@ -4718,7 +4724,7 @@ $$;
 -- Name: FUNCTION close_kick_window(p_target text, p_window bigint); Type: COMMENT; Schema: public
 --
 
-COMMENT ON FUNCTION public.close_kick_window(p_target text, p_window bigint) IS 'Closes a kick debounce window of a dispatch target (e.g. content:research, queue:<kind>; the window: the winning kick''s number, default the newest) once every kick it suppressed has committed (waiting at most kick_close_wait_ms; false if it stopped waiting), so the dispatcher''s recheck sees their work.';
+COMMENT ON FUNCTION public.close_kick_window(p_target text, p_window bigint) IS 'Closes a kick debounce window of a kick target (content:<stage>, queue:<kind>, dlq; the window: the winning kick''s number, default the newest) once every kick it suppressed has committed (waiting at most kick_close_wait_ms; false if it stopped waiting), so the recheck of the dispatcher or dlq-worker sees their work.';
 
 --
 -- Name: complete_job(uuid, uuid, jsonb); Type: FUNCTION; Schema: public

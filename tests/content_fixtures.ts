@@ -133,15 +133,18 @@ export async function withStageConfig<T>(
   }
 }
 
-/** Pauses the dispatcher's cron job for the duration of `fn` (the stack's database only). */
+/**
+ * Sets a cron job (default: the dispatcher's) active or not for the duration of `fn` (the
+ * stack's database only).
+ */
 export async function withCronActive<T>(
   sql: Sql,
   active: boolean,
   fn: () => Promise<T>,
+  jobname = "planperfect-content-queue-dispatcher",
 ): Promise<T> {
-  const [job] = await sql`select jobid, active from cron.job
-                          where jobname = 'planperfect-content-queue-dispatcher'`;
-  assertEquals(job !== undefined, true, "the dispatcher's cron job exists");
+  const [job] = await sql`select jobid, active from cron.job where jobname = ${jobname}`;
+  assertEquals(job !== undefined, true, `the cron job ${jobname} exists`);
   await sql`select cron.alter_job(${job!.jobid}, active := ${active})`;
   try {
     return await fn();

@@ -1,17 +1,18 @@
 /**
  * A kick suppressed by the debounce is never lost, however late its transaction commits
- * (push kicks on, the dispatcher's cron tick off): job A's kick wins and the dispatcher
- * schedules its recheck; job B is enqueued in another transaction inside A's window (its
- * kick suppressed), and that transaction stays open past the recheck's time. The recheck
- * closes the window only once B's kick has committed (`close_kick_window`), so it sees B.
- * Before that handshake B waited for the cron tick: with cron off, for ever.
+ * (push kicks on, the dispatcher's and the dead letters' cron ticks off): job A's kick wins
+ * and the dispatcher schedules its recheck; job B is enqueued in another transaction inside
+ * A's window (its kick suppressed), and that transaction stays open past the recheck's time.
+ * The recheck closes the window only once B's kick has committed (`close_kick_window`), so it
+ * sees B. Before that handshake B waited for the cron tick: with cron off, for ever. The same
+ * for dead letters, whose kicks start dlq-worker: its recheck follows its drain.
  *
  * The stack's real gateway, dispatcher function, pg_net and workers; cron and settings are
  * restored after each test.
  */
 import type { Sql } from "postgres";
 import { assertEquals } from "../tools/test/assert.ts";
-import { eventually } from "../tools/test/queue.ts";
+import { eventually, tempKind } from "../tools/test/queue.ts";
 import { rest, stackSql, withCronActive, withSetting } from "./content_fixtures.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -24,33 +25,61 @@ async function kicks(sql: Sql, target: string): Promise<number> {
   return Number(k?.kicks ?? 0);
 }
 
-/** Push kicks on with a `DEBOUNCE_MS` window, the dispatcher's cron tick off; restored after. */
+/**
+ * Push kicks on with a `DEBOUNCE_MS` window, the cron ticks of the dispatcher and of the dead
+ * letters off; restored after.
+ */
 function withPushKicksOnly<T>(sql: Sql, fn: () => Promise<T>): Promise<T> {
   return withCronActive(
     sql,
     false,
     () =>
-      withSetting(
+      withCronActive(
         sql,
-        "push_kicks",
-        true,
-        () => withSetting(sql, "kick_debounce_ms", DEBOUNCE_MS, fn),
+        false,
+        () =>
+          withSetting(
+            sql,
+            "push_kicks",
+            true,
+            () => withSetting(sql, "kick_debounce_ms", DEBOUNCE_MS, fn),
+          ),
+        "conveyor-dead-letters",
       ),
   );
 }
 
+/** A's worker is done: no worker of `workerTarget` is left that could find B on its own. */
+function noWorkerLeft(sql: Sql, workerTarget: string): WorkerDone {
+  return {
+    what: `A's ${workerTarget} worker to finish`,
+    async done() {
+      const [r] = await sql`select count(*)::int as n from conveyor.worker_invocations
+                            where target = ${workerTarget} and status <> 'finished'`;
+      return r!.n === 0;
+    },
+  };
+}
+
+/** When B's transaction may commit, as far as A's worker goes. */
+interface WorkerDone {
+  what: string;
+  done(): Promise<boolean>;
+}
+
 /**
- * The race: `enqueueA()` through the gateway (its kick must win), then, inside A's window,
- * `enqueueB(tx)` in a transaction held open until A's worker of `workerTarget` is done and
- * the recheck (`DEBOUNCE_MS` + 50 ms after A's kick) is well past. Returns when B committed.
+ * The race: `enqueueA()` (its kick must win), then, inside A's window, `enqueueB(tx)` in a
+ * transaction held open until A's worker is done (`aDone`) and the dispatcher's recheck
+ * (`DEBOUNCE_MS` + 50 ms after A's kick) is well past. Returns A's window (its kick's number)
+ * when B committed.
  */
 async function raceSuppressedKick(
   sql: Sql,
   target: string,
-  workerTarget: string,
+  aDone: WorkerDone,
   enqueueA: () => Promise<void>,
   enqueueB: (tx: Sql) => Promise<void>,
-): Promise<void> {
+): Promise<number> {
   // Any earlier window of the target closed, so A's kick wins.
   await sql`update conveyor.dispatch_kicks set last_kick_at = '-infinity' where target = ${target}`;
   const before = await kicks(sql, target);
@@ -64,16 +93,13 @@ async function raceSuppressedKick(
     // Held open: past the recheck, and until no worker of the target is left that could
     // find B on its own.
     await eventually(
-      `A's ${workerTarget} worker to finish`,
-      async () => {
-        const [r] = await sql`select count(*)::int as n from conveyor.worker_invocations
-                            where target = ${workerTarget} and status <> 'finished'`;
-        return r!.n === 0 && Date.now() - aAt > DEBOUNCE_MS + 1000;
-      },
+      aDone.what,
+      async () => await aDone.done() && Date.now() - aAt > DEBOUNCE_MS + 1000,
       30_000,
       100,
     );
   });
+  return before + 1;
 }
 
 Deno.test({
@@ -88,7 +114,7 @@ Deno.test({
         await raceSuppressedKick(
           sql,
           "content:research",
-          "research",
+          noWorkerLeft(sql, "research"),
           async () => {
             const r = await rest("queue_content_job", {
               idempotency_key: `kick-race-a:${crypto.randomUUID()}`,
@@ -140,7 +166,7 @@ Deno.test({
         await raceSuppressedKick(
           sql,
           "queue:enrich",
-          "enrich",
+          noWorkerLeft(sql, "enrich"),
           async () => {
             const r = await rest("queue_job", {
               idempotency_key: aKey,
@@ -167,6 +193,64 @@ Deno.test({
               where i.target = 'enrich' and i.reason = 'dispatch:kick-recheck'
                 and j.idempotency_key = ${bKey} and i.created_at > j.created_at`;
         assertEquals(inv!.n, 1);
+      });
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "kick recheck: a dead letter whose suppressed kick commits after dlq-worker drained is handled by that kick's run",
+  ...opts,
+  async fn() {
+    await using k = await tempKind();
+    const sql = stackSql();
+    try {
+      await withPushKicksOnly(sql, async () => {
+        // Two claimed jobs of a kind of its own: failed with max_attempts 1, each is
+        // dead-lettered, and the dead letter's insert kicks dlq-worker (target dlq).
+        const claim = async (n: string) => {
+          await sql`select public.queue_job(${
+            sql.json({ idempotency_key: `kick-race-${n}:${crypto.randomUUID()}`, kind: k.kind })
+          })`;
+          const [c] = await sql`select job_id, lease_id
+                                from public.claim_jobs(p_kind => ${k.kind}, p_worker => 't')`;
+          return c!;
+        };
+        const a = await claim("a");
+        const b = await claim("b");
+        const deadLetter = async (s: Sql, c: typeof a) => {
+          const [f] = await s`select public.fail_job(${c.job_id}, ${c.lease_id}, 'boom',
+                                                     '{"max_attempts": 1}') as o`;
+          assertEquals(f!.o, "dead_lettered");
+        };
+        const acknowledged = async (c: typeof a) => {
+          const [d] = await sql`select acknowledged_at from public.dead_letter_jobs
+                                where job_id = ${c.job_id}`;
+          return d?.acknowledged_at != null;
+        };
+        const window = await raceSuppressedKick(
+          sql,
+          "dlq",
+          { what: "dlq-worker to acknowledge A's dead letter", done: () => acknowledged(a) },
+          () => deadLetter(sql, a),
+          (tx) => deadLetter(tx, b),
+        );
+        await eventually("B's dead letter to be acknowledged", () => acknowledged(b), 15_000);
+        // By the run A's kick started: its recheck drain, which process_dead_letters records
+        // on the letter's event as `<A's drain>:recheck-<A's window>`.
+        const worker = async (c: typeof a) =>
+          (await sql`select payload ->> 'worker' as w from public.job_events
+                     where job_id = ${c.job_id} and type = 'dead_letter_acknowledged'`)
+            .map((r) => r.w as string);
+        const [aWorker] = await worker(a);
+        assertEquals(await worker(b), [`${aWorker}:recheck-${window}`]);
+        // One open dead_letter alert of the kind, raised for A and bumped for B.
+        const alerts = await sql`select status, value::int as value from public.alert_history
+                                 where rule = 'dead_letter' and subject = ${k.kind}`;
+        assertEquals(alerts.map((r) => [r.status, r.value]), [["open", 2]]);
       });
     } finally {
       await sql.end();

@@ -2,11 +2,13 @@
 -- suppressed inside another's window holds that window's shared kick lock to its commit (so
 -- public.close_kick_window, the window's recheck, waits for it); a winning kick takes no lock;
 -- close_kick_window resets the window it closes if it is the newest, so the next kick wins;
--- bad input is refused with nothing written; only service_role may call it. One session, so
--- the locks are read from pg_locks (the cross-session waits are tests/kick_recheck_test.ts).
+-- bad input is refused with nothing written; only service_role may call it. The dead-letter
+-- target 'dlq' (20261207230100_dlq_kick_recheck.sql): its kick's dlq-worker call carries the
+-- window, which close_kick_window('dlq', n) closes. One session, so the locks are read from
+-- pg_locks (the cross-session waits are tests/kick_recheck_test.ts).
 -- Kinds of their own (kick_t, kick_u, kick_v), created and dropped with the transaction.
 begin;
-select plan(29);
+select plan(36);
 
 insert into conveyor.job_kinds (kind, queue_name, worker_slug, description, enabled)
 values ('kick_t', 'q_kick_t', 'test', 'kick handshake test kind', false),
@@ -63,6 +65,30 @@ select isnt((select last_kick_at from conveyor.dispatch_kicks where target = 'qu
 select is(public.close_kick_window('queue:kick_t'), true, 'without a window: the newest');
 select is((select last_kick_at from conveyor.dispatch_kicks where target = 'queue:kick_t'),
   '-infinity'::timestamptz, '... closed');
+
+-- The dead-letter target: a dead letter's winning kick calls dlq-worker with its window.
+-- Its last window closed first, so the next kick wins (rolled back with the test).
+insert into conveyor.dispatch_kicks (target, last_kick_at) values ('dlq', '-infinity')
+on conflict (target) do update set last_kick_at = '-infinity';
+-- The body of this transaction's newest dlq-worker call.
+create function pg_temp.dlq_call() returns jsonb language sql as $$
+  select convert_from(q.body, 'UTF8')::jsonb from net.http_request_queue q
+  where q.url like '%/functions/v1/dlq-worker' order by q.id desc limit 1
+$$;
+select is(conveyor.kick('dlq'), true, 'a dead letter''s kick wins a dlq window');
+select is(pg_temp.dlq_call(),
+  jsonb_build_object('async', true, 'source', 'kick', 'window', pg_temp.kicks('dlq')),
+  '... and its dlq-worker call carries the window: the kick''s number');
+select is(conveyor.kick('dlq'), false, 'a dlq kick inside the window is suppressed');
+select is(pg_temp.kick_locked('dlq', pg_temp.kicks('dlq')), 'ShareLock',
+  '... holding the window''s shared kick lock');
+select is(public.close_kick_window('dlq', pg_temp.kicks('dlq')), true,
+  'close_kick_window(''dlq'', window): dlq-worker''s recheck closes it');
+select is((select last_kick_at from conveyor.dispatch_kicks where target = 'dlq'),
+  '-infinity'::timestamptz, '... resetting it, so the next dead letter''s kick wins');
+select conveyor.invoke_dead_letter_worker('cron');
+select is(pg_temp.dlq_call(), '{"async": true, "source": "cron"}'::jsonb,
+  'cron''s dlq-worker call carries no window');
 
 -- Bad input: refused, nothing written.
 select throws_ok($$select public.close_kick_window(null)$$, 'P0001',

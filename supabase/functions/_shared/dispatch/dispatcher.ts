@@ -24,6 +24,7 @@ import { QueueError, toError } from "../errors.ts";
 import { errorResponse, json, readJsonObject, requireServiceRole } from "../http.ts";
 import { serviceClient } from "../supabase.ts";
 import { runInBackground, shutdownSignal, sleep, type WaitUntil } from "./background.ts";
+import { closeKickWindowForRecheck, KickWindow } from "./kick_window.ts";
 import { type ConcurrencyOverrides, readConcurrencyOverrides } from "./overrides.ts";
 import { isIdle, planDispatch } from "./plan.ts";
 import { type DispatchStore, rpcDispatchStore } from "./store.ts";
@@ -66,8 +67,7 @@ export const DispatchRequest = z.object({
     .max(10_000, { message: "recheck_ms must be at most 10000" }).optional(),
   sweep_ms: z.number({ invalid_type_error: "sweep_ms must be a number" }).int().min(0)
     .max(120_000, { message: "sweep_ms must be at most 120000" }).optional(),
-  window: z.number({ invalid_type_error: "window must be a number" }).int()
-    .min(1, { message: "window must be a kick number (1 or more)" }).optional(),
+  window: KickWindow.optional(),
 }).strict();
 
 /** Runs one dispatch cycle. Trigger failures are reported per target, not thrown. */
@@ -148,28 +148,7 @@ export function createDispatcherHandler(
       // wait lets a burst of enqueues share this one re-check; what makes it see them all
       // is closing the window.
       await sleep(recheckMs, signal);
-      if (target !== undefined) {
-        try {
-          if (!await getStore().closeKickWindow(target, window)) {
-            // A suppressed kick's transaction is still open: its job waits for the next kick
-            // (which now wins) or cron.
-            console.log(JSON.stringify({
-              level: "warn",
-              msg: "kick window closed without waiting for every suppressed kick",
-              target,
-              window,
-            }));
-          }
-        } catch (e) {
-          // The cycle still runs: it sees every job committed by now.
-          console.log(JSON.stringify({
-            level: "warn",
-            msg: "close_kick_window failed",
-            target,
-            error: toError(e).message,
-          }));
-        }
-      }
+      if (target !== undefined) await closeKickWindowForRecheck(getStore(), target, window);
       await runDispatchCycle(getStore(), overrides, `dispatch:${source}-recheck`);
     }
     if (sweepMs > 0) {

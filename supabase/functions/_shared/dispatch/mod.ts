@@ -6,6 +6,7 @@
  */
 export * from "./background.ts";
 export * from "./dispatcher.ts";
+export * from "./kick_window.ts";
 export * from "./overrides.ts";
 export * from "./plan.ts";
 export * from "./store.ts";

@@ -10,6 +10,11 @@
  *   With an `invocation_id` it reports to the dispatcher: `start_invocation` before (a
  *   refused invocation — repeated or expired — drains nothing, so the kind's
  *   max_concurrency holds), `finish_invocation` after.
+ * - dlq-worker only: `"window": n` (sent by a dead letter's winning kick, the kick's number):
+ *   once q_dlq has run dry, the kick's recheck closes window n of target `dlq`
+ *   (`close_kick_window`, which waits for every dead letter whose kick the window
+ *   suppressed to commit) and drains once more, so those letters are handled by this run.
+ *   The answer then counts both drains.
  * - `GET /<slug>/health` → `{status, db, queue}`: DB reachable and the queue's stats.
  * - Only the service role may call it (verify_jwt checks the signature, we check the role).
  * - Shutdown (`beforeunload`, SIGTERM): stop claiming, finish running jobs, release the rest.
@@ -22,6 +27,8 @@ import { QueueError, toError } from "../errors.ts";
 import { errorResponse, json, readJsonObject, requireServiceRole } from "../http.ts";
 import { retryTransient, rpc, serviceClient } from "../supabase.ts";
 import { sleep } from "../dispatch/background.ts";
+import { closeKickWindowForRecheck, KickWindow } from "../dispatch/kick_window.ts";
+import { type DispatchStore, rpcDispatchStore } from "../dispatch/store.ts";
 import type { ConsumeSummary, DeadLetter, QueueAdapter } from "./adapter.ts";
 import { defaultHandlers, type HandlerRegistry } from "./handlers/mod.ts";
 import { createQueueAdapter } from "./mod.ts";
@@ -31,7 +38,12 @@ import { type DrainCounts, noCounts } from "../worker_loop.ts";
 export const WorkerRequest = z.object({
   invocation_id: z.string().uuid({ message: "invocation_id must be a uuid" }).optional(),
   async: z.boolean({ invalid_type_error: "async must be true or false" }).optional(),
+  /** dlq-worker only: the dead letters' winning kick, whose window the drain rechecks. */
+  window: KickWindow.optional(),
 });
+
+/** The kick target of dlq-worker (conveyor.dead_letter_jobs_kick). */
+const DLQ_KICK_TARGET = "dlq";
 
 /** The summary a drain answers with. */
 export interface WorkerSummary extends DrainCounts {
@@ -66,6 +78,8 @@ export interface WorkerHandlerOptions {
   adapter?: QueueAdapter;
   /** Shutdown signal (default: this process's beforeunload/SIGTERM). */
   signal?: AbortSignal;
+  /** Where dlq-worker closes kick windows (default: `close_kick_window` over `client`). */
+  kickWindows?: Pick<DispatchStore, "closeKickWindow">;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -156,6 +170,8 @@ export function makeWorkerHandler(
   if (!opts.signal) hookShutdown();
 
   const getClient = () => (client ??= serviceClient());
+  let kickWindows = opts.kickWindows;
+  const getKickWindows = () => (kickWindows ??= rpcDispatchStore(getClient()));
   const getAdapter = () => (adapter ??= createQueueAdapter(config, { client: getClient() }));
   signal.addEventListener("abort", () => {
     // Stop every drain of this process; their loops release what they hold.
@@ -200,7 +216,54 @@ export function makeWorkerHandler(
     return wait;
   }
 
-  async function drain(invocationId: string | undefined): Promise<WorkerSummary> {
+  /**
+   * Drains q_dlq, and with a kick's `window` rechecks it: once it has run dry (not on budget
+   * or shutdown: the rest waits for the next kick or cron, as it would without a window),
+   * closes the window, then drains again with what is left of the budget, as
+   * `<worker>:recheck-<window>` (the name process_dead_letters records on each letter).
+   */
+  async function drainDeadLetters(
+    a: QueueAdapter,
+    worker: string,
+    window: number | undefined,
+  ): Promise<ConsumeSummary> {
+    const consume = (workerId: string, budgetMs?: number) =>
+      a.consumeDeadLetters((d: DeadLetter) => {
+        console.log(JSON.stringify({
+          level: "warn",
+          msg: "job dead-lettered",
+          alert: "dead_letter",
+          job_id: d.jobId,
+          tenant_id: d.tenantId,
+          kind: d.kind,
+          reason: d.reason,
+          attempts: d.attempts,
+          alert_id: d.alertId,
+          alert_count: d.alertCount,
+        }));
+      }, { signal, workerId, budgetMs });
+    const first = await consume(worker);
+    if (window === undefined || first.stoppedBy !== "empty") return first;
+    await closeKickWindowForRecheck(getKickWindows(), DLQ_KICK_TARGET, window);
+    const again = await consume(
+      `${worker}:recheck-${window}`,
+      Math.max(0, config.budgetMs - first.durationMs),
+    );
+    const both = {
+      ...again,
+      batches: first.batches + again.batches,
+      durationMs: first.durationMs + again.durationMs,
+    };
+    for (const k of Object.keys(noCounts()) as Array<keyof DrainCounts>) {
+      both[k] = first[k] + again[k];
+    }
+    return both;
+  }
+
+  async function drain(
+    invocationId: string | undefined,
+    window: number | undefined,
+  ): Promise<WorkerSummary> {
     const a = await getAdapter();
     const worker =
       `${slug}:${(Deno.env.get("SB_EXECUTION_ID") ?? crypto.randomUUID()).slice(0, 8)}` +
@@ -233,20 +296,7 @@ export function makeWorkerHandler(
     try {
       let s: ConsumeSummary;
       if (kind === "dlq") {
-        s = await a.consumeDeadLetters((d: DeadLetter) => {
-          console.log(JSON.stringify({
-            level: "warn",
-            msg: "job dead-lettered",
-            alert: "dead_letter",
-            job_id: d.jobId,
-            tenant_id: d.tenantId,
-            kind: d.kind,
-            reason: d.reason,
-            attempts: d.attempts,
-            alert_id: d.alertId,
-            alert_count: d.alertCount,
-          }));
-        }, { signal, workerId: worker });
+        s = await drainDeadLetters(a, worker, window);
       } else {
         registry ??= defaultHandlers(getClient());
         const handler = registry.get(kind);
@@ -323,9 +373,16 @@ export function makeWorkerHandler(
           parsed.error.issues.map((i) => i.message).join("; "),
         );
       }
-      const { invocation_id: invocationId, async: inBackground } = parsed.data;
+      const { invocation_id: invocationId, async: inBackground, window } = parsed.data;
+      if (window !== undefined && kind !== "dlq") {
+        // A job kind's kicks go to the dispatcher, whose recheck closes their windows.
+        throw new QueueError(
+          "bad_request",
+          `window is for dlq-worker only (${slug}'s kicks go to the dispatcher)`,
+        );
+      }
       if (inBackground) {
-        const work = drain(invocationId).catch((e) => {
+        const work = drain(invocationId, window).catch((e) => {
           console.error(
             JSON.stringify({ level: "error", msg: "drain failed", error: toError(e).message }),
           );
@@ -336,7 +393,7 @@ export function makeWorkerHandler(
         else await work; // no background runtime: finish before answering
         return json({ accepted: true }, 202);
       }
-      return json(await drain(invocationId));
+      return json(await drain(invocationId, window));
     } catch (e) {
       return errorResponse(e);
     }

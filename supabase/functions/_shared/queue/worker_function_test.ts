@@ -7,6 +7,8 @@ import {
   testServiceClient,
 } from "../../../../tools/test/queue.ts";
 import { loadQueueConfig } from "../config.ts";
+import { noCounts } from "../worker_loop.ts";
+import type { ConsumeOptions, ConsumeSummary, QueueAdapter } from "./adapter.ts";
 import type { HandlerRegistry } from "./handlers/mod.ts";
 import { PgmqQueueAdapter } from "./pgmq_adapter.ts";
 import { makeWorkerHandler } from "./worker_function.ts";
@@ -110,4 +112,118 @@ Deno.test({
       from conveyor.worker_invocations where id = ${id}`;
     assertEquals([inv!.status, inv!.stopped_by], ["finished", "empty"]);
   },
+});
+
+/**
+ * An adapter whose dead-letter drains only report: each drain is logged by its worker name
+ * and answers the next of `drains` (claimed, stopped_by).
+ */
+function deadLetterAdapter(log: string[], drains: Array<[number, ConsumeSummary["stoppedBy"]]>) {
+  const adapter = {
+    provider: "pgmq",
+    consumeDeadLetters(_onDead: unknown, o: ConsumeOptions = {}) {
+      log.push(`drain ${o.workerId?.replace(/^dlq-worker:[^:]+/, "W")}`);
+      const [claimed, stoppedBy] = drains.shift() ?? [0, "empty"];
+      return Promise.resolve({
+        kind: "dlq",
+        ...noCounts(),
+        claimed,
+        completed: claimed,
+        batches: claimed > 0 ? 1 : 0,
+        stoppedBy,
+        durationMs: 5,
+      });
+    },
+    shutdown: () => Promise.resolve(),
+  } as unknown as QueueAdapter;
+  return adapter;
+}
+
+Deno.test("dlq-worker with a kick's window drains, closes the window, then drains again as <worker>:recheck-<window>", async () => {
+  const log: string[] = [];
+  let waited = true;
+  const drains: Array<[number, ConsumeSummary["stoppedBy"]]> = [];
+  const handler = makeWorkerHandler("dlq", {
+    config: testQueueConfig(),
+    adapter: deadLetterAdapter(log, drains),
+    kickWindows: {
+      closeKickWindow: (target, window) => {
+        log.push(`close ${target} ${window}`);
+        return Promise.resolve(waited);
+      },
+    },
+    signal: new AbortController().signal,
+  });
+  drains.push([1, "empty"], [2, "empty"]);
+  const res = await handler(post({ source: "kick", async: false, window: 7 }));
+  const sum = await res.json();
+  assertEquals(res.status, 200, JSON.stringify(sum));
+  assertEquals(log, ["drain W", "close dlq 7", "drain W:recheck-7"]);
+  assertEquals(
+    [sum.claimed, sum.completed, sum.batches, sum.stopped_by, sum.duration_ms],
+    [3, 3, 2, "empty", 10],
+    "the answer counts both drains",
+  );
+
+  // A close that stopped waiting (a suppressed kick's transaction still open) is logged, and
+  // the drain still runs again: it sees every letter committed by then.
+  log.length = 0;
+  waited = false;
+  await (await handler(post({ window: 8 }))).body?.cancel();
+  assertEquals(log, ["drain W", "close dlq 8", "drain W:recheck-8"]);
+
+  // No window (cron's call, a manual one): one drain. A drain that stopped on its budget
+  // leaves the rest to the next kick or cron, as without a window.
+  log.length = 0;
+  await (await handler(post({ source: "cron" }))).body?.cancel();
+  drains.push([50, "budget"]);
+  await (await handler(post({ window: 9 }))).body?.cancel();
+  assertEquals(log, ["drain W", "drain W"]);
+});
+
+Deno.test("worker request: window must be a kick number (a whole number, 1 or more), and only dlq-worker takes one", async () => {
+  const log: string[] = [];
+  const kickWindows = {
+    closeKickWindow: () => {
+      log.push("close");
+      return Promise.resolve(true);
+    },
+  };
+  const dlq = makeWorkerHandler("dlq", {
+    config: testQueueConfig(),
+    adapter: deadLetterAdapter(log, []),
+    kickWindows,
+    signal: new AbortController().signal,
+  });
+  for (
+    const [window, message] of [
+      [0, "window must be a kick number (1 or more)"],
+      [-3, "window must be a kick number (1 or more)"],
+      [1.5, "window must be a kick number (1 or more)"],
+      ["7", "window must be a number"],
+      [null, "window must be a number"],
+    ] as const
+  ) {
+    const res = await dlq(post({ source: "kick", window }));
+    const body = await res.json();
+    assertEquals(
+      [res.status, body.error, body.message],
+      [400, "bad_request", message],
+      `${window}`,
+    );
+  }
+  const enrich = makeWorkerHandler("enrich", {
+    config: testQueueConfig(),
+    adapter: deadLetterAdapter(log, []),
+    kickWindows,
+    signal: new AbortController().signal,
+  });
+  const res = await enrich(post({ window: 3 }));
+  const body = await res.json();
+  assertEquals([res.status, body.error, body.message], [
+    400,
+    "bad_request",
+    "window is for dlq-worker only (enrich-worker's kicks go to the dispatcher)",
+  ]);
+  assertEquals(log, [], "nothing was drained or closed");
 });
