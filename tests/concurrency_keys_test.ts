@@ -13,9 +13,8 @@ import { connect, freshDb } from "../tools/test/db.ts";
 import { testEnv } from "../tools/test/env.ts";
 import { tempKind, testQueueConfig, testServiceClient } from "../tools/test/queue.ts";
 import { parseExposition, sampleValue } from "../tools/test/prometheus.ts";
-import { main } from "../tools/ops/cli.ts";
 import { PgmqQueueAdapter } from "../supabase/functions/_shared/queue/pgmq_adapter.ts";
-import { DEFAULT_TENANT, quietKind } from "./operator_fixtures.ts";
+import { cli, DEFAULT_TENANT, quietKind } from "./operator_fixtures.ts";
 import { createTenant } from "./tenant_fixtures.ts";
 
 const env = testEnv();
@@ -282,15 +281,7 @@ Deno.test({
       tenant_id: other,
     });
 
-    const out: string[] = [];
-    const code = await main(["status", "--tenants"], { out: (l) => out.push(l), err: () => {} }, {
-      env: (n) =>
-        ({ SUPABASE_URL: env.apiUrl, SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey } as Record<
-          string,
-          string
-        >)[n],
-    });
-    const text = out.join("\n");
+    const { code, out: text } = await cli(["status", "--tenants"]);
     assertEquals(code, 0, text);
     assertMatch(text, /^Concurrency keys with parked jobs or at their limit$/m);
     assertMatch(text, new RegExp(`^${k.kind}\\s+default\\s+user:7\\s+1/1\\s+2\\s`, "m"));
@@ -342,18 +333,6 @@ Deno.test({
   async fn() {
     await using k = await quietKind();
     const tenant = await createTenant(k.sql, "cli-weight");
-    const cli = async (args: string[]) => {
-      const out: string[] = [];
-      const err: string[] = [];
-      const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) }, {
-        env: (n) =>
-          ({ SUPABASE_URL: env.apiUrl, SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey } as Record<
-            string,
-            string
-          >)[n],
-      });
-      return { code, out: out.join("\n"), err: err.join("\n") };
-    };
     const [t] = await k.sql`select name from public.tenants where id = ${tenant}`;
     assertEquals(await cli(["tenant", "weight", tenant, "3"]), {
       code: 0,

@@ -16,7 +16,6 @@ import type { Sql } from "postgres";
 import { assert, assertEquals, assertMatch } from "../tools/test/assert.ts";
 import { testEnv } from "../tools/test/env.ts";
 import { eventually } from "../tools/test/queue.ts";
-import { main } from "../tools/ops/cli.ts";
 import { shortId } from "../supabase/functions/_shared/operator/format.ts";
 import { runDispatchCycle } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
 import {
@@ -29,6 +28,7 @@ import {
   stackSql,
   withCronActive,
 } from "./content_fixtures.ts";
+import { cli } from "./operator_fixtures.ts";
 import { tenantToken } from "./tenant_fixtures.ts";
 
 const env = testEnv();
@@ -252,21 +252,6 @@ Deno.test("settle_content_stages: a stage that fails and then succeeds keeps its
 
 // ---------------------------------------------------------------------------------------
 // End to end on the test stack
-
-/** Runs the CLI in-process against the stack; returns the exit code and what it printed. */
-async function cli(args: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const cliEnv = (n: string) =>
-    ({ SUPABASE_URL: env.apiUrl, SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey } as Record<
-      string,
-      string
-    >)[n];
-  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) }, {
-    env: cliEnv,
-  });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
 
 function waitForJob(sql: Sql, id: string, status: string) {
   return eventually(

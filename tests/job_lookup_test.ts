@@ -11,27 +11,12 @@ import { assert, assertEquals, assertMatch, assertNotEquals } from "../tools/tes
 import { connect } from "../tools/test/db.ts";
 import { testEnv } from "../tools/test/env.ts";
 import { eventually } from "../tools/test/queue.ts";
-import { main } from "../tools/ops/cli.ts";
 import { shortId } from "../supabase/functions/_shared/operator/format.ts";
 import { rest } from "./content_fixtures.ts";
+import { cli } from "./operator_fixtures.ts";
 
 const env = testEnv();
 const opts = { sanitizeOps: false, sanitizeResources: false };
-const cliEnv = (n: string) =>
-  ({ SUPABASE_URL: env.apiUrl, SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey } as Record<
-    string,
-    string
-  >)[n];
-
-async function cli(args: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) }, {
-    env: cliEnv,
-  });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
 const randomHex = (n: number) =>
   Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => (b % 16).toString(16)).join("");
 

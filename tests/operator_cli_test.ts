@@ -12,27 +12,10 @@ import { eventually } from "../tools/test/queue.ts";
 import { REPO_ROOT } from "../tools/stack/state.ts";
 import { main, serveDashboardProxy, USAGE } from "../tools/ops/cli.ts";
 import { shortId } from "../supabase/functions/_shared/operator/format.ts";
-import { claimAll, TEST_WORKER } from "./operator_fixtures.ts";
+import { claimAll, cli, cliEnv, TEST_WORKER } from "./operator_fixtures.ts";
 
 const env = testEnv();
 const opts = { sanitizeOps: false, sanitizeResources: false };
-const cliEnv = (n: string) =>
-  ({ SUPABASE_URL: env.apiUrl, SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey } as Record<
-    string,
-    string
-  >)[n];
-
-/** Runs the CLI in-process; returns the exit code and what it printed. */
-async function cli(args: string[], signal?: AbortSignal) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) }, {
-    env: cliEnv,
-    signal,
-  });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
 Deno.test({
   name: "conveyor CLI: usage errors exit 2 with the usage (a bad flag: one line), help exits 0",
   ...opts,

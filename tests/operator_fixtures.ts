@@ -1,6 +1,7 @@
 /**
  * Fixtures for the operator tests (dashboard, metrics, CLI): numbers that stay put while a
- * test compares what an endpoint shows with what SQL counts.
+ * test compares what an endpoint shows with what SQL counts, and {@link cli}, the ops CLI
+ * run in-process against the test stack.
  *
  * - {@link quietKind}: a job kind of the test's own whose dispatch is off, so only the test
  *   claims and settles its jobs;
@@ -14,6 +15,7 @@ import type { Sql } from "postgres";
 import { assertEquals } from "../tools/test/assert.ts";
 import { testEnv } from "../tools/test/env.ts";
 import { eventually, type TempKind, tempKind } from "../tools/test/queue.ts";
+import { main } from "../tools/ops/cli.ts";
 
 const env = testEnv();
 
@@ -22,6 +24,24 @@ export const DEFAULT_TENANT = "00000000-0000-0000-0000-000000000000";
 
 /** The worker name the tests claim with. */
 export const TEST_WORKER = "operator-test";
+
+/** What the ops CLI reads from its environment, pointed at the test stack as service_role. */
+export const cliEnv = (n: string): string | undefined =>
+  ({ SUPABASE_URL: env.apiUrl, SUPABASE_SERVICE_ROLE_KEY: env.serviceRoleKey } as Record<
+    string,
+    string
+  >)[n];
+
+/** Runs the ops CLI in-process against the test stack; returns the exit code and what it printed. */
+export async function cli(args: string[], signal?: AbortSignal) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) }, {
+    env: cliEnv,
+    signal,
+  });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
 
 /** Calls an RPC through the gateway as service_role; returns the status and the JSON body. */
 export async function rest(
