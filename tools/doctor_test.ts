@@ -103,6 +103,28 @@ async function privateApi(
   return { url, [Symbol.asyncDispose]: () => api[Symbol.asyncDispose]() };
 }
 
+/**
+ * A fresh clone for the checks that read SUPABASE_DB_URL's database, with the Vault secrets
+ * pointing at the shared stack's API (which answers the HTTP checks).
+ */
+async function doctorClone(): Promise<FreshDb> {
+  const db = await freshDb();
+  try {
+    await db.sql`select vault.create_secret(${env.apiUrl}, 'project_url')`;
+    await db.sql`select vault.create_secret(${env.serviceRoleKey}, 'service_role_key')`;
+    return db;
+  } catch (e) {
+    await db[Symbol.asyncDispose]();
+    throw e;
+  }
+}
+
+/** pg_cron serves only `postgres`: a clone always has these two lines, asserted as they are. */
+const CLONE_CRON_LINES = [
+  "FAIL pg_cron: extension pg_cron is not installed → create extension pg_cron; (Dashboard → Database → Extensions; needs shared_preload_libraries)",
+  "FAIL cron jobs: pg_cron's cron.job is not available in this database → create extension pg_cron; then deno task db:reset",
+];
+
 /** Adds `line` to the `[functions.<slug>]` table of config.toml. */
 function functionSetting(slug: string, line: string): (toml: string) => string {
   return (toml) => {
@@ -366,18 +388,10 @@ Deno.test({
   name: "doctor: a database without pg_net is the pg_net line, exit 1",
   ...opts,
   async fn() {
-    // pg_net is checked in SUPABASE_DB_URL's database, so this one is a fresh clone (the
-    // shared stack's API answers the HTTP checks). pg_cron serves only `postgres`, so a
-    // clone also has the pg_cron and cron jobs lines: they are asserted as they are.
-    await using db = await freshDb();
-    await db.sql`select vault.create_secret(${env.apiUrl}, 'project_url')`;
-    await db.sql`select vault.create_secret(${env.serviceRoleKey}, 'service_role_key')`;
-    const cloneLines = [
-      "FAIL pg_cron: extension pg_cron is not installed → create extension pg_cron; (Dashboard → Database → Extensions; needs shared_preload_libraries)",
-      "FAIL cron jobs: pg_cron's cron.job is not available in this database → create extension pg_cron; then deno task db:reset",
-    ];
+    // pg_net is checked in SUPABASE_DB_URL's database, so this one is a fresh clone.
+    await using db = await doctorClone();
     const before = await doctorCli(env.apiUrl, db.url);
-    assertEquals([before.code, problems(before.lines)], [1, cloneLines]);
+    assertEquals([before.code, problems(before.lines)], [1, CLONE_CRON_LINES]);
     // pg_net is the platform's (created by the superuser, as hosted does): so is dropping it.
     const admin = connect(db.adminUrl, 1);
     try {
@@ -388,7 +402,7 @@ Deno.test({
     const after = await doctorCli(env.apiUrl, db.url);
     assertEquals([after.code, problems(after.lines)], [1, [
       "FAIL pg_net: extension pg_net is not installed → create extension pg_net with schema extensions; (Dashboard → Database → Extensions)",
-      ...cloneLines,
+      ...CLONE_CRON_LINES,
     ]]);
   },
 });
@@ -398,15 +412,9 @@ Deno.test({
   ...opts,
   async fn() {
     // As in the pg_net test: a fresh clone, whose pg_cron lines are asserted as they are.
-    await using db = await freshDb();
-    await db.sql`select vault.create_secret(${env.apiUrl}, 'project_url')`;
-    await db.sql`select vault.create_secret(${env.serviceRoleKey}, 'service_role_key')`;
-    const cronLines = [
-      "FAIL pg_cron: extension pg_cron is not installed → create extension pg_cron; (Dashboard → Database → Extensions; needs shared_preload_libraries)",
-      "FAIL cron jobs: pg_cron's cron.job is not available in this database → create extension pg_cron; then deno task db:reset",
-    ];
+    await using db = await doctorClone();
     const before = await doctorCli(env.apiUrl, db.url);
-    assertEquals([before.code, problems(before.lines)], [1, cronLines]);
+    assertEquals([before.code, problems(before.lines)], [1, CLONE_CRON_LINES]);
     await db.sql.unsafe(`create view public.doctor_probe as select 1 as one;
                          grant select on public.doctor_probe to anon;
                          create function public.doctor_probe() returns int language sql
@@ -415,7 +423,7 @@ Deno.test({
     const after = await doctorCli(env.apiUrl, db.url);
     const link = "https://supabase.com/docs/guides/database/database-linter?lint=";
     assertEquals([after.code, problems(after.lines)], [1, [
-      ...cronLines,
+      ...CLONE_CRON_LINES,
       "FAIL database lints: ERROR security_definer_view public.doctor_probe: view runs with its owner's rights → alter view public.doctor_probe set (security_invoker = true); " +
       `(${link}0010_security_definer_view)`,
       "FAIL database lints: WARN function_search_path_mutable public.doctor_probe(): no search_path setting → alter function public.doctor_probe() set search_path = ''; " +
