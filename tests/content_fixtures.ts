@@ -24,6 +24,15 @@ export async function contentDb(): Promise<FreshDb> {
   return db;
 }
 
+/** The database's clock (what defaults such as available_at = now() use). */
+export async function dbNow(sql: Sql): Promise<Date> {
+  const [r] = await sql`select clock_timestamp() as t`;
+  return r!.t as Date;
+}
+
+/** `sec` seconds after `base` (an injected clock's next reading). */
+export const at = (base: Date, sec: number): Date => new Date(base.getTime() + sec * 1000);
+
 /** Creates a content job through queue_content_job; returns its id. */
 export async function createJob(
   sql: Sql,

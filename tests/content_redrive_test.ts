@@ -19,8 +19,10 @@ import { eventually } from "../tools/test/queue.ts";
 import { shortId } from "../supabase/functions/_shared/operator/format.ts";
 import { runDispatchCycle } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
 import {
+  at,
   contentDb,
   createJob,
+  dbNow,
   FAKE_PROJECT_URL,
   queuedRequests,
   rest,
@@ -33,14 +35,7 @@ import { tenantToken } from "./tenant_fixtures.ts";
 
 const env = testEnv();
 const opts = { sanitizeOps: false, sanitizeResources: false };
-const SEC = 1000;
-const at = (base: Date, sec: number) => new Date(base.getTime() + sec * SEC);
 const EXPORT_OUTPUT = { title: "T", markdown: "# T\n\nHello world", html: "<h1>T</h1>" };
-
-async function dbNow(sql: Sql): Promise<Date> {
-  const [r] = await sql`select clock_timestamp() as t`;
-  return r!.t as Date;
-}
 
 async function claim(sql: Sql, stage: string, now?: Date) {
   const [r] = await sql`

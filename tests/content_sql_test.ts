@@ -14,8 +14,10 @@ import {
   runDispatchCycle,
 } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
 import {
+  at,
   contentDb,
   createJob,
+  dbNow,
   FAKE_PROJECT_URL,
   queuedRequests,
   sqlDispatchStore,
@@ -23,13 +25,6 @@ import {
 } from "./content_fixtures.ts";
 
 const SEC = 1000;
-const at = (base: Date, sec: number) => new Date(base.getTime() + sec * SEC);
-
-/** The database's clock (what defaults such as available_at = now() use). */
-async function dbNow(sql: Sql): Promise<Date> {
-  const [r] = await sql`select clock_timestamp() as t`;
-  return r!.t as Date;
-}
 
 async function claim(
   sql: Sql,
