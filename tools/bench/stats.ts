@@ -57,6 +57,14 @@ export function enqueueRun(
 }
 
 /**
+ * A drain run's result: `n` jobs processed in `seconds`, its delivery check, and its cost
+ * (WAL per job shown beside it).
+ */
+export function drainRun(n: number, seconds: number, delivery: Delivery, cost: Cost): RunResult {
+  return { value: n / seconds, n, seconds, delivery, walPerJob: cost.walB, cost };
+}
+
+/**
  * Counts handler calls per job id. `expect(ids)` then compares against the ids that had to
  * be processed: each exactly once.
  */

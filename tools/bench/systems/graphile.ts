@@ -11,7 +11,7 @@ import type { Logger as GwLogger } from "npm:graphile-worker@0.18.0";
 import { Logger } from "npm:graphile-worker@0.18.0";
 import { type BenchEnv, DBS } from "../env.ts";
 import { meter } from "../meter.ts";
-import { DeliveryCounter, enqueueRun, waitUntil, withTimeout } from "../stats.ts";
+import { DeliveryCounter, drainRun, enqueueRun, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
 
@@ -166,14 +166,7 @@ export async function work(env: BenchEnv, n: number, shape: RunShape): Promise<R
       );
       const seconds = (performance.now() - t0) / 1000;
       const cost = await done(n);
-      return {
-        value: n / seconds,
-        n,
-        seconds,
-        delivery: counter.check(ids),
-        walPerJob: cost.walB,
-        cost,
-      };
+      return drainRun(n, seconds, counter.check(ids), cost);
     } finally {
       await runner.stop();
     }

@@ -10,7 +10,7 @@ import postgres from "postgres";
 import { PgBoss } from "npm:pg-boss@12.38.0";
 import { type BenchEnv, DBS } from "../env.ts";
 import { meter } from "../meter.ts";
-import { DeliveryCounter, enqueueRun, waitUntil, withTimeout } from "../stats.ts";
+import { DeliveryCounter, drainRun, enqueueRun, waitUntil, withTimeout } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { latencyResult, loops } from "./conveyor.ts";
 
@@ -153,14 +153,7 @@ export async function work(env: BenchEnv, n: number, shape: WorkShape): Promise<
       await sql.end();
     }
     await boss.offWork(QUEUE, { wait: false });
-    return {
-      value: n / seconds,
-      n,
-      seconds,
-      delivery: counter.check(ids),
-      walPerJob: cost.walB,
-      cost,
-    };
+    return drainRun(n, seconds, counter.check(ids), cost);
   } finally {
     await stop(boss);
   }

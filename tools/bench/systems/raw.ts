@@ -8,7 +8,7 @@
 import postgres from "postgres";
 import { type BenchEnv, DBS } from "../env.ts";
 import { type Cost, meter } from "../meter.ts";
-import { DeliveryCounter, enqueueRun } from "../stats.ts";
+import { DeliveryCounter, drainRun, enqueueRun } from "../stats.ts";
 import type { RunResult } from "../types.ts";
 import { loops } from "./conveyor.ts";
 
@@ -110,7 +110,7 @@ export async function pgmqReadArchive(
     const [left] = await sql<{ n: number }[]>`select count(*)::int as n from pgmq.q_bench_raw`;
     const delivery = counter.check(n);
     delivery.lost = Math.max(delivery.lost, left!.n);
-    return { value: n / seconds, n, seconds, delivery, walPerJob: cost.walB, cost };
+    return drainRun(n, seconds, delivery, cost);
   } finally {
     await sql.end();
   }
