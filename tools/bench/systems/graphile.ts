@@ -7,7 +7,7 @@
  */
 import postgres from "postgres";
 import { makeWorkerUtils, run, runMigrations } from "npm:graphile-worker@0.18.0";
-import type { Logger as GwLogger } from "npm:graphile-worker@0.18.0";
+import type { Logger as GwLogger, WorkerUtils } from "npm:graphile-worker@0.18.0";
 import { Logger } from "npm:graphile-worker@0.18.0";
 import { type BenchEnv, DBS } from "../env.ts";
 import { meter } from "../meter.ts";
@@ -47,8 +47,15 @@ async function counts(env: BenchEnv) {
   }
 }
 
-/** `addJob()` from `conc` loops (pool 12, as the anchors). */
-export async function addJob(env: BenchEnv, n: number, conc: number): Promise<RunResult> {
+/**
+ * An enqueue run of `n` jobs on worker utils over a fresh schema (pool 12, as the anchors):
+ * `enqueue` does the timed part and returns its seconds; the cost is metered around it.
+ */
+async function enqueueWith(
+  env: BenchEnv,
+  n: number,
+  enqueue: (utils: WorkerUtils) => Promise<number>,
+): Promise<RunResult> {
   await fresh(env);
   const utils = await makeWorkerUtils({
     connectionString: env.url(DBS.graphile),
@@ -57,7 +64,7 @@ export async function addJob(env: BenchEnv, n: number, conc: number): Promise<Ru
   });
   try {
     const done = await meter(env);
-    const seconds = await loops(n, conc, (i) => utils.addJob(TASK, { i }));
+    const seconds = await enqueue(utils);
     const cost = await done(n);
     return enqueueRun(n, await counts(env), seconds, cost);
   } finally {
@@ -65,16 +72,14 @@ export async function addJob(env: BenchEnv, n: number, conc: number): Promise<Ru
   }
 }
 
+/** `addJob()` from `conc` loops (pool 12, as the anchors). */
+export function addJob(env: BenchEnv, n: number, conc: number): Promise<RunResult> {
+  return enqueueWith(env, n, (utils) => loops(n, conc, (i) => utils.addJob(TASK, { i })));
+}
+
 /** `addJobs()` with `chunk` jobs per call, sequential. */
-export async function addJobs(env: BenchEnv, n: number, chunk: number): Promise<RunResult> {
-  await fresh(env);
-  const utils = await makeWorkerUtils({
-    connectionString: env.url(DBS.graphile),
-    maxPoolSize: 12,
-    logger: quiet,
-  });
-  try {
-    const done = await meter(env);
+export function addJobs(env: BenchEnv, n: number, chunk: number): Promise<RunResult> {
+  return enqueueWith(env, n, async (utils) => {
     const t0 = performance.now();
     for (let s = 0; s < n; s += chunk) {
       await utils.addJobs(
@@ -84,12 +89,8 @@ export async function addJobs(env: BenchEnv, n: number, chunk: number): Promise<
         ),
       );
     }
-    const seconds = (performance.now() - t0) / 1000;
-    const cost = await done(n);
-    return enqueueRun(n, await counts(env), seconds, cost);
-  } finally {
-    await utils.release();
-  }
+    return (performance.now() - t0) / 1000;
+  });
 }
 
 /** How graphile-worker runs. */

@@ -58,12 +58,19 @@ async function countJobs(env: BenchEnv, where = "true") {
   }
 }
 
-/** `send()` from `conc` loops (pool = 10, as the anchors). */
-export async function send(env: BenchEnv, n: number, conc: number): Promise<RunResult> {
+/**
+ * An enqueue run of `n` jobs on a fresh instance (pool = 10, as the anchors): `enqueue`
+ * does the timed part and returns its seconds; the cost is metered around it.
+ */
+async function enqueueWith(
+  env: BenchEnv,
+  n: number,
+  enqueue: (boss: PgBoss) => Promise<number>,
+): Promise<RunResult> {
   const boss = await fresh(env, { pool: 10 });
   try {
     const done = await meter(env);
-    const seconds = await loops(n, conc, (i) => boss.send(QUEUE, { i }));
+    const seconds = await enqueue(boss);
     const cost = await done(n);
     const r = await countJobs(env);
     return enqueueRun(n, r, seconds, cost);
@@ -72,11 +79,14 @@ export async function send(env: BenchEnv, n: number, conc: number): Promise<RunR
   }
 }
 
+/** `send()` from `conc` loops (pool = 10, as the anchors). */
+export function send(env: BenchEnv, n: number, conc: number): Promise<RunResult> {
+  return enqueueWith(env, n, (boss) => loops(n, conc, (i) => boss.send(QUEUE, { i })));
+}
+
 /** `insert()` with `chunk` jobs per call, sequential. */
-export async function insert(env: BenchEnv, n: number, chunk: number): Promise<RunResult> {
-  const boss = await fresh(env, { pool: 10 });
-  try {
-    const done = await meter(env);
+export function insert(env: BenchEnv, n: number, chunk: number): Promise<RunResult> {
+  return enqueueWith(env, n, async (boss) => {
     const t0 = performance.now();
     for (let s = 0; s < n; s += chunk) {
       await boss.insert(
@@ -84,13 +94,8 @@ export async function insert(env: BenchEnv, n: number, chunk: number): Promise<R
         Array.from({ length: Math.min(chunk, n - s) }, (_, k) => ({ data: { i: s + k } })),
       );
     }
-    const seconds = (performance.now() - t0) / 1000;
-    const cost = await done(n);
-    const r = await countJobs(env);
-    return enqueueRun(n, r, seconds, cost);
-  } finally {
-    await stop(boss);
-  }
+    return (performance.now() - t0) / 1000;
+  });
 }
 
 /** How pg-boss works a queue. */
