@@ -8,8 +8,7 @@
  * Same-run A/B of schema variants (e.g. a migration against its revert): each variant is a
  * SQL file applied to the bench database before its turn; the variants take turns (order
  * rotated each repetition), each turn one workload over SQL: `--workload drain` (default: a
- * fresh pre-fill, then a drain, batch 10 × 10 workers, or `--shape b100`: 4 × batch 100; with
- * `--backlog N`, the first `--n` of N waiting), `--workload batch` (`queue_jobs`
+ * fresh pre-fill, then a drain, batch 10 × 10 workers, or `--shape b100`: 4 × batch 100), `--workload batch` (`queue_jobs`
  * into emptied queues, `--chunk` jobs per call) or `--workload noisy` (the noisy neighbour
  * with fair share on, `--backlog`, `--seconds`: B's and C's p50, A's jobs/s, Postgres CPU) or
  * `--workload enqueue` (`--n` single `queue_job` calls over SQL, c10, into emptied queues,
@@ -51,7 +50,7 @@ import * as fairness from "./systems/fairness.ts";
 const USAGE =
   `usage: deno run -A tools/bench/profile.ts [drain-sql|drain-rpc|enqueue-sql|enqueue-http|rpc-sql|rpc-http|batch|ab] [--n 20000] [--backlog 0] [--shape b10|b100] [--explain MS] [--dir D]
        deno run -A tools/bench/profile.ts noisy [--fair on|off] [--backlog 100000] [--seconds 15] [--settings k=v,…] [--explain MS] [--dir D]
-       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy|enqueue] [--shape b10|b100] [--backlog N] [--chunk 1000] [--reps 4] [--dir D]
+       deno run -A tools/bench/profile.ts ab-sql --variants before=a.sql,after=b.sql [--workload drain|batch|noisy|enqueue] [--shape b10|b100] [--chunk 1000] [--reps 4] [--dir D]
        deno run -A tools/bench/profile.ts http-cpu [--n 20000] [--reps 4] [--variants name=[file.sql][@tree],…] [--dir D]
 
 Profiles one Conveyor case on the bench environment (pg_stat_statements, auto_explain), or
@@ -357,12 +356,11 @@ try {
       const detail = new Map<string, string>();
       const out = await alternate(variants, async (v, rep) => {
         await admin.unsafe(v.sql);
-        // With --backlog, the drain takes the first n of that many waiting (the bench's backlog case).
-        if (workload === "drain") await conveyor.prefill(env, Math.max(n, backlog));
+        if (workload === "drain") await conveyor.prefill(env, n);
         const [at] = await admin<{ lsn: string }[]>`select pg_current_wal_lsn()::text as lsn`;
         const cpu0 = await clusterCpu(env.dir);
         const r = workload === "drain"
-          ? await conveyor.drain(env, n, shape, "sql", backlog > n ? { stopAfter: n } : {})
+          ? await conveyor.drain(env, n, shape, "sql")
           : await conveyor.enqueueBatch(env, n, Number(values.chunk), "sql");
         const cpuUs = (await clusterCpu(env.dir) - cpu0) / n * 1e6;
         if (r.delivery.lost || r.delivery.duplicates) {
