@@ -538,10 +538,6 @@ declare
   v_solo text;
   v_max_ten int;
   v_recheck bigint;
-  v_mark text;
-  v_lo bigint;
-  v_until bigint;
-  v_void text;
 begin
   if p_invocation is not null and not conveyor.invocation_alive(p_invocation, p_now) then
     perform set_config('conveyor.invocation_lost', 'on', true);
@@ -616,40 +612,7 @@ begin
         v_asked := v_left;
         begin
           if p_kind.service_name is null then
-            -- From this session's read mark on the tier, past the messages its last read went
-            -- by: a busy queue's drained head is dead index entries and messages in flight,
-            -- which every read from the start walks again until vacuum removes them. The mark
-            -- holds for read_rescan_ms from a read from the start; after that, or when the
-            -- read from the mark comes back short, the read starts at the head again, so a
-            -- message below the mark (a retry or a delayed job come due, a late commit) waits
-            -- at most that long. conveyor.read_mark_<tier> = '<msg_id> <until, epoch ms>'.
-            v_mark := current_setting('conveyor.read_mark_' || v_tiers[i], true);
-            v_lo := 0;
-            if split_part(v_mark, ' ', 2) <> ''
-               and split_part(v_mark, ' ', 2)::bigint > floor(extract(epoch from clock_timestamp()) * 1000) then
-              v_lo := split_part(v_mark, ' ', 1)::bigint;
-            end if;
-            select coalesce(array_agg(m), '{}') into v_msgs
-            from conveyor.q_read(v_tiers[i], p_vt, v_asked, v_lo) m;
-            if v_lo > 0 and cardinality(v_msgs) < v_asked then
-              select v_msgs || coalesce(array_agg(m), '{}') into v_msgs
-              from conveyor.q_read(v_tiers[i], p_vt, v_asked - cardinality(v_msgs), 0) m;
-              v_lo := 0;
-            end if;
-            if cardinality(v_msgs) = 0 then
-              v_mark := '';
-            else
-              if v_lo = 0 then
-                select floor(extract(epoch from clock_timestamp()) * 1000)
-                       + coalesce(max((s.value #>> '{}')::bigint), 250)
-                into v_until
-                from conveyor.settings s where s.key = 'read_rescan_ms';
-              else
-                v_until := split_part(v_mark, ' ', 2)::bigint;
-              end if;
-              v_mark := (select max(m.msg_id) + 1 from unnest(v_msgs) m) || ' ' || v_until;
-            end if;
-            v_void := set_config('conveyor.read_mark_' || v_tiers[i], v_mark, false);
+            select coalesce(array_agg(m), '{}') into v_msgs from conveyor.q_read(v_tiers[i], p_vt, v_asked) m;
           else
             select coalesce(array_agg(m), '{}') into v_msgs
             from conveyor.read_queue(v_tiers[i], p_vt, v_asked, p_kind.service_name, p_now) m;
@@ -2063,7 +2026,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.%I q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -2124,7 +2087,7 @@ begin
   end if;
 
   execute format($def$
-create or replace function conveyor.q_read(p_queue text, p_vt int, p_qty int, p_from bigint default 0)
+create or replace function conveyor.q_read(p_queue text, p_vt int, p_qty int)
 returns setof pgmq.message_record
 language plpgsql
 set search_path = ''
@@ -2213,7 +2176,7 @@ end
 $body$$def$, v_fair, conveyor.fair_read_sql(null, true),
    case when v_fkw = 'elsif' then 'end if;' else '' end);
 
-  revoke all on function conveyor.q_read(text, int, int, bigint),
+  revoke all on function conveyor.q_read(text, int, int),
     conveyor.q_put(text, bigint, timestamptz, jsonb, jsonb),
     conveyor.q_delete(text, bigint[]),
     conveyor.q_tenants(text, int),
@@ -2997,10 +2960,10 @@ end
 $_$;
 
 --
--- Name: q_read(text, integer, integer, bigint); Type: FUNCTION; Schema: conveyor
+-- Name: q_read(text, integer, integer); Type: FUNCTION; Schema: conveyor
 --
 
-CREATE FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer, p_from bigint DEFAULT 0) RETURNS SETOF pgmq.message_record
+CREATE FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer) RETURNS SETOF pgmq.message_record
     LANGUAGE plpgsql
     SET search_path TO ''
     SET plan_cache_mode TO 'force_generic_plan'
@@ -3015,7 +2978,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enforce q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3026,7 +2989,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enforce_bulk q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3037,7 +3000,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enforce_fast q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3048,7 +3011,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enrich q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3059,7 +3022,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enrich_bulk q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3070,7 +3033,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_enrich_fast q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3081,7 +3044,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_fetch q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3092,7 +3055,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_fetch_bulk q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3103,7 +3066,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_fetch_fast q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3114,7 +3077,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_outreach q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3125,7 +3088,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_outreach_bulk q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -3136,7 +3099,7 @@ begin
     set vt = clock_timestamp() + make_interval(secs => p_vt), read_ct = m.read_ct + 1
     where m.msg_id = any (array(
       select q.msg_id from pgmq.q_q_outreach_fast q
-      where q.msg_id >= p_from and q.vt <= clock_timestamp()
+      where q.vt <= clock_timestamp()
       order by q.msg_id
       limit p_qty
       for update skip locked))
@@ -10144,10 +10107,10 @@ REVOKE ALL ON FUNCTION conveyor.q_delete(p_queue text, p_msg_ids bigint[]) FROM 
 REVOKE ALL ON FUNCTION conveyor.q_put(p_queue text, p_msg_id bigint, p_vt timestamp with time zone, p_message jsonb, p_headers jsonb) FROM PUBLIC;
 
 --
--- Name: FUNCTION q_read(p_queue text, p_vt integer, p_qty integer, p_from bigint); Type: ACL; Schema: conveyor
+-- Name: FUNCTION q_read(p_queue text, p_vt integer, p_qty integer); Type: ACL; Schema: conveyor
 --
 
-REVOKE ALL ON FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer, p_from bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conveyor.q_read(p_queue text, p_vt integer, p_qty integer) FROM PUBLIC;
 
 --
 -- Name: FUNCTION q_read_fair(p_queue text, p_tenants text[], p_ev numeric[], p_weight numeric[], p_oldest timestamp with time zone[], p_tiers boolean[], p_qty integer, p_vt integer); Type: ACL; Schema: conveyor
@@ -10990,7 +10953,6 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 --     ('metrics_retention_hours', '168', 'queue_metrics snapshots older than this are pruned')
 --     ('payload_max_bytes', '262144', 'largest accepted job payload (bytes of its JSON text)')
 --     ('push_kicks', 'true', 'false = no kicks on enqueue and no push triggers between content stages: only cron dispatches')
---     ('read_rescan_ms', '250', 'a session reading a queue for claims starts past its last read for this many milliseconds, then from the head again (a retry or delayed job that came due below its mark waits at most this long)')
 --     ('retention_hours', '72', 'finished jobs, events and archives older than this are pruned (RETENTION_HOURS)')
 --     ('schedule_max_catchup', '5', 'most due times one schedule fires in one materialiser run (catch-up after downtime)')
 --     ('starving_factor', '10', 'a tenant is starving when its oldest ready job has waited this many times the median of the other tenants'' oldest ready jobs of the kind or stage')

@@ -8,7 +8,7 @@
 begin;
 select plan(16);
 
-select is((select proconfig from pg_proc where oid = 'conveyor.q_read(text, int, int, bigint)'::regprocedure),
+select is((select proconfig from pg_proc where oid = 'conveyor.q_read(text, int, int)'::regprocedure),
   array['search_path=""', 'plan_cache_mode=force_generic_plan', 'enable_seqscan=off',
         'enable_sort=off'],
   'q_read keeps one generic plan, and only the index plan is not disabled');
